@@ -1,0 +1,250 @@
+"""The command line: each command parses its options and calls one library function.
+
+Heavy modules (numpy, torch, matplotlib) are imported inside the commands, so that
+`seqtool --help` and `seqtool gen` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .errors import PipeClosed, SeqtoolError, guarded
+
+
+class _Main(TyperGroup):
+    """The top-level group: every failure becomes `seqtool: error: ...` and an exit code."""
+
+    def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv or os.environ.get("SEQTOOL_DEBUG", "") not in ("", "0")
+        argv = [a for a in argv if a != "--debug"]
+        extra["standalone_mode"] = False
+        sys.exit(guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()
+            return result
+        except BrokenPipeError as e:
+            raise PipeClosed() from e
+
+
+app = typer.Typer(
+    cls=_Main,
+    name="seqtool",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Recurrent networks on time series, as composable commands.\n\n"
+    "Tables go through pipes: [bold]seqtool gen sine | seqtool train --cell lstm[/bold]",
+)
+
+
+class _Kinds(TyperGroup):
+    """`seqtool gen`: an unknown kind gets the list of kinds, not click's 'No such command'."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            raise SeqtoolError(f"unknown kind {args[0]!r}; choose from {', '.join(self.commands)}")
+        return super().resolve_command(ctx, args)
+
+
+gen_app = typer.Typer(
+    cls=_Kinds,
+    no_args_is_help=True,
+    help="Generate a series table: CSV on stdout, or CSV/npz with -o.\n\n"
+    "Example: [bold]seqtool gen sine --n-series 4 --seed 1 -o sine.csv[/bold]",
+)
+app.add_typer(gen_app, name="gen")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seqtool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (also SEQTOOL_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Recurrent networks on time series, as composable commands."""
+
+
+# --- shared options -------------------------------------------------------------------
+
+Data = Annotated[
+    Optional[str],
+    typer.Argument(help="A CSV or npz table; '-' or nothing reads standard input.", show_default=False),
+]
+XCols = Annotated[
+    Optional[str], typer.Option("--x", help="Input columns, comma-separated [default: x or x0,x1,...].")
+]
+YCols = Annotated[
+    Optional[str], typer.Option("--y", help="Target columns, comma-separated [default: y or y0,y1,...].")
+]
+
+
+@app.command()
+def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
+    """Check a table and show what seqtool sees in it: series, columns, task.
+
+    Example: seqtool info data/daily_temperature.csv --x value
+    """
+    from .tables import describe, read_series
+
+    for key, value in describe(read_series(data, x, y)).items():
+        typer.echo(f"{key + ':':15} {value}")
+
+
+# --- gen -----------------------------------------------------------------------------
+
+NSeries = Annotated[int, typer.Option("--n-series", "-n", help="Number of series.")]
+Length = Annotated[int, typer.Option("--length", "-l", help="Steps per series.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed, the same table.")]
+Output = Annotated[
+    Optional[Path],
+    typer.Option("--output", "-o", help="Write to FILE (.csv or .npz) instead of CSV on stdout."),
+]
+Noise = Annotated[float, typer.Option(help="Std of Gaussian noise added to x.")]
+Span = Annotated[float, typer.Option(help="Length of the time span each series covers.")]
+
+
+def _gen(kind: str, output: Optional[Path], **options: Any) -> None:
+    from .tables import write_table
+    from .tasks import generate
+
+    write_table(generate(kind, **options), output)
+
+
+@gen_app.command("sine")
+def gen_sine(
+    n_series: NSeries = 256,
+    length: Length = 50,
+    seed: Seed = 0,
+    span: Span = 10.0,
+    noise: Noise = 0.0,
+    output: Output = None,
+) -> None:
+    """Next-step forecasting: x = sin(t) from a random start (no target column).
+
+    Example: seqtool gen sine --n-series 4 --seed 1 | head
+    """
+    _gen("sine", output, n_series=n_series, length=length, seed=seed, span=span, noise=noise)
+
+
+@gen_app.command("multisine")
+def gen_multisine(
+    n_series: NSeries = 256,
+    length: Length = 100,
+    seed: Seed = 0,
+    span: Span = 20.0,
+    freqs: Annotated[str, typer.Option(help="Angular frequencies, comma-separated.")] = "1,2.3,3.7",
+    noise: Noise = 0.0,
+    output: Output = None,
+) -> None:
+    """Harder forecasting: a sum of sines (amplitude 1/k) with random phases, optional noise.
+
+    Example: seqtool gen multisine --freqs 1,3 --noise 0.05 -o ms.csv
+    """
+    _gen(
+        "multisine", output,
+        n_series=n_series, length=length, seed=seed, span=span, freqs=freqs, noise=noise,
+    )  # fmt: skip
+
+
+@gen_app.command("sincos")
+def gen_sincos(
+    n_series: NSeries = 8,
+    length: Length = 300,
+    seed: Seed = 0,
+    per_span: Annotated[int, typer.Option(help="Points per span of pi.")] = 30,
+    output: Output = None,
+) -> None:
+    """Sequence mapping: input x = sin(t), target y = cos(t); needs memory.
+
+    Example: seqtool gen sincos --length 600 -o sincos.csv
+    """
+    _gen("sincos", output, n_series=n_series, length=length, seed=seed, per_span=per_span)
+
+
+@gen_app.command("integral")
+def gen_integral(
+    n_series: NSeries = 1,
+    length: Length = 2000,
+    seed: Seed = 0,
+    jump_prob: Annotated[float, typer.Option(help="Chance per step that u jumps.")] = 0.1,
+    gain: Annotated[float, typer.Option(help="Integration gain.")] = 0.1,
+    output: Output = None,
+) -> None:
+    """A saturating integrator: y_k = clip(y_k-1 + gain*(x_k - 0.5), 0, 1).
+
+    Example: seqtool gen integral --length 100000 -o integral.npz
+    """
+    _gen(
+        "integral", output,
+        n_series=n_series, length=length, seed=seed, jump_prob=jump_prob, gain=gain,
+    )  # fmt: skip
+
+
+@gen_app.command("adding")
+def gen_adding(
+    n_series: NSeries = 1000,
+    length: Length = 100,
+    seed: Seed = 0,
+    output: Output = None,
+) -> None:
+    """The adding problem: sum the two marked values; target at the last step only.
+
+    Example: seqtool gen adding --length 200 -o adding200.npz
+    """
+    _gen("adding", output, n_series=n_series, length=length, seed=seed)
+
+
+@gen_app.command("lorenz")
+def gen_lorenz(
+    n_series: NSeries = 1,
+    length: Length = 1000,
+    seed: Seed = 0,
+    dt: Annotated[float, typer.Option(help="Time between samples.")] = 0.02,
+    output: Output = None,
+) -> None:
+    """Chaos, multivariate: the Lorenz system as inputs x0, x1, x2.
+
+    Example: seqtool gen lorenz --length 5000 -o lorenz.npz
+    """
+    _gen("lorenz", output, n_series=n_series, length=length, seed=seed, dt=dt)
+
+
+@gen_app.command("mackey-glass")
+def gen_mackey_glass(
+    n_series: NSeries = 1,
+    length: Length = 1000,
+    seed: Seed = 0,
+    tau: Annotated[float, typer.Option(help="Delay; chaotic from about 17.")] = 17.0,
+    dt: Annotated[float, typer.Option(help="Time between samples.")] = 1.0,
+    output: Output = None,
+) -> None:
+    """Chaos, univariate: the Mackey-Glass delay equation.
+
+    Example: seqtool gen mackey-glass --tau 30 -o mg.csv
+    """
+    _gen("mackey-glass", output, n_series=n_series, length=length, seed=seed, tau=tau, dt=dt)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,76 @@
+"""One error type for everything a user can get wrong, and the exit codes (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import traceback
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a run that failed, e.g. training diverged
+EXIT_USAGE = 2  # bad usage or bad input
+EXIT_PIPE_CLOSED = 0  # the reader closed stdout (`| head`): it had what it wanted, not a failure
+EXIT_INTERRUPTED = 130
+
+
+class SeqtoolError(Exception):
+    """A problem the user can fix: shown as one line, `seqtool: error: ...`, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunFailed(SeqtoolError):
+    """A run that started from good input but failed (e.g. a loss of NaN): exit 1."""
+
+    exit_code = EXIT_FAILED
+
+
+class PipeClosed(Exception):
+    """The reader of stdout went away. Not an OSError, so that click does not turn it into exit 1."""
+
+
+def guarded(run: Callable[[], object], debug: bool = False) -> int:
+    """Run a command and return its exit code; each failure becomes one line on stderr.
+
+    A traceback is shown only with `debug`. A closed stdout (`seqtool gen sine | head`)
+    ends quietly with exit 0, so `set -o pipefail` scripts that take the head of a
+    table keep working.
+    """
+    try:
+        result = run()
+        sys.stdout.flush()
+        return result if isinstance(result, int) else EXIT_OK
+    except (BrokenPipeError, PipeClosed):
+        _silence_stdout()
+        return EXIT_PIPE_CLOSED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except SeqtoolError as e:
+        error, message, code = e, str(e), e.exit_code
+    except Exception as e:
+        error = e
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: click's help, exit 2
+            print(e.format_message(), file=sys.stderr)
+            return EXIT_USAGE
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # click's usage errors
+            message, code = e.format_message().rstrip("."), e.exit_code
+            ctx = getattr(e, "ctx", None)
+            if ctx is not None:
+                message += f" (see '{ctx.command_path} --help')"
+        else:
+            message, code = f"unexpected {type(e).__name__}: {e} (rerun with --debug)", EXIT_FAILED
+    if debug:
+        traceback.print_exception(error)
+    print(f"seqtool: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the final flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass

@@ -1,0 +1,424 @@
+"""Series tables (DESIGN.md section 2): read and write CSV and npz, from paths and pipes, and check them.
+
+Two layers. `Table` is what a file holds: named columns in long form, one row per time
+step. `SeriesTable` is a table read as series: inputs `x*`, targets `y*`, optional
+`series` id and `t`, checked and converted to float64. Every command reads through
+`read_table` and writes through `write_table`, so they all accept and produce the same
+formats.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import SeqtoolError
+
+NPZ_MAGIC = b"PK\x03\x04"
+WRITE_FORMATS = (".csv", ".npz")
+
+
+@dataclass
+class Table:
+    """Named columns in long form, in file order, all of one length.
+
+    Cells read from CSV stay strings until a column is used as numbers (`numbers`), so
+    columns that seqtool does not interpret (a `date`, a station id) are written back
+    exactly as they were read.
+    """
+
+    columns: dict[str, np.ndarray]
+    source: str = "table"
+    roles: dict[str, list[str]] = field(default_factory=dict)  # x/y names an npz remembers
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def numbers(self, name: str, missing_ok: bool = False) -> np.ndarray:
+        """Column `name` as float64. Empty cells become NaN where `missing_ok`, else an error."""
+        col = self.columns[name]
+        if col.dtype.kind in "fiub":
+            return col.astype(np.float64, copy=False)
+        try:
+            return col.astype(np.float64)
+        except ValueError:
+            pass
+        out = np.empty(len(col))
+        for i, cell in enumerate(col.tolist()):
+            text = cell.strip()
+            if not text and missing_ok:
+                out[i] = np.nan
+                continue
+            try:
+                out[i] = float(text)
+            except ValueError:
+                what = "an empty cell" if not text else f"{cell!r}"
+                raise SeqtoolError(
+                    f"{self.source}: row {i + 1}, column {name!r}: {what} is not a number"
+                ) from None
+        return out
+
+
+@dataclass
+class SeriesTable:
+    """One or more series in long form, with the roles of their columns.
+
+    `columns` holds every column of the table (inputs, targets and `t` as float64; a
+    missing target is NaN); the rows of series i are `offsets[i]:offsets[i+1]`.
+    """
+
+    columns: dict[str, np.ndarray]
+    x_names: list[str]
+    y_names: list[str]
+    lengths: np.ndarray
+    source: str = "table"
+
+    @classmethod
+    def from_arrays(
+        cls,
+        x: Sequence[np.ndarray],
+        x_names: Sequence[str] = ("x",),
+        y: Sequence[np.ndarray] | None = None,
+        y_names: Sequence[str] = ("y",),
+        t: Sequence[np.ndarray] | None = None,
+        ids: Sequence[str] | None = None,
+        source: str = "table",
+    ) -> SeriesTable:
+        """Build a table from per-series arrays of shape [T_i] or [T_i, F], with a `series`
+        column (ids 0, 1, ... unless given) and a `t` column where `t` is given."""
+        lengths = np.array([len(a) for a in x], dtype=np.int64)
+        ids = [str(i) for i in range(len(x))] if ids is None else [str(i) for i in ids]
+        columns: dict[str, np.ndarray] = {"series": np.repeat(np.array(ids), lengths)}
+        if t is not None:
+            columns["t"] = np.concatenate(t).astype(np.float64)
+        xs = np.concatenate([np.asarray(a, np.float64).reshape(len(a), -1) for a in x])
+        columns.update({n: xs[:, j] for j, n in enumerate(x_names)})
+        if y is None:
+            y_names = ()
+        else:
+            ys = np.concatenate([np.asarray(a, np.float64).reshape(len(a), -1) for a in y])
+            columns.update({n: ys[:, j] for j, n in enumerate(y_names)})
+        return cls(columns, list(x_names), list(y_names), lengths, source)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.lengths)])
+
+    @property
+    def ids(self) -> list[str]:
+        if "series" in self.columns:
+            return self.columns["series"][self.offsets[:-1]].tolist()
+        return ["0"]
+
+    @property
+    def x(self) -> np.ndarray:
+        """Inputs of all rows, [rows, F]."""
+        return np.stack([self.columns[n] for n in self.x_names], axis=1)
+
+    @property
+    def y(self) -> np.ndarray | None:
+        """Targets of all rows, [rows, G], NaN where a step has no target; None for none."""
+        if not self.y_names:
+            return None
+        return np.stack([self.columns[n] for n in self.y_names], axis=1)
+
+    def split(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Cut an array over all rows into one array per series."""
+        return np.split(rows, self.offsets[1:-1])
+
+    def padded(self, rows: np.ndarray, fill: float | str = 0.0) -> np.ndarray:
+        """An array over all rows, [rows, ...], as [series, max length, ...] padded with `fill`."""
+        n, steps = len(self.lengths), int(self.lengths.max())
+        out = np.full((n, steps) + rows.shape[1:], fill, dtype=rows.dtype)
+        out[np.arange(steps)[None, :] < self.lengths[:, None]] = rows
+        return out
+
+
+def read_table(source: str | Path | None = None) -> Table:
+    """Read a CSV or npz table from a path, or from standard input for None or '-'.
+
+    The format is detected from the content, so npz bytes arrive through a pipe too.
+    """
+    if source is None or str(source) == "-":
+        name, data = "<stdin>", _read_stdin()
+    else:
+        name = str(source)
+        try:
+            data = Path(source).read_bytes()
+        except FileNotFoundError:
+            raise SeqtoolError(f"{name}: no such file") from None
+        except IsADirectoryError:
+            raise SeqtoolError(f"{name}: is a folder, not a table") from None
+        except OSError as e:
+            raise SeqtoolError(f"{name}: cannot read: {e.strerror or e}") from None
+    if not data.strip():
+        raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
+    if data.startswith(NPZ_MAGIC):
+        return _from_npz(data, name)
+    return _from_csv(data, name)
+
+
+def read_series(
+    source: str | Path | Table | None = None,
+    x: str | Sequence[str] | None = None,
+    y: str | Sequence[str] | None = None,
+) -> SeriesTable:
+    """Read a table (or take one) and check it as series, with inputs `x` and targets `y`.
+
+    `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
+    inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
+    """
+    table = source if isinstance(source, Table) else read_table(source)
+    src, names = table.source, list(table.columns)
+    x_names = _role(names, x, table.roles.get("x"), "x", src)
+    y_names = _role(names, y, table.roles.get("y"), "y", src)
+    if not x_names:
+        raise SeqtoolError(
+            f"{src}: no input column: expected 'x' or 'x0', 'x1', ..., or name them with --x "
+            f"(columns: {', '.join(names)})"
+        )
+    both = set(x_names) & set(y_names)
+    if both:
+        raise SeqtoolError(f"{src}: column {sorted(both)[0]!r} cannot be both an input and a target")
+    if "series" in x_names + y_names:
+        raise SeqtoolError(f"{src}: 'series' is the series id, not an input or a target")
+
+    rows = len(table)
+    lengths = _series_lengths(table)
+    columns = dict(table.columns)
+    for name in x_names:
+        columns[name] = _finite(table, name, missing_ok=False)
+    for name in y_names:
+        columns[name] = _finite(table, name, missing_ok=True)
+    if "t" in columns:
+        columns["t"] = t = _finite(table, "t", missing_ok=False)
+        first = np.zeros(rows, dtype=bool)
+        first[np.cumsum(lengths)[:-1]] = True
+        bad = np.flatnonzero((np.diff(t) <= 0) & ~first[1:])
+        if len(bad):
+            r = bad[0] + 1
+            raise SeqtoolError(
+                f"{src}: row {r + 1}, column 't': {float(t[r])} does not increase on "
+                f"{float(t[r - 1])} (rows of a series must be ordered by t)"
+            )
+    return SeriesTable(columns, x_names, y_names, lengths, src)
+
+
+def describe(table: SeriesTable) -> dict[str, str]:
+    """What seqtool sees in a table: its series, columns and the task they imply."""
+    lengths = table.lengths
+    y = table.y
+    if y is None:
+        task = "next-step forecasting of the inputs (no target column)"
+    else:
+        present = int((~np.isnan(y).all(axis=1)).sum())
+        task = "sequence mapping x -> y"
+        if present < len(y):
+            task += f", targets at {present} of {len(y)} steps (empty cells are left out)"
+    other = [n for n in table.columns if n not in table.x_names + table.y_names + ["series", "t"]]
+    return {
+        "source": table.source,
+        "rows": str(int(lengths.sum())),
+        "series": str(len(lengths)),
+        "length": f"min {lengths.min()}, median {int(np.median(lengths))}, max {lengths.max()}",
+        "inputs": ", ".join(table.x_names),
+        "targets": ", ".join(table.y_names) or "(none)",
+        "time": "column t" if "t" in table.columns else "steps 0, 1, 2, ... (no t column)",
+        "other columns": ", ".join(other) or "(none)",
+        "task": task,
+    }
+
+
+def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> None:
+    """Write CSV to stdout (dest None or '-'), or CSV or npz by the extension of `dest`.
+
+    Files are written atomically: a failed write leaves any earlier file intact.
+    """
+    if dest is None or str(dest) == "-":
+        _write_csv(table.columns, sys.stdout)
+        sys.stdout.flush()
+        return
+    suffix = Path(dest).suffix.lower()
+    if suffix not in WRITE_FORMATS:
+        raise SeqtoolError(
+            f"{dest}: unknown table format {suffix or '(no extension)'!r}; use .csv or .npz"
+        )
+    with atomic_path(dest) as tmp:
+        if suffix == ".npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, **_npz_arrays(table))
+        else:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                _write_csv(table.columns, f)
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _read_stdin() -> bytes:
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        raise SeqtoolError("no input: give a table file, or pipe one in (stdin is closed)")
+    if stream.isatty():
+        raise SeqtoolError("no input: give a table file, or pipe one in (stdin is a terminal)")
+    buffer = getattr(stream, "buffer", None)
+    return buffer.read() if buffer is not None else stream.read().encode("utf-8")
+
+
+def _from_csv(data: bytes, source: str) -> Table:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SeqtoolError(
+            f"{source}: not a CSV or npz table (byte {e.start} is not UTF-8 text)"
+        ) from None
+    first_line = text.split("\n", 1)[0]
+    delimiter = next((d for d in ",\t;" if d in first_line), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+        rows = [r for r in reader if r]
+    except csv.Error as e:
+        raise SeqtoolError(f"{source}: line {reader.line_num}: malformed CSV ({e})") from None
+    for i, name in enumerate(header):
+        if not name:
+            raise SeqtoolError(f"{source}: column {i + 1} of the header has no name")
+        if name in header[:i]:
+            raise SeqtoolError(f"{source}: column name {name!r} appears twice in the header")
+    if not rows:
+        raise SeqtoolError(f"{source}: a header ({', '.join(header)}) but no rows")
+    width = len(header)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise SeqtoolError(
+                f"{source}: row {i + 1} has {len(row)} fields, the header has {width}"
+            )
+    return Table({n: np.array(col) for n, col in zip(header, zip(*rows))}, source)
+
+
+def _from_npz(data: bytes, source: str) -> Table:
+    try:
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
+        names = [str(n) for n in npz["columns"]]
+        if "lengths" not in npz.files:
+            return Table({n: npz[f"col_{n}"] for n in names}, source)
+        lengths = npz["lengths"].astype(np.int64)
+        mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
+        x_names, y_names = [str(n) for n in npz["x_names"]], [str(n) for n in npz["y_names"]]
+        columns = {}
+        for name in names:
+            if name == "series":
+                columns[name] = np.repeat(npz["series"], lengths)
+            elif name in x_names:
+                columns[name] = npz["x"][..., x_names.index(name)][mask]
+            elif name in y_names:
+                columns[name] = npz["y"][..., y_names.index(name)][mask]
+            else:
+                columns[name] = npz[name if name == "t" else f"col_{name}"][mask]
+        return Table(columns, source, {"x": x_names, "y": y_names})
+    except (ValueError, KeyError, IndexError, OSError, EOFError) as e:
+        raise SeqtoolError(f"{source}: not a seqtool npz table ({e})") from None
+
+
+def _role(
+    names: list[str], chosen: str | Sequence[str] | None, hint: list[str] | None, prefix: str, src: str
+) -> list[str]:
+    if chosen:
+        picked = [c.strip() for c in chosen.split(",")] if isinstance(chosen, str) else list(chosen)
+        for name in picked:
+            if name not in names:
+                raise SeqtoolError(
+                    f"{src}: no column {name!r} for --{prefix} (columns: {', '.join(names)})"
+                )
+        return picked
+    if hint is not None and all(n in names for n in hint):
+        return list(hint)
+    if prefix in names:
+        return [prefix]
+    numbered = [n for n in names if re.fullmatch(rf"{prefix}\d+", n)]
+    return sorted(numbered, key=lambda n: int(n[len(prefix) :]))
+
+
+def _series_lengths(table: Table) -> np.ndarray:
+    """Rows per series; rows of one series must be contiguous."""
+    if "series" not in table.columns:
+        return np.array([len(table)], dtype=np.int64)
+    ids = table.columns["series"].astype(str)
+    starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+    run_ids = ids[starts].tolist()
+    if len(set(run_ids)) != len(run_ids):
+        seen: dict[str, int] = {}
+        for sid, start in zip(run_ids, starts.tolist()):
+            if sid in seen:
+                raise SeqtoolError(
+                    f"{table.source}: row {start + 1}: series {sid!r} continues after other "
+                    f"series (it started at row {seen[sid] + 1}); rows of one series must be contiguous"
+                )
+            seen[sid] = start
+    return np.diff(np.concatenate([starts, [len(ids)]])).astype(np.int64)
+
+
+def _finite(table: Table, name: str, missing_ok: bool) -> np.ndarray:
+    """Column as float64 with no inf, and no NaN unless missing values are allowed."""
+    values = table.numbers(name, missing_ok)
+    bad = ~np.isfinite(values) if not missing_ok else np.isinf(values)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise SeqtoolError(
+            f"{table.source}: row {r + 1}, column {name!r}: {values[r]} is not a finite number"
+        )
+    return values
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def _cells(col: np.ndarray) -> list:
+    """Column as CSV cells: floats by their shortest exact repr, NaN as an empty cell."""
+    values = col.tolist()
+    if col.dtype.kind == "f" and np.isnan(col).any():
+        values = [None if v != v else v for v in values]
+    return values
+
+
+def _write_csv(columns: dict[str, np.ndarray], stream) -> None:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(list(columns))
+    writer.writerows(zip(*(_cells(c) for c in columns.values())))
+
+
+def _npz_arrays(table: Table | SeriesTable) -> dict[str, np.ndarray]:
+    """Series tables as [series, step, feature] arrays plus `lengths` (DESIGN.md section 2);
+    other tables column by column. Floats stay float64, so CSV -> npz -> CSV is exact."""
+    names = list(table.columns)
+    arrays: dict[str, np.ndarray] = {"columns": np.array(names, dtype=str)}
+    if not isinstance(table, SeriesTable):
+        arrays.update({f"col_{n}": _plain(c) for n, c in table.columns.items()})
+        return arrays
+    arrays["lengths"] = table.lengths
+    arrays["x_names"] = np.array(table.x_names, dtype=str)
+    arrays["y_names"] = np.array(table.y_names, dtype=str)
+    arrays["x"] = table.padded(table.x)
+    if table.y_names:
+        arrays["y"] = table.padded(table.y, np.nan)
+    for name in names:
+        if name == "series":
+            arrays["series"] = np.array(table.ids, dtype=str)
+        elif name not in table.x_names and name not in table.y_names:
+            col = _plain(table.columns[name])
+            key = "t" if name == "t" else f"col_{name}"
+            arrays[key] = table.padded(col, "" if col.dtype.kind == "U" else np.nan)
+    return arrays
+
+
+def _plain(col: np.ndarray) -> np.ndarray:
+    """An array that loads without pickle: strings as fixed-width unicode."""
+    return col.astype(str) if col.dtype.kind == "O" else col

@@ -1,0 +1,210 @@
+"""The generators behind `seqtool gen` (TASKS.md): the classic recurrent-network experiments.
+
+Each returns a `SeriesTable` and depends on numpy only. The same seed gives the same
+table; every parameter has the default that `seqtool gen KIND --help` shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .errors import SeqtoolError
+from .tables import SeriesTable
+
+
+def _check(**positive: float) -> None:
+    for name, value in positive.items():
+        if not value > 0:
+            raise SeqtoolError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def sine(
+    n_series: int = 256, length: int = 50, seed: int = 0, span: float = 10.0, noise: float = 0.0
+) -> SeriesTable:
+    """x = sin(t) over a span of `span`, from a start drawn uniformly in [0, 2*pi).
+
+    No target column: the task is next-step forecasting. A random start (not the
+    textbook's 0, 1 or 2) makes a model learn the wave instead of memorising windows.
+    """
+    _check(n_series=n_series, length=length, span=span)
+    _check_noise(noise)
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 2 * np.pi, (n_series, 1)) + np.linspace(0, span, length)
+    x = np.sin(t) + noise * rng.standard_normal(t.shape)
+    return SeriesTable.from_arrays(list(x), t=list(t), source="sine")
+
+
+def multisine(
+    n_series: int = 256,
+    length: int = 100,
+    seed: int = 0,
+    span: float = 20.0,
+    freqs: str = "1,2.3,3.7",
+    noise: float = 0.0,
+) -> SeriesTable:
+    """x = a sum of sines of the given angular frequencies, with amplitude 1/k for the k-th,
+    random phases per series, plus Gaussian noise of std `noise`."""
+    _check(n_series=n_series, length=length, span=span)
+    _check_noise(noise)
+    try:
+        omegas = np.array([float(f) for f in freqs.split(",")])
+    except ValueError:
+        raise SeqtoolError(f"--freqs must be numbers separated by commas, got {freqs!r}") from None
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 2 * np.pi, (n_series, 1)) + np.linspace(0, span, length)
+    phases = rng.uniform(0, 2 * np.pi, (n_series, 1, len(omegas)))
+    amplitudes = 1.0 / np.arange(1, len(omegas) + 1)
+    x = (amplitudes * np.sin(omegas * t[..., None] + phases)).sum(-1)
+    x += noise * rng.standard_normal(t.shape)
+    return SeriesTable.from_arrays(list(x), t=list(t), source="multisine")
+
+
+def sincos(n_series: int = 8, length: int = 300, seed: int = 0, per_span: int = 30) -> SeriesTable:
+    """Input x = sin(t), target y = cos(t): `per_span` points per span of pi, from a random start.
+
+    sin alone does not tell cos (sin is 0 at 0 and at pi): the model needs memory of the
+    direction of change. Long series are meant for stateful training (carried state).
+    """
+    _check(n_series=n_series, length=length, per_span=per_span)
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 2 * np.pi, (n_series, 1)) + np.arange(length) * (np.pi / per_span)
+    return SeriesTable.from_arrays(list(np.sin(t)), y=list(np.cos(t)), t=list(t), source="sincos")
+
+
+def integral(
+    n_series: int = 1, length: int = 2000, seed: int = 0, jump_prob: float = 0.1, gain: float = 0.1
+) -> SeriesTable:
+    """A saturating integrator. Input u is piecewise constant: at each step it jumps, with
+    probability `jump_prob`, to a new value uniform in [0, 1). Target
+    y[k] = clip(y[k-1] + gain * (u[k] - 0.5), 0, 1), with y[-1] = 0."""
+    _check(n_series=n_series, length=length, gain=gain)
+    if not 0 <= jump_prob <= 1:
+        raise SeqtoolError(f"--jump-prob must be in [0, 1], got {jump_prob}")
+    rng = np.random.default_rng(seed)
+    jumps = rng.random((n_series, length)) < jump_prob
+    jumps[:, 0] = True
+    values = rng.random((n_series, length))
+    # u[k] = value at the last jump at or before k
+    last_jump = np.maximum.accumulate(np.where(jumps, np.arange(length), 0), axis=1)
+    u = np.take_along_axis(values, last_jump, axis=1)
+    y = np.empty_like(u)
+    level = np.zeros(n_series)
+    for k in range(length):
+        level = np.clip(level + gain * (u[:, k] - 0.5), 0.0, 1.0)
+        y[:, k] = level
+    return SeriesTable.from_arrays(list(u), y=list(y), source="integral")
+
+
+def adding(n_series: int = 1000, length: int = 100, seed: int = 0) -> SeriesTable:
+    """The adding problem (Hochreiter & Schmidhuber 1997). Inputs x0: uniform [0, 1);
+    x1: a marker, 1 at one step in the first half and one in the second. Target y: the
+    sum of the two marked values, at the last step only (empty elsewhere)."""
+    _check(n_series=n_series)
+    if length < 2:
+        raise SeqtoolError(f"--length must be at least 2 for the adding problem, got {length}")
+    rng = np.random.default_rng(seed)
+    values = rng.random((n_series, length))
+    half = length // 2
+    rows = np.arange(n_series)
+    first = rng.integers(0, half, n_series)
+    second = rng.integers(half, length, n_series)
+    markers = np.zeros((n_series, length))
+    markers[rows, first] = markers[rows, second] = 1.0
+    y = np.full((n_series, length), np.nan)
+    y[:, -1] = values[rows, first] + values[rows, second]
+    x = np.stack([values, markers], axis=-1)
+    return SeriesTable.from_arrays(list(x), ("x0", "x1"), y=list(y), source="adding")
+
+
+def lorenz(
+    n_series: int = 1,
+    length: int = 1000,
+    seed: int = 0,
+    dt: float = 0.02,
+    sigma: float = 10.0,
+    rho: float = 28.0,
+    beta: float = 8.0 / 3.0,
+) -> SeriesTable:
+    """The Lorenz system (chaotic, three inputs x0, x1, x2), sampled every `dt` after a
+    burn-in onto the attractor; integrated with RK4 at steps of at most 0.01."""
+    _check(n_series=n_series, length=length, dt=dt)
+    rng = np.random.default_rng(seed)
+    sub = max(1, int(np.ceil(dt / 0.01)))
+    h = dt / sub
+
+    def f(s: np.ndarray) -> np.ndarray:
+        x, y, z = s[:, 0], s[:, 1], s[:, 2]
+        return np.stack([sigma * (y - x), x * (rho - z) - y, x * y - beta * z], axis=1)
+
+    def advance(s: np.ndarray) -> np.ndarray:
+        for _ in range(sub):
+            k1 = f(s)
+            k2 = f(s + h / 2 * k1)
+            k3 = f(s + h / 2 * k2)
+            k4 = f(s + h * k3)
+            s = s + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return s
+
+    state = rng.uniform([-15, -15, 5], [15, 15, 40], (n_series, 3))
+    for _ in range(int(np.ceil(10.0 / dt))):  # 10 time units onto the attractor
+        state = advance(state)
+    out = np.empty((n_series, length, 3))
+    for k in range(length):
+        out[:, k] = state
+        state = advance(state)
+    t = [np.arange(length) * dt] * n_series
+    return SeriesTable.from_arrays(list(out), ("x0", "x1", "x2"), t=t, source="lorenz")
+
+
+def mackey_glass(
+    n_series: int = 1,
+    length: int = 1000,
+    seed: int = 0,
+    tau: float = 17.0,
+    dt: float = 1.0,
+    beta: float = 0.2,
+    gamma: float = 0.1,
+    power: float = 10.0,
+) -> SeriesTable:
+    """The Mackey-Glass delay equation dx/dt = beta x(t-tau) / (1 + x(t-tau)^power) - gamma x,
+    chaotic for tau = 17; Euler steps of 0.1, sampled every `dt` after a burn-in of 500."""
+    _check(n_series=n_series, length=length, tau=tau, dt=dt)
+    rng = np.random.default_rng(seed)
+    h = 0.1
+    sub = max(1, round(dt / h))
+    delay = max(1, round(tau / h))
+    burn = round(500 / h)
+    total = burn + length * sub
+    x = np.empty((n_series, delay + total + 1))
+    x[:, : delay + 1] = rng.uniform(0.5, 1.5, (n_series, 1))
+    for k in range(delay, delay + total):
+        lagged = x[:, k - delay]
+        x[:, k + 1] = x[:, k] + h * (beta * lagged / (1 + lagged**power) - gamma * x[:, k])
+    samples = x[:, delay + burn :: sub][:, :length]
+    t = [np.arange(length) * (sub * h)] * n_series
+    return SeriesTable.from_arrays(list(samples), t=t, source="mackey-glass")
+
+
+def _check_noise(noise: float) -> None:
+    if not noise >= 0:
+        raise SeqtoolError(f"--noise must be zero or positive, got {noise}")
+
+
+KINDS: dict[str, Callable[..., SeriesTable]] = {
+    "sine": sine,
+    "multisine": multisine,
+    "sincos": sincos,
+    "integral": integral,
+    "adding": adding,
+    "lorenz": lorenz,
+    "mackey-glass": mackey_glass,
+}
+
+
+def generate(kind: str, **options) -> SeriesTable:
+    """`seqtool gen KIND` as a function: `generate("sine", n_series=4, seed=1)`."""
+    if kind not in KINDS:
+        raise SeqtoolError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+    return KINDS[kind](**options)

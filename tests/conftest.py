@@ -1,0 +1,54 @@
+"""Shared helpers: the CLI through typer's CliRunner, and real shell pipelines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seqtool.cli import app
+
+BIN = Path(sys.executable).parent  # the venv's bin, where the `seqtool` script lives
+
+
+@pytest.fixture
+def cli():
+    """Run `seqtool ARGS` in-process; the result keeps stdout and stderr apart."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | bytes | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return invoke
+
+
+@pytest.fixture
+def sh(tmp_path):
+    """Run a shell pipeline with the installed `seqtool` first on PATH, in a temp folder."""
+
+    def run(command: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        env.pop("SEQTOOL_DEBUG", None)
+        return subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+            timeout=timeout, **kwargs,
+        )  # fmt: skip
+
+    return run
+
+
+def one_error_line(result, *fragments: str) -> None:
+    """Bad input: exit 2 and exactly one line on stderr, `seqtool: error: ...` with each fragment."""
+    stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()
+    code = getattr(result, "exit_code", getattr(result, "returncode", None))
+    assert code == 2, (code, stderr)
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("seqtool: error: "), stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,0 +1,232 @@
+"""`seqtool gen`: every kind's values, seeds, formats, defaults, start-up and pipes."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import one_error_line
+
+from seqtool import tasks
+from seqtool.tables import read_series, read_table, write_table
+
+KINDS = list(tasks.KINDS)
+
+
+def gen(cli, *args: str):
+    """Run `seqtool gen ARGS` and read its CSV output back as series."""
+    result = cli("gen", *args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    return read_series(_table(result.stdout))
+
+
+def _table(text: str):
+    from seqtool.tables import _from_csv
+
+    return _from_csv(text.encode(), "<stdout>")
+
+
+def test_gen_help_lists_every_kind_with_a_line(cli):
+    result = cli("gen", "--help")
+    assert result.exit_code == 0
+    for kind in KINDS:
+        line = next(l for l in result.stdout.splitlines() if f" {kind} " in l)
+        assert len(line.split(kind, 1)[1].strip(" │")) > 10, line
+
+
+def test_cli_defaults_are_the_library_defaults(cli):
+    """Every kind's options on the command line default to what the Python function uses."""
+    from seqtool.cli import app
+    from typer.main import get_command
+
+    group = get_command(app).commands["gen"]
+    for kind, function in tasks.KINDS.items():
+        library = {
+            name: p.default for name, p in inspect.signature(function).parameters.items()
+        }
+        for param in group.commands[kind].params:
+            if param.name in library:
+                assert param.default == library[param.name], (kind, param.name)
+        exposed = {p.name for p in group.commands[kind].params}
+        assert {"n_series", "length", "seed", "output"} <= exposed, kind
+
+
+def test_same_seed_same_bytes_other_seed_differs(cli):
+    first = cli("gen", "sine", "--n-series", "4", "--seed", "1").stdout
+    again = cli("gen", "sine", "--n-series", "4", "--seed", "1").stdout
+    other = cli("gen", "sine", "--n-series", "4", "--seed", "2").stdout
+    assert first == again and first != other
+    assert first.splitlines()[0] == "series,t,x" and len(first.splitlines()) == 1 + 4 * 50
+
+
+def test_sine_is_sin_of_t_over_the_span_from_any_phase(cli):
+    table = gen(cli, "sine", "-n", "200", "--length", "30", "--span", "6", "--seed", "3")
+    t, x = table.columns["t"], table.x[:, 0]
+    np.testing.assert_allclose(x, np.sin(t), atol=1e-12)
+    assert table.lengths.tolist() == [30] * 200
+    starts = np.array([s[0] for s in table.split(t)])
+    np.testing.assert_allclose([s[-1] - s[0] for s in table.split(t)], 6.0)
+    assert starts.min() >= 0 and starts.max() < 2 * np.pi
+    assert np.histogram(starts, bins=4, range=(0, 2 * np.pi))[0].min() > 30  # spread, not 3 values
+
+
+def test_sine_noise_has_the_asked_std(cli):
+    table = gen(cli, "sine", "-n", "100", "--noise", "0.1", "--seed", "0")
+    residual = table.x[:, 0] - np.sin(table.columns["t"])
+    assert 0.09 < residual.std() < 0.11
+
+
+def test_multisine_mixes_frequencies_and_noise():
+    clean = tasks.multisine(n_series=50, seed=4)
+    noisy = tasks.multisine(n_series=50, seed=4, noise=0.2)
+    assert 0.18 < (noisy.x - clean.x).std() < 0.22  # same phases, plus the noise
+    # the spectrum of a long clean series peaks at the three frequencies
+    long = tasks.multisine(n_series=1, length=4000, span=400, freqs="1,2.3,3.7", seed=0)
+    power = np.abs(np.fft.rfft(long.x[:, 0]))
+    omega = 2 * np.pi * np.fft.rfftfreq(4000, d=400 / 3999)
+    local_max = (power[1:-1] > power[:-2]) & (power[1:-1] > power[2:])
+    peaks = np.flatnonzero(local_max) + 1
+    top = peaks[np.argsort(power[peaks])[-3:]]
+    np.testing.assert_allclose(omega[top], [3.7, 2.3, 1.0], atol=0.02)  # weakest to strongest
+
+
+def test_sincos_maps_sin_to_cos_at_30_points_per_pi(cli):
+    table = gen(cli, "sincos", "-n", "2", "--length", "90", "--seed", "5")
+    t = table.columns["t"]
+    np.testing.assert_allclose(table.x[:, 0], np.sin(t), atol=1e-12)
+    np.testing.assert_allclose(table.y[:, 0], np.cos(t), atol=1e-12)
+    np.testing.assert_allclose(np.diff(table.split(t)[0]), np.pi / 30)
+
+
+def test_integral_follows_its_recurrence_on_every_row(cli):
+    table = gen(cli, "integral", "--length", "2000", "--seed", "0")
+    u, y = table.x[:, 0], table.y[:, 0]
+    previous = np.concatenate([[0.0], y[:-1]])
+    np.testing.assert_allclose(y, np.clip(previous + 0.1 * (u - 0.5), 0, 1), atol=1e-12)
+    jumps = np.flatnonzero(np.diff(u) != 0)
+    assert 150 < len(jumps) < 250  # about 0.1 per step
+    assert u.min() >= 0 and u.max() < 1
+    assert 0 < (y == 0).mean() < 0.5 and (y == 1).any()  # it saturates at both ends
+
+
+def test_adding_has_two_markers_and_one_target(cli):
+    table = gen(cli, "adding", "--length", "100", "-n", "300", "--seed", "7")
+    assert table.x_names == ["x0", "x1"] and table.lengths.tolist() == [100] * 300
+    for x, y in zip(table.split(table.x), table.split(table.y[:, 0])):
+        marks = np.flatnonzero(x[:, 1])
+        assert len(marks) == 2 and marks[0] < 50 <= marks[1]
+        assert set(np.unique(x[:, 1])) == {0.0, 1.0}
+        assert np.isnan(y[:-1]).all()
+        assert y[-1] == pytest.approx(x[marks, 0].sum(), abs=1e-15)
+    always_one = np.nanmean((table.y[:, 0] - 1.0) ** 2)
+    assert 0.13 < always_one < 0.2  # the baseline of TASKS.md, about 0.167
+
+
+def test_lorenz_follows_the_lorenz_equations(cli):
+    table = gen(cli, "lorenz", "--length", "2000", "--dt", "0.01", "--seed", "2")
+    s = table.x
+    assert table.x_names == ["x0", "x1", "x2"]
+    derivative = (s[2:] - s[:-2]) / 0.02
+    x, y, z = s[1:-1].T
+    expected = np.stack([10 * (y - x), x * (28 - z) - y, x * y - 8 / 3 * z], axis=1)
+    assert np.abs(derivative - expected).max() < 0.05 * np.abs(expected).max()
+    assert s[:, 0].min() < -10 and s[:, 0].max() > 10 and 0 < s[:, 2].min()  # both wings
+
+
+def test_mackey_glass_is_bounded_and_not_periodic(cli):
+    table = gen(cli, "mackey-glass", "--length", "1500", "--seed", "1")
+    x = table.x[:, 0]
+    assert 0.2 < x.min() and x.max() < 1.5 and x.std() > 0.15
+    lag = 1 + np.argmax([np.corrcoef(x[:-k], x[k:])[0, 1] for k in range(1, 400)])
+    assert np.corrcoef(x[:-lag], x[lag:])[0, 1] < 0.99  # chaotic: no lag repeats it
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_npz_equals_csv_for_every_kind(cli, tmp_path, kind):
+    options = ["-n", "3", "--length", "60", "--seed", "9"]
+    assert cli("gen", kind, *options, "-o", tmp_path / "a.npz").exit_code == 0
+    assert cli("gen", kind, *options, "-o", tmp_path / "a.csv").exit_code == 0
+    csv_text = (tmp_path / "a.csv").read_text()
+    assert csv_text == cli("gen", kind, *options).stdout  # -o a.csv is what stdout gets
+    from_npz, from_csv = read_table(tmp_path / "a.npz"), read_series(tmp_path / "a.csv")
+    assert list(from_npz.columns) == list(from_csv.columns)
+    for name, column in read_series(from_npz).columns.items():
+        np.testing.assert_array_equal(column, from_csv.columns[name])
+    write_table(read_series(from_npz), tmp_path / "back.csv")
+    assert (tmp_path / "back.csv").read_text() == csv_text
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["gen", "nosuch"], ["unknown kind 'nosuch'", "sine", "mackey-glass"]),
+        (["gen", "sine", "--length", "-5"], ["--length must be positive", "-5"]),
+        (["gen", "sine", "--n-series", "0"], ["--n-series must be positive"]),
+        (["gen", "adding", "--length", "1"], ["at least 2"]),
+        (["gen", "sine", "--noise", "-1"], ["--noise"]),
+        (["gen", "integral", "--jump-prob", "2"], ["--jump-prob"]),
+        (["gen", "multisine", "--freqs", "1,a"], ["--freqs"]),
+        (["gen", "sine", "-o", "x.parquet"], ["unknown table format '.parquet'"]),
+        (["gen", "sine", "--lenght", "5"], ["No such option: --lenght", "seqtool gen sine --help"]),
+        (["gen", "sine", "--length", "five"], ["'--length'", "integer"]),
+    ],
+)
+def test_bad_gen_options(cli, tmp_path, monkeypatch, args, fragments):
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    one_error_line(result, *fragments)
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+# --- real processes -------------------------------------------------------------------
+
+
+def test_head_of_a_pipe(sh):
+    result = sh("seqtool gen sine --n-series 4 --seed 1 | head -3; echo ${PIPESTATUS[@]} >&2")
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "series,t,x" and len(lines) == 3 and lines[1].startswith("0,")
+    assert result.stderr.decode() == "0 0\n"
+
+
+def test_closed_pipe_ends_quietly_with_0(sh):
+    result = sh("set -o pipefail; seqtool gen sine --n-series 20000 | head -1; echo $? ${PIPESTATUS[@]} >&2")
+    assert result.stdout.decode() == "series,t,x\n"
+    assert result.stderr.decode() == "0 0 0\n"  # quiet: no traceback, no message, success
+
+
+def test_python_m_seqtool_and_the_script_agree(sh):
+    result = sh("python -m seqtool gen adding -n 2 > a.csv && seqtool gen adding -n 2 | cmp - a.csv")
+    assert result.returncode == 0, result.stderr
+
+
+def test_gen_and_help_do_not_import_torch_matplotlib_or_pandas():
+    code = (
+        "import sys, io, contextlib\n"
+        "from seqtool.cli import app\n"
+        "for argv in (['--help'], ['gen', '--help'], ['gen', 'sine', '-n', '1']):\n"
+        "    sys.argv = ['seqtool', *argv]\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try: app()\n"
+        "        except SystemExit as e: assert e.code == 0, (argv, e.code)\n"
+        "import json; print(json.dumps([m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+
+
+def test_generate_is_the_command_as_a_function(cli):
+    table = tasks.generate("adding", n_series=2, length=10, seed=3)
+    buffer = io.StringIO()
+    from seqtool.tables import _write_csv
+
+    _write_csv(table.columns, buffer)
+    assert buffer.getvalue() == cli("gen", "adding", "-n", "2", "-l", "10", "--seed", "3").stdout
+    with pytest.raises(Exception, match="unknown kind"):
+        tasks.generate("nope")
