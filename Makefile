@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv if missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SEQTOOL := $(BIN)/seqtool
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build this machine serves from a local file: a range
+# alone would let pip fetch a newer CUDA build of several GB (DEVELOPERS.md).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	mkdir -p out
+	$(SEQTOOL) gen sine --seed 0 -o out/sine.csv
+	$(SEQTOOL) gen sine --seed 1 -o out/sine_fresh.csv
+	$(SEQTOOL) gen sincos --seed 0 -o out/sincos.csv
+	$(SEQTOOL) gen integral --length 5000 --seed 0 -o out/integral.npz
+	$(SEQTOOL) gen adding --length 100 --seed 0 -o out/adding.npz
+	$(SEQTOOL) gen lorenz --seed 0 -o out/lorenz.csv
+	$(SEQTOOL) info out/sine.csv
+	@echo "demo: tables in out/"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf out plots .pytest_cache
