@@ -110,6 +110,123 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
         typer.echo(f"{key + ':':15} {value}")
 
 
+# --- train, predict, rollout -----------------------------------------------------------
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+Metrics = Annotated[Optional[Path], typer.Option(help="Also write the metrics to FILE as JSON.")]
+Table = Annotated[
+    Optional[Path],
+    typer.Option("--output", "-o", help="Write the table to FILE (.csv or .npz) instead of CSV on stdout."),
+]
+Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
+_TRAINING = (
+    "cell", "hidden", "layers", "dropout", "lr", "batch", "window", "stride", "steps", "epochs",
+    "clip", "schedule", "val", "patience", "stateful", "burn_in", "seed", "x", "y",
+)  # fmt: skip
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: Data = None,
+    cell: Annotated[str, typer.Option(help="rnn (tanh), lstm or gru.")] = "lstm",
+    hidden: Annotated[int, typer.Option(help="Units per layer.")] = 32,
+    layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
+    dropout: Annotated[float, typer.Option(help="Dropout between stacked layers.")] = 0.0,
+    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 1e-2,
+    batch: Annotated[int, typer.Option(help="Windows (or streams) per step.")] = 32,
+    window: Annotated[int, typer.Option(help="Steps per training window (per chunk with --stateful).")] = 50,
+    stride: Annotated[int, typer.Option(help="Steps between window starts.")] = 1,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps [default: 2000].")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data, instead of --steps.")] = None,
+    clip: Annotated[float, typer.Option(help="Clip the global gradient norm to this; 0: off.")] = 0.0,
+    schedule: Annotated[str, typer.Option(help="Learning-rate schedule: cosine, plateau or none.")] = "cosine",
+    val: Annotated[float, typer.Option(help="Fraction held out for validation (whole series).")] = 0.1,
+    patience: Annotated[int, typer.Option(help="Stop after this many evaluations without a better val loss; 0: off.")] = 0,
+    stateful: Annotated[bool, typer.Option(help="Carry the state across consecutive chunks (truncated BPTT).")] = False,
+    burn_in: Annotated[int, typer.Option(help="Steps after a zero state left out of the loss: their target is ambiguous.")] = 4,
+    seed: Seed = 0,
+    x: XCols = None,
+    y: YCols = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = Path("model.pt"),
+    log: Annotated[Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in --out, with its settings.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a recurrent network on a series table; prints the checkpoint's path.
+
+    No target column: next-step forecasting. Targets y: sequence mapping x -> y.
+
+    Example: seqtool gen sine | seqtool train --cell lstm
+    """
+    from typer._click.core import ParameterSource
+
+    from .training import TrainConfig
+    from .training import train as run
+
+    if resume:
+        given = [n for n in _TRAINING if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        if given:
+            raise SeqtoolError(
+                f"--resume continues with the settings saved in {out}; drop "
+                + ", ".join(f"--{n}" for n in given)
+            )
+    config = TrainConfig(
+        cell=cell, hidden=hidden, layers=layers, dropout=dropout, lr=lr, batch=batch,
+        window=window, stride=stride, steps=steps, epochs=epochs, clip=clip, schedule=schedule,
+        val=val, patience=patience, stateful=stateful, burn_in=burn_in, seed=seed, x=x, y=y,
+    )  # fmt: skip
+    result = run(data, out, config, resume=resume, log=log, quiet=quiet, device=device, threads=threads)
+    typer.echo(str(result.path))
+
+
+@app.command()
+def predict(
+    model: Model,
+    data: Data = None,
+    warmup: Annotated[int, typer.Option(help="Leave the first K steps of each series out of the metrics.")] = 0,
+    metrics: Metrics = None,
+    output: Table = None,
+    quiet: Quiet = False,
+) -> None:
+    """Teacher-forced predictions: the table plus yhat; metrics on stderr.
+
+    Example: seqtool gen sine --seed 1 | seqtool predict model.pt --warmup 5 > pred.csv
+    """
+    from .inference import predict as run
+    from .tables import write_table
+
+    table, _ = run(model, data, warmup=warmup, metrics=metrics, quiet=quiet)
+    write_table(table, output)
+
+
+@app.command()
+def rollout(
+    model: Model,
+    data: Data = None,
+    warmup: Annotated[
+        Optional[int],
+        typer.Option(help="True steps to warm up on [default: 10; with --horizon, all of each series]."),
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Free-running steps [default: to the end of each series].")] = None,
+    horizon: Annotated[int, typer.Option(help="Go this many steps past the end of each series.")] = 0,
+    metrics: Metrics = None,
+    output: Table = None,
+    quiet: Quiet = False,
+) -> None:
+    """Free-running generation: the model's own predictions fed back as inputs.
+
+    Example: seqtool rollout model.pt data/daily_temperature.csv --horizon 30
+    """
+    from .inference import rollout as run
+    from .tables import write_table
+
+    table, _ = run(model, data, warmup=warmup, steps=steps, horizon=horizon, metrics=metrics, quiet=quiet)
+    write_table(table, output)
+
+
 # --- gen -----------------------------------------------------------------------------
 
 NSeries = Annotated[int, typer.Option("--n-series", "-n", help="Number of series.")]
@@ -168,7 +285,7 @@ def gen_multisine(
 
 @gen_app.command("sincos")
 def gen_sincos(
-    n_series: NSeries = 8,
+    n_series: NSeries = 64,
     length: Length = 300,
     seed: Seed = 0,
     per_span: Annotated[int, typer.Option(help="Points per span of pi.")] = 30,
@@ -183,7 +300,7 @@ def gen_sincos(
 
 @gen_app.command("integral")
 def gen_integral(
-    n_series: NSeries = 1,
+    n_series: NSeries = 32,
     length: Length = 2000,
     seed: Seed = 0,
     jump_prob: Annotated[float, typer.Option(help="Chance per step that u jumps.")] = 0.1,

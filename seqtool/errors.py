@@ -19,6 +19,7 @@ class SeqtoolError(Exception):
     """A problem the user can fix: shown as one line, `seqtool: error: ...`, exit 2."""
 
     exit_code = EXIT_USAGE
+    label = "error"  # the word after `seqtool:` on the message line
 
 
 class RunFailed(SeqtoolError):
@@ -48,9 +49,9 @@ def guarded(run: Callable[[], object], debug: bool = False) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except SeqtoolError as e:
-        error, message, code = e, str(e), e.exit_code
+        error, message, code, label = e, str(e), e.exit_code, e.label
     except Exception as e:
-        error = e
+        error, label = e, "error"
         if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: click's help, exit 2
             print(e.format_message(), file=sys.stderr)
             return EXIT_USAGE
@@ -63,7 +64,7 @@ def guarded(run: Callable[[], object], debug: bool = False) -> int:
             message, code = f"unexpected {type(e).__name__}: {e} (rerun with --debug)", EXIT_FAILED
     if debug:
         traceback.print_exception(error)
-    print(f"seqtool: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"seqtool: {label}: {' '.join(message.split())}", file=sys.stderr)
     return code
 
 

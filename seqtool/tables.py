@@ -166,8 +166,18 @@ def read_table(source: str | Path | None = None) -> Table:
     return _from_csv(data, name)
 
 
+def as_table(source: str | Path | Table | SeriesTable | None) -> Table:
+    """A table from a path, stdin (None or '-'), or a table already in memory."""
+    if isinstance(source, Table):
+        return source
+    if isinstance(source, SeriesTable):
+        roles = {"x": source.x_names, "y": source.y_names}
+        return Table(dict(source.columns), source.source, roles)
+    return read_table(source)
+
+
 def read_series(
-    source: str | Path | Table | None = None,
+    source: str | Path | Table | SeriesTable | None = None,
     x: str | Sequence[str] | None = None,
     y: str | Sequence[str] | None = None,
 ) -> SeriesTable:
@@ -176,7 +186,7 @@ def read_series(
     `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
     inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
     """
-    table = source if isinstance(source, Table) else read_table(source)
+    table = as_table(source)
     src, names = table.source, list(table.columns)
     x_names = _role(names, x, table.roles.get("x"), "x", src)
     y_names = _role(names, y, table.roles.get("y"), "y", src)
@@ -331,8 +341,10 @@ def _from_npz(data: bytes, source: str) -> Table:
 def _role(
     names: list[str], chosen: str | Sequence[str] | None, hint: list[str] | None, prefix: str, src: str
 ) -> list[str]:
-    if chosen:
-        picked = [c.strip() for c in chosen.split(",")] if isinstance(chosen, str) else list(chosen)
+    if chosen is not None:  # an empty list means "none"
+        if isinstance(chosen, str):
+            chosen = [c.strip() for c in chosen.split(",") if c.strip()]
+        picked = list(chosen)
         for name in picked:
             if name not in names:
                 raise SeqtoolError(

@@ -61,7 +61,7 @@ def multisine(
     return SeriesTable.from_arrays(list(x), t=list(t), source="multisine")
 
 
-def sincos(n_series: int = 8, length: int = 300, seed: int = 0, per_span: int = 30) -> SeriesTable:
+def sincos(n_series: int = 64, length: int = 300, seed: int = 0, per_span: int = 30) -> SeriesTable:
     """Input x = sin(t), target y = cos(t): `per_span` points per span of pi, from a random start.
 
     sin alone does not tell cos (sin is 0 at 0 and at pi): the model needs memory of the
@@ -74,7 +74,7 @@ def sincos(n_series: int = 8, length: int = 300, seed: int = 0, per_span: int = 
 
 
 def integral(
-    n_series: int = 1, length: int = 2000, seed: int = 0, jump_prob: float = 0.1, gain: float = 0.1
+    n_series: int = 32, length: int = 2000, seed: int = 0, jump_prob: float = 0.1, gain: float = 0.1
 ) -> SeriesTable:
     """A saturating integrator. Input u is piecewise constant: at each step it jumps, with
     probability `jump_prob`, to a new value uniform in [0, 1). Target
