@@ -27,6 +27,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         raise SeqtoolError(f"{dest}: cannot write: {e.strerror}") from e
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a file written here should not be
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
@@ -36,3 +37,9 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

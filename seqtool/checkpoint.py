@@ -16,6 +16,7 @@ Layout of the dict:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from .atomic import atomic_path
@@ -41,7 +42,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not Path(path).is_file():
         raise SeqtoolError(f"{name}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles; we refuse them anyway
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle with code, a truncated file, random bytes, ...
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise SeqtoolError(f"{name}: not a seqtool checkpoint ({reason})") from None

@@ -37,6 +37,7 @@ from .tables import SeriesTable, Table, read_series, write_table
 SCHEDULES = ("cosine", "plateau", "none")
 DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
+DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting the mean) has diverged
 
 
 @dataclass
@@ -118,14 +119,15 @@ def train(
     """`seqtool train`: fit a model to a series table and write its checkpoint to `out`."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
     previous = None
     if resume:
         previous = load_checkpoint(out)
         if "resume" not in previous or "train" not in previous:
             raise SeqtoolError(f"{out}: this checkpoint holds no training state to resume")
         config = TrainConfig(**previous["train"])
+        threads = threads or previous["resume"].get("threads")  # same threads, same sums
+    if threads:
+        torch.set_num_threads(threads)
     config = config or TrainConfig()
     config.check()
     table = read_series(data, config.x, config.y)
@@ -317,7 +319,7 @@ class _Run:
                 limit = c.clip if c.clip > 0 else math.inf
                 grad = float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit))
                 value = loss.item()
-                if not (math.isfinite(value) and math.isfinite(grad)):
+                if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
                     self._diverged(value, grad)
                 if count > 0:
                     self.opt.step()
@@ -414,6 +416,7 @@ class _Run:
                 "acc": dict(self.acc),
                 "history_len": len(self.history),
                 "fingerprint": self.fingerprint,
+                "threads": torch.get_num_threads(),
             }
         )
 
@@ -453,11 +456,15 @@ class _Run:
         )
 
     def _diverged(self, loss: float, grad: float) -> None:
-        self._save(snapshot=self.good)
+        """Stop with exit 1; keep the last good state, and never replace a file with step 0."""
+        if self.good["step"] > 0:
+            self._save(snapshot=self.good)
+            kept = f"the last good state (step {self.good['step']}) is kept in {self.out}"
+        else:
+            kept = "nothing was saved"
         raise RunFailed(
-            f"training diverged at step {self.step + 1}: loss {loss:.3g}, gradient norm {grad:.3g}; "
-            f"try --clip 1 or a lower --lr (now {self.config.lr:g}); the last good state "
-            f"(step {self.good['step']}) is kept in {self.out}"
+            f"training diverged at step {self.step + 1}: loss {loss:.3g} (1 = predicting the mean), "
+            f"gradient norm {grad:.3g}; try --clip 1 or a lower --lr (now {self.config.lr:g}); {kept}"
         )
 
     def _result(self, stopped: str) -> TrainResult:

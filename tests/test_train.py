@@ -1,0 +1,293 @@
+"""`seqtool train`: accuracy on fixed seeds, repeatability, resume, checkpoints, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import BIN, one_error_line
+
+from seqtool import tasks
+from seqtool.checkpoint import FORMAT, build_model, load_checkpoint, save_checkpoint
+from seqtool.errors import RunFailed, SeqtoolError
+from seqtool.inference import predict, rollout
+from seqtool.models import ModelConfig, SeqModel
+from seqtool.training import TrainConfig, train
+
+SMALL = dict(hidden=8, steps=60, window=20, batch=16)
+
+
+def small_sine(tmp_path, n=24, seed=0) -> Path:
+    path = tmp_path / f"sine{seed}.csv"
+    from seqtool.tables import write_table
+
+    write_table(tasks.sine(n_series=n, length=30, seed=seed), path)
+    return path
+
+
+def weights(path) -> dict:
+    return torch.load(path, weights_only=True)["weights"]
+
+
+def same_weights(a, b) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# --- accuracy on fixed seeds (the full-size runs are in bench/) -------------------------
+
+
+def test_pipeline_as_written_gives_an_accurate_sine_model(sh):
+    """`seqtool gen sine | seqtool train --cell lstm`, then predict and rollout on fresh data."""
+    result = sh("seqtool gen sine | seqtool train --cell lstm", timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode() == "model.pt\n"
+    assert "trained lstm" in result.stderr.decode()
+    fresh = "seqtool gen sine --seed 1"
+    for command, name in [("predict model.pt --warmup 5", "tf"), ("rollout model.pt", "free")]:
+        run = sh(f"{fresh} | seqtool {command} --metrics {name}.json > {name}.csv")
+        assert run.returncode == 0, run.stderr.decode()
+        assert "MSE" in run.stderr.decode()
+    tmp = Path(sh("pwd").stdout.decode().strip())
+    tf = json.loads((tmp / "tf.json").read_text())
+    free = json.loads((tmp / "free.json").read_text())
+    assert tf["mse"] <= 1e-5 and tf["warmup"] == 5
+    assert free["mse"] <= 1e-4 and free["warmup"] == 10 and free["steps"] == 256 * 40
+
+
+def test_sincos_stateful_learns_the_mapping(tmp_path):
+    out = tmp_path / "sc.pt"
+    train(tasks.sincos(seed=0), out, TrainConfig(stateful=True, seed=0), quiet=True)
+    _, scores = predict(out, tasks.sincos(seed=1, n_series=8), warmup=5, quiet=True)
+    assert scores["mse"] <= 1e-3
+
+
+def test_sparse_targets_are_masked_out_of_the_loss(tmp_path):
+    out = tmp_path / "add.pt"
+    data = tasks.adding(n_series=64, length=12, seed=0)
+    result = train(data, out, TrainConfig(hidden=8, steps=40, window=12, val=0), quiet=True)
+    assert np.isfinite(result.train_loss)
+    _, scores = predict(out, tasks.adding(n_series=10, length=12, seed=1), quiet=True)
+    assert scores["steps"] == 10  # one target per series: the last step
+
+
+# --- repeatability and resume -----------------------------------------------------------
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    data = small_sine(tmp_path)
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        train(data, tmp_path / f"{name}.pt", TrainConfig(**SMALL, seed=seed), quiet=True)
+    assert same_weights(tmp_path / "a.pt", tmp_path / "b.pt")
+    assert not same_weights(tmp_path / "a.pt", tmp_path / "c.pt")
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_sigint_then_resume_ends_at_the_same_weights(tmp_path, sh, stateful):
+    """A real process, interrupted by SIGINT mid-run, resumes to an uninterrupted run's weights."""
+    data = small_sine(tmp_path, n=64)
+    flags = f"--hidden 16 --steps 1500 --window 10 --threads 1 {'--stateful' if stateful else ''}"
+    straight = sh(f"seqtool train {data} {flags} -o straight.pt -q", timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        ["seqtool", "train", str(data), *flags.split(), "-o", "cut.pt", "--log", "cut.csv"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr.readline().startswith("seqtool: step")  # training has started
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.splitlines()[-1]
+    assert last.startswith("seqtool: stopped: SIGINT at step") and "--resume" in last
+    saved = load_checkpoint(tmp_path / "cut.pt")
+    assert 0 < saved["resume"]["step"] < 1500
+    resumed = sh(f"seqtool train {data} --resume -o cut.pt -q --log cut.csv", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert same_weights(tmp_path / "straight.pt", tmp_path / "cut.pt")
+    log = (tmp_path / "cut.csv").read_text().splitlines()
+    assert log[0] == "epoch,step,train_loss,val_loss,lr,grad_norm,clipped,seconds"
+    assert [float(r.split(",")[1]) for r in log[1:]][-1] == 1500.0
+
+
+def test_resume_takes_settings_from_the_checkpoint(tmp_path, cli):
+    data = small_sine(tmp_path)
+    out = tmp_path / "m.pt"
+    train(data, out, TrainConfig(**{**SMALL, "clip": 0.5, "lr": 0.003}), quiet=True)
+    saved = load_checkpoint(out)
+    assert saved["train"]["clip"] == 0.5 and saved["train"]["lr"] == 0.003
+    one_error_line(cli("train", data, "--resume", "-o", out, "--lr", "0.1"), "--resume", "drop --lr")
+    result = cli("train", data, "--resume", "-o", out, "-q")
+    assert result.exit_code == 0 and result.stdout == f"{out}\n"  # already done: nothing to do
+    other = small_sine(tmp_path, seed=5)
+    with pytest.raises(SeqtoolError, match="data differs"):
+        train(other, out, resume=True, quiet=True)
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def test_checkpoint_is_plain_weights_only_data(tmp_path):
+    out = tmp_path / "m.pt"
+    train(small_sine(tmp_path), out, TrainConfig(**SMALL, cell="gru"), quiet=True)
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["format"] == FORMAT and ckpt["version"] == 1
+    assert ckpt["model"]["cell"] == "gru" and ckpt["data"]["task"] == "next-step"
+    assert ckpt["data"]["x_names"] == ["x"]
+    assert isinstance(ckpt["resume"]["torch_rng"], torch.Tensor)
+    assert set(ckpt["norm"]) == {"x_mean", "x_std", "y_mean", "y_std"}
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+def test_lstm_forget_gate_bias_starts_at_one():
+    model = SeqModel(ModelConfig(n_in=2, n_out=1, cell="lstm", hidden=5, layers=2))
+    for layer in range(2):
+        b_ih = getattr(model.rnn, f"bias_ih_l{layer}")
+        b_hh = getattr(model.rnn, f"bias_hh_l{layer}")
+        assert torch.equal((b_ih + b_hh)[5:10], torch.ones(5))
+        assert not torch.equal(b_ih[:5], torch.ones(5))  # other gates keep PyTorch's init
+
+
+def test_pickle_that_runs_code_is_refused_without_running(tmp_path, cli):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"format": FORMAT, "version": 1, "x": Payload()}, f)
+    result = cli("predict", evil, small_sine(tmp_path))
+    one_error_line(result, "evil.pt", "not a seqtool checkpoint")
+    assert not marker.exists()
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous(tmp_path, monkeypatch):
+    out = tmp_path / "m.pt"
+    train(small_sine(tmp_path), out, TrainConfig(**SMALL), quiet=True)
+    before = out.read_bytes()
+
+    def crash(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpo")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"model": {}}, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "sine0.csv"]
+
+
+def test_damaged_and_future_checkpoints_are_refused(tmp_path):
+    out = tmp_path / "m.pt"
+    train(small_sine(tmp_path), out, TrainConfig(**SMALL), quiet=True)
+    ckpt = torch.load(out, weights_only=True)
+    torch.save({**ckpt, "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(SeqtoolError, match="version 99 is newer"):
+        load_checkpoint(tmp_path / "future.pt")
+    torch.save({**ckpt, "model": {**ckpt["model"], "hidden": 9}}, tmp_path / "bad.pt")
+    with pytest.raises(SeqtoolError, match="damaged seqtool checkpoint"):
+        build_model(load_checkpoint(tmp_path / "bad.pt"), name="bad.pt")
+    (tmp_path / "cut.pt").write_bytes(out.read_bytes()[:500])
+    with pytest.raises(SeqtoolError, match="not a seqtool checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_diverging_run_exits_1_and_keeps_the_earlier_checkpoint(tmp_path, cli):
+    data = small_sine(tmp_path)
+    out = tmp_path / "m.pt"
+    train(data, out, TrainConfig(**SMALL), quiet=True)
+    before = out.read_bytes()
+    result = cli("train", data, "--cell", "rnn", "--lr", "1e3", "--window", "20", "-o", out, "-q")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqtool: error: training diverged at step")
+    assert "--clip" in lines[0] and "--lr" in lines[0]
+    assert out.read_bytes() == before  # diverged before any good step: the old file stays
+
+
+def test_divergence_after_progress_saves_the_last_good_state(tmp_path, monkeypatch):
+    import seqtool.training as training
+
+    data = small_sine(tmp_path)
+    out = tmp_path / "m.pt"
+    real_batch = training._Run._batch
+
+    def poisoned(self, step):  # a NaN appears in a batch at step 40
+        x, y, fresh = real_batch(self, step)
+        return (x * float("nan"), y, fresh) if step == 40 else (x, y, fresh)
+
+    monkeypatch.setattr(training._Run, "_batch", poisoned)
+    with pytest.raises(RunFailed, match="diverged at step 41.*last good state \\(step 25\\)"):
+        train(data, out, TrainConfig(**SMALL), quiet=True)
+    assert load_checkpoint(out)["resume"]["step"] == 25
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--window", "100"], ["shorter than --window 100", "longest: 30"]),
+        (["--cell", "transformer"], ["--cell must be one of rnn, lstm, gru"]),
+        (["--schedule", "step"], ["--schedule"]),
+        (["--steps", "10", "--epochs", "2"], ["--steps or --epochs"]),
+        (["--val", "1.5"], ["--val"]),
+        (["--x", "value"], ["no column 'value'"]),
+    ],
+)
+def test_bad_training_options(tmp_path, cli, args, fragments):
+    one_error_line(cli("train", small_sine(tmp_path), "-o", tmp_path / "m.pt", *args), *fragments)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_log_rows_and_plain_progress(tmp_path, cli):
+    result = cli("train", small_sine(tmp_path), "-o", tmp_path / "m.pt", "--log", tmp_path / "log.csv",
+                 "--hidden", "8", "--steps", "100", "--window", "20", "--clip", "0.01")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    progress = [l for l in result.stderr.splitlines() if l.startswith("seqtool: step")]
+    assert progress[0].startswith("seqtool: step 25/100") and progress[-1].startswith("seqtool: step 100/100")
+    assert result.stderr.splitlines()[-1].startswith("seqtool: trained lstm (1 x 8)")
+    from seqtool.tables import read_table
+
+    log = read_table(tmp_path / "log.csv")
+    assert list(log.columns) == ["epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "seconds"]
+    assert log.numbers("step").tolist() == [25, 50, 75, 100]
+    assert (log.numbers("clipped") == 25).all()  # clip 0.01 clips every step
+    assert (np.diff(log.numbers("lr")) < 0).all()  # cosine decay
+
+
+def test_quiet_train_prints_only_the_path(tmp_path, cli):
+    result = cli("train", small_sine(tmp_path), "-o", tmp_path / "m.pt", "-q", "--hidden", "8", "--steps", "30", "--window", "20")
+    assert result.exit_code == 0 and result.stderr == "" and result.stdout == f"{tmp_path / 'm.pt'}\n"
+
+
+def test_cli_defaults_are_the_library_defaults():
+    import inspect
+
+    from typer.main import get_command
+
+    from seqtool.cli import app
+    from seqtool.training import TrainConfig
+
+    command = get_command(app).commands["train"]
+    library = TrainConfig()
+    for param in command.params:
+        if hasattr(library, param.name) and param.name != "steps":
+            assert param.default == getattr(library, param.name), param.name
+    for name in ("predict", "rollout"):
+        function = getattr(__import__("seqtool.inference", fromlist=[name]), name)
+        defaults = {k: p.default for k, p in inspect.signature(function).parameters.items()}
+        for param in get_command(app).commands[name].params:
+            if param.name in defaults and param.name not in ("data", "model"):
+                assert param.default == defaults[param.name], (name, param.name)
