@@ -23,13 +23,15 @@ test: $(STAMP)
 demo: $(STAMP)
 	mkdir -p out
 	$(SEQTOOL) gen sine --seed 0 -o out/sine.csv
-	$(SEQTOOL) gen sine --seed 1 -o out/sine_fresh.csv
+	$(SEQTOOL) gen sine --seed 1 --n-series 16 -o out/sine_fresh.csv
+	$(SEQTOOL) train out/sine.csv --cell lstm -o out/lstm.pt --log out/lstm_log.csv
+	$(SEQTOOL) predict out/lstm.pt out/sine_fresh.csv --warmup 5 -o out/predict.csv --metrics out/predict.json
+	$(SEQTOOL) rollout out/lstm.pt out/sine_fresh.csv --warmup 10 -o out/rollout.csv --metrics out/rollout.json
 	$(SEQTOOL) gen sincos --seed 0 -o out/sincos.csv
-	$(SEQTOOL) gen integral --length 5000 --seed 0 -o out/integral.npz
+	$(SEQTOOL) gen integral --seed 0 -o out/integral.npz
 	$(SEQTOOL) gen adding --length 100 --seed 0 -o out/adding.npz
 	$(SEQTOOL) gen lorenz --seed 0 -o out/lorenz.csv
-	$(SEQTOOL) info out/sine.csv
-	@echo "demo: tables in out/"
+	@echo "demo: tables, the model, its log, predictions and a rollout are in out/"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,44 +1,63 @@
-"""Run every benchmark, print a table, and write bench/RESULTS.md.
+"""Run the benchmarks, print a table, and update their sections of bench/RESULTS.md.
 
-    python -m bench            # all benchmarks
-    python -m bench startup    # only those named
+    python -m bench                  # all of them (make bench)
+    python -m bench startup          # only those named
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 import sys
 from pathlib import Path
 
-from . import startup
+from . import accuracy, startup
 from .common import Row, machine
 
-BENCHMARKS = {"startup": startup.run}
+BENCHMARKS = {"startup": startup.run, "accuracy": accuracy.run}
 RESULTS = Path(__file__).parent / "RESULTS.md"
+HEADER = (
+    "# Benchmark results\n\n"
+    "Each section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"
+)
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| benchmark | measured | target | pass | note |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        note = r.note.replace("|", "\\|")  # a pipe inside a cell, escaped for Markdown tables
+        lines.append(
+            f"| {r.name} | {f'{r.value:.3g} {r.unit}'.strip()} | {r.target} | "
+            f"{'PASS' if r.passed else 'FAIL'} | {note} |"
+        )
+    return "\n".join(lines)
+
+
+def update_results(sections: dict[str, str]) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else HEADER
+    kept = dict(re.findall(r"^## (\S+)\n(.*?)(?=^## |\Z)", old, flags=re.S | re.M))
+    kept.update(sections)
+    body = "".join(f"## {name}\n{kept[name].rstrip()}\n\n" for name in BENCHMARKS if name in kept)
+    RESULTS.write_text(HEADER + "\n" + body)
 
 
 def main(argv: list[str]) -> int:
     chosen = argv or list(BENCHMARKS)
-    rows: list[Row] = []
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    sections, failed = {}, 0
     for name in chosen:
-        print(f"running {name} ...", file=sys.stderr)
-        rows += BENCHMARKS[name]()
-    lines = [
-        "| benchmark | measured | target | pass | note |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        mark = "PASS" if r.passed else "FAIL"
-        lines.append(f"| {r.name} | {r.value:.3g} {r.unit} | {r.target} | {mark} | {r.note} |")
-    table = "\n".join(lines)
-    print(table)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    cmd = " ".join(["python -m bench", *argv])
-    RESULTS.write_text(
-        f"# Benchmark results\n\nCommand: `{cmd}` (all of them: `make bench`)\n\n"
-        f"Run: {stamp} on {machine()}\n\n{table}\n"
-    )
-    return 0 if all(r.passed for r in rows) else 1
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows = BENCHMARKS[name]()
+        text = table(rows)
+        print(f"\n{name}\n{text}\n", flush=True)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        sections[name] = f"\nCommand: `python -m bench {name}`; run {stamp} on {machine()}.\n\n{text}\n"
+        failed += sum(not r.passed for r in rows)
+    update_results(sections)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ _EXPORTS = {
     "Table": "tables",
     "SeriesTable": "tables",
     "SeqtoolError": "errors",
+    "train": "training",
+    "predict": "inference",
+    "rollout": "inference",
 }
 
 
