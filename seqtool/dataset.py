@@ -102,10 +102,10 @@ def split(
     return ([x[:cut]], [y_train]), ([x], [y_val])
 
 
-def padded(arrays: list[np.ndarray], fill: float) -> np.ndarray:
-    """Per-series arrays [T_i, F] as one [N, max T, F] float32 array."""
+def padded(arrays: list[np.ndarray], fill: float, dtype=np.float32) -> np.ndarray:
+    """Per-series arrays [T_i, F] as one [N, max T, F] array, `fill` past each end."""
     steps = max(len(a) for a in arrays)
-    out = np.full((len(arrays), steps, arrays[0].shape[1]), fill, dtype=np.float32)
+    out = np.full((len(arrays), steps, arrays[0].shape[1]), fill, dtype=dtype)
     for i, a in enumerate(arrays):
         out[i, : len(a)] = a
     return out

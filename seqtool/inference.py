@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import build_model, load_checkpoint
-from .dataset import MAPPING, NEXT_STEP, Norm
+from .dataset import MAPPING, NEXT_STEP, Norm, padded
 from .errors import SeqtoolError
 from .tables import SeriesTable, as_table, read_series
 
@@ -76,7 +76,7 @@ def predict(
     outputs = []
     for start in range(0, len(xs), BATCH):
         group = xs[start : start + BATCH]
-        out, _ = m.run(_pad(group))
+        out, _ = m.run(_padded(group))
         outputs += [out[i, : len(a)] for i, a in enumerate(group)]
     if m.task == NEXT_STEP:  # the output at step t forecasts x[t+1]: move it to row t+1
         yhat = [np.vstack([np.full((1, o.shape[1]), np.nan), o[:-1]]) for o in outputs]
@@ -160,7 +160,7 @@ def _roll(m: Model, xs: list[np.ndarray], k: np.ndarray, free: np.ndarray) -> li
     steps = int(total.max())
     out = np.full((n, steps, features), np.nan)
     common = int(k.min())
-    first, state = m.run(_pad([a[:common] for a in xs]))
+    first, state = m.run(_padded([a[:common] for a in xs]))
     out[:, :common] = first
     prev = first[:, -1:]  # forecast of step `common`
     for t in range(common, steps - 1):
@@ -182,12 +182,8 @@ def _column(xs: list[np.ndarray], t: int) -> np.ndarray:
     return col
 
 
-def _pad(xs: list[np.ndarray]) -> np.ndarray:
-    steps = max(len(a) for a in xs)
-    out = np.zeros((len(xs), steps, xs[0].shape[1]))
-    for i, a in enumerate(xs):
-        out[i, : len(a)] = a
-    return out
+def _padded(xs: list[np.ndarray]) -> np.ndarray:
+    return padded(xs, 0.0, np.float64)
 
 
 def _check_warmup(warmup: int) -> None:
