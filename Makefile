@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEQTOOL := $(BIN)/seqtool
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench plots clean
 
 install: $(STAMP)
 
@@ -31,7 +31,15 @@ demo: $(STAMP)
 	$(SEQTOOL) gen integral --seed 0 -o out/integral.npz
 	$(SEQTOOL) gen adding --length 100 --seed 0 -o out/adding.npz
 	$(SEQTOOL) gen lorenz --seed 0 -o out/lorenz.csv
-	@echo "demo: tables, the model, its log, predictions and a rollout are in out/"
+	$(SEQTOOL) plot out/rollout.csv out/lstm_log.csv out/predict.csv out/sine.csv --outdir out/
+	@echo "demo: tables, the model, its log, predictions, a rollout and their pictures are in out/"
+
+# One image per table of out/, all drawn by one process; redrawn when a table changes.
+TABLES := $(wildcard out/*.csv)
+IMAGES := $(TABLES:out/%.csv=plots/%.png)
+plots: $(IMAGES)
+$(IMAGES) &: $(TABLES) | $(STAMP)
+	$(SEQTOOL) plot $(TABLES) --outdir plots/
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

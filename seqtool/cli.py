@@ -227,6 +227,49 @@ def rollout(
     write_table(table, output)
 
 
+# --- plot --------------------------------------------------------------------------------
+
+
+@app.command()
+def plot(
+    files: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Tables written by seqtool (or yours); '-' or nothing reads stdin.", show_default=False),
+    ] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The image (.png, .svg, .pdf).")] = None,
+    outdir: Annotated[Optional[Path], typer.Option(help="One image per input in DIR, named after it.")] = None,
+    overlay: Annotated[bool, typer.Option(help="Draw all inputs (of one kind) on one figure.")] = False,
+    label: Annotated[Optional[list[str]], typer.Option(help="Name an input in the legend (once per input).")] = None,
+    format: Annotated[str, typer.Option("--format", help="Image format with --outdir or by default: png, svg, pdf.")] = "png",
+    title: Annotated[Optional[str], typer.Option(help="Figure title.")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT in pixels [default: by kind].")] = None,
+    dpi: Annotated[int, typer.Option(help="Dots per inch.")] = 100,
+    logy: Annotated[bool, typer.Option(help="Log scale on the value axis.")] = False,
+    series: Annotated[Optional[str], typer.Option(help="Series ids to draw, comma-separated [default: the first 6].")] = None,
+    x: XCols = None,
+    y: YCols = None,
+) -> None:
+    """Draw each table as the picture it calls for; prints the image paths.
+
+    Kinds, told apart by their columns: a series table, predict output, rollout output,
+    a train --log, gradnorm output.
+
+    Examples: seqtool gen sine | seqtool plot -o sine.png;
+    seqtool plot out/*.csv --outdir plots/;
+    seqtool plot lstm.csv gru.csv --overlay -o losses.png
+    """
+    from .plotting import parse_size
+    from .plotting import plot as run
+
+    paths = run(
+        files or [None], output=output, outdir=outdir, overlay=overlay, labels=label, fmt=format,
+        title=title, size=parse_size(size), dpi=dpi, logy=logy,
+        series=series.split(",") if series else None, x=x, y=y,
+    )  # fmt: skip
+    for path in paths:
+        typer.echo(str(path))
+
+
 # --- gen -----------------------------------------------------------------------------
 
 NSeries = Annotated[int, typer.Option("--n-series", "-n", help="Number of series.")]

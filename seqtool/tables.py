@@ -180,11 +180,13 @@ def read_series(
     source: str | Path | Table | SeriesTable | None = None,
     x: str | Sequence[str] | None = None,
     y: str | Sequence[str] | None = None,
+    missing_inputs: bool = False,
 ) -> SeriesTable:
     """Read a table (or take one) and check it as series, with inputs `x` and targets `y`.
 
     `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
     inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
+    `missing_inputs` accepts empty input cells, as in a rollout past the end of the data.
     """
     table = as_table(source)
     src, names = table.source, list(table.columns)
@@ -205,7 +207,7 @@ def read_series(
     lengths = _series_lengths(table)
     columns = dict(table.columns)
     for name in x_names:
-        columns[name] = _finite(table, name, missing_ok=False)
+        columns[name] = _finite(table, name, missing_ok=missing_inputs)
     for name in y_names:
         columns[name] = _finite(table, name, missing_ok=True)
     if "t" in columns:

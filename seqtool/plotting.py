@@ -1,0 +1,391 @@
+"""`seqtool plot`: the right picture for each table seqtool writes, recognised by its columns.
+
+Headless (matplotlib's Agg canvas, no pyplot state) and torch-free. Each kind has a
+drawing function that takes one or more (label, table) pairs, so `--overlay` is the same
+code as a single table: several tables of one kind drawn on the same axes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SeqtoolError
+from .tables import Table, read_series, read_table
+
+FORMATS = (".png", ".svg", ".pdf")
+MAX_PANELS = 6
+
+# each kind and the columns that identify it, most specific first
+KINDS = {
+    "log": ("epoch", "step", "train_loss"),
+    "gradnorm": ("cell", "layer", "t", "grad_norm"),
+    "rollout": ("yhat", "phase"),
+    "predict": ("yhat",),
+    "series": ("x",),
+}
+TRUTH, PRED, FREE = "#555555", "#1f77b4", "#d62728"
+
+
+def kind_of(table: Table, inputs_named: bool = False) -> str:
+    """The kind of a table, from its columns; an unknown table is refused with the list of kinds.
+
+    `inputs_named`: the user named the input columns (--x), so a table of none of the
+    other kinds is a series table whatever its column names.
+    """
+    names = set(table.columns)
+    yhat = any(re.fullmatch(r"yhat\d*", n) for n in names)
+    if {"epoch", "step", "train_loss"} <= names:
+        return "log"
+    if {"cell", "layer", "t", "grad_norm"} <= names:
+        return "gradnorm"
+    if yhat and "phase" in names:
+        return "rollout"
+    if yhat:
+        return "predict"
+    if inputs_named or "x" in names or any(re.fullmatch(r"x\d+", n) for n in names):
+        return "series"
+    needs = "; ".join(f"{k}: {', '.join(v)}" for k, v in KINDS.items())
+    raise SeqtoolError(
+        f"{table.source}: no kind of table that plot knows (columns: {', '.join(table.columns)}); "
+        f"the kinds and the columns they need: {needs} (or x0, x1, ...; yhat0, ...)"
+    )
+
+
+def figure(
+    inputs: Sequence[tuple[str, Table]],
+    *,
+    title: str | None = None,
+    size: tuple[int, int] | None = None,
+    dpi: int = 100,
+    logy: bool = False,
+    series: Sequence[str] | None = None,
+    x: str | None = None,
+    y: str | None = None,
+):
+    """One matplotlib Figure for one table, or several tables of one kind drawn together."""
+    from matplotlib.figure import Figure
+
+    kinds = {kind_of(t, inputs_named=x is not None) for _, t in inputs}
+    if len(kinds) > 1:
+        raise SeqtoolError(f"--overlay needs tables of one kind, got {', '.join(sorted(kinds))}")
+    kind = kinds.pop()
+    if kind in ("log", "gradnorm"):
+        panels = 3 if kind == "log" else 1
+        fig = Figure(figsize=_inches(size, (900, 250 * panels + 100), dpi), dpi=dpi)
+        (_draw_log if kind == "log" else _draw_gradnorm)(fig, inputs, logy)
+    else:
+        views = [
+            (label, read_series(t, x, y if kind == "series" else _targets(t), missing_inputs=True))
+            for label, t in inputs
+        ]
+        ids = _pick_series(views[0][1], series)
+        rows = math.ceil(len(ids) / 2) if len(ids) > 1 else 1
+        cols = 1 if len(ids) == 1 else 2
+        height = 280 * rows * (1.35 if kind == "predict" else 1) + 120
+        fig = Figure(figsize=_inches(size, (1100 if cols == 2 else 900, height), dpi), dpi=dpi)
+        draw = {"series": _draw_series, "predict": _draw_predict, "rollout": _draw_rollout}[kind]
+        draw(fig, views, ids, rows, cols, logy)
+        total = len(views[0][1].lengths)
+        if len(ids) < total and not series:
+            fig.text(0.99, 0.005, f"{len(ids)} of {total} series (--series to pick)", ha="right", va="bottom", fontsize=8, color="gray")
+    what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout",
+            "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
+    source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
+    fig.suptitle(title or f"{what}: {source}")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def plot(
+    files: Sequence[str | Path | None],
+    *,
+    output: str | Path | None = None,
+    outdir: str | Path | None = None,
+    overlay: bool = False,
+    labels: Sequence[str] | None = None,
+    fmt: str = "png",
+    **options,
+) -> list[Path]:
+    """`seqtool plot`: draw each file (or all of them on one figure with `overlay`); return the paths.
+
+    Without -o, each image goes beside its input, or into --outdir, named after it
+    (stdin: plot.png). With --overlay, all inputs make one image.
+    """
+    files = list(files) or [None]
+    suffix = "." + fmt.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise SeqtoolError(f"--format must be png, svg or pdf, got {fmt!r}")
+    if output is not None and outdir is not None:
+        raise SeqtoolError("give -o or --outdir, not both")
+    if output is not None and Path(output).suffix.lower() not in FORMATS:
+        raise SeqtoolError(f"{output}: unknown image format; use .png, .svg or .pdf")
+    if labels and len(labels) != len(files):
+        raise SeqtoolError(f"--label given {len(labels)} times for {len(files)} inputs")
+    tables = [read_table(f) for f in files]
+    names = list(labels) if labels else [_label(f) for f in files]
+    inputs = list(zip(names, tables))
+    if overlay or len(files) == 1:
+        target = Path(output) if output else _beside(files[0], suffix, outdir)
+        return [_save(figure(inputs, **options), target)]
+    if output is not None:
+        raise SeqtoolError("several inputs make several images: use --outdir DIR, or --overlay -o FILE")
+    return [_save(figure([pair], **options), _beside(f, suffix, outdir)) for f, pair in zip(files, inputs)]
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'1200x800' -> (1200, 800) pixels."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or min(int(m[1]), int(m[2])) < 50:
+        raise SeqtoolError(f"--size must be WIDTHxHEIGHT in pixels, e.g. 1200x800, got {text!r}")
+    return int(m[1]), int(m[2])
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _inches(size, default, dpi) -> tuple[float, float]:
+    w, h = size or default
+    return w / dpi, h / dpi
+
+
+def _label(f) -> str:
+    return "stdin" if f is None or str(f) == "-" else Path(f).stem
+
+
+def _beside(f, suffix: str, outdir) -> Path:
+    if f is None or str(f) == "-":
+        name = Path("plot" + suffix)
+        return Path(outdir) / name if outdir else name
+    if outdir is not None:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+        return Path(outdir) / (Path(f).stem + suffix)
+    return Path(f).with_suffix(suffix)
+
+
+def _save(fig, path: Path) -> Path:
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=fig.dpi)
+    return path
+
+
+def _targets(table: Table) -> list[str]:
+    names = list(table.columns)
+    if "y" in names:
+        return ["y"]
+    return [n for n in names if re.fullmatch(r"y\d+", n)]
+
+
+def _yhat_names(table) -> list[str]:
+    names = [n for n in table.columns if re.fullmatch(r"yhat\d*", n)]
+    return sorted(names, key=lambda n: int(n[4:] or 0))
+
+
+def _pick_series(view, chosen: Sequence[str] | None) -> list[str]:
+    ids = view.ids
+    if not chosen:
+        return ids[:MAX_PANELS]
+    missing = [c for c in chosen if c not in ids]
+    if missing:
+        raise SeqtoolError(f"{view.source}: no series {missing[0]!r} for --series (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})")
+    return list(chosen)
+
+
+def _panels(fig, rows: int, cols: int, count: int, error_strips: bool = False):
+    """Axes for `count` series; with error strips, each panel has a thin axes below it."""
+    if not error_strips:
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax in axes[count:]:
+            ax.set_visible(False)
+        return [(ax, None) for ax in axes[:count]]
+    grid = fig.add_gridspec(rows * 2, cols, height_ratios=[3, 1] * rows)
+    pairs = []
+    for i in range(count):
+        r, c = divmod(i, cols)
+        top = fig.add_subplot(grid[2 * r, c])
+        bottom = fig.add_subplot(grid[2 * r + 1, c], sharex=top)
+        pairs.append((top, bottom))
+    return pairs
+
+
+def _time(view, i: int) -> tuple[np.ndarray, str]:
+    rows = slice(view.offsets[i], view.offsets[i + 1])
+    if "t" in view.columns:
+        return np.asarray(view.columns["t"][rows], dtype=float), "t"
+    return np.arange(view.lengths[i]), "step"
+
+
+def _rows(view, sid: str) -> tuple[int, slice]:
+    i = view.ids.index(sid)
+    return i, slice(view.offsets[i], view.offsets[i + 1])
+
+
+def _col(view, name: str, rows: slice) -> np.ndarray:
+    col = view.columns[name][rows]
+    return col.astype(float) if col.dtype.kind in "fiu" else Table({name: col}).numbers(name, missing_ok=True)
+
+
+def _legend(fig, ax) -> None:
+    """One legend for all panels, below them, where it hides no data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+
+
+def _style(ax, logy: bool, xlabel: str) -> None:
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlabel(xlabel)
+
+
+def _draw_series(fig, views, ids, rows, cols, logy) -> None:
+    several = len(views) > 1
+    for k, (ax, _) in enumerate(_panels(fig, rows, cols, len(ids))):
+        for label, view in views:
+            if ids[k] not in view.ids:
+                continue
+            i, sl = _rows(view, ids[k])
+            t, xlabel = _time(view, i)
+            for name in view.x_names:
+                ax.plot(t, view.columns[name][sl], lw=1.4, label=f"{label}: {name}" if several else name)
+            for name in view.y_names:
+                values = view.columns[name][sl]
+                sparse = np.isnan(values).mean() > 0.5
+                ax.plot(t, values, "o" if sparse else "--", lw=1.4, ms=6, label=f"{label}: {name}" if several else f"{name} (target)")
+        ax.set_title(f"series {ids[k]}", fontsize=10)
+        _style(ax, logy, xlabel)
+        if k == 0:
+            _legend(fig, ax)
+
+
+def _draw_predict(fig, views, ids, rows, cols, logy) -> None:
+    several = len(views) > 1
+    for k, (ax, err_ax) in enumerate(_panels(fig, rows, cols, len(ids), error_strips=True)):
+        truth_drawn = False
+        for n, (label, view) in enumerate(views):
+            if ids[k] not in view.ids:
+                continue
+            i, sl = _rows(view, ids[k])
+            t, xlabel = _time(view, i)
+            truths = view.y_names or view.x_names
+            for j, name in enumerate(_yhat_names(view)):
+                truth = view.columns[truths[min(j, len(truths) - 1)]][sl]
+                yhat = _col(view, name, sl)
+                if not truth_drawn:
+                    ax.plot(t, truth, color=TRUTH, lw=3, alpha=0.45, label="truth")
+                color = f"C{n}" if several else PRED
+                ax.plot(t, yhat, "--", color=color, lw=1.4, label=f"{label}" if several else "prediction")
+                err_ax.plot(t, yhat - truth, color=color, lw=1)
+            truth_drawn = True
+        ax.set_title(f"series {ids[k]}", fontsize=10)
+        _style(ax, logy, "")
+        ax.tick_params(labelbottom=False)
+        err_ax.axhline(0, color="black", lw=0.6)
+        err_ax.set_ylabel("error", fontsize=8)
+        _style(err_ax, False, xlabel)
+        if k == 0:
+            _legend(fig, ax)
+
+
+def _draw_rollout(fig, views, ids, rows, cols, logy) -> None:
+    several = len(views) > 1
+    for k, (ax, _) in enumerate(_panels(fig, rows, cols, len(ids))):
+        for n, (label, view) in enumerate(views):
+            if ids[k] not in view.ids:
+                continue
+            i, sl = _rows(view, ids[k])
+            t, xlabel = _time(view, i)
+            phase = view.columns["phase"][sl]
+            free = phase == "free"
+            errors = []
+            for j, name in enumerate(_yhat_names(view)):
+                yhat = _col(view, name, sl)
+                truth = view.columns[view.x_names[min(j, len(view.x_names) - 1)]][sl]
+                if n == 0:
+                    ax.plot(t, truth, color=TRUTH, lw=5, alpha=0.3, label="truth" if j == 0 else None)
+                    warm = ~free
+                    ax.plot(t[warm], yhat[warm], ":", color=PRED, lw=1.4, label="warm-up (teacher-forced)" if j == 0 else None)
+                color = f"C{n + 1}" if several else FREE
+                ax.plot(t[free], yhat[free], color=color, lw=1.3, label=(label if several else "free-running") if j == 0 else None)
+                errors.append((yhat - truth)[free])
+            if n == 0 and free.any():
+                start = t[np.argmax(free)]
+                ax.axvline(start, color="black", ls="--", lw=0.8)
+                ax.axvspan(start, t[free][-1], color=FREE, alpha=0.05)
+                ax.annotate("free running starts", (start, 1), xycoords=("data", "axes fraction"),
+                            xytext=(4, -12), textcoords="offset points", fontsize=8)  # fmt: skip
+                e = np.concatenate(errors)
+                e = e[~np.isnan(e)]
+                if len(views) == 1 and e.size:
+                    ax.set_title(f"series {ids[k]}: free-running RMSE {np.sqrt(np.mean(e**2)):.2g}", fontsize=10)
+        if len(views) > 1 or not ax.get_title():
+            ax.set_title(f"series {ids[k]}", fontsize=10)
+        _style(ax, logy, xlabel)
+        if k == 0:
+            _legend(fig, ax)
+
+
+def _draw_log(fig, inputs, logy) -> None:
+    loss_ax, lr_ax, grad_ax = fig.subplots(3, 1, sharex=True)
+    several = len(inputs) > 1
+    for n, (label, table) in enumerate(inputs):
+        step = table.numbers("step")
+        color = f"C{n}"
+        prefix = f"{label}: " if several else ""
+        loss_ax.plot(step, table.numbers("train_loss", True), color=color, lw=1.6, label=f"{prefix}train")
+        if "val_loss" in table.columns:
+            val = table.numbers("val_loss", True)
+            if not np.isnan(val).all():
+                loss_ax.plot(step, val, "--", color=color, lw=1.6, label=f"{prefix}validation")
+        if "lr" in table.columns:
+            lr_ax.plot(step, table.numbers("lr", True), color=color, lw=1.4, label=label if several else None)
+        if "grad_norm" in table.columns:
+            grad = table.numbers("grad_norm", True)
+            grad_ax.plot(step, grad, color=color, lw=1.2, label=label if several else "gradient norm")
+            if "clipped" in table.columns:
+                hit = table.numbers("clipped", True) > 0
+                if hit.any():
+                    grad_ax.plot(step[hit], grad[hit], "x", color="black", ms=6,
+                                 label="clipped steps" if n == 0 else None)  # fmt: skip
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("loss (standardised)")
+    lr_ax.set_yscale("log")
+    lr_ax.set_ylabel("learning rate")
+    grad_ax.set_yscale("log")
+    grad_ax.set_ylabel("gradient norm")
+    grad_ax.set_xlabel("step")
+    for ax in (loss_ax, lr_ax, grad_ax):
+        ax.grid(True, alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
+
+
+def _draw_gradnorm(fig, inputs, logy) -> None:
+    ax = fig.subplots()
+    several = len(inputs) > 1
+    for n, (label, table) in enumerate(inputs):
+        cells, layers = table.columns["cell"].astype(str), table.columns["layer"].astype(str)
+        t, g = table.numbers("t"), table.numbers("grad_norm", True)
+        groups = list(dict.fromkeys(zip(cells.tolist(), layers.tolist())))
+        for cell, layer in groups:
+            rows = (cells == cell) & (layers == layer)
+            name = f"{cell} layer {layer}" + (f" ({label})" if several else "")
+            (line,) = ax.plot(t[rows], g[rows], lw=1.8, label=name)
+            for lo, hi in (("grad_norm_lo", "grad_norm_hi"),):
+                if lo in table.columns and hi in table.columns:
+                    ax.fill_between(t[rows], table.numbers(lo, True)[rows], table.numbers(hi, True)[rows],
+                                    color=line.get_color(), alpha=0.15)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("||dL/dh_t||")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=9, loc="best")
