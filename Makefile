@@ -31,7 +31,8 @@ demo: $(STAMP)
 	$(SEQTOOL) gen integral --seed 0 -o out/integral.npz
 	$(SEQTOOL) gen adding --length 100 --seed 0 -o out/adding.npz
 	$(SEQTOOL) gen lorenz --seed 0 -o out/lorenz.csv
-	$(SEQTOOL) plot out/rollout.csv out/lstm_log.csv out/predict.csv out/sine.csv --outdir out/
+	$(SEQTOOL) gradnorm --cell rnn,lstm,gru --length 100 -o out/gradnorm.csv
+	$(SEQTOOL) plot out/rollout.csv out/lstm_log.csv out/predict.csv out/sine.csv out/gradnorm.csv --outdir out/
 	@echo "demo: tables, the model, its log, predictions, a rollout and their pictures are in out/"
 
 # One image per table of out/, all drawn by one process; redrawn when a table changes.

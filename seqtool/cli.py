@@ -270,6 +270,68 @@ def plot(
         typer.echo(str(path))
 
 
+# --- gradnorm ----------------------------------------------------------------------------
+
+
+@app.command()
+def gradnorm(
+    inputs: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="[MODEL] [DATA]: a checkpoint and/or a table; neither: fresh models on a generated task.", show_default=False),
+    ] = None,
+    cell: Annotated[str, typer.Option(help="Cells of fresh models, comma-separated.")] = "rnn,lstm,gru",
+    hidden: Annotated[int, typer.Option(help="Units per layer of fresh models.")] = 32,
+    layers: Annotated[int, typer.Option(help="Layers of fresh models.")] = 1,
+    init_scale: Annotated[Optional[float], typer.Option(help="Rescale each recurrent matrix to this spectral radius.")] = None,
+    forget_bias: Annotated[float, typer.Option(help="Forget-gate bias of a fresh LSTM (PyTorch's init: 0).")] = 1.0,
+    seed: Seed = 0,
+    task: Annotated[str, typer.Option(help="Generated data without DATA: adding, sine, sincos, multisine.")] = "adding",
+    length: Length = 100,
+    batch: Annotated[int, typer.Option(help="Sequences in the batch.")] = 64,
+    loss: Annotated[str, typer.Option(help="Loss at the last step with a target, or at all steps.")] = "last",
+    summary: Annotated[Optional[Path], typer.Option(help="Also write the summary (ratios, parameter gradients, singular values) as JSON.")] = None,
+    output: Table = None,
+    quiet: Quiet = False,
+) -> None:
+    """Gradient norms through time, ||dL/dh_t|| per step and layer: vanishing or exploding?
+
+    Examples: seqtool gradnorm --cell rnn,lstm,gru --length 100 | seqtool plot -o g.png;
+    seqtool gradnorm model.pt data.csv
+    """
+    from .gradients import gradnorm as run
+    from .tables import write_table
+
+    model, data = _model_and_data(inputs or [])
+    cells = tuple(c.strip() for c in cell.split(",") if c.strip())
+    table, _ = run(
+        model, data, cells=cells, hidden=hidden, layers=layers, init_scale=init_scale,
+        forget_bias=forget_bias, seed=seed, task=task, length=length, batch=batch, loss=loss,
+        summary=summary, quiet=quiet,
+    )  # fmt: skip
+    write_table(table, output)
+
+
+def _model_and_data(inputs: list[str]) -> tuple[Optional[str], Optional[str]]:
+    """[MODEL] [DATA]: with one path, a seqtool checkpoint is the model, anything else the data."""
+    if len(inputs) > 2:
+        raise SeqtoolError("gradnorm takes at most a MODEL and a DATA path")
+    if len(inputs) == 2:
+        return inputs[0], inputs[1]
+    if len(inputs) == 1 and inputs[0] != "-" and _is_checkpoint(inputs[0]):
+        return inputs[0], None
+    return None, (inputs[0] if inputs else None)
+
+
+def _is_checkpoint(path: str) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 # --- gen -----------------------------------------------------------------------------
 
 NSeries = Annotated[int, typer.Option("--n-series", "-n", help="Number of series.")]

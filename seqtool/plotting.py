@@ -96,7 +96,7 @@ def figure(
     what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout",
             "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
     source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
-    fig.suptitle(title or f"{what}: {source}")
+    fig.suptitle(title or (what if source == "<stdin>" else f"{what}: {source}"))
     fig.set_layout_engine("constrained")
     return fig
 
@@ -378,14 +378,16 @@ def _draw_gradnorm(fig, inputs, logy) -> None:
         groups = list(dict.fromkeys(zip(cells.tolist(), layers.tolist())))
         for cell, layer in groups:
             rows = (cells == cell) & (layers == layer)
-            name = f"{cell} layer {layer}" + (f" ({label})" if several else "")
+            first, last = g[rows][np.argmin(t[rows])], g[rows][np.argmax(t[rows])]
+            ratio = f"t={t[rows].min():g} / t={t[rows].max():g}: {first / last:.2g}" if last > 0 else ""
+            name = f"{cell} layer {layer}" + (f" ({label})" if several else "") + (f"   [{ratio}]" if ratio else "")
             (line,) = ax.plot(t[rows], g[rows], lw=1.8, label=name)
             for lo, hi in (("grad_norm_lo", "grad_norm_hi"),):
                 if lo in table.columns and hi in table.columns:
                     ax.fill_between(t[rows], table.numbers(lo, True)[rows], table.numbers(hi, True)[rows],
                                     color=line.get_color(), alpha=0.15)  # fmt: skip
     ax.set_yscale("log")
-    ax.set_xlabel("time step t")
+    ax.set_xlabel("time step t (the loss is at the end; its gradient flows back to t = 1)")
     ax.set_ylabel("||dL/dh_t||")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=9, loc="best")

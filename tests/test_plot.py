@@ -104,7 +104,8 @@ def test_gradnorm_picture_one_line_per_cell_and_layer(tables):
     fig = figure([("g", read_table(tables / "gradnorm.csv"))])
     (ax,) = fig.axes
     assert ax.get_yscale() == "log"
-    assert {l.get_label() for l in ax.get_lines()} == {"rnn layer 0", "lstm layer 0"}
+    labels = {l.get_label() for l in ax.get_lines()}
+    assert labels == {"rnn layer 0   [t=1 / t=20: 1.9e-06]", "lstm layer 0   [t=1 / t=20: 1]"}
 
 
 def test_overlay_labels_each_input(tables, tmp_path, cli):
