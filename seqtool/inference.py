@@ -154,32 +154,33 @@ def _roll(m: Model, xs: list[np.ndarray], k: np.ndarray, free: np.ndarray) -> li
     Series with different warm-up lengths are warmed up on their common prefix together,
     then step by step; each series switches to its own predictions right after its k-th
     observed step, so the first free forecast is conditioned on the last observed value.
+    The loop runs on standardised tensors (a next-step model's inputs and outputs share
+    one scale) with torch's cells, one step per iteration for all series at once.
     """
+    import torch
+
+    from .models import Stepper
+
     n, features = len(xs), xs[0].shape[1]
     total = k + free
     steps = int(total.max())
-    out = np.full((n, steps, features), np.nan)
     common = int(k.min())
-    first, state = m.run(_padded([a[:common] for a in xs]))
-    out[:, :common] = first
-    prev = first[:, -1:]  # forecast of step `common`
-    for t in range(common, steps - 1):
-        observed = t < k
-        x_t = np.where(observed[:, None, None], _column(xs, t), prev)
-        prev, state = m.run(x_t, state)
-        out[:, t : t + 1] = prev
-    # shift: the output at step t forecasts t+1, so row t+1 holds it; row 0 has none
-    aligned = np.concatenate([np.full((n, 1, features), np.nan), out[:, :-1]], axis=1)
-    return [aligned[i, : total[i]] for i in range(n)]
-
-
-def _column(xs: list[np.ndarray], t: int) -> np.ndarray:
-    """Step t of each series as [N, 1, F] (zeros where a series is shorter)."""
-    col = np.zeros((len(xs), 1, xs[0].shape[1]))
-    for i, a in enumerate(xs):
-        if t < len(a):
-            col[i, 0] = a[t]
-    return col
+    z = torch.from_numpy(((_padded(xs) - m.norm.x_mean) / m.norm.x_std).astype(np.float32))
+    observed_until = torch.from_numpy(k)[:, None]
+    forecast = torch.full((n, steps + 1, features), float("nan"))  # [:, r]: the forecast of row r
+    step = Stepper(m.net)
+    with torch.no_grad():
+        first, state = m.net(z[:, :common])
+        forecast[:, 1 : common + 1] = first  # the output at step t forecasts row t+1
+        states, prev = step.split(state), first[:, -1]
+        for t in range(common, steps - 1):
+            x_t = prev
+            if t < z.shape[1] and bool((observed_until > t).any()):
+                x_t = torch.where(observed_until > t, z[:, t], prev)
+            prev, states = step(x_t, states)
+            forecast[:, t + 1] = prev
+    out = forecast[:, :steps].double().numpy() * m.norm.y_std + m.norm.y_mean
+    return [out[i, : total[i]] for i in range(n)]
 
 
 def _padded(xs: list[np.ndarray]) -> np.ndarray:
