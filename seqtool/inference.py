@@ -20,7 +20,7 @@ from .dataset import MAPPING, NEXT_STEP, Norm, padded
 from .errors import SeqtoolError
 from .tables import SeriesTable, as_table, read_series
 
-BATCH = 256  # series per forward pass: bounds memory on large tables
+BATCH = 256  # series per teacher-forced pass: bounds memory on large tables
 
 
 class Model:
@@ -133,14 +133,11 @@ def rollout(
         k = np.full(len(xs), warmup)
     free = np.full(len(xs), steps) if steps is not None else lengths - k + horizon
 
-    yhat = []
-    for start in range(0, len(xs), BATCH):
-        sl = slice(start, start + BATCH)
-        yhat += _roll(m, xs[sl], k[sl], free[sl])
+    yhat = _roll(m, xs, k, free)  # all series in one batch: each step serves them all
     total = k + free
     result = _extend(table, total, dict(zip(m.yhat_names, np.concatenate(yhat).T)))
-    phase = np.concatenate([np.where(np.arange(n) < w, "warmup", "free") for n, w in zip(total, k)])
-    result.columns["phase"] = phase
+    step_in_series = np.arange(total.sum()) - np.repeat(np.cumsum(total) - total, total)
+    result.columns["phase"] = np.where(step_in_series < np.repeat(k, total), "warmup", "free")
     truth = [np.vstack([a[:n], np.full((max(n - len(a), 0), a.shape[1]), np.nan)]) for a, n in zip(xs, total)]
     scores = _score(yhat, truth, [np.arange(n) >= w for n, w in zip(total, k)])
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
@@ -173,9 +170,10 @@ def _roll(m: Model, xs: list[np.ndarray], k: np.ndarray, free: np.ndarray) -> li
         first, state = m.net(z[:, :common])
         forecast[:, 1 : common + 1] = first  # the output at step t forecasts row t+1
         states, prev = step.split(state), first[:, -1]
+        last_observed = int(k.max())
         for t in range(common, steps - 1):
             x_t = prev
-            if t < z.shape[1] and bool((observed_until > t).any()):
+            if t < last_observed:  # some series are still warming up
                 x_t = torch.where(observed_until > t, z[:, t], prev)
             prev, states = step(x_t, states)
             forecast[:, t + 1] = prev

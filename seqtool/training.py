@@ -254,10 +254,13 @@ class _Run:
         self.eval_every = 25
 
     def _order(self, epoch: int, n: int):
+        """The shuffled order of epoch `epoch`: a function of (seed, epoch) alone, cached."""
         import torch
 
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return torch.randperm(n, generator=g)
+        if getattr(self, "_cached", (None,))[0] != epoch:
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            self._cached = (epoch, torch.randperm(n, generator=g))
+        return self._cached[1]
 
     def _batch(self, step: int):
         """Inputs, targets and whether the carried state starts anew, for optimizer step `step`."""

@@ -134,3 +134,22 @@ def test_rollout_options_are_checked(models, cli):
     one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "31"), "fewer than --warmup 31")
     one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "0"), "at least 1")
     one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--steps", "3", "--horizon", "2"), "not both")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_stepper_steps_like_the_module(cell):
+    import torch
+
+    from seqtool.models import ModelConfig, SeqModel, Stepper
+
+    torch.manual_seed(0)
+    net = SeqModel(ModelConfig(n_in=2, n_out=3, cell=cell, hidden=5, layers=2)).eval()
+    x = torch.randn(4, 6, 2)
+    with torch.no_grad():
+        expected, _ = net(x)
+        _, state = net(x[:, :1])
+        step = Stepper(net)
+        states = step.split(state)
+        for t in range(1, 6):
+            out, states = step(x[:, t], states)
+            torch.testing.assert_close(out, expected[:, t], rtol=1e-5, atol=1e-6)
