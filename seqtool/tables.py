@@ -308,12 +308,17 @@ def _from_csv(data: bytes, source: str) -> Table:
     if not rows:
         raise SeqtoolError(f"{source}: a header ({', '.join(header)}) but no rows")
     width = len(header)
-    for i, row in enumerate(rows):
-        if len(row) != width:
-            raise SeqtoolError(
-                f"{source}: row {i + 1} has {len(row)} fields, the header has {width}"
-            )
-    return Table({n: np.array(col) for n, col in zip(header, zip(*rows))}, source)
+    if set(map(len, rows)) != {width}:
+        i, row = next((i, r) for i, r in enumerate(rows) if len(r) != width)
+        raise SeqtoolError(f"{source}: row {i + 1} has {len(row)} fields, the header has {width}")
+    # object arrays of str: building them is cheap, and numbers() converts on demand
+    return Table({n: _strings(col) for n, col in zip(header, zip(*rows))}, source)
+
+
+def _strings(cells: tuple) -> np.ndarray:
+    out = np.empty(len(cells), dtype=object)
+    out[:] = cells
+    return out
 
 
 def _from_npz(data: bytes, source: str) -> Table:
@@ -365,7 +370,7 @@ def _series_lengths(table: Table) -> np.ndarray:
     """Rows per series; rows of one series must be contiguous."""
     if "series" not in table.columns:
         return np.array([len(table)], dtype=np.int64)
-    ids = table.columns["series"].astype(str)
+    ids = table.columns["series"]
     starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
     run_ids = ids[starts].tolist()
     if len(set(run_ids)) != len(run_ids):
