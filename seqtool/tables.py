@@ -211,15 +211,18 @@ def read_series(
     for name in y_names:
         columns[name] = _finite(table, name, missing_ok=True)
     if "t" in columns:
-        columns["t"] = t = _finite(table, "t", missing_ok=False)
+        t = _time(table)
+        if t.dtype.kind == "f":
+            columns["t"] = t
         first = np.zeros(rows, dtype=bool)
         first[np.cumsum(lengths)[:-1]] = True
-        bad = np.flatnonzero((np.diff(t) <= 0) & ~first[1:])
+        steps = np.diff(t)
+        bad = np.flatnonzero((steps <= np.zeros(1, steps.dtype)[0]) & ~first[1:])
         if len(bad):
             r = bad[0] + 1
             raise SeqtoolError(
-                f"{src}: row {r + 1}, column 't': {float(t[r])} does not increase on "
-                f"{float(t[r - 1])} (rows of a series must be ordered by t)"
+                f"{src}: row {r + 1}, column 't': {t[r]} does not increase on "
+                f"{t[r - 1]} (rows of a series must be ordered by t)"
             )
     return SeriesTable(columns, x_names, y_names, lengths, src)
 
@@ -383,6 +386,20 @@ def _series_lengths(table: Table) -> np.ndarray:
                 )
             seen[sid] = start
     return np.diff(np.concatenate([starts, [len(ids)]])).astype(np.int64)
+
+
+def _time(table: Table) -> np.ndarray:
+    """Column `t` as float64, or as datetime64 when it holds dates (then it is kept as written)."""
+    try:
+        return _finite(table, "t", missing_ok=False)
+    except SeqtoolError:
+        try:
+            dates = np.asarray(table.columns["t"]).astype("datetime64")
+        except (ValueError, TypeError):
+            raise
+        if np.isnat(dates).any():
+            raise
+        return dates
 
 
 def _finite(table: Table, name: str, missing_ok: bool) -> np.ndarray:
