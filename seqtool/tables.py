@@ -303,11 +303,13 @@ def _from_csv(data: bytes, source: str) -> Table:
         rows = [r for r in reader if r]
     except csv.Error as e:
         raise SeqtoolError(f"{source}: line {reader.line_num}: malformed CSV ({e})") from None
+    seen: set[str] = set()
     for i, name in enumerate(header):
         if not name:
             raise SeqtoolError(f"{source}: column {i + 1} of the header has no name")
-        if name in header[:i]:
+        if name in seen:
             raise SeqtoolError(f"{source}: column name {name!r} appears twice in the header")
+        seen.add(name)
     if not rows:
         raise SeqtoolError(f"{source}: a header ({', '.join(header)}) but no rows")
     width = len(header)
@@ -344,8 +346,9 @@ def _from_npz(data: bytes, source: str) -> Table:
             else:
                 columns[name] = npz[name if name == "t" else f"col_{name}"][mask]
         return Table(columns, source, {"x": x_names, "y": y_names})
-    except (ValueError, KeyError, IndexError, OSError, EOFError) as e:
-        raise SeqtoolError(f"{source}: not a seqtool npz table ({e})") from None
+    except Exception as e:  # a broken zip, a foreign npz, pickled objects, bad shapes: all refused
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise SeqtoolError(f"{source}: not a seqtool npz table ({reason})") from None
 
 
 def _role(
