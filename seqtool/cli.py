@@ -120,7 +120,7 @@ Table = Annotated[
 ]
 Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
 _TRAINING = (
-    "cell", "hidden", "layers", "dropout", "lr", "batch", "window", "stride", "steps", "epochs",
+    "cell", "hidden", "layers", "dropout", "lr", "optimizer", "batch", "window", "stride", "steps", "epochs",
     "clip", "schedule", "val", "patience", "stateful", "burn_in", "seed", "x", "y",
 )  # fmt: skip
 
@@ -133,7 +133,8 @@ def train(
     hidden: Annotated[int, typer.Option(help="Units per layer.")] = 32,
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
     dropout: Annotated[float, typer.Option(help="Dropout between stacked layers.")] = 0.0,
-    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 1e-2,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-2,
+    optimizer: Annotated[str, typer.Option(help="adam, or sgd (momentum 0.9).")] = "adam",
     batch: Annotated[int, typer.Option(help="Windows (or streams) per step.")] = 32,
     window: Annotated[int, typer.Option(help="Steps per training window (per chunk with --stateful).")] = 50,
     stride: Annotated[int, typer.Option(help="Steps between window starts.")] = 1,
@@ -174,7 +175,7 @@ def train(
                 + ", ".join(f"--{n}" for n in given)
             )
     config = TrainConfig(
-        cell=cell, hidden=hidden, layers=layers, dropout=dropout, lr=lr, batch=batch,
+        cell=cell, hidden=hidden, layers=layers, dropout=dropout, lr=lr, optimizer=optimizer, batch=batch,
         window=window, stride=stride, steps=steps, epochs=epochs, clip=clip, schedule=schedule,
         val=val, patience=patience, stateful=stateful, burn_in=burn_in, seed=seed, x=x, y=y,
     )  # fmt: skip

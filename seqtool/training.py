@@ -35,6 +35,7 @@ from .errors import RunFailed, SeqtoolError
 from .tables import SeriesTable, Table, read_series, write_table
 
 SCHEDULES = ("cosine", "plateau", "none")
+OPTIMIZERS = ("adam", "sgd")
 DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
 DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting the mean) has diverged
@@ -49,6 +50,7 @@ class TrainConfig:
     layers: int = 1
     dropout: float = 0.0
     lr: float = 1e-2
+    optimizer: str = "adam"
     batch: int = 32
     window: int = 50
     stride: int = 1
@@ -70,6 +72,8 @@ class TrainConfig:
 
         if self.cell not in CELLS:
             raise SeqtoolError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SeqtoolError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise SeqtoolError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         for name in ("hidden", "layers", "batch", "window", "stride", "lr"):
@@ -203,7 +207,7 @@ class _Run:
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
         )  # fmt: skip
         self.model = SeqModel(self.model_config).to(device)
-        self.opt = _adam(self.model.parameters(), config.lr)
+        self.opt = _optimizer(config.optimizer, self.model.parameters(), config.lr)
         self.sched = self._scheduler()
         self.step, self.carry, self.seconds = 0, None, 0.0
         self.best = {"val": math.inf, "step": 0, "weights": None, "bad": 0}
@@ -445,6 +449,10 @@ class _Run:
         state = snapshot if snapshot is not None else self._snapshot()
         weights = state["best_weights"] if state["best_weights"] is not None else state["weights"]
         history = self.history[: state["history_len"]]
+        try:  # the folder may have been removed while we trained: put it back
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
         save_checkpoint(
             {
                 "model": self.model_config.to_dict(),
@@ -513,11 +521,14 @@ class _Run:
             signal.signal(sig, old)
 
 
-def _adam(params, lr: float):
-    """Adam, fused where this torch has it (one kernel per step instead of one per tensor)."""
+def _optimizer(name: str, params, lr: float):
+    """Adam (fused where this torch has it: one kernel per step instead of one per tensor),
+    or plain SGD with momentum 0.9, under which exploding gradients show and clipping cures."""
     import torch
 
     params = list(params)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):

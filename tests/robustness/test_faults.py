@@ -1,0 +1,128 @@
+"""Faults: signals at any moment, a full disk, a removed folder, hostile checkpoints, pipes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pty
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import BIN, one_error_line
+
+from seqtool import tasks
+from seqtool.checkpoint import load_checkpoint
+from seqtool.errors import RunFailed
+from seqtool.tables import write_table
+from seqtool.training import TrainConfig, train
+
+CONFIG = dict(hidden=8, steps=200, window=10, batch=16, save_every=0.0)
+
+
+def data(tmp_path) -> Path:
+    path = tmp_path / "sine.csv"
+    write_table(tasks.sine(n_series=24, length=30, seed=0), path)
+    return path
+
+
+def same(a, b) -> bool:
+    wa, wb = torch.load(a, weights_only=True)["weights"], torch.load(b, weights_only=True)["weights"]
+    return all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_at_a_random_moment_then_resume(tmp_path, sh, sig):
+    path = data(tmp_path)
+    flags = "--hidden 16 --steps 1200 --window 10 --threads 1"
+    assert sh(f"seqtool train {path} {flags} -o straight.pt -q", timeout=300).returncode == 0
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(["seqtool", "train", str(path), *flags.split(), "-o", "cut.pt"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stderr.readline().startswith("seqtool: step")
+    time.sleep(random.Random(sig).uniform(0, 0.5))
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # it finished before the signal: nothing to resume
+        assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+        return
+    assert proc.returncode == 130 and err.splitlines()[-1].startswith(f"seqtool: stopped: {sig.name}")
+    assert sh("seqtool train sine.csv --resume -o cut.pt -q", timeout=300).returncode == 0
+    assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+
+
+def test_full_disk_keeps_the_last_good_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
+    path = data(tmp_path)
+    train(path, tmp_path / "straight.pt", TrainConfig(**CONFIG), quiet=True)
+    real_replace, calls = os.replace, []
+
+    def full_disk(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(RunFailed, match="No space left on device.*previous file is untouched"):
+        train(path, tmp_path / "cut.pt", TrainConfig(**CONFIG), quiet=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert load_checkpoint(tmp_path / "cut.pt")["resume"]["step"] == 50  # the second save
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.pt", "sine.csv", "straight.pt"]
+    train(path, tmp_path / "cut.pt", resume=True, quiet=True)
+    assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+
+
+def test_output_folder_removed_mid_run(tmp_path, monkeypatch):
+    import shutil
+
+    import seqtool.training as training
+
+    path = data(tmp_path)
+    out = tmp_path / "runs" / "m.pt"
+    out.parent.mkdir()
+    real = training._Run._batch
+
+    def remove_folder(self, step):
+        if step == 60:
+            shutil.rmtree(out.parent)
+        return real(self, step)
+
+    monkeypatch.setattr(training._Run, "_batch", remove_folder)
+    train(path, out, TrainConfig(**CONFIG), quiet=True)
+    assert load_checkpoint(out)["resume"]["step"] == 200
+
+
+def test_hostile_checkpoints_are_refused(tmp_path, cli):
+    path = data(tmp_path)
+    (tmp_path / "random.pt").write_bytes(random.Random(0).randbytes(5000))
+    one_error_line(cli("predict", tmp_path / "random.pt", path), "random.pt", "not a seqtool checkpoint")
+    torch.save({"format": "something-else", "version": 1}, tmp_path / "other.pt")
+    one_error_line(cli("rollout", tmp_path / "other.pt", path), "not a seqtool checkpoint")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    one_error_line(cli("gradnorm", tmp_path / "list.pt", path), "not a seqtool checkpoint")
+
+
+def test_train_without_input_on_a_terminal_says_what_it_waits_for(tmp_path):
+    parent, child = pty.openpty()
+    try:
+        result = subprocess.run([BIN / "seqtool", "train"], stdin=child, capture_output=True, timeout=60, cwd=tmp_path)
+    finally:
+        os.close(parent)
+        os.close(child)
+    one_error_line(result, "no input", "give a table file, or pipe one in")
+
+
+def test_a_slow_reader_that_stops_early_ends_quietly(sh):
+    result = sh("seqtool gen sine --n-series 20000 | (sleep 1; head -1); echo ${PIPESTATUS[0]} >&2")
+    assert result.stdout.decode() == "series,t,x\n"
+    assert result.stderr.decode() == "0\n"
+
+
+def test_closed_stdout_at_any_point(sh):
+    for lines in (1, 7, 300, 5000):
+        result = sh(f"seqtool gen adding -n 500 | head -{lines} > /dev/null; echo ${{PIPESTATUS[0]}} >&2")
+        assert result.stderr.decode() == "0\n", lines
