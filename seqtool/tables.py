@@ -24,6 +24,7 @@ from .errors import SeqtoolError
 
 NPZ_MAGIC = b"PK\x03\x04"
 WRITE_FORMATS = (".csv", ".npz")
+MAX_LINE = 16 << 20  # bytes: 100,000 columns of 160 characters
 
 
 @dataclass
@@ -159,7 +160,7 @@ def read_table(source: str | Path | None = None) -> Table:
             raise SeqtoolError(f"{name}: is a folder, not a table") from None
         except OSError as e:
             raise SeqtoolError(f"{name}: cannot read: {e.strerror or e}") from None
-    if not data.strip():
+    if not data or data.isspace():  # isspace: no copy of a large input
         raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
     if data.startswith(NPZ_MAGIC):
         return _from_npz(data, name)
@@ -289,6 +290,7 @@ def _read_stdin() -> bytes:
 
 
 def _from_csv(data: bytes, source: str) -> Table:
+    _check_line_lengths(data, source)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -324,6 +326,21 @@ def _strings(cells: tuple) -> np.ndarray:
     out = np.empty(len(cells), dtype=object)
     out[:] = cells
     return out
+
+
+def _check_line_lengths(data: bytes, source: str) -> None:
+    """Refuse a line longer than MAX_LINE before decoding: parsing it would take many
+    times its size in memory (a 1 GB line would take 8 GB)."""
+    if len(data) <= MAX_LINE:
+        return
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+    lengths = np.diff(np.concatenate([[-1], ends, [len(data)]])) - 1
+    i = int(np.argmax(lengths))
+    if lengths[i] > MAX_LINE:
+        raise SeqtoolError(
+            f"{source}: line {i + 1} is {lengths[i]:,} bytes long, more than any table line "
+            f"seqtool reads ({MAX_LINE >> 20} MiB)"
+        )
 
 
 def _from_npz(data: bytes, source: str) -> Table:

@@ -122,6 +122,12 @@ def test_a_slow_reader_that_stops_early_ends_quietly(sh):
     assert result.stderr.decode() == "0\n"
 
 
+def test_a_slow_reader_gets_every_row(sh):
+    result = sh("seqtool gen sine --n-series 2000 | (sleep 1; cat) | wc -l; echo ${PIPESTATUS[0]} >&2")
+    assert result.stdout.decode().strip() == str(1 + 2000 * 50)
+    assert result.stderr.decode() == "0\n"
+
+
 def test_closed_stdout_at_any_point(sh):
     for lines in (1, 7, 300, 5000):
         result = sh(f"seqtool gen adding -n 500 | head -{lines} > /dev/null; echo ${{PIPESTATUS[0]}} >&2")

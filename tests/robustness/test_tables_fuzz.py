@@ -133,10 +133,26 @@ def test_100000_columns(tmp_path):
     assert table.x.shape == (1, 100_000)
 
 
-def test_a_huge_line_is_a_clean_error(tmp_path):
+def test_a_1gb_line_is_a_clean_error(tmp_path):
     path = tmp_path / "huge.csv"
-    with open(path, "w") as f:
-        f.write("x\n")
-        f.write("1" * 50_000_000 + "\n")  # one 50 MB field
-    with pytest.raises(SeqtoolError, match="huge.csv"):
+    block = b"1" * (1 << 24)
+    with open(path, "wb") as f:
+        f.write(b"x\n")
+        for _ in range(64):  # one line, one field of 1 GiB
+            f.write(block)
+        f.write(b"\n")
+    with pytest.raises(SeqtoolError, match=r"huge.csv: line 2 is 1,073,741,824 bytes long"):
         read_series(path)
+    wide = tmp_path / "wide.csv"  # a long field that is not a long line: the csv module's limit
+    wide.write_text("x\n" + "1" * 200_000 + "\n")
+    with pytest.raises(SeqtoolError, match=r"wide.csv: line 2: malformed CSV \(field larger than field limit"):
+        read_series(wide)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["x", "y", "t", "series", ",", "\n", "\r\n", '"', "1.5", "", "nan", "a", "\ufeff", ";", "\t", "-", "1e9"]), max_size=40))
+def test_the_command_line_never_shows_a_traceback(cli, pieces):
+    result = cli("info", input="".join(pieces).encode())
+    assert result.exit_code in (0, 2), result.stderr
+    if result.exit_code == 2:
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("seqtool: error: ")
