@@ -129,9 +129,7 @@ def time_to_accuracy(d: Path) -> list[Row]:
     # the smallest budget that reaches both targets
     chosen = None
     for steps in (500, 750, 1000, 1250, 1500, 2000):
-        start = time.perf_counter()
         train(data, d / "s.pt", TrainConfig(steps=steps), quiet=True)
-        took = time.perf_counter() - start
         tf, free = _scores(d / "s.pt", fresh)
         if tf <= 1e-5 and free <= 1e-4:
             chosen = (steps, tf, free)

@@ -114,7 +114,7 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 Metrics = Annotated[Optional[Path], typer.Option(help="Also write the metrics to FILE as JSON.")]
-Table = Annotated[
+TableOut = Annotated[
     Optional[Path],
     typer.Option("--output", "-o", help="Write the table to FILE (.csv or .npz) instead of CSV on stdout."),
 ]
@@ -189,7 +189,7 @@ def predict(
     data: Data = None,
     warmup: Annotated[int, typer.Option(help="Leave the first K steps of each series out of the metrics.")] = 0,
     metrics: Metrics = None,
-    output: Table = None,
+    output: TableOut = None,
     quiet: Quiet = False,
 ) -> None:
     """Teacher-forced predictions: the table plus yhat; metrics on stderr.
@@ -214,7 +214,7 @@ def rollout(
     steps: Annotated[Optional[int], typer.Option(help="Free-running steps [default: to the end of each series].")] = None,
     horizon: Annotated[int, typer.Option(help="Go this many steps past the end of each series.")] = 0,
     metrics: Metrics = None,
-    output: Table = None,
+    output: TableOut = None,
     quiet: Quiet = False,
 ) -> None:
     """Free-running generation: the model's own predictions fed back as inputs.
@@ -291,7 +291,7 @@ def gradnorm(
     batch: Annotated[int, typer.Option(help="Sequences in the batch.")] = 64,
     loss: Annotated[str, typer.Option(help="Loss at the last step with a target, or at all steps.")] = "last",
     summary: Annotated[Optional[Path], typer.Option(help="Also write the summary (ratios, parameter gradients, singular values) as JSON.")] = None,
-    output: Table = None,
+    output: TableOut = None,
     quiet: Quiet = False,
 ) -> None:
     """Gradient norms through time, ||dL/dh_t|| per step and layer: vanishing or exploding?

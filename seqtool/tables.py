@@ -239,7 +239,8 @@ def describe(table: SeriesTable) -> dict[str, str]:
         task = "sequence mapping x -> y"
         if present < len(y):
             task += f", targets at {present} of {len(y)} steps (empty cells are left out)"
-    other = [n for n in table.columns if n not in table.x_names + table.y_names + ["series", "t"]]
+    roles = {*table.x_names, *table.y_names, "series", "t"}
+    other = [n for n in table.columns if n not in roles]
     return {
         "source": table.source,
         "rows": str(int(lengths.sum())),
@@ -297,6 +298,8 @@ def _from_csv(data: bytes, source: str) -> Table:
         raise SeqtoolError(
             f"{source}: not a CSV or npz table (byte {e.start} is not UTF-8 text)"
         ) from None
+    if not text.strip():  # e.g. a byte-order mark and nothing else
+        raise SeqtoolError(f"{source}: empty input, expected a CSV or npz table")
     first_line = text.split("\n", 1)[0]
     delimiter = next((d for d in ",\t;" if d in first_line), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
@@ -412,13 +415,13 @@ def _time(table: Table) -> np.ndarray:
     """Column `t` as float64, or as datetime64 when it holds dates (then it is kept as written)."""
     try:
         return _finite(table, "t", missing_ok=False)
-    except SeqtoolError:
+    except SeqtoolError as not_a_number:
         try:
             dates = np.asarray(table.columns["t"]).astype("datetime64")
         except (ValueError, TypeError):
-            raise
+            raise not_a_number from None
         if np.isnat(dates).any():
-            raise
+            raise not_a_number from None
         return dates
 
 

@@ -24,12 +24,12 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import build_model, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import Norm, inputs_and_targets, split, standardised, task_of
 from .errors import RunFailed, SeqtoolError
 from .tables import SeriesTable, Table, read_series, write_table
@@ -572,7 +572,3 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(TrainConfig)]

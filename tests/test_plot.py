@@ -15,7 +15,7 @@ from seqtool import tasks
 from seqtool.inference import predict, rollout
 from seqtool.plotting import figure, kind_of, plot
 from seqtool.tables import Table, write_table
-from seqtool.training import TrainConfig, history_table, train
+from seqtool.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

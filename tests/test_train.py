@@ -7,7 +7,6 @@ import os
 import pickle
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from conftest import BIN, one_error_line
 from seqtool import tasks
 from seqtool.checkpoint import FORMAT, build_model, load_checkpoint, save_checkpoint
 from seqtool.errors import RunFailed, SeqtoolError
-from seqtool.inference import predict, rollout
+from seqtool.inference import predict
 from seqtool.models import ModelConfig, SeqModel
 from seqtool.training import TrainConfig, train
 
