@@ -175,6 +175,8 @@ def unrolled(net, x, state=None):
 def _measure(net, x, y, loss: str) -> Report:
     import torch
 
+    from .models import masked_mse
+
     net = net.eval()
     out, hs, params = unrolled(net, x)
     mask = ~torch.isnan(y)
@@ -183,8 +185,7 @@ def _measure(net, x, y, loss: str) -> Report:
         has = mask.any(dim=2)
         last = torch.where(has, steps, -1).max(dim=1).values
         mask = mask & (steps == last[:, None])[..., None]
-    err = torch.where(mask, out - torch.nan_to_num(y), 0.0)
-    value = err.pow(2).sum() / mask.sum().clamp(min=1)
+    value, _ = masked_mse(out, y, mask)
     value.backward()
     grad = np.array([[h.grad.norm(dim=1).numpy() for h in layer] for layer in hs])
     norms = {n: float(w.grad.norm()) for n, w in params.items()}

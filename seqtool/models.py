@@ -68,6 +68,15 @@ def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
                 bias[hidden : 2 * hidden] = 0.0
 
 
+def masked_mse(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+    """Mean squared error over the steps that have a target (NaN in `y`: none), and their count."""
+    if mask is None:
+        mask = ~torch.isnan(y)
+    count = mask.sum()
+    err = torch.where(mask, out - torch.nan_to_num(y), 0.0)
+    return err.pow(2).sum() / count.clamp(min=1), count
+
+
 def detach(state):
     """Cut the gradient at a chunk boundary but keep the values (truncated BPTT)."""
     if state is None:

@@ -382,10 +382,9 @@ def _draw_gradnorm(fig, inputs, logy) -> None:
             ratio = f"t={t[rows].min():g} / t={t[rows].max():g}: {first / last:.2g}" if last > 0 else ""
             name = f"{cell} layer {layer}" + (f" ({label})" if several else "") + (f"   [{ratio}]" if ratio else "")
             (line,) = ax.plot(t[rows], g[rows], lw=1.8, label=name)
-            for lo, hi in (("grad_norm_lo", "grad_norm_hi"),):
-                if lo in table.columns and hi in table.columns:
-                    ax.fill_between(t[rows], table.numbers(lo, True)[rows], table.numbers(hi, True)[rows],
-                                    color=line.get_color(), alpha=0.15)  # fmt: skip
+            if {"grad_norm_lo", "grad_norm_hi"} <= set(table.columns):  # the spread over the batch
+                lo, hi = table.numbers("grad_norm_lo", True), table.numbers("grad_norm_hi", True)
+                ax.fill_between(t[rows], lo[rows], hi[rows], color=line.get_color(), alpha=0.15)
     ax.set_yscale("log")
     ax.set_xlabel("time step t (the loss is at the end; its gradient flows back to t = 1)")
     ax.set_ylabel("||dL/dh_t||")

@@ -298,7 +298,7 @@ class _Run:
     def fit(self) -> TrainResult:
         import torch
 
-        from .models import detach
+        from .models import detach, masked_mse
 
         c, model = self.config, self.model
         if self.step >= self.total:
@@ -318,9 +318,7 @@ class _Run:
                 if fresh and c.burn_in:
                     y = y.clone()
                     y[:, : c.burn_in] = math.nan
-                mask = ~torch.isnan(y)
-                count = mask.sum()
-                loss = torch.where(mask, out - y, 0.0).pow(2).sum() / count.clamp(min=1)
+                loss, count = masked_mse(out, y)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 limit = c.clip if c.clip > 0 else math.inf
@@ -368,15 +366,15 @@ class _Run:
     def _evaluate(self) -> dict:
         import torch
 
+        from .models import masked_mse
+
         n = max(self.acc["n"], 1)
         val = math.nan
         if self.val is not None:
             self.model.eval()
             with torch.no_grad():
                 x, y = self.val
-                out, _ = self.model(x)
-                mask = ~torch.isnan(y)
-                val = float(torch.where(mask, out - y, 0.0).pow(2).sum() / mask.sum().clamp(min=1))
+                val = float(masked_mse(self.model(x)[0], y)[0])
             self.model.train()
         train_loss = self.acc["loss"] / n
         watched = val if self.val is not None else train_loss
