@@ -91,10 +91,10 @@ Data = Annotated[
     typer.Argument(help="A CSV or npz table; '-' or nothing reads standard input.", show_default=False),
 ]
 XCols = Annotated[
-    Optional[str], typer.Option("--x", help="Input columns, comma-separated [default: x or x0,x1,...].")
+    Optional[str], typer.Option("--x", help="Input columns, comma-separated \\[default: x or x0,x1,...].")
 ]
 YCols = Annotated[
-    Optional[str], typer.Option("--y", help="Target columns, comma-separated [default: y or y0,y1,...].")
+    Optional[str], typer.Option("--y", help="Target columns, comma-separated \\[default: y or y0,y1,...].")
 ]
 
 
@@ -138,7 +138,7 @@ def train(
     batch: Annotated[int, typer.Option(help="Windows (or streams) per step.")] = 32,
     window: Annotated[int, typer.Option(help="Steps per training window (per chunk with --stateful).")] = 50,
     stride: Annotated[int, typer.Option(help="Steps between window starts.")] = 1,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps [default: 2000].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps \\[default: 2000].")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the data, instead of --steps.")] = None,
     clip: Annotated[float, typer.Option(help="Clip the global gradient norm to this; 0: off.")] = 0.0,
     schedule: Annotated[str, typer.Option(help="Learning-rate schedule: cosine, plateau or none.")] = "cosine",
@@ -146,7 +146,7 @@ def train(
     patience: Annotated[int, typer.Option(help="Stop after this many evaluations without a better val loss; 0: off.")] = 0,
     stateful: Annotated[bool, typer.Option(help="Carry the state across consecutive chunks (truncated BPTT).")] = False,
     burn_in: Annotated[int, typer.Option(help="Steps after a zero state left out of the loss: their target is ambiguous.")] = 4,
-    seed: Seed = 0,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same weights (on CPU).")] = 0,
     x: XCols = None,
     y: YCols = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = Path("model.pt"),
@@ -209,9 +209,9 @@ def rollout(
     data: Data = None,
     warmup: Annotated[
         Optional[int],
-        typer.Option(help="True steps to warm up on [default: 10; with --horizon, all of each series]."),
+        typer.Option(help="True steps to warm up on \\[default: 10; with --horizon, all of each series]."),
     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Free-running steps [default: to the end of each series].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Free-running steps \\[default: to the end of each series].")] = None,
     horizon: Annotated[int, typer.Option(help="Go this many steps past the end of each series.")] = 0,
     metrics: Metrics = None,
     output: TableOut = None,
@@ -243,10 +243,10 @@ def plot(
     label: Annotated[Optional[list[str]], typer.Option(help="Name an input in the legend (once per input).")] = None,
     format: Annotated[str, typer.Option("--format", help="Image format with --outdir or by default: png, svg, pdf.")] = "png",
     title: Annotated[Optional[str], typer.Option(help="Figure title.")] = None,
-    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT in pixels [default: by kind].")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT in pixels \\[default: by kind].")] = None,
     dpi: Annotated[int, typer.Option(help="Dots per inch.")] = 100,
     logy: Annotated[bool, typer.Option(help="Log scale on the value axis.")] = False,
-    series: Annotated[Optional[str], typer.Option(help="Series ids to draw, comma-separated [default: the first 6].")] = None,
+    series: Annotated[Optional[str], typer.Option(help="Series ids to draw, comma-separated \\[default: the first 6].")] = None,
     x: XCols = None,
     y: YCols = None,
 ) -> None:
