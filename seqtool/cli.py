@@ -98,18 +98,6 @@ YCols = Annotated[
 ]
 
 
-@app.command()
-def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
-    """Check a table and show what seqtool sees in it: series, columns, task.
-
-    Example: seqtool info data/daily_temperature.csv --x value
-    """
-    from .tables import describe, read_series
-
-    for key, value in describe(read_series(data, x, y)).items():
-        typer.echo(f"{key + ':':15} {value}")
-
-
 # --- train, predict, rollout -----------------------------------------------------------
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
@@ -331,6 +319,21 @@ def _is_checkpoint(path: str) -> bool:
             return any(n.endswith("data.pkl") for n in z.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
+
+
+# --- info ------------------------------------------------------------------------------
+
+
+@app.command()
+def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
+    """Check a table and show what seqtool sees in it: series, columns, task.
+
+    Example: seqtool info data/daily_temperature.csv --x value
+    """
+    from .tables import describe, read_series
+
+    for key, value in describe(read_series(data, x, y)).items():
+        typer.echo(f"{key + ':':15} {value}")
 
 
 # --- gen -----------------------------------------------------------------------------
