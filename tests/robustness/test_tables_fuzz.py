@@ -168,3 +168,29 @@ def test_the_command_line_never_shows_a_traceback(cli, pieces):
     assert result.exit_code in (0, 2), result.stderr
     if result.exit_code == 2:
         assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("seqtool: error: ")
+
+
+@FAST
+@given(
+    width=st.integers(1, 4),
+    cells=st.lists(st.one_of(finite.map(repr), st.sampled_from(["", " 1.5", "2 ", "a b", "nan", "-0.0", "x", "  ", "#c", "\x00", "é", "1e5\x0b"])), min_size=1, max_size=40),
+    sep=st.sampled_from([",", "\t", ";"]),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    bom=st.booleans(),
+)
+def test_the_c_parser_path_reads_what_the_csv_module_reads(monkeypatch, width, cells, sep, newline, bom):
+    import seqtool.tables as tables
+
+    header = ["x", "y", "t", "note"][:width]
+    rows = [cells[i : i + width] for i in range(0, len(cells) - width + 1, width)]
+    text = ("\ufeff" if bom else "") + newline.join(sep.join(r) for r in [header, *rows]) + newline
+    data = text.encode()
+    results = []
+    for limit in (0, 1 << 40):  # the C parser path, then the csv module alone
+        monkeypatch.setattr(tables, "FAST_CSV_BYTES", limit)
+        try:
+            table = tables._from_csv(data, "t.csv")
+            results.append({k: v.tolist() for k, v in table.columns.items()})
+        except SeqtoolError as e:
+            results.append(str(e))
+    assert results[0] == results[1]
