@@ -39,6 +39,12 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def write_text(dest: str | os.PathLike, text: str) -> None:
+    """Write a small text file (a JSON summary) atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -34,6 +34,17 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
         torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
 
 
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether a file looks like a torch checkpoint (a zip with a data.pkl), without loading it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load and check a seqtool checkpoint; anything else is refused with one clear line."""
     import torch

@@ -306,19 +306,11 @@ def _model_and_data(inputs: list[str]) -> tuple[Optional[str], Optional[str]]:
         raise SeqtoolError("gradnorm takes at most a MODEL and a DATA path")
     if len(inputs) == 2:
         return inputs[0], inputs[1]
-    if len(inputs) == 1 and inputs[0] != "-" and _is_checkpoint(inputs[0]):
+    from .checkpoint import is_checkpoint
+
+    if len(inputs) == 1 and inputs[0] != "-" and is_checkpoint(inputs[0]):
         return inputs[0], None
     return None, (inputs[0] if inputs else None)
-
-
-def _is_checkpoint(path: str) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith("data.pkl") for n in z.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 # --- info ------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def gradnorm(
 
         m = Model(model)
         table = m.read(_data(data, task, length, batch, seed))
-        x, y = _tensors(table, m.task, m.norm, batch, length if data is None else None)
+        x, y = _tensors(table, *inputs_and_targets(table, m.task), m.norm, batch)
         reports.append(_measure(m.net, x, y, loss))
     else:
         from .models import CELLS, ModelConfig, SeqModel, set_forget_bias
@@ -93,14 +93,12 @@ def gradnorm(
         bad = [c for c in cells if c not in CELLS]
         if bad or not cells:
             raise SeqtoolError(f"--cell takes rnn, lstm, gru (comma-separated), got {','.join(cells)!r}")
-        table = _data(data, task, length, batch, seed)
         from .tables import read_series
 
-        table = read_series(table)
+        table = read_series(_data(data, task, length, batch, seed))
         kind = task_of(table)
         xs, ys = inputs_and_targets(table, kind)
-        norm = Norm.fit(xs, ys, kind)
-        x, y = _tensors(table, kind, norm, batch, length if data is None else None)
+        x, y = _tensors(table, xs, ys, Norm.fit(xs, ys, kind), batch)
         for cell in cells:
             torch.manual_seed(seed)
             n_out = len(table.x_names) if kind == "next-step" else len(table.y_names)
@@ -212,13 +210,13 @@ def _data(data, task: str, length: int, batch: int, seed: int):
     return KINDS[task](n_series=batch, length=length, seed=seed)
 
 
-def _tensors(table: SeriesTable, kind: str, norm: Norm, batch: int, length: int | None):
-    """Standardised [B, T, F] inputs and [B, T, G] targets; series cut to a common length."""
+def _tensors(table: SeriesTable, xs: list, ys: list, norm: Norm, batch: int):
+    """Standardised [B, T, F] inputs and [B, T, G] targets of the first `batch` series, cut
+    to their common length."""
     import torch
 
-    xs, ys = inputs_and_targets(table, kind)
     xs, ys = xs[:batch], ys[:batch]
-    steps = min(len(a) for a in xs) if length is None else length
+    steps = min(len(a) for a in xs)
     if steps < 2:
         raise SeqtoolError(f"{table.source}: series too short to follow a gradient through time")
     x = padded([(a[:steps] - norm.x_mean) / norm.x_std for a in xs], 0.0, np.float64)
@@ -244,7 +242,7 @@ def _table(reports: list[Report]) -> Table:
 
 def _report(reports: list[Report], path, quiet: bool) -> None:
     if path is not None:
-        from .atomic import atomic_path
+        from .atomic import write_text
 
         doc = {
             r.cell: {
@@ -259,8 +257,7 @@ def _report(reports: list[Report], path, quiet: bool) -> None:
             }
             for r in reports
         }
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(doc, indent=2) + "\n")
+        write_text(path, json.dumps(doc, indent=2) + "\n")
     if quiet:
         return
     for r in reports:

@@ -207,10 +207,9 @@ def _score(yhat: list[np.ndarray], truth: list[np.ndarray] | None, scored: list[
 
 def _report(command: str, scores: dict, path: str | Path | None, quiet: bool) -> None:
     if path is not None:
-        from .atomic import atomic_path
+        from .atomic import write_text
 
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(scores, indent=2) + "\n")
+        write_text(path, json.dumps(scores, indent=2) + "\n")
     if quiet:
         return
     if scores["mse"] is None:
