@@ -1,5 +1,6 @@
 """Checkpoints (DESIGN.md section 3): one file of plain types and tensors, written atomically,
-loaded with `torch.load(weights_only=True)` so that a file can never run code.
+loaded with `torch.load(weights_only=True)` so that a file can never run code, and checked
+field by field so that a file edited by hand is refused with the field that is wrong.
 
 Layout of the dict:
 
@@ -15,23 +16,25 @@ Layout of the dict:
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
 
-from .atomic import atomic_path
 from .errors import SeqtoolError
+from .outputs import open_output
 
 FORMAT = "seqtool-checkpoint"
 VERSION = 1
+TASKS = ("next-step", "mapping")
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+    with open_output(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
@@ -67,23 +70,134 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"{name}: checkpoint format version {version} is newer than this seqtool reads "
             f"({VERSION}); upgrade seqtool"
         )
-    for key in ("model", "data", "norm", "weights"):
-        if key not in ckpt:
-            raise SeqtoolError(f"{name}: damaged seqtool checkpoint (no '{key}')")
+    _check_model(ckpt, _Damaged(name))
     return ckpt
 
 
 def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint"):
     """The network of a checkpoint, with its weights; tensors that disagree with the config are refused."""
-    from .models import CELLS, ModelConfig, SeqModel
+    from .models import ModelConfig, SeqModel
 
+    damaged = _Damaged(name)
     try:
-        config = ModelConfig(**ckpt["model"])
-        if config.cell not in CELLS:
-            raise ValueError(f"unknown cell {config.cell!r}")
-        model = SeqModel(config)
-        model.load_state_dict(ckpt["weights"] if weights is None else weights)
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0][:160]
-        raise SeqtoolError(f"{name}: damaged seqtool checkpoint ({first})") from None
+        model = SeqModel(ModelConfig(**ckpt["model"]))
+    except (TypeError, ValueError, KeyError) as e:
+        damaged(f"model ({_first_line(e)})")
+    weights = ckpt["weights"] if weights is None else weights
+    _check_weights(weights, model, damaged, "weights")
+    model.load_state_dict(weights)
     return model.eval()
+
+
+class _Damaged:
+    """Raises "NAME: damaged seqtool checkpoint: WHAT"."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, what: str):
+        raise SeqtoolError(f"{self.name}: damaged seqtool checkpoint: {what}")
+
+
+def _check_model(ckpt: dict, damaged: _Damaged) -> None:
+    """What predict, rollout and gradnorm use: model, data, norm, weights, each field checked."""
+    from .limits import LIMITS
+    from .models import CELLS
+
+    for key in ("model", "data", "norm", "weights"):
+        if not isinstance(ckpt.get(key), dict):
+            damaged(f"no '{key}'")
+    model, data, norm = ckpt["model"], ckpt["data"], ckpt["norm"]
+    fields = {"n_in", "n_out", "cell", "hidden", "layers", "dropout"}
+    if set(model) != fields:
+        damaged(f"model has fields {sorted(model)}, expected {sorted(fields)}")
+    if model["cell"] not in CELLS:
+        damaged(f"model.cell is {model['cell']!r}, not one of {', '.join(CELLS)}")
+    for key in ("hidden", "layers", "dropout"):
+        if not LIMITS[key].holds(model[key]):
+            damaged(f"model.{key} is {model[key]!r}, outside {LIMITS[key].interval()}")
+    for key in ("n_in", "n_out"):
+        if not _count(model[key]):
+            damaged(f"model.{key} is {model[key]!r}, not a positive whole number")
+    x_names, y_names, task = data.get("x_names"), data.get("y_names"), data.get("task")
+    if task not in TASKS:
+        damaged(f"data.task is {task!r}, not one of {', '.join(TASKS)}")
+    if not _names(x_names) or len(x_names) != model["n_in"]:
+        damaged(f"data.x_names should be {model['n_in']} column names, got {x_names!r}")
+    outputs = model["n_in"] if task == "next-step" else len(y_names) if _names(y_names) else None
+    if not _names(y_names) or (task == "next-step" and y_names) or outputs != model["n_out"]:
+        damaged(f"data.y_names {y_names!r} do not fit a {task} model of {model['n_out']} outputs")
+    for key, size in (("x_mean", model["n_in"]), ("x_std", model["n_in"]), ("y_mean", model["n_out"]), ("y_std", model["n_out"])):
+        _check_vector(norm.get(key), size, f"norm.{key}", damaged, positive=key.endswith("std"))
+
+
+def _check_weights(weights, model, damaged: _Damaged, what: str) -> None:
+    """Every tensor of the network, of its shape, finite."""
+    import torch
+
+    if not isinstance(weights, dict):
+        damaged(f"{what} is not a dict of tensors")
+    expected = model.state_dict()
+    if set(weights) != set(expected):
+        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        damaged(f"{what} do not fit the model (missing {missing or 'none'}, unexpected {extra or 'none'})")
+    for key, tensor in weights.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != expected[key].shape:
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            damaged(f"{what}.{key} is {shape}, expected {tuple(expected[key].shape)}")
+        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+            damaged(f"{what}.{key} holds values that are not finite numbers")
+
+
+def _check_vector(value, size: int, what: str, damaged: _Damaged, positive: bool) -> None:
+    import torch
+
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != (size,) or not value.is_floating_point():
+        damaged(f"{what} should be {size} numbers, got {value!r:.80}")
+    if not torch.isfinite(value).all() or (positive and not (value > 0).all()):
+        damaged(f"{what} holds {value.tolist()}, not finite{' and positive' if positive else ''}")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1_000_000
+
+
+def _names(value) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) and n for n in value) and len(set(value)) == len(value)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:160] if text else type(e).__name__
+
+
+def check_resume(ckpt: dict, name: str) -> None:
+    """What --resume uses besides the model: the settings, the training state, the history."""
+    from .training import LOG_COLUMNS, TrainConfig
+
+    damaged = _Damaged(name)
+    if "resume" not in ckpt or "train" not in ckpt:
+        raise SeqtoolError(f"{name}: this checkpoint holds no training state to resume")
+    settings, state, history = ckpt["train"], ckpt["resume"], ckpt.get("history")
+    if not isinstance(settings, dict):
+        damaged("train is not a dict of settings")
+    try:
+        TrainConfig(**settings).check()
+    except TypeError as e:
+        damaged(f"train ({_first_line(e)})")
+    except SeqtoolError as e:
+        damaged(f"train: {e}")
+    if not isinstance(state, dict):
+        damaged("resume is not a dict")
+    kinds = {"step": int, "seconds": float, "best_step": int, "bad_evals": int, "history_len": int,
+             "fingerprint": str, "acc": dict, "optimizer": dict, "scheduler": dict}  # fmt: skip
+    for key, kind in kinds.items():
+        value = state.get(key)
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if not ok or (kind in (int, float) and not (math.isfinite(value) and value >= 0)):
+            damaged(f"resume.{key} is {value!r:.60}, expected a {'non-negative ' if kind in (int, float) else ''}{kind.__name__}")
+    if not isinstance(history, list) or len(history) < state["history_len"]:
+        damaged("history is not the list of log rows the training state refers to")
+    for row in history:
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), (int, float)) for k in LOG_COLUMNS):
+            damaged(f"history row {row!r:.80} lacks one of {', '.join(LOG_COLUMNS)}")

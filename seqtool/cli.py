@@ -15,7 +15,8 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .errors import PipeClosed, SeqtoolError, guarded
+from .errors import PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
+from .limits import interval as span
 
 
 class _Main(TyperGroup):
@@ -26,7 +27,9 @@ class _Main(TyperGroup):
         debug = "--debug" in argv or os.environ.get("SEQTOOL_DEBUG", "") not in ("", "0")
         argv = [a for a in argv if a != "--debug"]
         extra["standalone_mode"] = False
-        sys.exit(guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug))
+        with signals_stop(), warnings_as_lines():
+            code = guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug)
+        sys.exit(code)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -118,30 +121,30 @@ def train(
     ctx: typer.Context,
     data: Data = None,
     cell: Annotated[str, typer.Option(help="rnn (tanh), lstm or gru.")] = "lstm",
-    hidden: Annotated[int, typer.Option(help="Units per layer.")] = 32,
-    layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
-    dropout: Annotated[float, typer.Option(help="Dropout between stacked layers.")] = 0.0,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-2,
+    hidden: Annotated[int, typer.Option(help=f"Units per layer, {span('hidden')}.")] = 32,
+    layers: Annotated[int, typer.Option(help=f"Stacked recurrent layers, {span('layers')}.")] = 1,
+    dropout: Annotated[float, typer.Option(help=f"Dropout between stacked layers, {span('dropout')}.")] = 0.0,
+    lr: Annotated[float, typer.Option(help=f"Learning rate, {span('lr')}.")] = 1e-2,
     optimizer: Annotated[str, typer.Option(help="adam, or sgd (momentum 0.9).")] = "adam",
-    batch: Annotated[int, typer.Option(help="Windows (or streams) per step.")] = 32,
-    window: Annotated[int, typer.Option(help="Steps per training window (per chunk with --stateful).")] = 50,
-    stride: Annotated[int, typer.Option(help="Steps between window starts.")] = 1,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps \\[default: 2000].")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data, instead of --steps.")] = None,
-    clip: Annotated[float, typer.Option(help="Clip the global gradient norm to this; 0: off.")] = 0.0,
+    batch: Annotated[int, typer.Option(help=f"Windows (or streams) per step, {span('batch')}.")] = 32,
+    window: Annotated[int, typer.Option(help=f"Steps per training window (per chunk with --stateful), {span('window')}; longer than --burn-in.")] = 50,
+    stride: Annotated[int, typer.Option(help=f"Steps between window starts, {span('stride')}.")] = 1,
+    steps: Annotated[Optional[int], typer.Option(help=f"Optimizer steps, {span('steps')} \\[default: 2000].")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help=f"Passes over the data, instead of --steps, {span('epochs')}.")] = None,
+    clip: Annotated[float, typer.Option(help=f"Clip the global gradient norm to this, {span('clip')}; 0: off.")] = 0.0,
     schedule: Annotated[str, typer.Option(help="Learning-rate schedule: cosine, plateau or none.")] = "cosine",
-    val: Annotated[float, typer.Option(help="Fraction held out for validation (whole series).")] = 0.1,
-    patience: Annotated[int, typer.Option(help="Stop after this many evaluations without a better val loss; 0: off.")] = 0,
+    val: Annotated[float, typer.Option(help=f"Fraction held out for validation (whole series), {span('val')}.")] = 0.1,
+    patience: Annotated[int, typer.Option(help=f"Stop after this many evaluations without a better val loss, {span('patience')}; 0: off.")] = 0,
     stateful: Annotated[bool, typer.Option(help="Carry the state across consecutive chunks (truncated BPTT).")] = False,
-    burn_in: Annotated[int, typer.Option(help="Steps after a zero state left out of the loss: their target is ambiguous.")] = 4,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same weights (on CPU).")] = 0,
+    burn_in: Annotated[int, typer.Option(help=f"Steps after a zero state left out of the loss (their target is ambiguous), {span('burn_in')}.")] = 4,
+    seed: Annotated[int, typer.Option(help=f"Random seed, {span('seed')}: the same seed, the same weights (on CPU).")] = 0,
     x: XCols = None,
     y: YCols = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = Path("model.pt"),
-    log: Annotated[Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (one writer at a time).")] = Path("model.pt"),
+    log: Annotated[Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE (.csv or .npz).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --out, with its settings.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help=f"CPU threads for torch, {span('threads')}.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a recurrent network on a series table; prints the checkpoint's path.
@@ -175,7 +178,7 @@ def train(
 def predict(
     model: Model,
     data: Data = None,
-    warmup: Annotated[int, typer.Option(help="Leave the first K steps of each series out of the metrics.")] = 0,
+    warmup: Annotated[int, typer.Option(help=f"Leave the first K steps of each series out of the metrics, {span('warmup')}.")] = 0,
     metrics: Metrics = None,
     output: TableOut = None,
     quiet: Quiet = False,
@@ -185,10 +188,8 @@ def predict(
     Example: seqtool gen sine --seed 1 | seqtool predict model.pt --warmup 5 > pred.csv
     """
     from .inference import predict as run
-    from .tables import write_table
 
-    table, _ = run(model, data, warmup=warmup, metrics=metrics, quiet=quiet)
-    write_table(table, output)
+    run(model, data, warmup=warmup, metrics=metrics, output=output or "-", quiet=quiet)
 
 
 @app.command()
@@ -197,10 +198,10 @@ def rollout(
     data: Data = None,
     warmup: Annotated[
         Optional[int],
-        typer.Option(help="True steps to warm up on \\[default: 10; with --horizon, all of each series]."),
+        typer.Option(help=f"True steps to warm up on, {span('rollout_warmup')} \\[default: 10; with --horizon, all of each series]."),
     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Free-running steps \\[default: to the end of each series].")] = None,
-    horizon: Annotated[int, typer.Option(help="Go this many steps past the end of each series.")] = 0,
+    steps: Annotated[Optional[int], typer.Option(help=f"Free-running steps, {span('free_steps')} \\[default: to the end of each series].")] = None,
+    horizon: Annotated[int, typer.Option(help=f"Go this many steps past the end of each series, {span('horizon')}.")] = 0,
     metrics: Metrics = None,
     output: TableOut = None,
     quiet: Quiet = False,
@@ -210,10 +211,8 @@ def rollout(
     Example: seqtool rollout model.pt data/daily_temperature.csv --horizon 30
     """
     from .inference import rollout as run
-    from .tables import write_table
 
-    table, _ = run(model, data, warmup=warmup, steps=steps, horizon=horizon, metrics=metrics, quiet=quiet)
-    write_table(table, output)
+    run(model, data, warmup=warmup, steps=steps, horizon=horizon, metrics=metrics, output=output or "-", quiet=quiet)
 
 
 # --- plot --------------------------------------------------------------------------------
@@ -231,8 +230,8 @@ def plot(
     label: Annotated[Optional[list[str]], typer.Option(help="Name an input in the legend (once per input).")] = None,
     format: Annotated[str, typer.Option("--format", help="Image format with --outdir or by default: png, svg, pdf.")] = "png",
     title: Annotated[Optional[str], typer.Option(help="Figure title.")] = None,
-    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT in pixels \\[default: by kind].")] = None,
-    dpi: Annotated[int, typer.Option(help="Dots per inch.")] = 100,
+    size: Annotated[Optional[str], typer.Option(help=f"WIDTHxHEIGHT in pixels, each {span('pixels')} \\[default: by kind].")] = None,
+    dpi: Annotated[int, typer.Option(help=f"Dots per inch, {span('dpi')}.")] = 100,
     logy: Annotated[bool, typer.Option(help="Log scale on the value axis.")] = False,
     series: Annotated[Optional[str], typer.Option(help="Series ids to draw, comma-separated \\[default: the first 6].")] = None,
     x: XCols = None,
@@ -269,14 +268,14 @@ def gradnorm(
         typer.Argument(help="[MODEL] [DATA]: a checkpoint and/or a table; neither: fresh models on a generated task.", show_default=False),
     ] = None,
     cell: Annotated[str, typer.Option(help="Cells of fresh models, comma-separated.")] = "rnn,lstm,gru",
-    hidden: Annotated[int, typer.Option(help="Units per layer of fresh models.")] = 32,
-    layers: Annotated[int, typer.Option(help="Layers of fresh models.")] = 1,
-    init_scale: Annotated[Optional[float], typer.Option(help="Rescale each recurrent matrix to this spectral radius.")] = None,
-    forget_bias: Annotated[float, typer.Option(help="Forget-gate bias of a fresh LSTM (PyTorch's init: 0).")] = 1.0,
+    hidden: Annotated[int, typer.Option(help=f"Units per layer of fresh models, {span('hidden')}.")] = 32,
+    layers: Annotated[int, typer.Option(help=f"Layers of fresh models, {span('layers')}.")] = 1,
+    init_scale: Annotated[Optional[float], typer.Option(help=f"Rescale each recurrent matrix to this spectral radius, {span('init_scale')}.")] = None,
+    forget_bias: Annotated[float, typer.Option(help=f"Forget-gate bias of a fresh LSTM (PyTorch's init: 0), {span('forget_bias')}.")] = 1.0,
     seed: Seed = 0,
     task: Annotated[str, typer.Option(help="Generated data without DATA: adding, sine, sincos, multisine.")] = "adding",
-    length: Length = 100,
-    batch: Annotated[int, typer.Option(help="Sequences in the batch.")] = 64,
+    length: Annotated[int, typer.Option("--length", "-l", help=f"Steps of generated sequences, {span('grad_length')}.")] = 100,
+    batch: Annotated[int, typer.Option(help=f"Sequences in the batch, {span('grad_batch')}.")] = 64,
     loss: Annotated[str, typer.Option(help="Loss at the last step with a target, or at all steps.")] = "last",
     summary: Annotated[Optional[Path], typer.Option(help="Also write the summary (ratios, parameter gradients, singular values) as JSON.")] = None,
     output: TableOut = None,
@@ -288,16 +287,14 @@ def gradnorm(
     seqtool gradnorm model.pt data.csv
     """
     from .gradients import gradnorm as run
-    from .tables import write_table
 
     model, data = _model_and_data(inputs or [])
     cells = tuple(c.strip() for c in cell.split(",") if c.strip())
-    table, _ = run(
+    run(
         model, data, cells=cells, hidden=hidden, layers=layers, init_scale=init_scale,
         forget_bias=forget_bias, seed=seed, task=task, length=length, batch=batch, loss=loss,
-        summary=summary, quiet=quiet,
+        summary=summary, output=output or "-", quiet=quiet,
     )  # fmt: skip
-    write_table(table, output)
 
 
 def _model_and_data(inputs: list[str]) -> tuple[Optional[str], Optional[str]]:
@@ -330,21 +327,22 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
 
 # --- gen -----------------------------------------------------------------------------
 
-NSeries = Annotated[int, typer.Option("--n-series", "-n", help="Number of series.")]
-Length = Annotated[int, typer.Option("--length", "-l", help="Steps per series.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed, the same table.")]
+NSeries = Annotated[int, typer.Option("--n-series", "-n", help=f"Number of series, {span('n_series')}; at most {100_000_000:,} rows in all.")]
+Length = Annotated[int, typer.Option("--length", "-l", help=f"Steps per series, {span('length')}.")]
+Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
 Output = Annotated[
     Optional[Path],
     typer.Option("--output", "-o", help="Write to FILE (.csv or .npz) instead of CSV on stdout."),
 ]
-Noise = Annotated[float, typer.Option(help="Std of Gaussian noise added to x.")]
-Span = Annotated[float, typer.Option(help="Length of the time span each series covers.")]
+Noise = Annotated[float, typer.Option(help=f"Std of Gaussian noise added to x, {span('noise')}.")]
+Span = Annotated[float, typer.Option(help=f"Length of the time span each series covers, {span('span')}.")]
 
 
 def _gen(kind: str, output: Optional[Path], **options: Any) -> None:
-    from .tables import write_table
+    from .tables import check_table_output, write_table
     from .tasks import generate
 
+    check_table_output(output)
     write_table(generate(kind, **options), output)
 
 
@@ -370,7 +368,7 @@ def gen_multisine(
     length: Length = 100,
     seed: Seed = 0,
     span: Span = 20.0,
-    freqs: Annotated[str, typer.Option(help="Angular frequencies, comma-separated.")] = "1,2.3,3.7",
+    freqs: Annotated[str, typer.Option(help=f"Angular frequencies, comma-separated, each in {span('freq')}.")] = "1,2.3,3.7",
     noise: Noise = 0.0,
     output: Output = None,
 ) -> None:
@@ -389,7 +387,7 @@ def gen_sincos(
     n_series: NSeries = 64,
     length: Length = 300,
     seed: Seed = 0,
-    per_span: Annotated[int, typer.Option(help="Points per span of pi.")] = 30,
+    per_span: Annotated[int, typer.Option(help=f"Points per span of pi, {span('per_span')}.")] = 30,
     output: Output = None,
 ) -> None:
     """Sequence mapping: input x = sin(t), target y = cos(t); needs memory.
@@ -404,8 +402,8 @@ def gen_integral(
     n_series: NSeries = 32,
     length: Length = 2000,
     seed: Seed = 0,
-    jump_prob: Annotated[float, typer.Option(help="Chance per step that u jumps.")] = 0.1,
-    gain: Annotated[float, typer.Option(help="Integration gain.")] = 0.1,
+    jump_prob: Annotated[float, typer.Option(help=f"Chance per step that u jumps, {span('jump_prob')}.")] = 0.1,
+    gain: Annotated[float, typer.Option(help=f"Integration gain, {span('gain')}.")] = 0.1,
     output: Output = None,
 ) -> None:
     """A saturating integrator: y_k = clip(y_k-1 + gain*(x_k - 0.5), 0, 1).
@@ -421,7 +419,7 @@ def gen_integral(
 @gen_app.command("adding")
 def gen_adding(
     n_series: NSeries = 1000,
-    length: Length = 100,
+    length: Annotated[int, typer.Option("--length", "-l", help=f"Steps per series, {span('adding_length')}.")] = 100,
     seed: Seed = 0,
     output: Output = None,
 ) -> None:
@@ -437,7 +435,7 @@ def gen_lorenz(
     n_series: NSeries = 1,
     length: Length = 1000,
     seed: Seed = 0,
-    dt: Annotated[float, typer.Option(help="Time between samples.")] = 0.02,
+    dt: Annotated[float, typer.Option(help=f"Time between samples, {span('lorenz_dt')}.")] = 0.02,
     output: Output = None,
 ) -> None:
     """Chaos, multivariate: the Lorenz system as inputs x0, x1, x2.
@@ -452,8 +450,8 @@ def gen_mackey_glass(
     n_series: NSeries = 1,
     length: Length = 1000,
     seed: Seed = 0,
-    tau: Annotated[float, typer.Option(help="Delay; chaotic from about 17.")] = 17.0,
-    dt: Annotated[float, typer.Option(help="Time between samples.")] = 1.0,
+    tau: Annotated[float, typer.Option(help=f"Delay; chaotic from about 17, {span('tau')}.")] = 17.0,
+    dt: Annotated[float, typer.Option(help=f"Time between samples, {span('mg_dt')}.")] = 1.0,
     output: Output = None,
 ) -> None:
     """Chaos, univariate: the Mackey-Glass delay equation.

@@ -1,6 +1,10 @@
-"""From a series table to what a model sees: targets, splits, standardisation, padded tensors.
+"""From a series table to what a model sees: targets, splits, standardisation, and series
+stored end to end.
 
 Training and inference share this module, so a model always sees its data the same way.
+Series are kept end to end (`Rows`: [rows, features] plus offsets), never padded to the
+longest one, so memory grows with the number of rows whatever the lengths; batches are
+gathered from them, and a model runs over them in groups of similar length (`length_groups`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from .errors import SeqtoolError
 from .tables import SeriesTable
 
 NEXT_STEP, MAPPING = "next-step", "mapping"
+MAX_MAGNITUDE = 1e150  # squared errors of values up to this stay finite in float64
+MIN_SPREAD = 1e-150  # ... and those of a spread down to this stay above zero
+CONSTANT = 2.0**-46  # a spread within ~64 rounding steps of the values is no spread at all
 
 
 def task_of(table: SeriesTable) -> str:
@@ -48,13 +55,17 @@ class Norm:
     y_std: np.ndarray
 
     @classmethod
-    def fit(cls, xs: list[np.ndarray], ys: list[np.ndarray], task: str) -> Norm:
-        x = np.concatenate(xs)
-        x_mean, x_std = x.mean(0), _safe_std(x.std(0))
+    def fit(
+        cls, xs: list[np.ndarray], ys: list[np.ndarray], task: str,
+        x_names: list[str] | None = None, y_names: list[str] | None = None, source: str = "table",
+    ) -> Norm:  # fmt: skip
+        """Statistics of the training split. A column whose values or spread cannot be
+        represented (see `_moments`) is refused, naming it."""
+        x_mean, x_std = _moments(np.concatenate(xs), x_names, source)
         if task == NEXT_STEP:  # outputs are fed back as inputs: one scale for both
             return cls(x_mean, x_std, x_mean.copy(), x_std.copy())
-        y = np.concatenate(ys)
-        return cls(x_mean, x_std, np.nanmean(y, 0), _safe_std(np.nanstd(y, 0)))
+        y_mean, y_std = _moments(np.concatenate(ys), y_names, source)
+        return cls(x_mean, x_std, y_mean, y_std)
 
     def to_dict(self):
         import torch
@@ -65,9 +76,72 @@ class Norm:
     def from_dict(cls, d) -> Norm:
         return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in ("x_mean", "x_std", "y_mean", "y_std")})
 
+    def inputs(self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32) -> np.ndarray:
+        """Inputs [..., F] on the model's scale (float32 unless asked); a value too far from
+        the training data to be represented is refused, naming its column."""
+        return _standardise(x, self.x_mean, self.x_std, names, source, dtype)
 
-def _safe_std(std: np.ndarray) -> np.ndarray:
-    return np.where(std > 1e-12, std, 1.0)
+    def targets(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """Targets [..., G] on the model's scale (NaN stays NaN: no target)."""
+        return _standardise(y, self.y_mean, self.y_std, None, "targets", dtype)
+
+    def outputs(self, out: np.ndarray) -> np.ndarray:
+        """Model outputs [..., G] back on the table's scale, float64."""
+        return np.asarray(out, dtype=np.float64) * self.y_std + self.y_mean
+
+
+def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per column, ignoring NaN (no target).
+
+    A column is constant when its spread is within rounding of its magnitude (relative,
+    so 1e-300 * sin t and 1 + 1e-13 sin t are not constant); a constant column is scaled by
+    its own magnitude. Values beyond 1e150, or a spread below 1e-150, are refused: their
+    squared errors would overflow or vanish in float64.
+    """
+    means, stds = [], []
+    for j in range(values.shape[1]):
+        name = names[j] if names else f"column {j}"
+        v = values[:, j]
+        v = v[~np.isnan(v)]
+        if v.size == 0:
+            means.append(0.0)
+            stds.append(1.0)
+            continue
+        big = float(np.max(np.abs(v)))
+        if big > MAX_MAGNITUDE:
+            raise SeqtoolError(
+                f"{source}: column {name!r} holds {big:.3g}; seqtool models values up to "
+                f"{MAX_MAGNITUDE:g} in magnitude (their squared errors must be finite): rescale it"
+            )
+        mean = float(np.mean(v))
+        d = v - mean
+        reach = float(np.max(np.abs(d)))
+        std = reach * float(np.sqrt(np.mean((d / reach) ** 2))) if reach > 0 else 0.0
+        if std <= CONSTANT * big:
+            std = abs(mean) if mean != 0 else 1.0
+        elif std < MIN_SPREAD:
+            raise SeqtoolError(
+                f"{source}: column {name!r} varies by only {std:.3g}; seqtool needs a spread of at "
+                f"least {MIN_SPREAD:g} (squared errors must not vanish): rescale it"
+            )
+        means.append(mean)
+        stds.append(std)
+    return np.array(means), np.array(stds)
+
+
+def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source: str, dtype) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = ((v - mean) / std).astype(dtype)
+    bad = np.isinf(z) | (np.isnan(z) & ~np.isnan(v))
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad.reshape(-1, bad.shape[-1])))
+        value = v.reshape(-1, v.shape[-1])[row, col]
+        name = names[col] if names else f"column {col}"
+        raise SeqtoolError(
+            f"{source}: column {name!r}: {value:.3g} is {abs(value - mean[col]) / std[col]:.3g} "
+            f"standard deviations from the training data; the model cannot represent it"
+        )
+    return z
 
 
 def split(
@@ -78,8 +152,6 @@ def split(
     validation loss, and the training part stops where the tail starts)."""
     if val <= 0:
         return (xs, ys), ([], [])
-    if not 0 < val < 1:
-        raise SeqtoolError(f"--val must be a fraction in [0, 1), got {val}")
     n = len(xs)
     if n >= 2:
         n_val = min(n - 1, max(1, round(val * n)))
@@ -102,19 +174,60 @@ def split(
     return ([x[:cut]], [y_train]), ([x], [y_val])
 
 
-def padded(arrays: list[np.ndarray], fill: float, dtype=np.float32) -> np.ndarray:
-    """Per-series arrays [T_i, F] as one [N, max T, F] array, `fill` past each end."""
-    steps = max(len(a) for a in arrays)
-    out = np.full((len(arrays), steps, arrays[0].shape[1]), fill, dtype=dtype)
-    for i, a in enumerate(arrays):
-        out[i, : len(a)] = a
-    return out
+@dataclass
+class Rows:
+    """Series end to end: inputs x [rows, F] and targets y [rows, G] (torch tensors on the
+    model's scale, NaN where a step has no target), series i in rows offsets[i]:offsets[i+1]."""
+
+    x: object
+    y: object
+    offsets: object  # int64 tensor [N + 1]
+
+    @classmethod
+    def of(cls, xs: list[np.ndarray], ys: list[np.ndarray], norm: Norm, names=None, source="table") -> Rows:
+        import torch
+
+        lengths = np.array([len(a) for a in xs], dtype=np.int64)
+        x = norm.inputs(np.concatenate(xs), names, source)
+        y = norm.targets(np.concatenate(ys))
+        offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]))
+        return cls(torch.from_numpy(x), torch.from_numpy(y), offsets)
+
+    @property
+    def lengths(self):
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def to(self, device) -> Rows:
+        return Rows(self.x.to(device), self.y.to(device), self.offsets.to(device))
+
+    def window(self, series, starts, steps: int):
+        """x [B, steps, F] and y [B, steps, G] from `starts` of `series`; rows past the end
+        of a series read as input 0 and no target."""
+        import torch
+
+        pos = starts[:, None] + torch.arange(steps, device=self.x.device)
+        lengths = self.lengths[series][:, None]
+        inside = pos < lengths
+        rows = self.offsets[series][:, None] + torch.minimum(pos, lengths - 1)
+        x, y = self.x[rows], self.y[rows]
+        if not bool(inside.all()):
+            x = torch.where(inside[..., None], x, 0.0)
+            y = torch.where(inside[..., None], y, float("nan"))
+        return x, y
 
 
-def standardised(xs: list[np.ndarray], ys: list[np.ndarray], norm: Norm):
-    """Padded tensors: inputs [N, T, F] (0 past the end), targets [N, T, G] (NaN where none)."""
-    import torch
-
-    x = padded([(a - norm.x_mean) / norm.x_std for a in xs], 0.0)
-    y = padded([(a - norm.y_mean) / norm.y_std for a in ys], np.nan)
-    return torch.from_numpy(x), torch.from_numpy(y)
+def length_groups(lengths: np.ndarray, cells: int) -> list[np.ndarray]:
+    """Series indices in groups to run together: longest first, each group's lengths
+    within a factor 2 of its longest (padding at most doubles the work), and at most
+    `cells` series-steps a group unless a single series is longer."""
+    order = np.argsort(-lengths, kind="stable")
+    groups, i = [], 0
+    while i < len(order):
+        longest = int(lengths[order[i]])
+        size = max(1, cells // max(longest, 1))
+        j = i + 1
+        while j < len(order) and j - i < size and 2 * int(lengths[order[j]]) >= longest:
+            j += 1
+        groups.append(order[i:j])
+        i = j
+    return groups

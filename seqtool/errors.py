@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run that failed, e.g. training diverged
@@ -32,6 +35,50 @@ class PipeClosed(Exception):
     """The reader of stdout went away. Not an OSError, so that click does not turn it into exit 1."""
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the program is, so that every `finally` runs (temporary
+    files are removed) and the exit code is 130. A KeyboardInterrupt, so no `except
+    SeqtoolError` or `except Exception` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def signals_stop() -> Iterator[None]:
+    """While the body runs, SIGINT and SIGTERM raise `Stopped` (SIGTERM would otherwise end
+    the process on the spot, leaving temporary files behind)."""
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    saved = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, stop)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """A library warning (numpy, torch) becomes one `seqtool: warning: ...` line on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"seqtool: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def guarded(run: Callable[[], object], debug: bool = False) -> int:
     """Run a command and return its exit code; each failure becomes one line on stderr.
 
@@ -46,7 +93,8 @@ def guarded(run: Callable[[], object], debug: bool = False) -> int:
     except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return EXIT_PIPE_CLOSED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        print(f"seqtool: stopped: {getattr(e, 'name', 'SIGINT')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SeqtoolError as e:
         error, message, code, label = e, str(e), e.exit_code, e.label

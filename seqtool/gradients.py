@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Norm, inputs_and_targets, padded, task_of
+from .dataset import Norm, inputs_and_targets, task_of
 from .errors import SeqtoolError
-from .tables import SeriesTable, Table
+from .limits import check_all, fits_in_memory
+from .outputs import distinct, target
+from .tables import SeriesTable, Table, check_table_output, write_table
 
 LOSSES = ("last", "all")
 
@@ -66,10 +68,12 @@ def gradnorm(
     batch: int = 64,
     loss: str = "last",
     summary: str | Path | None = None,
+    output: str | Path | None = None,
     quiet: bool = False,
 ) -> tuple[Table, list[Report]]:
     """`seqtool gradnorm`: ||dL/dh_t|| for t = 1..T for a checkpoint, or for fresh models
-    of each of `cells`, on a table or on a generated `task` of `length` steps.
+    of each of `cells`, on a table or on a generated `task` of `length` steps; the table
+    goes to `output` (a file, '-' for stdout, None: returned only).
 
     A fresh LSTM starts with forget-gate bias `forget_bias` (1, as `train` uses; PyTorch's
     own init gives 0)."""
@@ -77,8 +81,14 @@ def gradnorm(
 
     if loss not in LOSSES:
         raise SeqtoolError(f"--loss must be last or all, got {loss!r}")
-    if batch < 1 or length < 2:
-        raise SeqtoolError("--batch must be positive and --length at least 2")
+    check_all(
+        grad_batch=batch, grad_length=length, hidden=hidden, layers=layers,
+        init_scale=init_scale, forget_bias=forget_bias, seed=seed,
+    )  # fmt: skip
+    check_table_output(output)
+    if summary is not None:
+        target(summary)
+    distinct(output, summary)
     reports = []
     if model is not None:
         from .inference import Model
@@ -98,7 +108,8 @@ def gradnorm(
         table = read_series(_data(data, task, length, batch, seed))
         kind = task_of(table)
         xs, ys = inputs_and_targets(table, kind)
-        x, y = _tensors(table, xs, ys, Norm.fit(xs, ys, kind), batch)
+        norm = Norm.fit(xs, ys, kind, table.x_names, table.y_names, table.source)
+        x, y = _tensors(table, xs, ys, norm, batch)
         for cell in cells:
             torch.manual_seed(seed)
             n_out = len(table.x_names) if kind == "next-step" else len(table.y_names)
@@ -110,6 +121,8 @@ def gradnorm(
             reports.append(_measure(net, x, y, loss))
     out = _table(reports)
     _report(reports, summary, quiet)
+    if output is not None:
+        write_table(out, output)
     return out, reports
 
 
@@ -117,8 +130,7 @@ def scale_recurrent(net, radius: float) -> None:
     """Rescale each recurrent matrix (each gate's h x h block) to spectral radius `radius`."""
     import torch
 
-    if not radius > 0:
-        raise SeqtoolError(f"--init-scale must be positive, got {radius}")
+    check_all(init_scale=radius)
     h = net.config.hidden
     with torch.no_grad():
         for name, w in net.rnn.named_parameters():
@@ -175,6 +187,9 @@ def _measure(net, x, y, loss: str) -> Report:
 
     from .models import masked_mse
 
+    cfg = net.config
+    batch, steps, _ = x.shape  # the float64 graph of the unrolled network, forward and backward:
+    fits_in_memory(16.0 * batch * steps * cfg.layers * cfg.hidden * 14, f"gradnorm of {cfg.cell} over {batch} x {steps} steps")
     net = net.eval()
     out, hs, params = unrolled(net, x)
     mask = ~torch.isnan(y)
@@ -219,8 +234,8 @@ def _tensors(table: SeriesTable, xs: list, ys: list, norm: Norm, batch: int):
     steps = min(len(a) for a in xs)
     if steps < 2:
         raise SeqtoolError(f"{table.source}: series too short to follow a gradient through time")
-    x = padded([(a[:steps] - norm.x_mean) / norm.x_std for a in xs], 0.0, np.float64)
-    y = padded([(a[:steps] - norm.y_mean) / norm.y_std for a in ys], np.nan, np.float64)
+    x = norm.inputs(np.stack([a[:steps] for a in xs]), table.x_names, table.source, np.float64)
+    y = norm.targets(np.stack([a[:steps] for a in ys]), np.float64)
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -242,7 +257,7 @@ def _table(reports: list[Report]) -> Table:
 
 def _report(reports: list[Report], path, quiet: bool) -> None:
     if path is not None:
-        from .atomic import write_text
+        from .outputs import write_text
 
         doc = {
             r.cell: {

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import build_model, load_checkpoint
-from .dataset import MAPPING, NEXT_STEP, Norm, padded
-from .errors import SeqtoolError
-from .tables import SeriesTable, as_table, read_series
-
-BATCH = 256  # series per teacher-forced pass: bounds memory on large tables
+from .dataset import MAPPING, NEXT_STEP, Norm
+from .errors import RunFailed, SeqtoolError
+from .limits import check, check_all, fits_in_memory
+from .outputs import distinct, target
+from .tables import SeriesTable, as_table, check_table_output, read_series, write_table
 
 
 class Model:
@@ -50,14 +50,23 @@ class Model:
         has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
         return read_series(table, self.x_names, self.y_names if has_truth else [])
 
-    def run(self, x: np.ndarray, state=None):
-        """Original-scale inputs [N, T, F] -> original-scale outputs [N, T, G] and the state."""
+    def inputs(self, table: SeriesTable):
+        """The table's inputs on the model's scale, [rows, F] float32."""
         import torch
 
-        z = torch.from_numpy(((x - self.norm.x_mean) / self.norm.x_std).astype(np.float32))
-        with torch.no_grad():
-            out, state = self.net(z, state)
-        return out.double().numpy() * self.norm.y_std + self.norm.y_mean, state
+        return torch.from_numpy(self.norm.inputs(table.x, self.x_names, table.source))
+
+    def outputs(self, out, what: str, expected: np.ndarray | None = None) -> np.ndarray:
+        """Outputs on the table's scale; outputs that are not finite numbers (in the rows
+        `expected` to hold one: all by default) are a failed run."""
+        values = self.norm.outputs(out.double().numpy())
+        bad = ~np.isfinite(values) if expected is None else ~np.isfinite(values) & expected[:, None]
+        if bad.any():
+            raise RunFailed(
+                f"{self.path}: the model's {what} are not finite at {int(bad.any(axis=1).sum())} of "
+                f"{len(values)} steps (inputs far outside what it was trained on?)"
+            )
+        return values
 
 
 def predict(
@@ -66,28 +75,32 @@ def predict(
     *,
     warmup: int = 0,
     metrics: str | Path | None = None,
+    output: str | Path | None = None,
     quiet: bool = False,
 ) -> tuple[SeriesTable, dict]:
-    """`seqtool predict`: teacher-forced outputs for every step, state carried through each series."""
+    """`seqtool predict`: teacher-forced outputs for every step, state carried through each
+    series; the table goes to `output` (a file, '-' for stdout, None: returned only)."""
+    from .models import over_series
+
+    check("warmup", warmup)
+    _check_outputs(output, metrics)
     m = Model(model)
     table = m.read(data)
-    _check_warmup(warmup)
-    xs = table.split(table.x)
-    outputs = []
-    for start in range(0, len(xs), BATCH):
-        group = xs[start : start + BATCH]
-        out, _ = m.run(_padded(group))
-        outputs += [out[i, : len(a)] for i, a in enumerate(group)]
+    out, _ = over_series(m.net, m.inputs(table), table.lengths)
+    outputs = m.outputs(out, "predictions")
+    starts = table.offsets[:-1]
     if m.task == NEXT_STEP:  # the output at step t forecasts x[t+1]: move it to row t+1
-        yhat = [np.vstack([np.full((1, o.shape[1]), np.nan), o[:-1]]) for o in outputs]
-        truth = xs
+        yhat = np.roll(outputs, 1, axis=0)
+        yhat[starts] = np.nan
+        truth = table.x
     else:
-        yhat = outputs
-        truth = table.split(table.y) if table.y is not None else None
-    result = _with_columns(table, dict(zip(m.yhat_names, np.concatenate(yhat).T)))
-    scores = _score(yhat, truth, [np.arange(len(a)) >= warmup for a in xs])
+        yhat, truth = outputs, table.y
+    result = _with_columns(table, dict(zip(m.yhat_names, yhat.T)))
+    step_in_series = np.arange(len(yhat)) - np.repeat(starts, table.lengths)
+    scores = _score(yhat, truth, step_in_series >= warmup)
     scores.update(warmup=warmup, mode="teacher-forced")
     _report("predict", scores, metrics, quiet)
+    _write(result, output)
     return result, scores
 
 
@@ -99,11 +112,16 @@ def rollout(
     steps: int | None = None,
     horizon: int = 0,
     metrics: str | Path | None = None,
+    output: str | Path | None = None,
     quiet: bool = False,
 ) -> tuple[SeriesTable, dict]:
     """`seqtool rollout`: warm up on the first `warmup` true steps of each series, then feed
     the model its own predictions: to the end of the series, for `steps` steps, or `horizon`
     steps past the end. All series run together as one batch."""
+    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon)
+    if steps is not None and horizon:
+        raise SeqtoolError("give --steps or --horizon, not both")
+    _check_outputs(output, metrics)
     m = Model(model)
     if m.task != NEXT_STEP:
         raise SeqtoolError(
@@ -112,93 +130,96 @@ def rollout(
             f"column): use seqtool predict"
         )
     table = m.read(data)
-    if steps is not None and horizon:
-        raise SeqtoolError("give --steps or --horizon, not both")
-    if horizon < 0 or (steps is not None and steps < 0):
-        raise SeqtoolError("--steps and --horizon must be zero or positive")
-    xs = table.split(table.x)
-    lengths = np.array([len(a) for a in xs])
+    lengths = table.lengths
     if warmup is None:
         k = lengths if horizon else np.minimum(lengths, 10)
     else:
-        _check_warmup(warmup)
-        if warmup < 1:
-            raise SeqtoolError("--warmup must be at least 1: the first forecast needs an observed step")
         short = np.flatnonzero(lengths < warmup)
         if len(short):
             raise SeqtoolError(
                 f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than "
                 f"--warmup {warmup}"
             )
-        k = np.full(len(xs), warmup)
-    free = np.full(len(xs), steps) if steps is not None else lengths - k + horizon
-
-    yhat = _roll(m, xs, k, free)  # all series in one batch: each step serves them all
+        k = np.full(len(lengths), warmup)
+    free = np.full(len(lengths), steps) if steps is not None else lengths - k + horizon
     total = k + free
-    result = _extend(table, total, dict(zip(m.yhat_names, np.concatenate(yhat).T)))
+    width = len(table.columns) + len(m.yhat_names) + 2
+    fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")
+
+    yhat = _roll(m, table, k, free)
+    result = _extend(table, total, dict(zip(m.yhat_names, yhat.T)))
     step_in_series = np.arange(total.sum()) - np.repeat(np.cumsum(total) - total, total)
     result.columns["phase"] = np.where(step_in_series < np.repeat(k, total), "warmup", "free")
-    truth = [np.vstack([a[:n], np.full((max(n - len(a), 0), a.shape[1]), np.nan)]) for a, n in zip(xs, total)]
-    scores = _score(yhat, truth, [np.arange(n) >= w for n, w in zip(total, k)])
+    scores = _score(yhat, result.x, step_in_series >= np.repeat(k, total))
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
     _report("rollout", scores, metrics, quiet)
+    _write(result, output)
     return result, scores
 
 
-def _roll(m: Model, xs: list[np.ndarray], k: np.ndarray, free: np.ndarray) -> list[np.ndarray]:
-    """Teacher-forced through each series' first k steps, then free for `free` steps.
+def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Forecasts for the first k + free rows of each series, end to end ([rows, F]; row r
+    of a series holds the forecast of row r, row 0 none).
 
-    Series with different warm-up lengths are warmed up on their common prefix together,
-    then step by step; each series switches to its own predictions right after its k-th
-    observed step, so the first free forecast is conditioned on the last observed value.
-    The loop runs on standardised tensors (a next-step model's inputs and outputs share
-    one scale) with torch's cells, one step per iteration for all series at once.
+    Warm-up: each series' first k rows, teacher-forced (`over_series`), which also gives
+    the state after its k-th observed step and its first free forecast. Free running: all
+    series in one batch, one step per iteration, each fed its own last forecast; the series
+    with the most free steps first, so the batch shrinks to the rows still running and the
+    work follows the rows. The loop runs on the model's scale (a next-step model's inputs
+    and outputs share one) with torch's cell functions.
     """
     import torch
 
-    from .models import Stepper
+    from .models import Stepper, over_series
 
-    n, features = len(xs), xs[0].shape[1]
+    n, features = len(k), len(m.x_names)
     total = k + free
-    steps = int(total.max())
-    common = int(k.min())
-    z = torch.from_numpy(((_padded(xs) - m.norm.x_mean) / m.norm.x_std).astype(np.float32))
-    observed_until = torch.from_numpy(k)[:, None]
-    forecast = torch.full((n, steps + 1, features), float("nan"))  # [:, r]: the forecast of row r
+    starts = np.concatenate([[0], np.cumsum(total)])[:-1]  # of each series in the output
+    observed = np.concatenate([np.arange(a, a + w) for a, w in zip(table.offsets[:-1], k)])
+    z = m.inputs(table)[torch.from_numpy(observed)]
+    warm, state = over_series(m.net, z, k, final_state=True)
+    forecast = torch.full((int(total.sum()), features), float("nan"))
+    warm_rows = np.concatenate([np.arange(1, w + 1) + a for a, w in zip(starts, k)])
+    keep = np.concatenate([np.arange(1, w + 1) < w + f for w, f in zip(k, free)])  # the k-th: only if free
+    forecast[torch.from_numpy(warm_rows[keep])] = warm[torch.from_numpy(keep)]
+
+    order = np.argsort(-free, kind="stable")  # the batch is always a prefix of this order
+    running = np.searchsorted(-free[order], -np.arange(int(free.max(initial=0))), side="right")
+    index = torch.from_numpy(order)
+    prev = warm[torch.from_numpy(np.cumsum(k) - 1)][index]  # each series' first free forecast
     step = Stepper(m.net)
+    states = step.split(tuple(s[:, index] for s in state) if isinstance(state, tuple) else state[:, index])
+    rows = torch.from_numpy(starts[order] + k[order])
     with torch.no_grad():
-        first, state = m.net(z[:, :common])
-        forecast[:, 1 : common + 1] = first  # the output at step t forecasts row t+1
-        states, prev = step.split(state), first[:, -1]
-        last_observed = int(k.max())
-        for t in range(common, steps - 1):
-            x_t = prev
-            if t < last_observed:  # some series are still warming up
-                x_t = torch.where(observed_until > t, z[:, t], prev)
-            prev, states = step(x_t, states)
-            forecast[:, t + 1] = prev
-    out = forecast[:, :steps].double().numpy() * m.norm.y_std + m.norm.y_mean
-    return [out[i, : total[i]] for i in range(n)]
+        for j in range(1, len(running)):
+            a = int(running[j])  # series with more than j free steps
+            states = [tuple(s[:a] for s in st) if isinstance(st, tuple) else st[:a] for st in states]
+            prev, states = step(prev[:a], states)
+            forecast[rows[:a] + j] = prev
+    expected = np.ones(len(forecast), dtype=bool)
+    expected[starts] = False
+    return m.outputs(forecast, "forecasts", expected)
 
 
-def _padded(xs: list[np.ndarray]) -> np.ndarray:
-    return padded(xs, 0.0, np.float64)
+def _check_outputs(output, metrics) -> None:
+    """Every output path checked before any work."""
+    check_table_output(output)
+    if metrics is not None:
+        target(metrics)
+    distinct(output, metrics)
 
 
-def _check_warmup(warmup: int) -> None:
-    if warmup < 0:
-        raise SeqtoolError(f"--warmup must be zero or positive, got {warmup}")
+def _write(table: SeriesTable, output) -> None:
+    if output is not None:
+        write_table(table, output)
 
 
-def _score(yhat: list[np.ndarray], truth: list[np.ndarray] | None, scored: list[np.ndarray]) -> dict:
-    """MSE, RMSE and MAE on the original scale over the scored steps with a known truth."""
+def _score(yhat: np.ndarray, truth: np.ndarray | None, scored: np.ndarray) -> dict:
+    """MSE, RMSE and MAE on the original scale over the scored rows with a known truth."""
     if truth is None:
         return {"steps": 0, "mse": None, "rmse": None, "mae": None}
-    errors = []
-    for p, y, keep in zip(yhat, truth, scored):
-        e = (p - y)[keep]
-        errors.append(e[~np.isnan(e)])
-    e = np.concatenate(errors) if errors else np.array([])
+    e = (yhat - truth)[scored]
+    e = e[~np.isnan(e)]
     if e.size == 0:
         return {"steps": 0, "mse": None, "rmse": None, "mae": None}
     mse = float(np.mean(e**2))
@@ -207,7 +228,7 @@ def _score(yhat: list[np.ndarray], truth: list[np.ndarray] | None, scored: list[
 
 def _report(command: str, scores: dict, path: str | Path | None, quiet: bool) -> None:
     if path is not None:
-        from .atomic import write_text
+        from .outputs import write_text
 
         write_text(path, json.dumps(scores, indent=2) + "\n")
     if quiet:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 CELLS = ("rnn", "lstm", "gru")
+BUDGET = 1 << 25  # hidden units x steps x series in one inference call: 128 MB of float32
 
 
 @dataclass
@@ -48,9 +50,62 @@ class SeqModel(nn.Module):
         if config.cell == "lstm":
             set_forget_bias(self.rnn, 1.0)
 
-    def forward(self, x: torch.Tensor, state=None):
-        out, state = self.rnn(x, state)
+    def forward(self, x: torch.Tensor, state=None, lengths: np.ndarray | None = None):
+        """Outputs [batch, steps, n_out] and the state after the last step. With `lengths`
+        (sorted longest first), series i ends after lengths[i] steps: the state is taken
+        there (the steps past its end, padding, are skipped)."""
+        if lengths is None or (lengths == x.shape[1]).all():
+            out, state = self.rnn(x, state)
+            return self.head(out), state
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        packed = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True)
+        out, state = self.rnn(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.head(out), state
+
+
+def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_state: bool = False):
+    """The model over series stored end to end (x [rows, n_in]; series i is the next
+    lengths[i] rows), each from a zero state, without gradients.
+
+    Returns outputs [rows, n_out] and, with `final_state`, the state after each series'
+    last step in the module's layout ([layers, series, hidden]; a pair for an LSTM). Series
+    run in groups of similar length (`length_groups`) and a series too long for one call
+    in consecutive chunks with its state carried, so memory follows the rows, not the
+    longest series times the number of series.
+    """
+    from .dataset import length_groups
+
+    cfg = model.config
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    out = torch.empty(x.shape[0], cfg.n_out, dtype=x.dtype, device=x.device)
+    shape = (cfg.layers, len(lengths), cfg.hidden)
+    final = None
+    if final_state:
+        final = tuple(x.new_zeros(shape) for _ in range(2)) if cfg.cell == "lstm" else x.new_zeros(shape)
+    cells = max(1024, BUDGET // cfg.hidden)
+    with torch.no_grad():
+        for group in length_groups(lengths, cells):
+            lens = lengths[group]
+            chunk = int(lens[0]) if len(group) > 1 else min(int(lens[0]), cells)
+            state = None
+            for t0 in range(0, int(lens[0]), chunk):
+                pos = t0 + np.arange(min(chunk, int(lens[0]) - t0))
+                inside = pos[None, :] < lens[:, None]
+                rows = torch.from_numpy(offsets[group][:, None] + np.minimum(pos[None, :], lens[:, None] - 1))
+                inside_t = torch.from_numpy(inside).to(x.device)
+                xb = torch.where(inside_t[..., None], x[rows.to(x.device)], 0.0)
+                o, state = model(xb, state, np.clip(lens - t0, 1, len(pos)))
+                out[rows.to(x.device)[inside_t]] = o[inside_t]
+            if final_state:
+                index = torch.from_numpy(group).to(x.device)
+                if cfg.cell == "lstm":
+                    for whole, part in zip(final, state):
+                        whole[:, index] = part
+                else:
+                    final[:, index] = state
+    return out, final
 
 
 def set_forget_bias(lstm: nn.LSTM, value: float) -> None:

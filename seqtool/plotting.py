@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SeqtoolError
+from .limits import check_all
+from .outputs import check_format, distinct
 from .tables import Table, read_series, read_table
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -120,21 +122,29 @@ def plot(
     suffix = "." + fmt.lower().lstrip(".")
     if suffix not in FORMATS:
         raise SeqtoolError(f"--format must be png, svg or pdf, got {fmt!r}")
+    check_all(dpi=options.get("dpi"))
     if output is not None and outdir is not None:
         raise SeqtoolError("give -o or --outdir, not both")
-    if output is not None and Path(output).suffix.lower() not in FORMATS:
-        raise SeqtoolError(f"{output}: unknown image format; use .png, .svg or .pdf")
     if labels and len(labels) != len(files):
         raise SeqtoolError(f"--label given {len(labels)} times for {len(files)} inputs")
+    single = overlay or len(files) == 1
+    if output is not None and not single:
+        raise SeqtoolError("several inputs make several images: use --outdir DIR, or --overlay -o FILE")
+    if output is not None:
+        out = check_format(output, FORMATS, "image")
+        suffix = out.suffix if out.suffix in FORMATS else suffix
+    if outdir is not None:
+        _make_folder(Path(outdir))
+    targets = [Path(output)] if output is not None else [_beside(f, suffix, outdir) for f in files]
+    for path in targets:
+        check_format(path, FORMATS, "image")
+    distinct(*targets)
     tables = [read_table(f) for f in files]
     names = list(labels) if labels else [_label(f) for f in files]
     inputs = list(zip(names, tables))
-    if overlay or len(files) == 1:
-        target = Path(output) if output else _beside(files[0], suffix, outdir)
-        return [_save(figure(inputs, **options), target)]
-    if output is not None:
-        raise SeqtoolError("several inputs make several images: use --outdir DIR, or --overlay -o FILE")
-    return [_save(figure([pair], **options), _beside(f, suffix, outdir)) for f, pair in zip(files, inputs)]
+    if single:
+        return [_save(figure(inputs, **options), targets[0], suffix)]
+    return [_save(figure([pair], **options), path, suffix) for path, pair in zip(targets, inputs)]
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -142,9 +152,12 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m or min(int(m[1]), int(m[2])) < 50:
+    if not m:
         raise SeqtoolError(f"--size must be WIDTHxHEIGHT in pixels, e.g. 1200x800, got {text!r}")
-    return int(m[1]), int(m[2])
+    width, height = int(m[1]), int(m[2])
+    check_all(pixels=width)
+    check_all(pixels=height)
+    return width, height
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -164,16 +177,31 @@ def _beside(f, suffix: str, outdir) -> Path:
         name = Path("plot" + suffix)
         return Path(outdir) / name if outdir else name
     if outdir is not None:
-        Path(outdir).mkdir(parents=True, exist_ok=True)
         return Path(outdir) / (Path(f).stem + suffix)
     return Path(f).with_suffix(suffix)
 
 
-def _save(fig, path: Path) -> Path:
-    from .atomic import atomic_path
+def _make_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise SeqtoolError(f"--outdir {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SeqtoolError(f"--outdir {folder}: cannot create it: {e.strerror}") from None
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=fig.dpi)
+
+def _save(fig, path: Path, fallback: str) -> Path:
+    """Render in memory (PDF needs a seekable file), then write: atomically to a file,
+    through to a device or pipe, in the format its name gives (else `fallback`)."""
+    import io
+
+    from .outputs import open_output
+
+    suffix = path.suffix.lower() if path.suffix.lower() in FORMATS else fallback
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=suffix.lstrip("."), dpi=fig.dpi)
+    with open_output(path) as f:
+        f.write(buffer.getbuffer())
     return path
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
 from .errors import SeqtoolError
+from .outputs import Target, check_format, format_of, open_output
 
 NPZ_MAGIC = b"PK\x03\x04"
 WRITE_FORMATS = (".csv", ".npz")
@@ -255,27 +255,31 @@ def describe(table: SeriesTable) -> dict[str, str]:
     }
 
 
+def check_table_output(dest: str | Path | None) -> Target | None:
+    """Check a table's output path before any work: CSV or npz by extension; a device,
+    pipe or descriptor (`/dev/stdout`) gets CSV unless its name ends in .npz."""
+    return check_format(dest, WRITE_FORMATS, "table")
+
+
 def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> None:
     """Write CSV to stdout (dest None or '-'), or CSV or npz by the extension of `dest`.
 
-    Files are written atomically: a failed write leaves any earlier file intact.
+    Files are replaced atomically (a failed write leaves any earlier file intact);
+    devices and pipes are written through (`outputs`).
     """
-    if dest is None or str(dest) == "-":
+    t = check_table_output(dest)
+    if t is None:
         _write_csv(table.columns, sys.stdout)
         sys.stdout.flush()
         return
-    suffix = Path(dest).suffix.lower()
-    if suffix not in WRITE_FORMATS:
-        raise SeqtoolError(
-            f"{dest}: unknown table format {suffix or '(no extension)'!r}; use .csv or .npz"
-        )
-    with atomic_path(dest) as tmp:
-        if suffix == ".npz":
-            with open(tmp, "wb") as f:
-                np.savez(f, **_npz_arrays(table))
+    with open_output(t) as f:
+        if format_of(t, WRITE_FORMATS) == ".npz":
+            np.savez(f, **_npz_arrays(table))
         else:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                _write_csv(table.columns, f)
+            text = io.TextIOWrapper(f, encoding="utf-8", newline="", write_through=False)
+            _write_csv(table.columns, text)
+            text.flush()
+            text.detach()
 
 
 # --- reading -------------------------------------------------------------------------

@@ -11,13 +11,14 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import SeqtoolError
+from .limits import check_all
 from .tables import SeriesTable
 
 
-def _check(**positive: float) -> None:
-    for name, value in positive.items():
-        if not value > 0:
-            raise SeqtoolError(f"--{name.replace('_', '-')} must be positive, got {value}")
+def _check(n_series: int, length: int, length_key: str = "length", **options) -> None:
+    """Every parameter within its bounds (limits.py), and the table within 1e8 rows."""
+    check_all(n_series=n_series, **{length_key: length}, **options)
+    check_all(rows=n_series * length)
 
 
 def sine(
@@ -28,8 +29,7 @@ def sine(
     No target column: the task is next-step forecasting. A random start (not the
     textbook's 0, 1 or 2) makes a model learn the wave instead of memorising windows.
     """
-    _check(n_series=n_series, length=length, span=span)
-    _check_noise(noise)
+    _check(n_series, length, span=span, noise=noise, seed=seed)
     rng = np.random.default_rng(seed)
     t = rng.uniform(0, 2 * np.pi, (n_series, 1)) + np.linspace(0, span, length)
     x = np.sin(t) + noise * rng.standard_normal(t.shape)
@@ -46,12 +46,15 @@ def multisine(
 ) -> SeriesTable:
     """x = a sum of sines of the given angular frequencies, with amplitude 1/k for the k-th,
     random phases per series, plus Gaussian noise of std `noise`."""
-    _check(n_series=n_series, length=length, span=span)
-    _check_noise(noise)
+    _check(n_series, length, span=span, noise=noise, seed=seed)
     try:
         omegas = np.array([float(f) for f in freqs.split(",")])
     except ValueError:
         raise SeqtoolError(f"--freqs must be numbers separated by commas, got {freqs!r}") from None
+    if len(omegas) > 100:
+        raise SeqtoolError(f"--freqs takes at most 100 frequencies, got {len(omegas)}")
+    for omega in omegas.tolist():
+        check_all(freq=omega)
     rng = np.random.default_rng(seed)
     t = rng.uniform(0, 2 * np.pi, (n_series, 1)) + np.linspace(0, span, length)
     phases = rng.uniform(0, 2 * np.pi, (n_series, 1, len(omegas)))
@@ -67,7 +70,7 @@ def sincos(n_series: int = 64, length: int = 300, seed: int = 0, per_span: int =
     sin alone does not tell cos (sin is 0 at 0 and at pi): the model needs memory of the
     direction of change. Long series are meant for stateful training (carried state).
     """
-    _check(n_series=n_series, length=length, per_span=per_span)
+    _check(n_series, length, per_span=per_span, seed=seed)
     rng = np.random.default_rng(seed)
     t = rng.uniform(0, 2 * np.pi, (n_series, 1)) + np.arange(length) * (np.pi / per_span)
     return SeriesTable.from_arrays(list(np.sin(t)), y=list(np.cos(t)), t=list(t), source="sincos")
@@ -79,9 +82,7 @@ def integral(
     """A saturating integrator. Input u is piecewise constant: at each step it jumps, with
     probability `jump_prob`, to a new value uniform in [0, 1). Target
     y[k] = clip(y[k-1] + gain * (u[k] - 0.5), 0, 1), with y[-1] = 0."""
-    _check(n_series=n_series, length=length, gain=gain)
-    if not 0 <= jump_prob <= 1:
-        raise SeqtoolError(f"--jump-prob must be in [0, 1], got {jump_prob}")
+    _check(n_series, length, gain=gain, jump_prob=jump_prob, seed=seed)
     rng = np.random.default_rng(seed)
     jumps = rng.random((n_series, length)) < jump_prob
     jumps[:, 0] = True
@@ -101,9 +102,7 @@ def adding(n_series: int = 1000, length: int = 100, seed: int = 0) -> SeriesTabl
     """The adding problem (Hochreiter & Schmidhuber 1997). Inputs x0: uniform [0, 1);
     x1: a marker, 1 at one step in the first half and one in the second. Target y: the
     sum of the two marked values, at the last step only (empty elsewhere)."""
-    _check(n_series=n_series)
-    if length < 2:
-        raise SeqtoolError(f"--length must be at least 2 for the adding problem, got {length}")
+    _check(n_series, length, "adding_length", seed=seed)
     rng = np.random.default_rng(seed)
     values = rng.random((n_series, length))
     half = length // 2
@@ -129,7 +128,7 @@ def lorenz(
 ) -> SeriesTable:
     """The Lorenz system (chaotic, three inputs x0, x1, x2), sampled every `dt` after a
     burn-in onto the attractor; integrated with RK4 at steps of at most 0.01."""
-    _check(n_series=n_series, length=length, dt=dt)
+    _check(n_series, length, lorenz_dt=dt, seed=seed)
     rng = np.random.default_rng(seed)
     sub = max(1, int(np.ceil(dt / 0.01)))
     h = dt / sub
@@ -170,7 +169,7 @@ def mackey_glass(
 ) -> SeriesTable:
     """The Mackey-Glass delay equation dx/dt = beta x(t-tau) / (1 + x(t-tau)^power) - gamma x,
     chaotic for tau = 17; Euler steps of 0.1, sampled every `dt` after a burn-in of 500."""
-    _check(n_series=n_series, length=length, tau=tau, dt=dt)
+    _check(n_series, length, tau=tau, mg_dt=dt, seed=seed)
     rng = np.random.default_rng(seed)
     h = 0.1
     sub = max(1, round(dt / h))
@@ -185,11 +184,6 @@ def mackey_glass(
     samples = x[:, delay + burn :: sub][:, :length]
     t = [np.arange(length) * (sub * h)] * n_series
     return SeriesTable.from_arrays(list(samples), t=t, source="mackey-glass")
-
-
-def _check_noise(noise: float) -> None:
-    if not noise >= 0:
-        raise SeqtoolError(f"--noise must be zero or positive, got {noise}")
 
 
 KINDS: dict[str, Callable[..., SeriesTable]] = {

@@ -24,21 +24,25 @@ import math
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .dataset import Norm, inputs_and_targets, split, standardised, task_of
-from .errors import RunFailed, SeqtoolError
-from .tables import SeriesTable, Table, read_series, write_table
+from .checkpoint import check_resume, load_checkpoint, save_checkpoint
+from .dataset import NEXT_STEP, Norm, Rows, inputs_and_targets, split, task_of
+from .errors import RunFailed, SeqtoolError, Stopped
+from .limits import LIMITS, check_all, fits_in_memory
+from .outputs import distinct, target, writer_lock
+from .tables import SeriesTable, Table, check_table_output, read_series, write_table
 
 SCHEDULES = ("cosine", "plateau", "none")
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
 DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting the mean) has diverged
+LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "seconds")
 
 
 @dataclass
@@ -68,27 +72,41 @@ class TrainConfig:
     save_every: float = 30.0
 
     def check(self) -> None:
+        """Every setting within its bounds (limits.py) and consistent with the others."""
         from .models import CELLS
 
-        if self.cell not in CELLS:
-            raise SeqtoolError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise SeqtoolError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise SeqtoolError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        for name in ("hidden", "layers", "batch", "window", "stride", "lr"):
-            if not getattr(self, name) > 0:
-                raise SeqtoolError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name, value, choices in (("cell", self.cell, CELLS), ("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("schedule", self.schedule, SCHEDULES)):  # fmt: skip
+            if value not in choices:
+                raise SeqtoolError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+        check_all(
+            hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr, batch=self.batch,
+            window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
+            val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed,
+        )  # fmt: skip
+        if not isinstance(self.stateful, bool):
+            raise SeqtoolError(f"stateful must be true or false, got {self.stateful!r}")
+        if not (isinstance(self.save_every, (int, float)) and 0 <= self.save_every < math.inf):
+            raise SeqtoolError(f"save_every must be a number of seconds, got {self.save_every!r}")
+        for name in ("x", "y"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise SeqtoolError(f"--{name} must be column names, got {getattr(self, name)!r}")
         if self.steps is not None and self.epochs is not None:
             raise SeqtoolError("give --steps or --epochs, not both")
-        for name in ("steps", "epochs"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise SeqtoolError(f"--{name} must be positive, got {value}")
-        if not 0 <= self.dropout < 1:
-            raise SeqtoolError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.clip < 0 or self.patience < 0 or self.burn_in < 0:
-            raise SeqtoolError("--clip, --patience and --burn-in must be zero (off) or positive")
+        if not self.stateful and self.burn_in >= self.window:
+            raise SeqtoolError(
+                f"--window {self.window} is not longer than --burn-in {self.burn_in}: every step of "
+                f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"
+            )
+
+    def memory(self) -> float:
+        """Bytes a step needs, about (before the data is read: one input, one output):
+        weights, gradients, Adam's moments and the copies kept for the best state and the
+        checkpoint, plus the activations of a batch kept for backpropagation."""
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}.get(self.cell, 4)
+        params = self.layers * gates * self.hidden * (2 * self.hidden + 2) + self.hidden
+        activations = self.batch * self.window * self.layers * self.hidden * (gates + 2)
+        return 4.0 * (10 * params + 3 * activations)
 
 
 @dataclass
@@ -120,34 +138,54 @@ def train(
     device: str = "auto",
     threads: int | None = None,
 ) -> TrainResult:
-    """`seqtool train`: fit a model to a series table and write its checkpoint to `out`."""
+    """`seqtool train`: fit a model to a series table and write its checkpoint to `out`.
+
+    Everything that can be checked is checked before the data is read: the settings, the
+    output paths, the device, the memory a step needs; then, with the data, that some step
+    has a target to learn. One writer per checkpoint: a second run aiming at `out` while
+    this one runs is refused.
+    """
     import torch
 
-    previous = None
-    if resume:
-        previous = load_checkpoint(out)
-        if "resume" not in previous or "train" not in previous:
-            raise SeqtoolError(f"{out}: this checkpoint holds no training state to resume")
-        config = TrainConfig(**previous["train"])
-        threads = threads or previous["resume"].get("threads")  # same threads, same sums
-    if threads:
-        torch.set_num_threads(threads)
-    config = config or TrainConfig()
-    config.check()
-    table = read_series(data, config.x, config.y)
-    run = _Run(table, Path(out), config, previous, _device(device), quiet)
-    try:
-        result = run.fit()
-    finally:
-        if log is not None:
-            write_table(history_table(run.history), log)
+    check_all(threads=threads)
+    dev = _device(device)
+    if not resume:
+        config = config or TrainConfig()
+        _check_config(config, dev)
+    target(out)
+    check_table_output(log)
+    distinct(out, log)
+    with writer_lock(out):
+        previous = None
+        if resume:
+            previous = load_checkpoint(out)
+            check_resume(previous, str(out))
+            config = TrainConfig(**previous["train"])
+            _check_config(config, dev)
+            threads = threads or previous["resume"].get("threads")  # same threads, same sums
+            check_all(threads=threads)
+        if threads:
+            torch.set_num_threads(threads)
+        table = read_series(data, config.x, config.y)
+        run = _Run(table, Path(out), config, previous, dev, quiet)
+        try:
+            result = run.fit()
+        finally:
+            if log is not None:
+                write_table(history_table(run.history), log)
     return result
+
+
+def _check_config(config: TrainConfig, device) -> None:
+    config.check()
+    if device.type == "cpu":
+        what = f"training with --hidden {config.hidden} --layers {config.layers} --batch {config.batch} --window {config.window}"
+        fits_in_memory(config.memory(), what)
 
 
 def history_table(history: list[dict]) -> Table:
     """The `train --log` table: one row per evaluation (DESIGN.md section 2)."""
-    names = ("epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "seconds")
-    return Table({n: np.array([float(row[n]) for row in history]) for n in names}, "log")
+    return Table({n: np.array([float(row[n]) for row in history]) for n in LOG_COLUMNS}, "log")
 
 
 def _device(name: str):
@@ -184,14 +222,17 @@ class _Run:
         if previous is not None and previous["resume"].get("fingerprint") != self.fingerprint:
             raise SeqtoolError(f"{out}: the data differs from the data this run was trained on")
         (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
-        self.norm = Norm.fit(train_x, train_y, self.task)
-        self.x, self.y = (t.to(device) for t in standardised(train_x, train_y, self.norm))
-        self.lengths = torch.tensor([len(a) for a in train_x])
+        _has_targets(train_y, table, "training")
+        self.norm = Norm.fit(train_x, train_y, self.task, table.x_names, table.y_names, table.source)
+        self.rows = Rows.of(train_x, train_y, self.norm, table.x_names, table.source).to(device)
+        self.lengths = self.rows.lengths.cpu()
         self.val = None
         if val_x:
-            vx, vy = standardised(val_x, val_y, self.norm)
-            vy[:, : config.burn_in] = math.nan  # scored like training: no loss during burn-in
-            self.val = (vx.to(device), vy.to(device))
+            vy = [y.copy() for y in val_y]
+            for y in vy:
+                y[: config.burn_in] = np.nan  # scored like training: no loss during burn-in
+            _has_targets(vy, table, "validation", config.burn_in)
+            self.val = Rows.of(val_x, vy, self.norm, table.x_names, table.source).to(device)
         self.data_info = {
             "x_names": table.x_names,
             "y_names": table.y_names or [],
@@ -201,7 +242,7 @@ class _Run:
         self._plan_batches()
 
         torch.manual_seed(config.seed)
-        n_out = len(table.x_names) if self.task == "next-step" else len(table.y_names)
+        n_out = len(table.x_names) if self.task == NEXT_STEP else len(table.y_names)
         self.model_config = ModelConfig(
             n_in=len(table.x_names), n_out=n_out, cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
@@ -213,7 +254,7 @@ class _Run:
         self.best = {"val": math.inf, "step": 0, "weights": None, "bad": 0}
         self.acc = {"loss": 0.0, "n": 0, "grad": 0.0, "clipped": 0}
         self.history: list[dict] = []
-        self.stop_signal = None
+        self.signals: list[int] = []
         if previous is not None:
             self._restore(previous)
         self.good = self._snapshot()
@@ -221,17 +262,23 @@ class _Run:
     # --- data ---------------------------------------------------------------------
 
     def _plan_batches(self) -> None:
-        """How many steps make an epoch, and the total; the batches themselves come from `_batch`."""
+        """How many steps make an epoch, and the total; the batches themselves come from
+        `_batch`. A plan in which no step has a target to learn is refused here."""
+        import torch
+
         c = self.config
-        lengths = self.lengths.tolist()
+        lengths = self.lengths.numpy()
+        scored = np.concatenate([[0], np.cumsum(~torch.isnan(self.rows.y.cpu()).all(dim=1).numpy())])
+        offsets = self.rows.offsets.cpu().numpy()
         if c.stateful:
-            self.chunks = math.ceil(max(lengths) / c.window)
+            self.chunks = math.ceil(int(lengths.max()) / c.window)
             self.groups = math.ceil(len(lengths) / c.batch)
             self.per_epoch = self.groups * self.chunks
             self.n_windows = len(lengths)
+            learnable = scored[offsets[1:]] - scored[np.minimum(offsets[:-1] + c.burn_in, offsets[1:])]
         else:
             series, starts = [], []
-            for i, n in enumerate(lengths):
+            for i, n in enumerate(lengths.tolist()):
                 if n < c.window:
                     continue
                 s = list(range(0, n - c.window + 1, c.stride))
@@ -242,17 +289,28 @@ class _Run:
             if not series:
                 raise SeqtoolError(
                     f"every training series is shorter than --window {c.window} "
-                    f"(longest: {max(lengths)} steps); use a smaller --window"
+                    f"(longest: {int(lengths.max())} steps); use a smaller --window"
                 )
-            import torch
-
             self.win_series, self.win_starts = torch.tensor(series), torch.tensor(starts)
             self.n_windows = len(series)
             self.per_epoch = math.ceil(self.n_windows / c.batch)
+            first = offsets[self.win_series.numpy()] + self.win_starts.numpy()
+            learnable = scored[first + c.window] - scored[first + c.burn_in]
+        if not learnable.any():
+            where = "stream" if c.stateful else f"window of {c.window} steps"
+            raise SeqtoolError(
+                f"no {where} has a target after its first {c.burn_in} steps (--burn-in), so "
+                f"nothing can be learned; use a smaller --burn-in"
+                + ("" if c.stateful else " or a longer --window")
+            )
         if c.steps is not None:
             self.total = int(c.steps)
         elif c.epochs is not None:
             self.total = max(1, math.ceil(c.epochs * self.per_epoch))
+            if self.total > LIMITS["steps"].hi:
+                raise SeqtoolError(
+                    f"--epochs {c.epochs:g} is {self.total:,} steps; at most {LIMITS['steps'].hi:,} are run"
+                )
         else:
             self.total = DEFAULT_STEPS
         self.eval_every = 25
@@ -275,13 +333,13 @@ class _Run:
         if c.stateful:
             group, chunk = divmod(pos, self.chunks)
             members = self._order(epoch, len(self.lengths))[group * c.batch : (group + 1) * c.batch]
-            t0 = chunk * c.window
-            sl = slice(t0, t0 + c.window)
-            return self.x[members, sl], self.y[members, sl], chunk == 0
+            starts = torch.full((len(members),), chunk * c.window)
+            x, y = self.rows.window(members.to(self.device), starts.to(self.device), c.window)
+            return x, y, chunk == 0
         picks = self._order(epoch, self.n_windows)[pos * c.batch : (pos + 1) * c.batch]
-        rows = self.win_starts[picks, None] + torch.arange(c.window)
-        series = self.win_series[picks, None]
-        return self.x[series, rows], self.y[series, rows], True
+        series, starts = self.win_series[picks], self.win_starts[picks]
+        x, y = self.rows.window(series.to(self.device), starts.to(self.device), c.window)
+        return x, y, True
 
     # --- optimisation -------------------------------------------------------------
 
@@ -296,6 +354,8 @@ class _Run:
         return None
 
     def fit(self) -> TrainResult:
+        """The loop, then the final save. SIGINT or SIGTERM at any moment (the final save
+        included) ends with exit 130 and a usable checkpoint; see `_catch_signals`."""
         import torch
 
         from .models import detach, masked_mse
@@ -309,73 +369,68 @@ class _Run:
         last_save = time.perf_counter()
         stopped = "done"
         try:
-            model.train()
-            while self.step < self.total:
-                x, y, fresh = self._batch(self.step)
-                if fresh:
-                    self.carry = None
-                out, state = model(x, self.carry)
-                if fresh and c.burn_in:
-                    y = y.clone()
-                    y[:, : c.burn_in] = math.nan
-                loss, count = masked_mse(out, y)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                limit = c.clip if c.clip > 0 else math.inf
-                grad = float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit))
-                value = loss.item()
-                if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
-                    self._diverged(value, grad)
-                if count > 0:
-                    self.opt.step()
-                self.carry = detach(state) if c.stateful else None
-                if self.sched is not None and c.schedule == "cosine":
-                    self.sched.step()
-                self.step += 1
-                self.acc["loss"] += value
-                self.acc["n"] += 1
-                self.acc["grad"] += grad
-                self.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
-                self.seconds = time.perf_counter() - start
-                if self.step % self.eval_every == 0 or self.step == self.total:
-                    row = self._evaluate()
-                    progress.update(self.step, row)
-                    if c.patience and self.best["bad"] >= c.patience:
-                        stopped = "early stop"
-                        break
-                    self.good = self._snapshot()
-                    if time.perf_counter() - last_save > c.save_every:
+            with warnings.catch_warnings():  # a batch without targets skips opt.step(); torch would warn
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                model.train()
+                while self.step < self.total:
+                    x, y, fresh = self._batch(self.step)
+                    if fresh:
+                        self.carry = None
+                    out, state = model(x, self.carry)
+                    if fresh and c.burn_in:
+                        y = y.clone()
+                        y[:, : c.burn_in] = math.nan
+                    loss, count = masked_mse(out, y)
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    limit = c.clip if c.clip > 0 else math.inf
+                    grad = float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit))
+                    value = loss.item()
+                    if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
+                        self._diverged(value, grad)
+                    if count > 0:
+                        self.opt.step()
+                    self.carry = detach(state) if c.stateful else None
+                    if self.sched is not None and c.schedule == "cosine":
+                        self.sched.step()
+                    self.step += 1
+                    self.acc["loss"] += value
+                    self.acc["n"] += 1
+                    self.acc["grad"] += grad
+                    self.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
+                    self.seconds = time.perf_counter() - start
+                    if self.step % self.eval_every == 0 or self.step == self.total:
+                        row = self._evaluate()
+                        progress.update(self.step, row)
+                        if c.patience and self.best["bad"] >= c.patience:
+                            stopped = "early stop"
+                            break
+                        self.good = self._snapshot()
+                        if time.perf_counter() - last_save > c.save_every:
+                            self._save()
+                            last_save = time.perf_counter()
+                    if self.signals:
                         self._save()
-                        last_save = time.perf_counter()
-                if self.stop_signal is not None:
-                    self._save()
-                    name = signal.Signals(self.stop_signal).name
-                    raise Interrupted(
-                        f"{name} at step {self.step} of {self.total}: saved a resumable checkpoint "
-                        f"to {self.out}; continue with: seqtool train DATA --resume -o {self.out}"
-                    )
+                        raise Interrupted(
+                            f"{_name(self.signals[0])} at step {self.step} of {self.total}: saved a "
+                            f"resumable checkpoint to {self.out}; continue with: "
+                            f"seqtool train DATA --resume -o {self.out}"
+                        )
+            progress.close()
+            self._save(done=True)
+            if self.signals:
+                raise Interrupted(f"{_name(self.signals[0])} as the run ended: the finished run is saved to {self.out}")
         finally:
             progress.close()
             self._restore_signals(handlers)
-        self._save(done=True)
         result = self._result(stopped)
         if not self.quiet:
             print(self._summary(result), file=sys.stderr)
         return result
 
     def _evaluate(self) -> dict:
-        import torch
-
-        from .models import masked_mse
-
         n = max(self.acc["n"], 1)
-        val = math.nan
-        if self.val is not None:
-            self.model.eval()
-            with torch.no_grad():
-                x, y = self.val
-                val = float(masked_mse(self.model(x)[0], y)[0])
-            self.model.train()
+        val = self._val_loss() if self.val is not None else math.nan
         train_loss = self.acc["loss"] / n
         watched = val if self.val is not None else train_loss
         if self.sched is not None and self.config.schedule == "plateau":
@@ -398,6 +453,19 @@ class _Run:
         self.history.append(row)
         self.acc = {"loss": 0.0, "n": 0, "grad": 0.0, "clipped": 0}
         return row
+
+    def _val_loss(self) -> float:
+        """Teacher-forced over whole held-out series, state carried (what `predict` does)."""
+        import torch
+
+        from .models import over_series
+
+        self.model.eval()
+        out, _ = over_series(self.model, self.val.x, self.val.lengths.cpu().numpy())
+        self.model.train()
+        y = self.val.y
+        scored = ~torch.isnan(y)
+        return float((out - torch.nan_to_num(y))[scored].pow(2).mean())
 
     # --- checkpoints --------------------------------------------------------------
 
@@ -426,22 +494,54 @@ class _Run:
         )
 
     def _restore(self, previous: dict) -> None:
+        """The training state of a checkpoint; a part that does not fit this run is refused."""
         import torch
 
-        state = previous["resume"]
-        self.model.load_state_dict(state["weights"])
-        self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None:
-            self.sched.load_state_dict(state["scheduler"])
+        from .checkpoint import _check_weights, _Damaged
+
+        state, damaged = previous["resume"], _Damaged(str(self.out))
+        _check_weights(state.get("weights"), self.model, damaged, "resume.weights")
+        if state.get("best_weights") is not None:
+            _check_weights(state["best_weights"], self.model, damaged, "resume.best_weights")
+        parts = [
+            ("weights", lambda: self.model.load_state_dict(state["weights"])),
+            ("optimizer", lambda: self.opt.load_state_dict(state["optimizer"])),
+            ("scheduler", lambda: self.sched is None or self.sched.load_state_dict(state["scheduler"])),
+            ("torch_rng", lambda: torch.set_rng_state(state["torch_rng"])),
+            ("carry", lambda: self._check_carry(state["carry"])),
+        ]
+        for name, load in parts:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    load()
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+                damaged(f"resume.{name} ({' '.join(str(e).split())[:120] or type(e).__name__})")
         self.step, self.seconds = state["step"], state["seconds"]
-        torch.set_rng_state(state["torch_rng"])
         self.carry = state["carry"]
         self.best = {
             "val": state["best_val"], "step": state["best_step"],
             "weights": state["best_weights"], "bad": state["bad_evals"],
         }  # fmt: skip
         self.acc = dict(state["acc"])
-        self.history = list(previous["history"])
+        self.history = list(previous["history"])[: state["history_len"]]
+        if self.step > self.total:
+            damaged(f"resume.step {self.step} is past the end of the run ({self.total} steps)")
+
+    def _check_carry(self, carry) -> None:
+        """The carried state: None, or [layers, streams, hidden] tensors (a pair for an LSTM)."""
+        import torch
+
+        if carry is None:
+            return
+        parts = carry if isinstance(carry, tuple) else (carry,)
+        shape = (self.config.layers, None, self.config.hidden)
+        for part in parts:
+            if (not isinstance(part, torch.Tensor) or part.dim() != 3 or part.shape[0] != shape[0]
+                    or part.shape[2] != shape[2] or not torch.isfinite(part).all()):  # fmt: skip
+                raise ValueError(f"expected finite [layers {shape[0]}, streams, hidden {shape[2]}] tensors")
+        if len(parts) != (2 if self.config.cell == "lstm" else 1):
+            raise ValueError(f"expected {'a pair of tensors' if self.config.cell == 'lstm' else 'one tensor'}")
 
     def _save(self, done: bool = False, snapshot: dict | None = None) -> None:
         state = snapshot if snapshot is not None else self._snapshot()
@@ -500,10 +600,15 @@ class _Run:
     # --- signals ------------------------------------------------------------------
 
     def _catch_signals(self) -> dict:
-        """Ctrl-C and SIGTERM finish the current step, save, and exit 130."""
+        """The first SIGINT or SIGTERM is noted: the current step finishes, the state is
+        saved, and the run ends with exit 130 (after the final save, if it came during it).
+        A second one stops at once (`Stopped`): an unfinished write is abandoned and its
+        temporary file removed, so the previous checkpoint stays."""
 
         def handler(signum, frame):
-            self.stop_signal = signum
+            self.signals.append(signum)
+            if len(self.signals) > 1:
+                raise Stopped(signum)
 
         saved = {}
         try:
@@ -517,6 +622,23 @@ class _Run:
     def _restore_signals(saved: dict) -> None:
         for sig, old in saved.items():
             signal.signal(sig, old)
+
+
+def _name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def _has_targets(ys: list[np.ndarray], table, part: str, burn_in: int = 0) -> None:
+    """Refuse a split in which no step has a target: nothing to learn, or to validate on."""
+    if any((~np.isnan(y)).any() for y in ys):
+        return
+    if part == "training":
+        names = ", ".join(table.y_names) if table.y_names else "the inputs (next step)"
+        raise SeqtoolError(f"{table.source}: no step of the training split has a target ({names} empty)")
+    raise SeqtoolError(
+        f"{table.source}: no step of the validation split has a target after its first {burn_in} "
+        f"steps (--burn-in); use a larger --val, or --val 0"
+    )
 
 
 def _optimizer(name: str, params, lr: float):
@@ -570,3 +692,4 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None

@@ -167,9 +167,9 @@ def test_npz_equals_csv_for_every_kind(cli, tmp_path, kind):
     "args, fragments",
     [
         (["gen", "nosuch"], ["unknown kind 'nosuch'", "sine", "mackey-glass"]),
-        (["gen", "sine", "--length", "-5"], ["--length must be positive", "-5"]),
-        (["gen", "sine", "--n-series", "0"], ["--n-series must be positive"]),
-        (["gen", "adding", "--length", "1"], ["at least 2"]),
+        (["gen", "sine", "--length", "-5"], ["--length must be a whole number in [1, 1000000000], got -5"]),
+        (["gen", "sine", "--n-series", "0"], ["--n-series must be a whole number in [1, 10000000]"]),
+        (["gen", "adding", "--length", "1"], ["--length must be a whole number in [2,"]),
         (["gen", "sine", "--noise", "-1"], ["--noise"]),
         (["gen", "integral", "--jump-prob", "2"], ["--jump-prob"]),
         (["gen", "multisine", "--freqs", "1,a"], ["--freqs"]),

@@ -134,7 +134,7 @@ def test_a_trained_checkpoint_on_its_data(tmp_path, cli):
     [
         (["--cell", "rnn,tcn"], ["--cell takes rnn, lstm, gru"]),
         (["--loss", "mean"], ["--loss must be last or all"]),
-        (["--init-scale", "-1"], ["--init-scale must be positive"]),
+        (["--init-scale", "-1"], ["--init-scale must be a number in (0, 1000], got -1.0"]),
         (["--task", "lorenz"], ["--task must be"]),
         (["a.csv", "b.csv", "c.csv"], ["at most a MODEL and a DATA"]),
     ],

@@ -132,7 +132,7 @@ def test_not_a_checkpoint_and_mismatched_columns(models, tmp_path, cli, command)
 
 def test_rollout_options_are_checked(models, cli):
     one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "31"), "fewer than --warmup 31")
-    one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "0"), "at least 1")
+    one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "0"), "--warmup must be a whole number in [1,")
     one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--steps", "3", "--horizon", "2"), "not both")
 
 

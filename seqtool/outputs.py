@@ -1,0 +1,248 @@
+"""Where output goes: checked before any work, and written without harming what is there.
+
+- A regular file, a new path, or a symlink to either: written to a temporary file beside
+  the file it names, flushed to disk, then renamed onto it (`os.replace`), so a reader
+  never sees half a file and a failed write leaves the old one.
+- The process's own descriptors (`/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, a process
+  substitution): written through that descriptor, in order with what else goes there.
+- Anything else (a character device such as /dev/null, a FIFO, a socket): opened and
+  written in place, streaming, never replaced.
+
+Temporary files are named `.NAME.PID-XXXXXXXX.tmp`. They are removed on every exit path
+(an exception, Ctrl-C, SIGTERM: the CLI turns SIGTERM into an exception); one left by a
+killed process is removed by the next write to the same path once its process is gone.
+`writer_lock` gives one writer per checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import RunFailed, SeqtoolError
+
+_STD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_FD = re.compile(r"/(?:dev/fd|proc/(self|thread-self|\d+)/fd)/(\d+)")
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an output path leads. `path` is what is written: the file a symlink names, or
+    the device or pipe itself; `fd` is set for the process's own descriptors."""
+
+    given: str
+    path: Path
+    in_place: bool = False  # written through, never replaced
+    fd: int | None = None
+
+    @property
+    def suffix(self) -> str:
+        """The format-giving extension of the path as the user wrote it."""
+        return Path(self.given).suffix.lower()
+
+
+def target(dest: str | os.PathLike) -> Target:
+    """Check where `dest` leads before any work is done: a folder, a missing or read-only
+    folder, or a closed descriptor is refused with one line."""
+    given = os.fspath(dest)
+    if not given:
+        raise SeqtoolError("an output path is empty")
+    fd, foreign = _descriptor(given)
+    if fd is not None:
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise SeqtoolError(f"{given}: descriptor {fd} is not open") from None
+        return Target(given, Path(given), in_place=True, fd=fd)
+    try:
+        st = os.stat(given)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except OSError as e:
+        raise SeqtoolError(f"{given}: cannot write: {e.strerror}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise SeqtoolError(f"{given}: is a folder; give a file name")
+    if foreign or (st is not None and not stat.S_ISREG(st.st_mode)):
+        return Target(given, Path(given), in_place=True)
+    real = Path(os.path.realpath(given))
+    folder = (os.path.dirname(given) or ".") if real == Path(given).absolute() else str(real.parent)
+    if not real.parent.is_dir():
+        raise SeqtoolError(f"{given}: folder {folder} does not exist")
+    if not os.access(real.parent, os.W_OK | os.X_OK):
+        raise SeqtoolError(f"{given}: folder {folder} is not writable")
+    return Target(given, real)
+
+
+def check_format(dest: str | os.PathLike | None, formats: tuple[str, ...], what: str) -> Target | None:
+    """`target`, plus: a file's extension must be one of `formats`. A device, pipe or
+    descriptor takes the first format unless its name has one of them."""
+    if dest is None or os.fspath(dest) == "-":
+        return None
+    t = target(dest)
+    if t.suffix not in formats and not t.in_place:
+        shown = t.suffix or "(no extension)"
+        raise SeqtoolError(f"{t.given}: unknown {what} format {shown!r}; use {' or '.join(formats)}")
+    return t
+
+
+def format_of(t: Target, formats: tuple[str, ...]) -> str:
+    return t.suffix if t.suffix in formats else formats[0]
+
+
+def distinct(*dests: str | os.PathLike | None) -> None:
+    """Refuse two outputs of one command that name the same regular file."""
+    seen: dict[Path, str] = {}
+    for dest in dests:
+        if dest is None or os.fspath(dest) == "-":
+            continue
+        t = target(dest)
+        if t.in_place:
+            continue
+        if t.path in seen:
+            raise SeqtoolError(f"{seen[t.path]} and {t.given} are the same file; give each output its own")
+        seen[t.path] = t.given
+
+
+@contextlib.contextmanager
+def open_output(dest: str | os.PathLike | Target) -> Iterator[BinaryIO]:
+    """A binary file to write `dest` through: atomic for files, in place for the rest."""
+    t = dest if isinstance(dest, Target) else target(dest)
+    if t.fd is not None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        with os.fdopen(os.dup(t.fd), "wb") as f:
+            yield f
+        return
+    if t.in_place:
+        try:
+            f = open(t.path, "wb")
+        except OSError as e:
+            raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
+        with f:
+            yield f
+        return
+    _remove_stale(t.path)
+    tmp = t.path.parent / f".{t.path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        except OSError as e:
+            raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, t.path)
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            raise
+        raise RunFailed(f"{t.given}: cannot write: {e.strerror or e}; the previous file is untouched") from e
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def write_text(dest: str | os.PathLike, text: str) -> None:
+    """Write a small text file (a JSON summary)."""
+    with open_output(dest) as f:
+        f.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def writer_lock(dest: str | os.PathLike) -> Iterator[None]:
+    """One writer per file: an advisory lock on `.NAME.lock` beside it, held while the body
+    runs and removed after. A second writer is refused at once with the holder's pid.
+
+    The lock file is removed while locked; a locker checks that the file it locked is still
+    the one at the path, so removal never lets two writers in. A device or pipe is not locked.
+    """
+    import fcntl
+
+    t = target(dest)
+    if t.in_place:
+        yield
+        return
+    lock = t.path.parent / f".{t.path.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise SeqtoolError(f"{t.given}: cannot lock: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise SeqtoolError(f"{t.given}: cannot lock: {e.strerror}") from None
+            raise SeqtoolError(
+                f"{t.given}: another seqtool (pid {holder}) is writing this file; "
+                f"wait for it to finish or choose another output"
+            ) from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # removed by its last holder after we opened it: try again
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+def _descriptor(path: str) -> tuple[int | None, bool]:
+    """(fd, foreign): the descriptor of this process that `path` names (following symlinks),
+    or whether it names another process's descriptor."""
+    p = os.path.abspath(path)
+    for _ in range(40):
+        if p in _STD:
+            return _STD[p], False
+        m = _FD.fullmatch(p)
+        if m:
+            own = m[1] in (None, "self", "thread-self", str(os.getpid()))
+            return (int(m[2]), False) if own else (None, True)
+        if not os.path.islink(p):
+            return None, False
+        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+    return None, False
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove temporary files beside `path` that a process now gone left behind."""
+    try:
+        names = [e.name for e in os.scandir(path.parent) if e.name.startswith(f".{path.name}.")]
+    except OSError:
+        return
+    for name in names:
+        m = _TEMP.fullmatch(name)
+        if m and m["name"] == path.name and not _alive(int(m["pid"])):
+            with contextlib.suppress(OSError):
+                (path.parent / name).unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
