@@ -11,10 +11,10 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, speed, startup
+from . import accuracy, memory, speed, startup
 from .common import Row, machine
 
-BENCHMARKS = {"startup": startup.run, "accuracy": accuracy.run, "speed": speed.run}
+BENCHMARKS = {"startup": startup.run, "accuracy": accuracy.run, "speed": speed.run, "memory": memory.run}
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = (
     "# Benchmark results\n\n"

@@ -60,3 +60,15 @@ def machine() -> str:
         f"{platform.machine()}, {cpus} cores, Python {platform.python_version()}, "
         f"torch {torch_version}, {platform.system()} {platform.release()}"
     )
+
+
+def peak_rss_mb(argv: list[str]) -> float:
+    """Peak resident memory of a whole command, in MiB (it must succeed)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    code = (
+        "import resource, subprocess, sys\n"
+        f"subprocess.run({argv!r}, check=True, stdout=subprocess.DEVNULL)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return int(out.stdout.split()[-1]) / 1024

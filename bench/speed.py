@@ -7,16 +7,13 @@ Every ratio compares two things measured in this run, on this machine, interleav
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .common import BIN, Row
-
+from .common import BIN, Row, peak_rss_mb
 
 # --- baselines, written as people write them --------------------------------------------
 
@@ -232,22 +229,12 @@ def scale(d: Path) -> list[Row]:
             read_series(path)
             times.append(time.perf_counter() - start)
         read_s = statistics.median(times)
-        peak = _peak_rss_mb([str(BIN / "seqtool"), "train", str(path), "--steps", "20", "-q", "-o", str(d / "big.pt")])
+        peak = peak_rss_mb([str(BIN / "seqtool"), "train", str(path), "--steps", "20", "-q", "-o", str(d / "big.pt")])
         rows += [
             Row(f"read 1,000,000 rows ({ext})", read_s, "s", "< 5 s", read_s < 5, f"{1e6 / read_s:,.0f} rows/s; {path.stat().st_size / 1e6:.0f} MB"),
             Row(f"train on 1,000,000 rows ({ext}): peak memory", peak, "MiB", "< 2048 MiB", peak < 2048, "`seqtool train big --steps 20`, whole process"),
         ]  # fmt: skip
     return rows
-
-
-def _peak_rss_mb(argv: list[str]) -> float:
-    code = (
-        "import resource, subprocess, sys\n"
-        f"subprocess.run({argv!r}, check=True, stdout=subprocess.DEVNULL)\n"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1]) / 1024
 
 
 def gpu() -> list[Row]:

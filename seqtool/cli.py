@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .errors import PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
+from .errors import Interrupted, PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
 from .limits import interval as span
 
 
@@ -38,6 +38,8 @@ class _Main(TyperGroup):
             return result
         except BrokenPipeError as e:
             raise PipeClosed() from e
+        except KeyboardInterrupt as e:  # typer would turn it into a silent exit 130
+            raise Interrupted(getattr(e, "name", "SIGINT")) from e
 
 
 app = typer.Typer(

@@ -31,6 +31,13 @@ class RunFailed(SeqtoolError):
     exit_code = EXIT_FAILED
 
 
+class Interrupted(SeqtoolError):
+    """Stopped by SIGINT or SIGTERM: exit 130, `seqtool: stopped: ...`."""
+
+    exit_code = EXIT_INTERRUPTED
+    label = "stopped"
+
+
 class PipeClosed(Exception):
     """The reader of stdout went away. Not an OSError, so that click does not turn it into exit 1."""
 

@@ -89,6 +89,8 @@ def gradnorm(
     if summary is not None:
         target(summary)
     distinct(output, summary)
+    if model is None:
+        _fits(batch, length, layers, hidden, "fresh models")
     reports = []
     if model is not None:
         from .inference import Model
@@ -188,8 +190,7 @@ def _measure(net, x, y, loss: str) -> Report:
     from .models import masked_mse
 
     cfg = net.config
-    batch, steps, _ = x.shape  # the float64 graph of the unrolled network, forward and backward:
-    fits_in_memory(16.0 * batch * steps * cfg.layers * cfg.hidden * 14, f"gradnorm of {cfg.cell} over {batch} x {steps} steps")
+    _fits(x.shape[0], x.shape[1], cfg.layers, cfg.hidden, cfg.cell)
     net = net.eval()
     out, hs, params = unrolled(net, x)
     mask = ~torch.isnan(y)
@@ -212,6 +213,11 @@ def _measure(net, x, y, loss: str) -> Report:
                 for k, gate in enumerate(gates):
                     sigma[f"{n}[{gate}]"] = float(torch.linalg.matrix_norm(w.detach().double()[k * h : (k + 1) * h], ord=2))
     return Report(net.config.cell, grad, norms, sigma, {"loss": float(value.detach())})
+
+
+def _fits(batch: int, steps: int, layers: int, hidden: int, what: str) -> None:
+    """The float64 graph of the unrolled network, forward and backward, must fit in memory."""
+    fits_in_memory(8.0 * 28 * batch * steps * layers * hidden, f"gradnorm of {what} over {batch} x {steps} steps")
 
 
 def _data(data, task: str, length: int, batch: int, seed: int):

@@ -172,33 +172,40 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
 
     from .models import Stepper, over_series
 
-    n, features = len(k), len(m.x_names)
     total = k + free
-    starts = np.concatenate([[0], np.cumsum(total)])[:-1]  # of each series in the output
-    observed = np.concatenate([np.arange(a, a + w) for a, w in zip(table.offsets[:-1], k)])
-    z = m.inputs(table)[torch.from_numpy(observed)]
+    starts = np.cumsum(total) - total  # of each series in the output
+    z = m.inputs(table)[torch.from_numpy(_ranges(table.offsets[:-1], k))]
     warm, state = over_series(m.net, z, k, final_state=True)
-    forecast = torch.full((int(total.sum()), features), float("nan"))
-    warm_rows = np.concatenate([np.arange(1, w + 1) + a for a, w in zip(starts, k)])
-    keep = np.concatenate([np.arange(1, w + 1) < w + f for w, f in zip(k, free)])  # the k-th: only if free
-    forecast[torch.from_numpy(warm_rows[keep])] = warm[torch.from_numpy(keep)]
+    forecast = torch.full((int(total.sum()), len(m.x_names)), float("nan"))
+    keep = _ranges(np.zeros_like(k), k) < np.repeat(total - 1, k)  # the k-th output: only if a free row follows
+    forecast[torch.from_numpy(_ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]
 
     order = np.argsort(-free, kind="stable")  # the batch is always a prefix of this order
-    running = np.searchsorted(-free[order], -np.arange(int(free.max(initial=0))), side="right")
+    running = np.searchsorted(-free[order], -np.arange(int(free.max(initial=0))), side="left")[1:]
     index = torch.from_numpy(order)
     prev = warm[torch.from_numpy(np.cumsum(k) - 1)][index]  # each series' first free forecast
     step = Stepper(m.net)
     states = step.split(tuple(s[:, index] for s in state) if isinstance(state, tuple) else state[:, index])
-    rows = torch.from_numpy(starts[order] + k[order])
+    outs = []
     with torch.no_grad():
-        for j in range(1, len(running)):
-            a = int(running[j])  # series with more than j free steps
-            states = [tuple(s[:a] for s in st) if isinstance(st, tuple) else st[:a] for st in states]
-            prev, states = step(prev[:a], states)
-            forecast[rows[:a] + j] = prev
+        for a in running.tolist():  # a: the series with more than j free steps, j = 1, 2, ...
+            if a < len(prev):
+                states = [tuple(s[:a] for s in st) if isinstance(st, tuple) else st[:a] for st in states]
+                prev = prev[:a]
+            prev, states = step(prev, states)
+            outs.append(prev)
+    if outs:
+        j = np.repeat(np.arange(1, len(running) + 1), running)
+        rows = (starts + k)[order][_ranges(np.zeros_like(running), running)] + j
+        forecast[torch.from_numpy(rows)] = torch.cat(outs)
     expected = np.ones(len(forecast), dtype=bool)
     expected[starts] = False
     return m.outputs(forecast, "forecasts", expected)
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, end to end."""
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(np.sum(counts)))
 
 
 def _check_outputs(output, metrics) -> None:

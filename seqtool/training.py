@@ -32,7 +32,7 @@ import numpy as np
 
 from .checkpoint import check_resume, load_checkpoint, save_checkpoint
 from .dataset import NEXT_STEP, Norm, Rows, inputs_and_targets, split, task_of
-from .errors import RunFailed, SeqtoolError, Stopped
+from .errors import Interrupted, RunFailed, SeqtoolError, Stopped
 from .limits import LIMITS, check_all, fits_in_memory
 from .outputs import distinct, target, writer_lock
 from .tables import SeriesTable, Table, check_table_output, read_series, write_table
@@ -118,13 +118,6 @@ class TrainResult:
     val_loss: float
     best_step: int
     stopped: str  # "done", "early stop", "already done"
-
-
-class Interrupted(SeqtoolError):
-    """Ctrl-C or SIGTERM: a resumable checkpoint was saved."""
-
-    exit_code = 130
-    label = "stopped"
 
 
 def train(

@@ -153,3 +153,46 @@ def test_stepper_steps_like_the_module(cell):
         for t in range(1, 6):
             out, states = step(x[:, t], states)
             torch.testing.assert_close(out, expected[:, t], rtol=1e-5, atol=1e-6)
+
+
+# --- memory in proportion to rows: ragged tables run in groups, with the same results ---
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("budget", [1 << 25, 64 * 5])  # the second cuts long series into chunks of 10 steps
+def test_series_of_any_lengths_give_what_each_gives_alone(cell, budget, monkeypatch):
+    import torch
+
+    from seqtool import models
+    from seqtool.models import ModelConfig, SeqModel, over_series
+
+    monkeypatch.setattr(models, "BUDGET", budget)
+    torch.manual_seed(0)
+    net = SeqModel(ModelConfig(n_in=2, n_out=3, cell=cell, hidden=5, layers=2)).eval()
+    lengths = np.array([3, 57, 1, 30, 8, 8, 29, 57])
+    x = torch.randn(int(lengths.sum()), 2)
+    out, final = over_series(net, x, lengths, final_state=True)
+    start = 0
+    for i, n in enumerate(lengths):
+        with torch.no_grad():
+            alone, state = net(x[None, start : start + n])
+        torch.testing.assert_close(out[start : start + n], alone[0], rtol=1e-5, atol=1e-6)
+        for whole, part in zip(final if cell == "lstm" else (final,), state if cell == "lstm" else (state,)):
+            torch.testing.assert_close(whole[:, i], part[:, 0], rtol=1e-5, atol=1e-6)
+        start += n
+
+
+def test_a_ragged_table_rolls_out_and_predicts_as_each_series_alone(models):
+    table = tasks.sine(n_series=5, length=40, seed=7)
+    ragged = SeriesTable.from_arrays([x[:m] for x, m in zip(table.split(100 + 30 * table.x), [40, 12, 25, 12, 33])])
+    for kwargs in ({"warmup": 10}, {"warmup": 5, "steps": 20}, {"horizon": 7}):
+        together, _ = rollout(models / "next.pt", ragged, quiet=True, **kwargs)
+        for i, sid in enumerate(ragged.ids):
+            alone, _ = rollout(models / "next.pt", SeriesTable.from_arrays([ragged.split(ragged.x)[i]]), quiet=True, **kwargs)
+            rows = together.columns["series"] == sid
+            np.testing.assert_allclose(together.columns["yhat"][rows], alone.columns["yhat"], rtol=1e-5, atol=1e-4)
+            assert together.columns["phase"][rows].tolist() == alone.columns["phase"].tolist()
+    together, _ = predict(models / "next.pt", ragged, quiet=True)
+    for i, sid in enumerate(ragged.ids):
+        alone, _ = predict(models / "next.pt", SeriesTable.from_arrays([ragged.split(ragged.x)[i]]), quiet=True)
+        np.testing.assert_allclose(together.columns["yhat"][together.columns["series"] == sid], alone.columns["yhat"], rtol=1e-5, atol=1e-4)

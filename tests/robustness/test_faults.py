@@ -132,3 +132,64 @@ def test_closed_stdout_at_any_point(sh):
     for lines in (1, 7, 300, 5000):
         result = sh(f"seqtool gen adding -n 500 | head -{lines} > /dev/null; echo ${{PIPESTATUS[0]}} >&2")
         assert result.stderr.decode() == "0\n", lines
+
+
+def _signal_during_the_final_save(monkeypatch, times: int):
+    """torch.save of the final checkpoint (done=True) gets `times` SIGTERMs, then writes."""
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if obj.get("resume", {}).get("done"):
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_sigterm_during_the_final_save_keeps_the_finished_run_and_exits_130(tmp_path, monkeypatch):
+    """The failing case: SIGTERM during the final save exited 143 with no message and lost
+    the finished run. Now the save completes, then the run stops with exit 130."""
+    from seqtool.errors import Interrupted
+
+    path = data(tmp_path)
+    _signal_during_the_final_save(monkeypatch, times=1)
+    with pytest.raises(Interrupted, match="SIGTERM as the run ended: the finished run is saved") as stop:
+        train(path, tmp_path / "m.pt", TrainConfig(**CONFIG), quiet=True)
+    assert stop.value.exit_code == 130
+    saved = load_checkpoint(tmp_path / "m.pt")["resume"]
+    assert saved["done"] and saved["step"] == 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "sine.csv"]
+
+
+def test_a_second_sigterm_abandons_the_final_save_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    from seqtool.errors import Stopped
+
+    path = data(tmp_path)
+    train(path, tmp_path / "m.pt", TrainConfig(**{**CONFIG, "steps": 50}), quiet=True)
+    before = (tmp_path / "m.pt").read_bytes()
+    _signal_during_the_final_save(monkeypatch, times=2)
+    with pytest.raises(Stopped):
+        train(path, tmp_path / "m.pt", TrainConfig(**{**CONFIG, "save_every": 3600.0}), quiet=True)
+    assert (tmp_path / "m.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "sine.csv"]
+
+
+def test_sigterm_as_a_real_run_ends(tmp_path, sh):
+    """SIGTERM when the last progress line appears, around the final save: exit 0 or 130 with a
+    message, never 143; the checkpoint is the finished run; no temporary file stays."""
+    path = data(tmp_path)
+    flags = "--hidden 16 --steps 400 --window 10 --threads 1"
+    assert sh(f"seqtool train {path} {flags} -o straight.pt -q", timeout=300).returncode == 0
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(["seqtool", "train", str(path), *flags.split(), "-o", "cut.pt"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    while not proc.stderr.readline().startswith("seqtool: step 400/400"):
+        pass
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err
+    if proc.returncode == 130:
+        assert err.splitlines()[-1].startswith("seqtool: stopped: SIGTERM"), err
+    assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".lock"))]
