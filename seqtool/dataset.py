@@ -182,6 +182,7 @@ class Rows:
     x: object
     y: object
     offsets: object  # int64 tensor [N + 1]
+    lengths: object  # int64 tensor [N]
 
     @classmethod
     def of(cls, xs: list[np.ndarray], ys: list[np.ndarray], norm: Norm, names=None, source="table") -> Rows:
@@ -191,14 +192,10 @@ class Rows:
         x = norm.inputs(np.concatenate(xs), names, source)
         y = norm.targets(np.concatenate(ys))
         offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]))
-        return cls(torch.from_numpy(x), torch.from_numpy(y), offsets)
-
-    @property
-    def lengths(self):
-        return self.offsets[1:] - self.offsets[:-1]
+        return cls(torch.from_numpy(x), torch.from_numpy(y), offsets, torch.from_numpy(lengths))
 
     def to(self, device) -> Rows:
-        return Rows(self.x.to(device), self.y.to(device), self.offsets.to(device))
+        return Rows(*(t.to(device) for t in (self.x, self.y, self.offsets, self.lengths)))
 
     def window(self, series, starts, steps: int):
         """x [B, steps, F] and y [B, steps, G] from `starts` of `series`; rows past the end

@@ -20,7 +20,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import sys
 from collections.abc import Iterator
@@ -133,7 +132,7 @@ def open_output(dest: str | os.PathLike | Target) -> Iterator[BinaryIO]:
             yield f
         return
     _remove_stale(t.path)
-    tmp = t.path.parent / f".{t.path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    tmp = t.path.parent / f".{t.path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
     try:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
