@@ -15,21 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import BIN, one_error_line
 
-from seqtool import tasks
 from seqtool.checkpoint import load_checkpoint
 from seqtool.outputs import writer_lock
-from seqtool.tables import write_table
-from seqtool.training import TrainConfig, train
-
-SMALL = TrainConfig(hidden=8, steps=30, window=10, batch=8)
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("outputs")
-    write_table(tasks.sine(n_series=8, length=60, seed=0), folder / "sine.csv")
-    train(folder / "sine.csv", folder / "m.pt", SMALL, quiet=True)
-    return folder
+def work(small_model):
+    return small_model
 
 
 @pytest.fixture

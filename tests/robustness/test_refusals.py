@@ -9,7 +9,6 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool import tasks
 from seqtool.dataset import Norm
 from seqtool.errors import SeqtoolError
 from seqtool.inference import predict
@@ -17,15 +16,10 @@ from seqtool.limits import LIMITS
 from seqtool.tables import SeriesTable, write_table
 from seqtool.training import TrainConfig, train
 
-SMALL = TrainConfig(hidden=8, steps=30, window=10, batch=8)
-
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("refusals")
-    write_table(tasks.sine(n_series=8, length=40, seed=0), folder / "sine.csv")
-    train(folder / "sine.csv", folder / "m.pt", SMALL, quiet=True)
-    return folder
+def work(small_model):
+    return small_model
 
 
 # --- bounds: every option, checked before the data is read ------------------------------
@@ -46,7 +40,7 @@ BAD = [
     (["train", "D", "--window", "4"], "--window 4 is not longer than --burn-in 4"),
     (["train", "D", "--steps", "0"], "--steps must be a whole number in [1, 1000000000], got 0"),
     (["rollout", "M", "D", "--horizon", str(10**12)], "--horizon must be a whole number in [0, 1000000000]"),
-    (["rollout", "M", "D", "--horizon", "1000000000"], "a rollout of 8,000,000,320 rows needs about"),
+    (["rollout", "M", "D", "--horizon", "1000000000"], "a rollout of 8,000,000,480 rows needs about"),
     (["rollout", "M", "D", "--steps", "-1"], "--steps must be a whole number in [0, 1000000000], got -1"),
     (["predict", "M", "D", "--warmup", "-3"], "--warmup must be a whole number in [0, 1000000000], got -3"),
     (["plot", "D", "--dpi", "0"], "--dpi must be a whole number in [10, 1000], got 0"),
