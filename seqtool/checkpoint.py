@@ -189,13 +189,15 @@ def check_resume(ckpt: dict, name: str) -> None:
         damaged(f"train: {e}")
     if not isinstance(state, dict):
         damaged("resume is not a dict")
-    kinds = {"step": int, "seconds": float, "best_step": int, "bad_evals": int, "history_len": int,
+    kinds = {"step": int, "seconds": float, "best_step": int, "bad_evals": int, "history_len": int, "threads": int,
              "fingerprint": str, "acc": dict, "optimizer": dict, "scheduler": dict}  # fmt: skip
     for key, kind in kinds.items():
         value = state.get(key)
         ok = isinstance(value, kind) and not isinstance(value, bool)
         if not ok or (kind in (int, float) and not (math.isfinite(value) and value >= 0)):
             damaged(f"resume.{key} is {value!r:.60}, expected a {'non-negative ' if kind in (int, float) else ''}{kind.__name__}")
+    if state["threads"] < 1:
+        damaged(f"resume.threads is {state['threads']}, expected a positive whole number")
     if not isinstance(history, list) or len(history) < state["history_len"]:
         damaged("history is not the list of log rows the training state refers to")
     for row in history:

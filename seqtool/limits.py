@@ -52,10 +52,19 @@ def _real(option: str, lo: float, hi: float, lo_open: bool = False, hi_open: boo
 
 BILLION = 1_000_000_000
 
+
+def _cores() -> int:
+    """The cores this process may run on: more torch threads than these only slow it down."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 LIMITS: dict[str, Limit] = {
     # shared
     "seed": _int("seed", 0, 2**32 - 1),  # numpy's and torch's generators take it as it is
-    "threads": _int("threads", 1, 1024),
+    "threads": _int("threads", 1, _cores()),
     # train (and gradnorm's fresh models)
     "hidden": _int("hidden", 1, 4096),
     "layers": _int("layers", 1, 16),

@@ -7,6 +7,7 @@
   substitution): written through that descriptor, in order with what else goes there.
 - Anything else (a character device such as /dev/null, a FIFO, a socket): opened and
   written in place, streaming, never replaced.
+- `-`: standard output.
 
 Temporary files are named `.NAME.PID-XXXXXXXX.tmp`. They are removed on every exit path
 (an exception, Ctrl-C, SIGTERM: the CLI turns SIGTERM into an exception); one left by a
@@ -43,6 +44,7 @@ class Target:
     path: Path
     in_place: bool = False  # written through, never replaced
     fd: int | None = None
+    stdout: bool = False  # `-`
 
     @property
     def suffix(self) -> str:
@@ -56,6 +58,8 @@ def target(dest: str | os.PathLike) -> Target:
     given = os.fspath(dest)
     if not given:
         raise SeqtoolError("an output path is empty")
+    if given == "-":
+        return Target(given, Path(given), in_place=True, stdout=True)
     fd, foreign = _descriptor(given)
     if fd is not None:
         try:
@@ -116,6 +120,11 @@ def distinct(*dests: str | os.PathLike | None) -> None:
 def open_output(dest: str | os.PathLike | Target) -> Iterator[BinaryIO]:
     """A binary file to write `dest` through: atomic for files, in place for the rest."""
     t = dest if isinstance(dest, Target) else target(dest)
+    if t.stdout:
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
     if t.fd is not None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from .errors import SeqtoolError
 from .limits import check_all
 from .outputs import check_format, distinct
-from .tables import Table, read_series, read_table
+from .tables import SeriesTable, Table, read_series, read_table
 
 FORMATS = (".png", ".svg", ".pdf")
 MAX_PANELS = 6
@@ -31,6 +32,11 @@ KINDS = {
     "series": ("x",),
 }
 TRUTH, PRED, FREE = "#555555", "#1f77b4", "#d62728"
+MAX_DRAWN = 1e300  # matplotlib's axis arithmetic overflows on values near the float64 limit
+DRAWN = {  # the numeric columns each non-series kind draws
+    "log": ("step", "train_loss", "val_loss", "lr", "grad_norm", "clipped"),
+    "gradnorm": ("t", "grad_norm", "grad_norm_lo", "grad_norm_hi"),
+}
 
 
 def kind_of(table: Table, inputs_named: bool = False) -> str:
@@ -58,6 +64,36 @@ def kind_of(table: Table, inputs_named: bool = False) -> str:
     )
 
 
+@dataclass
+class _Plan:
+    """What one figure draws, checked before anything is drawn: the kind, the tables (and
+    for series kinds, the series views and the ids of the panels)."""
+
+    kind: str
+    inputs: list[tuple[str, Table]]
+    views: list[tuple[str, SeriesTable]] | None = None
+    ids: list[str] | None = None
+    picked: bool = False
+
+
+def _plan(inputs, series=None, x=None, y=None) -> _Plan:
+    kinds = {kind_of(t, inputs_named=x is not None) for _, t in inputs}
+    if len(kinds) > 1:
+        raise SeqtoolError(f"--overlay needs tables of one kind, got {', '.join(sorted(kinds))}")
+    kind = kinds.pop()
+    if kind in ("log", "gradnorm"):
+        for _, table in inputs:
+            _drawable(table, DRAWN[kind])
+        return _Plan(kind, list(inputs))
+    views = [
+        (label, read_series(t, x, y if kind == "series" else _targets(t), missing_inputs=True))
+        for label, t in inputs
+    ]
+    for _, view in views:
+        _drawable(view, [*view.x_names, *view.y_names, *_yhat_names(view), "t"])
+    return _Plan(kind, list(inputs), views, _pick_series(views[0][1], series), bool(series))
+
+
 def figure(
     inputs: Sequence[tuple[str, Table]],
     *,
@@ -70,22 +106,20 @@ def figure(
     y: str | None = None,
 ):
     """One matplotlib Figure for one table, or several tables of one kind drawn together."""
+    _check_title(title)
+    return _draw(_plan(inputs, series, x, y), title, size, dpi, logy)
+
+
+def _draw(plan: _Plan, title, size, dpi, logy):
     from matplotlib.figure import Figure
 
-    kinds = {kind_of(t, inputs_named=x is not None) for _, t in inputs}
-    if len(kinds) > 1:
-        raise SeqtoolError(f"--overlay needs tables of one kind, got {', '.join(sorted(kinds))}")
-    kind = kinds.pop()
+    kind, inputs = plan.kind, plan.inputs
     if kind in ("log", "gradnorm"):
         panels = 3 if kind == "log" else 1
         fig = Figure(figsize=_inches(size, (900, 250 * panels + 100), dpi), dpi=dpi)
         (_draw_log if kind == "log" else _draw_gradnorm)(fig, inputs, logy)
     else:
-        views = [
-            (label, read_series(t, x, y if kind == "series" else _targets(t), missing_inputs=True))
-            for label, t in inputs
-        ]
-        ids = _pick_series(views[0][1], series)
+        views, ids = plan.views, plan.ids
         rows = math.ceil(len(ids) / 2) if len(ids) > 1 else 1
         cols = 1 if len(ids) == 1 else 2
         height = 280 * rows * (1.35 if kind == "predict" else 1) + 120
@@ -93,12 +127,12 @@ def figure(
         draw = {"series": _draw_series, "predict": _draw_predict, "rollout": _draw_rollout}[kind]
         draw(fig, views, ids, rows, cols, logy)
         total = len(views[0][1].lengths)
-        if len(ids) < total and not series:
+        if len(ids) < total and not plan.picked:
             fig.text(0.99, 0.005, f"{len(ids)} of {total} series (--series to pick)", ha="right", va="bottom", fontsize=8, color="gray")
     what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout",
             "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
     source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
-    fig.suptitle(title or (what if source == "<stdin>" else f"{what}: {source}"))
+    fig.suptitle(title or (what if source == "<stdin>" else f"{what}: {_literal(source)}"))
     fig.set_layout_engine("constrained")
     return fig
 
@@ -111,18 +145,26 @@ def plot(
     overlay: bool = False,
     labels: Sequence[str] | None = None,
     fmt: str = "png",
-    **options,
+    title: str | None = None,
+    size: tuple[int, int] | None = None,
+    dpi: int = 100,
+    logy: bool = False,
+    series: Sequence[str] | None = None,
+    x: str | None = None,
+    y: str | None = None,
 ) -> list[Path]:
     """`seqtool plot`: draw each file (or all of them on one figure with `overlay`); return the paths.
 
     Without -o, each image goes beside its input, or into --outdir, named after it
-    (stdin: plot.png). With --overlay, all inputs make one image.
+    (stdin: plot.png); `-o -` writes the image to stdout. With --overlay, all inputs
+    make one image. Every input is read and checked before the first image is drawn.
     """
     files = list(files) or [None]
     suffix = "." + fmt.lower().lstrip(".")
     if suffix not in FORMATS:
         raise SeqtoolError(f"--format must be png, svg or pdf, got {fmt!r}")
-    check_all(dpi=options.get("dpi"))
+    check_all(dpi=dpi)
+    _check_title(title)
     if output is not None and outdir is not None:
         raise SeqtoolError("give -o or --outdir, not both")
     if labels and len(labels) != len(files):
@@ -130,9 +172,12 @@ def plot(
     single = overlay or len(files) == 1
     if output is not None and not single:
         raise SeqtoolError("several inputs make several images: use --outdir DIR, or --overlay -o FILE")
+    for f in files:
+        if f is not None and str(f) != "-" and (not str(f) or Path(f).is_dir()):
+            raise SeqtoolError(f"{f!r}: not a table file" if not str(f) else f"{f}: is a folder, not a table")
     if output is not None:
         out = check_format(output, FORMATS, "image")
-        suffix = out.suffix if out.suffix in FORMATS else suffix
+        suffix = out.suffix if out is not None and out.suffix in FORMATS else suffix
     if outdir is not None:
         _make_folder(Path(outdir))
     targets = [Path(output)] if output is not None else [_beside(f, suffix, outdir) for f in files]
@@ -140,11 +185,10 @@ def plot(
         check_format(path, FORMATS, "image")
     distinct(*targets)
     tables = [read_table(f) for f in files]
-    names = list(labels) if labels else [_label(f) for f in files]
+    names = [_literal(n) for n in (labels or [_label(f) for f in files])]
     inputs = list(zip(names, tables))
-    if single:
-        return [_save(figure(inputs, **options), targets[0], suffix)]
-    return [_save(figure([pair], **options), path, suffix) for path, pair in zip(targets, inputs)]
+    plans = [_plan(inputs, series, x, y)] if single else [_plan([pair], series, x, y) for pair in inputs]
+    return [_save(_draw(plan, title, size, dpi, logy), path, suffix) for plan, path in zip(plans, targets)]
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -161,6 +205,44 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _drawable(table, names) -> None:
+    """Refuse a drawn column with a value matplotlib cannot place on an axis."""
+    for name in dict.fromkeys(names):
+        col = table.columns.get(name)
+        if col is None or (col.dtype.kind not in "fiu" and isinstance(table, SeriesTable)):
+            continue  # absent, or dates
+        values = col.astype(float) if col.dtype.kind in "fiu" else Table({name: col}, table.source).numbers(name, missing_ok=True)
+        big = float(np.max(np.abs(values[~np.isnan(values)]), initial=0.0))
+        if big > MAX_DRAWN:
+            raise SeqtoolError(
+                f"{table.source}: column {name!r} holds {big:.3g}; plot draws values up to "
+                f"{MAX_DRAWN:g} in magnitude"
+            )
+
+
+def _check_title(title: str | None) -> None:
+    """--title may use matplotlib's mathtext between $ signs; refuse one it cannot parse."""
+    if not title:
+        return
+    from matplotlib import cbook
+
+    if cbook.is_math_text(title):
+        from matplotlib.mathtext import MathTextParser
+
+        try:
+            MathTextParser("path").parse(title)
+        except ValueError:
+            raise SeqtoolError(
+                f"--title {title!r}: not mathtext matplotlib can draw between its $ signs; "
+                f"write \\$ for a dollar sign"
+            ) from None
+
+
+def _literal(text: str) -> str:
+    """Text from the data (file names, column names, series ids) shown as it is, never as mathtext."""
+    return str(text).replace("$", "\\$")
 
 
 def _inches(size, default, dpi) -> tuple[float, float]:
@@ -284,12 +366,12 @@ def _draw_series(fig, views, ids, rows, cols, logy) -> None:
             i, sl = _rows(view, ids[k])
             t, xlabel = _time(view, i)
             for name in view.x_names:
-                ax.plot(t, view.columns[name][sl], lw=1.4, label=f"{label}: {name}" if several else name)
+                ax.plot(t, view.columns[name][sl], lw=1.4, label=f"{label}: {_literal(name)}" if several else _literal(name))
             for name in view.y_names:
                 values = view.columns[name][sl]
                 sparse = np.isnan(values).mean() > 0.5
-                ax.plot(t, values, "o" if sparse else "--", lw=1.4, ms=6, label=f"{label}: {name}" if several else f"{name} (target)")
-        ax.set_title(f"series {ids[k]}", fontsize=10)
+                ax.plot(t, values, "o" if sparse else "--", lw=1.4, ms=6, label=f"{label}: {_literal(name)}" if several else f"{_literal(name)} (target)")
+        ax.set_title(f"series {_literal(ids[k])}", fontsize=10)
         _style(ax, logy, xlabel)
         if k == 0:
             _legend(fig, ax)
@@ -314,7 +396,7 @@ def _draw_predict(fig, views, ids, rows, cols, logy) -> None:
                 ax.plot(t, yhat, "--", color=color, lw=1.4, label=f"{label}" if several else "prediction")
                 err_ax.plot(t, yhat - truth, color=color, lw=1)
             truth_drawn = True
-        ax.set_title(f"series {ids[k]}", fontsize=10)
+        ax.set_title(f"series {_literal(ids[k])}", fontsize=10)
         _style(ax, logy, "")
         ax.tick_params(labelbottom=False)
         err_ax.axhline(0, color="black", lw=0.6)
@@ -354,9 +436,9 @@ def _draw_rollout(fig, views, ids, rows, cols, logy) -> None:
                 e = np.concatenate(errors)
                 e = e[~np.isnan(e)]
                 if len(views) == 1 and e.size:
-                    ax.set_title(f"series {ids[k]}: free-running RMSE {np.sqrt(np.mean(e**2)):.2g}", fontsize=10)
+                    ax.set_title(f"series {_literal(ids[k])}: free-running RMSE {np.sqrt(np.mean(e**2)):.2g}", fontsize=10)
         if len(views) > 1 or not ax.get_title():
-            ax.set_title(f"series {ids[k]}", fontsize=10)
+            ax.set_title(f"series {_literal(ids[k])}", fontsize=10)
         _style(ax, logy, xlabel)
         if k == 0:
             _legend(fig, ax)
@@ -408,7 +490,7 @@ def _draw_gradnorm(fig, inputs, logy) -> None:
             rows = (cells == cell) & (layers == layer)
             first, last = g[rows][np.argmin(t[rows])], g[rows][np.argmax(t[rows])]
             ratio = f"t={t[rows].min():g} / t={t[rows].max():g}: {first / last:.2g}" if last > 0 else ""
-            name = f"{cell} layer {layer}" + (f" ({label})" if several else "") + (f"   [{ratio}]" if ratio else "")
+            name = f"{_literal(cell)} layer {_literal(layer)}" + (f" ({label})" if several else "") + (f"   [{ratio}]" if ratio else "")
             (line,) = ax.plot(t[rows], g[rows], lw=1.8, label=name)
             if {"grad_norm_lo", "grad_norm_hi"} <= set(table.columns):  # the spread over the batch
                 lo, hi = table.numbers("grad_norm_lo", True), table.numbers("grad_norm_hi", True)

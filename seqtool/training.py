@@ -145,6 +145,8 @@ def train(
     if not resume:
         config = config or TrainConfig()
         _check_config(config, dev)
+    if str(out) == "-":
+        raise SeqtoolError("-o -: a checkpoint is a file (saved as the run goes, read by --resume); name one")
     target(out)
     check_table_output(log)
     distinct(out, log)
@@ -155,8 +157,7 @@ def train(
             check_resume(previous, str(out))
             config = TrainConfig(**previous["train"])
             _check_config(config, dev)
-            threads = threads or previous["resume"].get("threads")  # same threads, same sums
-            check_all(threads=threads)
+            threads = threads or previous["resume"]["threads"]  # same threads, same sums
         if threads:
             torch.set_num_threads(threads)
         table = read_series(data, config.x, config.y)
