@@ -96,7 +96,7 @@ def predict(
     else:
         yhat, truth = outputs, table.y
     result = _with_columns(table, dict(zip(m.yhat_names, yhat.T)))
-    step_in_series = np.arange(len(yhat)) - np.repeat(starts, table.lengths)
+    step_in_series = _ranges(np.zeros_like(table.lengths), table.lengths)
     scores = _score(yhat, truth, step_in_series >= warmup)
     scores.update(warmup=warmup, mode="teacher-forced")
     _report("predict", scores, metrics, quiet)
@@ -148,7 +148,7 @@ def rollout(
 
     yhat = _roll(m, table, k, free)
     result = _extend(table, total, dict(zip(m.yhat_names, yhat.T)))
-    step_in_series = np.arange(total.sum()) - np.repeat(np.cumsum(total) - total, total)
+    step_in_series = _ranges(np.zeros_like(total), total)
     result.columns["phase"] = np.where(step_in_series < np.repeat(k, total), "warmup", "free")
     scores = _score(yhat, result.x, step_in_series >= np.repeat(k, total))
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")

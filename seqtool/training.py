@@ -163,7 +163,9 @@ def train(
         table = read_series(data, config.x, config.y)
         run = _Run(table, Path(out), config, previous, dev, quiet)
         try:
-            result = run.fit()
+            with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                result = run.fit()  # would warn that the schedule stepped before the optimizer
         finally:
             if log is not None:
                 write_table(history_table(run.history), log)
@@ -363,53 +365,51 @@ class _Run:
         last_save = time.perf_counter()
         stopped = "done"
         try:
-            with warnings.catch_warnings():  # a batch without targets skips opt.step(); torch would warn
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-                model.train()
-                while self.step < self.total:
-                    x, y, fresh = self._batch(self.step)
-                    if fresh:
-                        self.carry = None
-                    out, state = model(x, self.carry)
-                    if fresh and c.burn_in:
-                        y = y.clone()
-                        y[:, : c.burn_in] = math.nan
-                    loss, count = masked_mse(out, y)
-                    self.opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    limit = c.clip if c.clip > 0 else math.inf
-                    grad = float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit))
-                    value = loss.item()
-                    if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
-                        self._diverged(value, grad)
-                    if count > 0:
-                        self.opt.step()
-                    self.carry = detach(state) if c.stateful else None
-                    if self.sched is not None and c.schedule == "cosine":
-                        self.sched.step()
-                    self.step += 1
-                    self.acc["loss"] += value
-                    self.acc["n"] += 1
-                    self.acc["grad"] += grad
-                    self.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
-                    self.seconds = time.perf_counter() - start
-                    if self.step % self.eval_every == 0 or self.step == self.total:
-                        row = self._evaluate()
-                        progress.update(self.step, row)
-                        if c.patience and self.best["bad"] >= c.patience:
-                            stopped = "early stop"
-                            break
-                        self.good = self._snapshot()
-                        if time.perf_counter() - last_save > c.save_every:
-                            self._save()
-                            last_save = time.perf_counter()
-                    if self.signals:
+            model.train()
+            while self.step < self.total:
+                x, y, fresh = self._batch(self.step)
+                if fresh:
+                    self.carry = None
+                out, state = model(x, self.carry)
+                if fresh and c.burn_in:
+                    y = y.clone()
+                    y[:, : c.burn_in] = math.nan
+                loss, count = masked_mse(out, y)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                limit = c.clip if c.clip > 0 else math.inf
+                grad = float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit))
+                value = loss.item()
+                if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
+                    self._diverged(value, grad)
+                if count > 0:
+                    self.opt.step()
+                self.carry = detach(state) if c.stateful else None
+                if self.sched is not None and c.schedule == "cosine":
+                    self.sched.step()
+                self.step += 1
+                self.acc["loss"] += value
+                self.acc["n"] += 1
+                self.acc["grad"] += grad
+                self.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
+                self.seconds = time.perf_counter() - start
+                if self.step % self.eval_every == 0 or self.step == self.total:
+                    row = self._evaluate()
+                    progress.update(self.step, row)
+                    if c.patience and self.best["bad"] >= c.patience:
+                        stopped = "early stop"
+                        break
+                    self.good = self._snapshot()
+                    if time.perf_counter() - last_save > c.save_every:
                         self._save()
-                        raise Interrupted(
-                            f"{_name(self.signals[0])} at step {self.step} of {self.total}: saved a "
-                            f"resumable checkpoint to {self.out}; continue with: "
-                            f"seqtool train DATA --resume -o {self.out}"
-                        )
+                        last_save = time.perf_counter()
+                if self.signals:
+                    self._save()
+                    raise Interrupted(
+                        f"{_name(self.signals[0])} at step {self.step} of {self.total}: saved a "
+                        f"resumable checkpoint to {self.out}; continue with: "
+                        f"seqtool train DATA --resume -o {self.out}"
+                    )
             progress.close()
             self._save(done=True)
             if self.signals:
