@@ -22,11 +22,22 @@ import warnings
 from pathlib import Path
 
 from .errors import SeqtoolError
-from .outputs import open_output
+from .outputs import is_device, open_output, target
 
 FORMAT = "seqtool-checkpoint"
 VERSION = 1
 TASKS = ("next-step", "mapping")
+
+
+def check_checkpoint_path(path: str | os.PathLike) -> None:
+    """A checkpoint is saved several times during a run and read back by --resume: it goes
+    to a file, or to a device such as /dev/null (kept nowhere), never to a stream."""
+    t = target(path)
+    if t.in_place and not is_device(t):
+        raise SeqtoolError(
+            f"{path}: a checkpoint is saved several times during a run and read back by --resume; "
+            f"give a file (or /dev/null to keep none), not standard output or a pipe"
+        )
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
@@ -60,8 +71,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle with code, a truncated file, random bytes, ...
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise SeqtoolError(f"{name}: not a seqtool checkpoint ({reason})") from None
+        raise SeqtoolError(f"{name}: not a seqtool checkpoint ({_why_not(path, e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise SeqtoolError(f"{name}: not a seqtool checkpoint (no '{FORMAT}' format mark)")
     version = ckpt.get("version")
@@ -70,15 +80,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"{name}: checkpoint format version {version} is newer than this seqtool reads "
             f"({VERSION}); upgrade seqtool"
         )
-    _check_model(ckpt, _Damaged(name))
+    _check_model(ckpt, Damaged(name))
     return ckpt
+
+
+def _why_not(path, error: Exception) -> str:
+    """Why torch could not load a file, in a few words."""
+    if not is_checkpoint(path):
+        return "not the zip archive torch.save writes"
+    text = " ".join(str(error).split())
+    if "Weights only load failed" in text:
+        return "it holds Python objects, not only plain data and tensors; seqtool never unpickles them"
+    return text.split(". ")[0][:120] or type(error).__name__
 
 
 def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint"):
     """The network of a checkpoint, with its weights; tensors that disagree with the config are refused."""
     from .models import ModelConfig, SeqModel
 
-    damaged = _Damaged(name)
+    damaged = Damaged(name)
     try:
         model = SeqModel(ModelConfig(**ckpt["model"]))
     except (TypeError, ValueError, KeyError) as e:
@@ -89,7 +109,7 @@ def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint
     return model.eval()
 
 
-class _Damaged:
+class Damaged:
     """Raises "NAME: damaged seqtool checkpoint: WHAT"."""
 
     def __init__(self, name: str):
@@ -99,7 +119,7 @@ class _Damaged:
         raise SeqtoolError(f"{self.name}: damaged seqtool checkpoint: {what}")
 
 
-def _check_model(ckpt: dict, damaged: _Damaged) -> None:
+def _check_model(ckpt: dict, damaged: Damaged) -> None:
     """What predict, rollout and gradnorm use: model, data, norm, weights, each field checked."""
     from .limits import LIMITS
     from .models import CELLS
@@ -131,7 +151,7 @@ def _check_model(ckpt: dict, damaged: _Damaged) -> None:
         _check_vector(norm.get(key), size, f"norm.{key}", damaged, positive=key.endswith("std"))
 
 
-def _check_weights(weights, model, damaged: _Damaged, what: str) -> None:
+def _check_weights(weights, model, damaged: Damaged, what: str) -> None:
     """Every tensor of the network, of its shape, finite."""
     import torch
 
@@ -149,7 +169,7 @@ def _check_weights(weights, model, damaged: _Damaged, what: str) -> None:
             damaged(f"{what}.{key} holds values that are not finite numbers")
 
 
-def _check_vector(value, size: int, what: str, damaged: _Damaged, positive: bool) -> None:
+def _check_vector(value, size: int, what: str, damaged: Damaged, positive: bool) -> None:
     import torch
 
     if not isinstance(value, torch.Tensor) or tuple(value.shape) != (size,) or not value.is_floating_point():
@@ -172,10 +192,13 @@ def _first_line(e: BaseException) -> str:
 
 
 def check_resume(ckpt: dict, name: str) -> None:
-    """What --resume uses besides the model: the settings, the training state, the history."""
-    from .training import LOG_COLUMNS, TrainConfig
+    """What --resume uses besides the model, field by field: the settings, the training
+    state (weights, carried state, sums, counters) and the history. The optimizer,
+    scheduler and RNG states are checked where they are loaded (training._restore)."""
+    from .models import SeqModel, ModelConfig
+    from .training import EMPTY_ACC, LOG_COLUMNS, TrainConfig
 
-    damaged = _Damaged(name)
+    damaged = Damaged(name)
     if "resume" not in ckpt or "train" not in ckpt:
         raise SeqtoolError(f"{name}: this checkpoint holds no training state to resume")
     settings, state, history = ckpt["train"], ckpt["resume"], ckpt.get("history")
@@ -189,17 +212,45 @@ def check_resume(ckpt: dict, name: str) -> None:
         damaged(f"train: {e}")
     if not isinstance(state, dict):
         damaged("resume is not a dict")
-    kinds = {"step": int, "seconds": float, "best_step": int, "bad_evals": int, "history_len": int, "threads": int,
-             "fingerprint": str, "acc": dict, "optimizer": dict, "scheduler": dict}  # fmt: skip
+    kinds = {"step": int, "seconds": float, "best_step": int, "bad_evals": int, "history_len": int,
+             "threads": int, "best_val": float, "fingerprint": str, "acc": dict, "optimizer": dict,
+             "scheduler": dict}  # fmt: skip
     for key, kind in kinds.items():
         value = state.get(key)
         ok = isinstance(value, kind) and not isinstance(value, bool)
-        if not ok or (kind in (int, float) and not (math.isfinite(value) and value >= 0)):
+        if not ok or (kind in (int, float) and not value >= 0) or (kind is int and value > 10**15):
             damaged(f"resume.{key} is {value!r:.60}, expected a {'non-negative ' if kind in (int, float) else ''}{kind.__name__}")
-    if state["threads"] < 1:
-        damaged(f"resume.threads is {state['threads']}, expected a positive whole number")
+    if not 1 <= state["threads"] <= 1024:
+        damaged(f"resume.threads is {state['threads']}, expected a whole number in [1, 1024]")
+    sums = state["acc"]
+    for key in ("loss", "n", "grad", "clipped"):  # "steps": added in stop 9, optional
+        if not isinstance(sums.get(key), (int, float)) or not 0 <= sums[key] < math.inf:
+            damaged(f"resume.acc.{key} is {sums.get(key)!r:.60}, expected a non-negative number")
+    if set(sums) - set(EMPTY_ACC):
+        damaged(f"resume.acc has unknown fields {sorted(set(sums) - set(EMPTY_ACC))}")
+    model = SeqModel(ModelConfig(**ckpt["model"]))
+    _check_weights(state.get("weights"), model, damaged, "resume.weights")
+    if state.get("best_weights") is not None:
+        _check_weights(state["best_weights"], model, damaged, "resume.best_weights")
+    _check_carry(state.get("carry"), ckpt["model"], damaged)
     if not isinstance(history, list) or len(history) < state["history_len"]:
         damaged("history is not the list of log rows the training state refers to")
     for row in history:
         if not isinstance(row, dict) or any(not isinstance(row.get(k), (int, float)) for k in LOG_COLUMNS):
             damaged(f"history row {row!r:.80} lacks one of {', '.join(LOG_COLUMNS)}")
+
+
+def _check_carry(carry, model: dict, damaged: Damaged) -> None:
+    """The carried state: None, or finite [layers, streams, hidden] tensors (a pair for an LSTM)."""
+    import torch
+
+    if carry is None:
+        return
+    parts = carry if isinstance(carry, tuple) else (carry,)
+    layers, hidden = model["layers"], model["hidden"]
+    for part in parts:
+        if (not isinstance(part, torch.Tensor) or part.dim() != 3 or part.shape[0] != layers
+                or part.shape[2] != hidden or not torch.isfinite(part).all()):  # fmt: skip
+            damaged(f"resume.carry should be finite [layers {layers}, streams, hidden {hidden}] tensors")
+    if len(parts) != (2 if model["cell"] == "lstm" else 1):
+        damaged(f"resume.carry should be {'a pair of tensors' if model['cell'] == 'lstm' else 'one tensor'}")

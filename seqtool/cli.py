@@ -129,7 +129,7 @@ def train(
     lr: Annotated[float, typer.Option(help=f"Learning rate, {span('lr')}.")] = 1e-2,
     optimizer: Annotated[str, typer.Option(help="adam, or sgd (momentum 0.9).")] = "adam",
     batch: Annotated[int, typer.Option(help=f"Windows (or streams) per step, {span('batch')}.")] = 32,
-    window: Annotated[int, typer.Option(help=f"Steps per training window (per chunk with --stateful), {span('window')}; longer than --burn-in.")] = 50,
+    window: Annotated[int, typer.Option(help=f"Steps per training window (per chunk with --stateful), {span('window')}; longer than --burn-in, unless --stateful.")] = 50,
     stride: Annotated[int, typer.Option(help=f"Steps between window starts, {span('stride')}.")] = 1,
     steps: Annotated[Optional[int], typer.Option(help=f"Optimizer steps, {span('steps')} \\[default: 2000].")] = None,
     epochs: Annotated[Optional[float], typer.Option(help=f"Passes over the data, instead of --steps, {span('epochs')}.")] = None,
@@ -256,15 +256,22 @@ def plot(
         title=title, size=parse_size(size), dpi=dpi, logy=logy,
         series=series.split(",") if series else None, x=x, y=y,
     )  # fmt: skip
-    for path in paths:
-        typer.echo(str(path))
+    from .outputs import target
+
+    for path in paths:  # an image that went to standard output is not followed by its name
+        if str(path) != "-" and target(path).fd != 1:
+            typer.echo(str(path))
 
 
 # --- gradnorm ----------------------------------------------------------------------------
 
 
+_FRESH = ("cell", "hidden", "layers", "init_scale", "forget_bias")  # gradnorm's options for fresh models
+
+
 @app.command()
 def gradnorm(
+    ctx: typer.Context,
     inputs: Annotated[
         Optional[list[str]],
         typer.Argument(help="[MODEL] [DATA]: a checkpoint and/or a table; neither: fresh models on a generated task.", show_default=False),
@@ -288,9 +295,18 @@ def gradnorm(
     Examples: seqtool gradnorm --cell rnn,lstm,gru --length 100 | seqtool plot -o g.png;
     seqtool gradnorm model.pt data.csv
     """
+    from typer._click.core import ParameterSource
+
     from .gradients import gradnorm as run
 
     model, data = _model_and_data(inputs or [])
+    if model is not None:
+        given = [n for n in _FRESH if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        if given:
+            raise SeqtoolError(
+                f"{', '.join('--' + n.replace('_', '-') for n in given)}: for fresh models only; "
+                f"the model {model} brings its own"
+            )
     cells = tuple(c.strip() for c in cell.split(",") if c.strip())
     run(
         model, data, cells=cells, hidden=hidden, layers=layers, init_scale=init_scale,

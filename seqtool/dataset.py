@@ -107,12 +107,7 @@ def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[
             means.append(0.0)
             stds.append(1.0)
             continue
-        big = float(np.max(np.abs(v)))
-        if big > MAX_MAGNITUDE:
-            raise SeqtoolError(
-                f"{source}: column {name!r} holds {big:.3g}; seqtool models values up to "
-                f"{MAX_MAGNITUDE:g} in magnitude (their squared errors must be finite): rescale it"
-            )
+        big = check_magnitude(v, name, source)
         mean = float(np.mean(v))
         d = v - mean
         reach = float(np.max(np.abs(d)))
@@ -127,6 +122,17 @@ def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[
         means.append(mean)
         stds.append(std)
     return np.array(means), np.array(stds)
+
+
+def check_magnitude(values: np.ndarray, name: str, source: str) -> float:
+    """The largest magnitude in `values` (NaN ignored); beyond 1e150 refused, naming the column."""
+    big = float(np.max(np.abs(values[~np.isnan(values)]), initial=0.0))
+    if big > MAX_MAGNITUDE:
+        raise SeqtoolError(
+            f"{source}: column {name!r} holds {big:.3g}; seqtool models values up to "
+            f"{MAX_MAGNITUDE:g} in magnitude (their squared errors must be finite): rescale it"
+        )
+    return big
 
 
 def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source: str, dtype) -> np.ndarray:

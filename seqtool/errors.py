@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import signal
 import sys
@@ -53,17 +54,13 @@ class Stopped(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def signals_stop() -> Iterator[None]:
-    """While the body runs, SIGINT and SIGTERM raise `Stopped` (SIGTERM would otherwise end
-    the process on the spot, leaving temporary files behind)."""
-
-    def stop(signum, frame):
-        raise Stopped(signum)
-
+def on_signals(handle: Callable[[int], None]) -> Iterator[None]:
+    """While the body runs, SIGINT and SIGTERM call `handle(signum)`; the previous handlers
+    come back after (in threads other than the main one, signals are left alone)."""
     saved = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            saved[sig] = signal.signal(sig, stop)
+            saved[sig] = signal.signal(sig, lambda signum, frame: handle(signum))
     except ValueError:  # not the main thread
         pass
     try:
@@ -73,17 +70,37 @@ def signals_stop() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def signals_stop() -> contextlib.AbstractContextManager:
+    """While the body runs, SIGINT and SIGTERM raise `Stopped` (SIGTERM would otherwise end
+    the process on the spot, leaving temporary files behind)."""
+
+    def stop(signum: int) -> None:
+        raise Stopped(signum)
+
+    return on_signals(stop)
+
+
 @contextlib.contextmanager
 def warnings_as_lines() -> Iterator[None]:
-    """A library warning (numpy, torch) becomes one `seqtool: warning: ...` line on stderr."""
+    """A library warning or logged message (numpy, torch, matplotlib) becomes one
+    `seqtool: warning: ...` line on stderr."""
 
-    def show(message, category, filename, lineno, file=None, line=None):
-        text = " ".join(str(message).split())
-        print(f"seqtool: warning: {text}", file=sys.stderr)
+    def show(message, category=None, filename=None, lineno=None, file=None, line=None):
+        print(f"seqtool: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
+    class Lines(logging.Handler):  # what libraries log (matplotlib's cache folder, ...)
+        def emit(self, record: logging.LogRecord) -> None:
+            show(record.getMessage())
+
+    handler = Lines(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
+    finally:
+        root.removeHandler(handler)
 
 
 def guarded(run: Callable[[], object], debug: bool = False) -> int:

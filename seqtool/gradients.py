@@ -15,7 +15,6 @@ matrix (above 1, explosions can happen; below 1, gradients vanish).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ import numpy as np
 from .dataset import Norm, inputs_and_targets, task_of
 from .errors import SeqtoolError
 from .limits import check_all, fits_in_memory
-from .outputs import distinct, target
-from .tables import SeriesTable, Table, check_table_output, write_table
+from . import outputs
+from .tables import TABLE_FORMATS, SeriesTable, Table, write_table
 
 LOSSES = ("last", "all")
 
@@ -85,10 +84,7 @@ def gradnorm(
         grad_batch=batch, grad_length=length, hidden=hidden, layers=layers,
         init_scale=init_scale, forget_bias=forget_bias, seed=seed,
     )  # fmt: skip
-    check_table_output(output)
-    if summary is not None:
-        target(summary)
-    distinct(output, summary)
+    outputs.check([(output, TABLE_FORMATS, "table"), (summary, None, "summary")], inputs=[model, data])
     if model is None:
         _fits(batch, length, layers, hidden, "fresh models")
     reports = []
@@ -263,8 +259,6 @@ def _table(reports: list[Report]) -> Table:
 
 def _report(reports: list[Report], path, quiet: bool) -> None:
     if path is not None:
-        from .outputs import write_text
-
         doc = {
             r.cell: {
                 "ratio_first_to_last": r.ratio,
@@ -278,7 +272,7 @@ def _report(reports: list[Report], path, quiet: bool) -> None:
             }
             for r in reports
         }
-        write_text(path, json.dumps(doc, indent=2) + "\n")
+        outputs.write_json(path, doc)
     if quiet:
         return
     for r in reports:

@@ -8,7 +8,6 @@ index within its series is at least `warmup` and its truth is known.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -16,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import build_model, load_checkpoint
-from .dataset import MAPPING, NEXT_STEP, Norm
+from .dataset import MAPPING, NEXT_STEP, Norm, check_magnitude
 from .errors import RunFailed, SeqtoolError
 from .limits import check, check_all, fits_in_memory
-from .outputs import distinct, target
-from .tables import SeriesTable, as_table, check_table_output, read_series, write_table
+from . import outputs
+from .tables import TABLE_FORMATS, SeriesTable, as_table, read_series, write_table
 
 
 class Model:
@@ -34,8 +33,8 @@ class Model:
         self.x_names = list(ckpt["data"]["x_names"])
         self.y_names = list(ckpt["data"]["y_names"])
         self.task = ckpt["data"]["task"]
-        outputs = self.x_names if self.task == NEXT_STEP else self.y_names
-        self.yhat_names = ["yhat"] if len(outputs) == 1 else [f"yhat{i}" for i in range(len(outputs))]
+        names = self.x_names if self.task == NEXT_STEP else self.y_names
+        self.yhat_names = ["yhat"] if len(names) == 1 else [f"yhat{i}" for i in range(len(names))]
 
     def read(self, data) -> SeriesTable:
         """Read a table with this model's columns; a table without them is refused."""
@@ -48,7 +47,10 @@ class Model:
                 f"(columns: {', '.join(table.columns)})"
             )
         has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
-        return read_series(table, self.x_names, self.y_names if has_truth else [])
+        series = read_series(table, self.x_names, self.y_names if has_truth else [])
+        for name in series.x_names + series.y_names:  # the truth the metrics square
+            check_magnitude(series.columns[name], name, series.source)
+        return series
 
     def inputs(self, table: SeriesTable):
         """The table's inputs on the model's scale, [rows, F] float32."""
@@ -83,18 +85,18 @@ def predict(
     from .models import over_series
 
     check("warmup", warmup)
-    _check_outputs(output, metrics)
+    outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = Model(model)
     table = m.read(data)
     out, _ = over_series(m.net, m.inputs(table), table.lengths)
-    outputs = m.outputs(out, "predictions")
+    values = m.outputs(out, "predictions")
     starts = table.offsets[:-1]
     if m.task == NEXT_STEP:  # the output at step t forecasts x[t+1]: move it to row t+1
-        yhat = np.roll(outputs, 1, axis=0)
+        yhat = np.roll(values, 1, axis=0)
         yhat[starts] = np.nan
         truth = table.x
     else:
-        yhat, truth = outputs, table.y
+        yhat, truth = values, table.y
     result = _with_columns(table, dict(zip(m.yhat_names, yhat.T)))
     step_in_series = _ranges(np.zeros_like(table.lengths), table.lengths)
     scores = _score(yhat, truth, step_in_series >= warmup)
@@ -121,7 +123,7 @@ def rollout(
     check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon)
     if steps is not None and horizon:
         raise SeqtoolError("give --steps or --horizon, not both")
-    _check_outputs(output, metrics)
+    outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = Model(model)
     if m.task != NEXT_STEP:
         raise SeqtoolError(
@@ -208,14 +210,6 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(np.sum(counts)))
 
 
-def _check_outputs(output, metrics) -> None:
-    """Every output path checked before any work."""
-    check_table_output(output)
-    if metrics is not None:
-        target(metrics)
-    distinct(output, metrics)
-
-
 def _write(table: SeriesTable, output) -> None:
     if output is not None:
         write_table(table, output)
@@ -229,15 +223,14 @@ def _score(yhat: np.ndarray, truth: np.ndarray | None, scored: np.ndarray) -> di
     e = e[~np.isnan(e)]
     if e.size == 0:
         return {"steps": 0, "mse": None, "rmse": None, "mae": None}
-    mse = float(np.mean(e**2))
+    with np.errstate(over="ignore"):  # forecasts far off: an MSE of inf, reported as such
+        mse = float(np.mean(e**2))
     return {"steps": int(e.size), "mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(e)))}
 
 
 def _report(command: str, scores: dict, path: str | Path | None, quiet: bool) -> None:
     if path is not None:
-        from .outputs import write_text
-
-        write_text(path, json.dumps(scores, indent=2) + "\n")
+        outputs.write_json(path, scores)
     if quiet:
         return
     if scores["mse"] is None:

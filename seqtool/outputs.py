@@ -9,10 +9,13 @@
   written in place, streaming, never replaced.
 - `-`: standard output.
 
-Temporary files are named `.NAME.PID-XXXXXXXX.tmp`. They are removed on every exit path
-(an exception, Ctrl-C, SIGTERM: the CLI turns SIGTERM into an exception); one left by a
-killed process is removed by the next write to the same path once its process is gone.
-`writer_lock` gives one writer per checkpoint.
+A replaced file keeps its permissions (and owner, where allowed); a file this process may
+not write is refused, as the shell would. Temporary files are named
+`.NAME.HOST.PID-XXXXXXXX.tmp`. They are removed on every exit path (an exception, Ctrl-C,
+SIGTERM: the CLI turns SIGTERM into an exception); one left by a killed process of this
+host is removed by the next write to the same path once its process is gone.
+`check` looks at all the outputs of a command at once; `writer_lock` gives one writer
+per checkpoint.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import contextlib
 import errno
 import os
 import re
+import socket
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -32,7 +36,8 @@ from .errors import RunFailed, SeqtoolError
 
 _STD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 _FD = re.compile(r"/(?:dev/fd|proc/(self|thread-self|\d+)/fd)/(\d+)")
-_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp")
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<host>[\w-]+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp")
+_HOST = re.sub(r"[^\w-]", "-", socket.gethostname())[:32] or "host"
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,40 @@ def target(dest: str | os.PathLike) -> Target:
         raise SeqtoolError(f"{given}: folder {folder} does not exist")
     if not os.access(real.parent, os.W_OK | os.X_OK):
         raise SeqtoolError(f"{given}: folder {folder} is not writable")
+    if st is not None and not os.access(real, os.W_OK):
+        raise SeqtoolError(f"{given}: the file is not writable (its permissions forbid it)")
     return Target(given, real)
+
+
+def check(outputs: Sequence[tuple[str | os.PathLike | None, tuple[str, ...] | None, str]],
+          inputs: Sequence[str | os.PathLike | None] = ()) -> None:  # fmt: skip
+    """Check all the outputs of one command before any work: each (path, formats, what) is a
+    place that can be written (`check_format`; formats None: any name), no two name the
+    same file, and none is one of the command's `inputs` (it would be destroyed)."""
+    seen: dict[tuple[int, int] | Path, str] = {}
+    for dest, formats, what in outputs:
+        if dest is None or os.fspath(dest) == "-":
+            continue
+        t = check_format(dest, formats, what) if formats else target(dest)
+        if t.in_place:
+            continue
+        if t.path in seen:
+            raise SeqtoolError(f"{seen[t.path]} and {t.given} are the same file; give each output its own")
+        seen[t.path] = t.given
+        if t.path.exists():
+            seen[_identity(t.path)] = t.given
+    for source in inputs:
+        if not isinstance(source, (str, os.PathLike)) or os.fspath(source) in ("", "-"):
+            continue  # stdin, or a table in memory
+        with contextlib.suppress(OSError):
+            given = seen.get(_identity(Path(source)))
+            if given is not None:
+                raise SeqtoolError(f"{given} is also an input of this command ({source}); write to another file")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def check_format(dest: str | os.PathLike | None, formats: tuple[str, ...], what: str) -> Target | None:
@@ -98,73 +136,101 @@ def check_format(dest: str | os.PathLike | None, formats: tuple[str, ...], what:
     return t
 
 
+def is_device(t: Target) -> bool:
+    """A character device (such as /dev/null), written in place."""
+    return t.in_place and t.fd is None and not t.stdout and stat.S_ISCHR(os.stat(t.path).st_mode)
+
+
 def format_of(t: Target, formats: tuple[str, ...]) -> str:
     return t.suffix if t.suffix in formats else formats[0]
 
 
-def distinct(*dests: str | os.PathLike | None) -> None:
-    """Refuse two outputs of one command that name the same regular file."""
-    seen: dict[Path, str] = {}
-    for dest in dests:
-        if dest is None or os.fspath(dest) == "-":
-            continue
-        t = target(dest)
-        if t.in_place:
-            continue
-        if t.path in seen:
-            raise SeqtoolError(f"{seen[t.path]} and {t.given} are the same file; give each output its own")
-        seen[t.path] = t.given
+@contextlib.contextmanager
+def open_output(dest: str | os.PathLike | Target) -> Iterator[BinaryIO]:
+    """A binary file to write `dest` through: atomic for files, in place for the rest.
+    A failed write (a full disk, a device that refuses) is a failed run: exit 1, one line."""
+    t = dest if isinstance(dest, Target) else target(dest)
+    if t.in_place:
+        with write_errors(t.given), _through(t) as f:
+            yield f
+        return
+    _remove_stale(t.path)
+    tmp = t.path.parent / f".{t.path.name}.{_HOST}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        except OSError as e:
+            raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
+        _keep_mode_and_owner(fd, t.path)
+        with write_errors(t.given, "; the previous file is untouched"):
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, t.path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def open_output(dest: str | os.PathLike | Target) -> Iterator[BinaryIO]:
-    """A binary file to write `dest` through: atomic for files, in place for the rest."""
-    t = dest if isinstance(dest, Target) else target(dest)
+def _through(t: Target) -> Iterator[BinaryIO]:
+    """Standard output, a descriptor of ours, or a device or pipe opened in place."""
     if t.stdout:
         sys.stdout.flush()
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
-        return
-    if t.fd is not None:
+    elif t.fd is not None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         with os.fdopen(os.dup(t.fd), "wb") as f:
             yield f
-        return
-    if t.in_place:
+    else:
         try:
             f = open(t.path, "wb")
         except OSError as e:
             raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
         with f:
             yield f
-        return
-    _remove_stale(t.path)
-    tmp = t.path.parent / f".{t.path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+
+
+@contextlib.contextmanager
+def write_errors(name: str, note: str = "") -> Iterator[None]:
+    """An OSError while writing `name` (a full disk, a device that refuses) is a failed
+    run: RunFailed, exit 1, one line. A closed pipe stays a closed pipe (exit 0)."""
     try:
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        except OSError as e:
-            raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, t.path)
+        yield
+    except BrokenPipeError:
+        raise
     except OSError as e:
-        if isinstance(e, BrokenPipeError):
-            raise
-        raise RunFailed(f"{t.given}: cannot write: {e.strerror or e}; the previous file is untouched") from e
-    finally:
+        raise RunFailed(f"{name}: cannot write: {e.strerror or e}{note}") from e
+
+
+def _keep_mode_and_owner(fd: int, path: Path) -> None:
+    """A replaced file keeps its permission bits, and its owner where this process may set it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
         with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+            os.fchown(fd, st.st_uid, st.st_gid)
 
 
-def write_text(dest: str | os.PathLike, text: str) -> None:
-    """Write a small text file (a JSON summary)."""
+def write_json(dest: str | os.PathLike, doc: dict) -> None:
+    """Write a small JSON document (metrics, a summary). JSON has no inf or NaN: they are null."""
+    import json
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return None if isinstance(v, float) and not (v == v and abs(v) != float("inf")) else v
+
     with open_output(dest) as f:
-        f.write(text.encode("utf-8"))
+        f.write((json.dumps(plain(doc), indent=2) + "\n").encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -232,14 +298,14 @@ def _descriptor(path: str) -> tuple[int | None, bool]:
 
 
 def _remove_stale(path: Path) -> None:
-    """Remove temporary files beside `path` that a process now gone left behind."""
+    """Remove temporary files beside `path` that a process of this host, now gone, left."""
     try:
         names = [e.name for e in os.scandir(path.parent) if e.name.startswith(f".{path.name}.")]
     except OSError:
         return
     for name in names:
         m = _TEMP.fullmatch(name)
-        if m and m["name"] == path.name and not _alive(int(m["pid"])):
+        if m and m["name"] == path.name and m["host"] == _HOST and not _alive(int(m["pid"])):
             with contextlib.suppress(OSError):
                 (path.parent / name).unlink()
 

@@ -8,6 +8,7 @@ code as a single table: several tables of one kind drawn on the same axes.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ import numpy as np
 
 from .errors import SeqtoolError
 from .limits import check_all
-from .outputs import check_format, distinct
+from . import outputs
+from .outputs import check_format
 from .tables import SeriesTable, Table, read_series, read_table
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -178,16 +180,19 @@ def plot(
     if output is not None:
         out = check_format(output, FORMATS, "image")
         suffix = out.suffix if out is not None and out.suffix in FORMATS else suffix
-    if outdir is not None:
-        _make_folder(Path(outdir))
     targets = [Path(output)] if output is not None else [_beside(f, suffix, outdir) for f in files]
-    for path in targets:
-        check_format(path, FORMATS, "image")
-    distinct(*targets)
+    if outdir is not None and not Path(outdir).is_dir():  # made once everything is checked
+        _check_new_folder(Path(outdir))
+        if len(set(targets)) < len(targets):
+            raise SeqtoolError(f"two inputs would make the same image in {outdir}; give them different names")
+    else:
+        outputs.check([(t, FORMATS, "image") for t in targets], inputs=files)
     tables = [read_table(f) for f in files]
     names = [_literal(n) for n in (labels or [_label(f) for f in files])]
     inputs = list(zip(names, tables))
     plans = [_plan(inputs, series, x, y)] if single else [_plan([pair], series, x, y) for pair in inputs]
+    if outdir is not None:
+        _make_folder(Path(outdir))
     return [_save(_draw(plan, title, size, dpi, logy), path, suffix) for plan, path in zip(plans, targets)]
 
 
@@ -263,13 +268,23 @@ def _beside(f, suffix: str, outdir) -> Path:
     return Path(f).with_suffix(suffix)
 
 
-def _make_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
+def _check_new_folder(folder: Path) -> None:
+    """--outdir that is not there yet: it can be made (its nearest existing parent is a
+    writable folder). It is made only once every input is read and checked."""
+    if folder.exists():
         raise SeqtoolError(f"--outdir {folder}: is a file, not a folder")
+    parent = folder.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise SeqtoolError(f"--outdir {folder}: cannot be made in {parent}")
+
+
+def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise SeqtoolError(f"--outdir {folder}: cannot create it: {e.strerror}") from None
+        raise SeqtoolError(f"--outdir {folder}: cannot make it: {e.strerror}") from None
 
 
 def _save(fig, path: Path, fallback: str) -> Path:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SeqtoolError
-from .outputs import Target, check_format, format_of, open_output
+from .outputs import Target, check_format, format_of, open_output, write_errors
 
 NPZ_MAGIC = b"PK\x03\x04"
-WRITE_FORMATS = (".csv", ".npz")
+TABLE_FORMATS = (".csv", ".npz")
 MAX_LINE = 16 << 20  # bytes: 100,000 columns of 160 characters
 FAST_CSV_BYTES = 1 << 20  # larger CSVs try pandas' C parser first (see _regular_csv); < MAX_LINE
 
@@ -195,10 +195,8 @@ def read_series(
     x_names = _role(names, x, table.roles.get("x"), "x", src)
     y_names = _role(names, y, table.roles.get("y"), "y", src)
     if not x_names:
-        raise SeqtoolError(
-            f"{src}: no input column: expected 'x' or 'x0', 'x1', ..., or name them with --x "
-            f"(columns: {', '.join(names)})"
-        )
+        hint = "--x names no column" if x is not None else "expected 'x' or 'x0', 'x1', ..., or name them with --x"
+        raise SeqtoolError(f"{src}: no input column: {hint} (columns: {', '.join(names)})")
     both = set(x_names) & set(y_names)
     if both:
         raise SeqtoolError(f"{src}: column {sorted(both)[0]!r} cannot be both an input and a target")
@@ -258,7 +256,7 @@ def describe(table: SeriesTable) -> dict[str, str]:
 def check_table_output(dest: str | Path | None) -> Target | None:
     """Check a table's output path before any work: CSV or npz by extension; a device,
     pipe or descriptor (`/dev/stdout`) gets CSV unless its name ends in .npz."""
-    return check_format(dest, WRITE_FORMATS, "table")
+    return check_format(dest, TABLE_FORMATS, "table")
 
 
 def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> None:
@@ -269,11 +267,12 @@ def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> N
     """
     t = check_table_output(dest)
     if t is None:
-        _write_csv(table.columns, sys.stdout)
-        sys.stdout.flush()
+        with write_errors("<stdout>"):
+            _write_csv(table.columns, sys.stdout)
+            sys.stdout.flush()
         return
     with open_output(t) as f:
-        if format_of(t, WRITE_FORMATS) == ".npz":
+        if format_of(t, TABLE_FORMATS) == ".npz":
             np.savez(f, **_npz_arrays(table))
         else:
             text = io.TextIOWrapper(f, encoding="utf-8", newline="", write_through=False)

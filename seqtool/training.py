@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import check_resume, load_checkpoint, save_checkpoint
+from . import outputs
+from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
 from .dataset import NEXT_STEP, Norm, Rows, inputs_and_targets, split, task_of
-from .errors import Interrupted, RunFailed, SeqtoolError, Stopped
+from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, fits_in_memory
-from .outputs import distinct, target, writer_lock
-from .tables import SeriesTable, Table, check_table_output, read_series, write_table
+from .outputs import writer_lock
+from .tables import TABLE_FORMATS, SeriesTable, Table, read_series, write_table
 
 SCHEDULES = ("cosine", "plateau", "none")
 OPTIMIZERS = ("adam", "sgd")
@@ -43,6 +44,9 @@ DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
 DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting the mean) has diverged
 LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "seconds")
+# sums since the last evaluation: squared errors and targets, gradient norms over the steps
+# that had targets, clipped steps
+EMPTY_ACC = {"loss": 0.0, "n": 0, "grad": 0.0, "steps": 0, "clipped": 0}
 
 
 @dataclass
@@ -145,11 +149,8 @@ def train(
     if not resume:
         config = config or TrainConfig()
         _check_config(config, dev)
-    if str(out) == "-":
-        raise SeqtoolError("-o -: a checkpoint is a file (saved as the run goes, read by --resume); name one")
-    target(out)
-    check_table_output(log)
-    distinct(out, log)
+    check_checkpoint_path(out)
+    outputs.check([(out, None, "checkpoint"), (log, TABLE_FORMATS, "table")], inputs=[data])
     with writer_lock(out):
         previous = None
         if resume:
@@ -248,7 +249,7 @@ class _Run:
         self.sched = self._scheduler()
         self.step, self.carry, self.seconds = 0, None, 0.0
         self.best = {"val": math.inf, "step": 0, "weights": None, "bad": 0}
-        self.acc = {"loss": 0.0, "n": 0, "grad": 0.0, "clipped": 0}
+        self.acc = dict(EMPTY_ACC)
         self.history: list[dict] = []
         self.signals: list[int] = []
         if previous is not None:
@@ -321,7 +322,8 @@ class _Run:
         return self._cached[1]
 
     def _batch(self, step: int):
-        """Inputs, targets and whether the carried state starts anew, for optimizer step `step`."""
+        """Inputs, targets, and the step of the stream the batch starts at (0: a zero state),
+        for optimizer step `step`."""
         import torch
 
         c = self.config
@@ -331,11 +333,11 @@ class _Run:
             members = self._order(epoch, len(self.lengths))[group * c.batch : (group + 1) * c.batch]
             starts = torch.full((len(members),), chunk * c.window)
             x, y = self.rows.window(members.to(self.device), starts.to(self.device), c.window)
-            return x, y, chunk == 0
+            return x, y, chunk * c.window
         picks = self._order(epoch, self.n_windows)[pos * c.batch : (pos + 1) * c.batch]
         series, starts = self.win_series[picks], self.win_starts[picks]
         x, y = self.rows.window(series.to(self.device), starts.to(self.device), c.window)
-        return x, y, True
+        return x, y, 0
 
     # --- optimisation -------------------------------------------------------------
 
@@ -351,29 +353,39 @@ class _Run:
 
     def fit(self) -> TrainResult:
         """The loop, then the final save. SIGINT or SIGTERM at any moment (the final save
-        included) ends with exit 130 and a usable checkpoint; see `_catch_signals`."""
+        included) ends with exit 130 and a usable checkpoint; see `_signalled`."""
+        if self.step >= self.total:
+            return self._result("already done")
+        with on_signals(self._signalled):
+            stopped = self._loop()
+            self._save(done=True)
+        if self.signals:  # it came after the last step: the finished run is saved
+            raise Interrupted(f"{_name(self.signals[0])} as the run ended: the finished run is saved to {self.out}")
+        result = self._result(stopped)
+        if not self.quiet:
+            print(self._summary(result), file=sys.stderr)
+        return result
+
+    def _loop(self) -> str:
+        """Optimizer steps to the end of the run: "done", or "early stop"."""
         import torch
 
         from .models import detach, masked_mse
 
         c, model = self.config, self.model
-        if self.step >= self.total:
-            return self._result("already done")
-        handlers = self._catch_signals()
         progress = _Progress(self.total, self.quiet)
         start = time.perf_counter() - self.seconds
         last_save = time.perf_counter()
-        stopped = "done"
         try:
             model.train()
             while self.step < self.total:
-                x, y, fresh = self._batch(self.step)
-                if fresh:
+                x, y, t0 = self._batch(self.step)
+                if t0 == 0:
                     self.carry = None
                 out, state = model(x, self.carry)
-                if fresh and c.burn_in:
+                if c.burn_in > t0:  # the first burn_in steps after a zero state are not scored
                     y = y.clone()
-                    y[:, : c.burn_in] = math.nan
+                    y[:, : c.burn_in - t0] = math.nan
                 loss, count = masked_mse(out, y)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -382,23 +394,21 @@ class _Run:
                 value = loss.item()
                 if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
                     self._diverged(value, grad)
-                if count > 0:
+                if count > 0:  # a batch without targets teaches nothing, and is not in the averages
                     self.opt.step()
+                    for key, amount in (("loss", value * int(count)), ("n", int(count)), ("grad", grad), ("steps", 1)):
+                        self.acc[key] += amount
+                self.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
                 self.carry = detach(state) if c.stateful else None
                 if self.sched is not None and c.schedule == "cosine":
                     self.sched.step()
                 self.step += 1
-                self.acc["loss"] += value
-                self.acc["n"] += 1
-                self.acc["grad"] += grad
-                self.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
                 self.seconds = time.perf_counter() - start
                 if self.step % self.eval_every == 0 or self.step == self.total:
                     row = self._evaluate()
                     progress.update(self.step, row)
                     if c.patience and self.best["bad"] >= c.patience:
-                        stopped = "early stop"
-                        break
+                        return "early stop"
                     self.good = self._snapshot()
                     if time.perf_counter() - last_save > c.save_every:
                         self._save()
@@ -410,24 +420,16 @@ class _Run:
                         f"resumable checkpoint to {self.out}; continue with: "
                         f"seqtool train DATA --resume -o {self.out}"
                     )
-            progress.close()
-            self._save(done=True)
-            if self.signals:
-                raise Interrupted(f"{_name(self.signals[0])} as the run ended: the finished run is saved to {self.out}")
         finally:
             progress.close()
-            self._restore_signals(handlers)
-        result = self._result(stopped)
-        if not self.quiet:
-            print(self._summary(result), file=sys.stderr)
-        return result
+        return "done"
 
     def _evaluate(self) -> dict:
-        n = max(self.acc["n"], 1)
+        acc = self.acc
         val = self._val_loss() if self.val is not None else math.nan
-        train_loss = self.acc["loss"] / n
+        train_loss = acc["loss"] / acc["n"] if acc["n"] else math.nan  # NaN: no target since the last evaluation
         watched = val if self.val is not None else train_loss
-        if self.sched is not None and self.config.schedule == "plateau":
+        if self.sched is not None and self.config.schedule == "plateau" and not math.isnan(watched):
             self.sched.step(watched)
         if self.val is not None:
             if val < self.best["val"]:
@@ -440,12 +442,12 @@ class _Run:
             "train_loss": train_loss,
             "val_loss": val,
             "lr": self.opt.param_groups[0]["lr"],
-            "grad_norm": self.acc["grad"] / n,
-            "clipped": self.acc["clipped"],
+            "grad_norm": acc["grad"] / acc["steps"] if acc["steps"] else math.nan,
+            "clipped": acc["clipped"],
             "seconds": self.seconds,
         }
         self.history.append(row)
-        self.acc = {"loss": 0.0, "n": 0, "grad": 0.0, "clipped": 0}
+        self.acc = dict(EMPTY_ACC)
         return row
 
     def _val_loss(self) -> float:
@@ -488,21 +490,18 @@ class _Run:
         )
 
     def _restore(self, previous: dict) -> None:
-        """The training state of a checkpoint; a part that does not fit this run is refused."""
+        """The training state of a checkpoint (checked by `check_resume`); the optimizer,
+        scheduler and RNG states are checked by loading them."""
         import torch
 
-        from .checkpoint import _check_weights, _Damaged
+        from .checkpoint import Damaged
 
-        state, damaged = previous["resume"], _Damaged(str(self.out))
-        _check_weights(state.get("weights"), self.model, damaged, "resume.weights")
-        if state.get("best_weights") is not None:
-            _check_weights(state["best_weights"], self.model, damaged, "resume.best_weights")
+        state, damaged = previous["resume"], Damaged(str(self.out))
+        self.model.load_state_dict(state["weights"])
         parts = [
-            ("weights", lambda: self.model.load_state_dict(state["weights"])),
-            ("optimizer", lambda: self.opt.load_state_dict(state["optimizer"])),
+            ("optimizer", lambda: self._load_optimizer(state["optimizer"])),
             ("scheduler", lambda: self.sched is None or self.sched.load_state_dict(state["scheduler"])),
             ("torch_rng", lambda: torch.set_rng_state(state["torch_rng"])),
-            ("carry", lambda: self._check_carry(state["carry"])),
         ]
         for name, load in parts:
             try:
@@ -517,25 +516,24 @@ class _Run:
             "val": state["best_val"], "step": state["best_step"],
             "weights": state["best_weights"], "bad": state["bad_evals"],
         }  # fmt: skip
-        self.acc = dict(state["acc"])
+        self.acc = {**EMPTY_ACC, "steps": state["acc"]["n"], **state["acc"]}  # "steps": since stop 9
         self.history = list(previous["history"])[: state["history_len"]]
         if self.step > self.total:
             damaged(f"resume.step {self.step} is past the end of the run ({self.total} steps)")
 
-    def _check_carry(self, carry) -> None:
-        """The carried state: None, or [layers, streams, hidden] tensors (a pair for an LSTM)."""
+    def _load_optimizer(self, saved: dict) -> None:
+        """torch loads an optimizer state whose buffers do not fit the parameters, and fails
+        at the next step: check every buffer against its parameter."""
         import torch
 
-        if carry is None:
-            return
-        parts = carry if isinstance(carry, tuple) else (carry,)
-        shape = (self.config.layers, None, self.config.hidden)
-        for part in parts:
-            if (not isinstance(part, torch.Tensor) or part.dim() != 3 or part.shape[0] != shape[0]
-                    or part.shape[2] != shape[2] or not torch.isfinite(part).all()):  # fmt: skip
-                raise ValueError(f"expected finite [layers {shape[0]}, streams, hidden {shape[2]}] tensors")
-        if len(parts) != (2 if self.config.cell == "lstm" else 1):
-            raise ValueError(f"expected {'a pair of tensors' if self.config.cell == 'lstm' else 'one tensor'}")
+        self.opt.load_state_dict(saved)
+        for group in self.opt.param_groups:
+            for param in group["params"]:
+                for key, buffer in self.opt.state.get(param, {}).items():
+                    if isinstance(buffer, torch.Tensor) and buffer.dim() > 0 and buffer.shape != param.shape:
+                        raise ValueError(f"{key} is {tuple(buffer.shape)} for a parameter of {tuple(param.shape)}")
+                    if isinstance(buffer, torch.Tensor) and not torch.isfinite(buffer).all():
+                        raise ValueError(f"{key} holds values that are not finite")
 
     def _save(self, done: bool = False, snapshot: dict | None = None) -> None:
         state = snapshot if snapshot is not None else self._snapshot()
@@ -593,29 +591,14 @@ class _Run:
 
     # --- signals ------------------------------------------------------------------
 
-    def _catch_signals(self) -> dict:
+    def _signalled(self, signum: int) -> None:
         """The first SIGINT or SIGTERM is noted: the current step finishes, the state is
         saved, and the run ends with exit 130 (after the final save, if it came during it).
         A second one stops at once (`Stopped`): an unfinished write is abandoned and its
         temporary file removed, so the previous checkpoint stays."""
-
-        def handler(signum, frame):
-            self.signals.append(signum)
-            if len(self.signals) > 1:
-                raise Stopped(signum)
-
-        saved = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                saved[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-        return saved
-
-    @staticmethod
-    def _restore_signals(saved: dict) -> None:
-        for sig, old in saved.items():
-            signal.signal(sig, old)
+        self.signals.append(signum)
+        if len(self.signals) > 1:
+            raise Stopped(signum)
 
 
 def _name(signum: int) -> str:

@@ -290,3 +290,35 @@ def test_cli_defaults_are_the_library_defaults():
         for param in get_command(app).commands[name].params:
             if param.name in defaults and param.name not in ("data", "model"):
                 assert param.default == defaults[param.name], (name, param.name)
+
+
+def test_steps_without_targets_are_left_out_of_the_logged_averages(tmp_path):
+    """A stateful run over a long and a short series: the short stream's chunks past its
+    end have no target. Their steps teach nothing and are not averaged in as a loss of 0:
+    an interval with no target at all logs NaN."""
+    from seqtool.tables import SeriesTable, read_table, write_table
+
+    t = np.arange(300) * 0.2
+    write_table(SeriesTable.from_arrays([np.sin(t), np.sin(t[:10])]), tmp_path / "ragged.csv")
+    config = TrainConfig(hidden=8, steps=120, window=5, batch=1, stateful=True, val=0)
+    train(tmp_path / "ragged.csv", tmp_path / "m.pt", config, log=tmp_path / "log.csv", quiet=True)
+    log = read_table(tmp_path / "log.csv")
+    loss, grad = log.numbers("train_loss", True), log.numbers("grad_norm", True)
+    assert np.isnan(loss).any() and (np.isnan(loss) == np.isnan(grad)).all()
+    assert (loss[~np.isnan(loss)] > 0).all()
+
+
+def test_stateful_burn_in_longer_than_a_chunk_spans_the_chunks(tmp_path):
+    """With --stateful, --burn-in K leaves out the first K steps of each stream even when
+    they span several chunks: targets only at steps 4 and 5, --window 4 --burn-in 6: nothing
+    to learn, refused; --burn-in 4: trained."""
+    from seqtool.tables import SeriesTable, write_table
+
+    y = np.full(12, np.nan)
+    y[4:6] = 1.0
+    write_table(SeriesTable.from_arrays([np.arange(12.0)] * 3, y=[y] * 3), tmp_path / "t.csv")
+    config = dict(hidden=4, steps=6, window=4, stateful=True, val=0)
+    with pytest.raises(SeqtoolError, match="no stream has a target after its first 6 steps"):
+        train(tmp_path / "t.csv", tmp_path / "m.pt", TrainConfig(**config, burn_in=6), quiet=True)
+    result = train(tmp_path / "t.csv", tmp_path / "m.pt", TrainConfig(**config, burn_in=4), quiet=True)
+    assert result.train_loss > 0

@@ -193,3 +193,14 @@ def test_sigterm_as_a_real_run_ends(tmp_path, sh):
         assert err.splitlines()[-1].startswith("seqtool: stopped: SIGTERM"), err
     assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".lock"))]
+
+
+def test_what_libraries_log_reaches_stderr_as_one_line_each(tmp_path, sh):
+    """matplotlib logs (not warns) when its cache folder cannot be made: those lines too
+    come as `seqtool: warning: ...`, in a fresh process (matplotlib logs at import)."""
+    write_table(tasks.sine(n_series=2, length=20, seed=0), tmp_path / "s.csv")
+    (tmp_path / "file").write_text("")
+    result = sh("MPLCONFIGDIR=file/cache seqtool plot s.csv -o s.png")
+    assert result.returncode == 0 and result.stdout.decode() == "s.png\n"
+    lines = result.stderr.decode().splitlines()
+    assert lines and all(line.startswith("seqtool: warning: ") for line in lines), lines

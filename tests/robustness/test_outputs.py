@@ -16,7 +16,7 @@ import pytest
 from conftest import BIN, one_error_line
 
 from seqtool.checkpoint import load_checkpoint
-from seqtool.outputs import writer_lock
+from seqtool.outputs import _HOST, writer_lock
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +111,13 @@ def test_a_temporary_file_of_a_killed_process_is_removed_by_the_next_write(tmp_p
     proc.kill()
     proc.wait()
     stale = [p.name for p in tmp_path.iterdir()]
-    assert len(stale) == 1 and stale[0].startswith(f".big.csv.{proc.pid}-"), stale
-    alive = tmp_path / f".big.csv.{os.getpid()}-0123abcd.tmp"  # a write of ours, still going on
+    assert len(stale) == 1 and stale[0].startswith(f".big.csv.{_HOST}.{proc.pid}-"), stale
+    alive = tmp_path / f".big.csv.{_HOST}.{os.getpid()}-0123abcd.tmp"  # a write of ours, still going on
+    elsewhere = tmp_path / f".big.csv.other-host.{proc.pid}-0123abcd.tmp"  # a shared folder: not ours to judge
     alive.write_text("")
+    elsewhere.write_text("")
     assert cli("gen", "sine", "-n", "1", "-o", tmp_path / "big.csv").exit_code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "big.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, elsewhere.name, "big.csv"])
 
 
 def test_sigterm_during_a_write_removes_the_temporary_file_and_keeps_the_old_file(tmp_path):
@@ -186,3 +188,110 @@ def test_outputs_are_checked_before_any_work(work, tmp_path, cli, monkeypatch, a
     result = cli(*[names.get(a, a) for a in args])
     one_error_line(result, *fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FOLDER"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "DATA", "-o", "DATA"],
+        ["train", "DATA", "--log", "DATA"],
+        ["predict", "MODEL", "DATA", "--metrics", "MODEL"],
+        ["rollout", "MODEL", "DATA", "-o", "DATA"],
+        ["gradnorm", "MODEL", "DATA", "--summary", "MODEL"],
+    ],
+)
+def test_an_output_that_is_an_input_is_refused(work, tmp_path, cli, args):
+    """The failing case of a review: `predict m.pt d.csv --metrics m.pt` replaced the model
+    with its metrics, `train d.csv -o d.csv` the data with a checkpoint."""
+    import shutil
+
+    shutil.copy(work / "sine.csv", tmp_path / "d.csv")
+    shutil.copy(work / "m.pt", tmp_path / "m.pt")
+    (tmp_path / "link.csv").symlink_to("d.csv")  # the same file under another name
+    before = {p.name: p.read_bytes() for p in (tmp_path / "d.csv", tmp_path / "m.pt")}
+    names = {"DATA": str(tmp_path / "d.csv"), "MODEL": str(tmp_path / "m.pt")}
+    one_error_line(cli(*[names.get(a, a) for a in args]), "is also an input of this command")
+    if args[0] != "gradnorm":
+        via_link = [names.get(a, a) for a in args[:-1]] + [str(tmp_path / "link.csv")] if args[-1] == "DATA" else None
+        if via_link:
+            one_error_line(cli(*via_link), "is also an input of this command")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "d.csv", tmp_path / "m.pt")} == before
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path, cli):
+    path = tmp_path / "private.csv"
+    path.write_text("old\n")
+    path.chmod(0o600)
+    assert cli("gen", "sine", "-n", "1", "-o", path).exit_code == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text().startswith("series,t,x\n")
+
+
+def test_a_file_the_user_may_not_write_is_refused(tmp_path, cli, monkeypatch):
+    """As the shell would: `echo x > ro.csv` fails on a read-only file, so does `-o ro.csv`.
+    Root may write anything: run as root, os.access answers as it would for anyone else."""
+    path = tmp_path / "ro.csv"
+    path.write_text("old\n")
+    path.chmod(0o444)
+    if os.getuid() == 0:
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == path and mode & os.W_OK else real(p, mode, **kw))
+    one_error_line(cli("gen", "sine", "-n", "1", "-o", path), "ro.csv: the file is not writable")
+    assert path.read_text() == "old\n"
+
+
+@pytest.mark.parametrize("redirect", [False, True])
+def test_a_device_that_refuses_the_write_is_a_failed_run(redirect):
+    """The failing case of a review: a full device ended as "unexpected OSError"."""
+    command = "seqtool gen sine -n 2 -l 5 > /dev/full" if redirect else "seqtool gen sine -n 2 -l 5 -o /dev/full"
+    result = subprocess.run(["bash", "-c", command], env=env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"seqtool: error: {'<stdout>' if redirect else '/dev/full'}: cannot write: No space left on device"
+    ]
+
+
+def test_an_image_on_stdout_is_followed_by_nothing(work, tmp_path):
+    """The failing case of a review: `plot -o -` appended the path '-' to the SVG."""
+    import xml.etree.ElementTree as ET
+
+    for output in ("-", "/dev/stdout"):
+        result = subprocess.run([BIN / "seqtool", "plot", work / "sine.csv", "-o", output, "--format", "svg"],
+                                env=env(), capture_output=True, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert ET.fromstring(result.stdout).tag.endswith("svg")
+
+
+@pytest.mark.parametrize("where", ["/dev/stdout", "-", "FIFO"])
+def test_a_checkpoint_goes_to_a_file_or_a_device_never_a_stream(work, tmp_path, cli, where):
+    """A checkpoint is saved several times during a run: to a stream they would be
+    concatenated; to a FIFO without a reader the run would wait forever."""
+    if where == "FIFO":
+        where = str(tmp_path / "fifo")
+        os.mkfifo(where)
+    one_error_line(cli("train", work / "sine.csv", "-o", where), "a checkpoint is saved several times")
+
+
+def test_a_refused_plot_leaves_no_new_folder(work, tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_error_line(cli("plot", "missing.csv", "--outdir", "new/sub"), "missing.csv: no such file")
+    one_error_line(cli("plot", work / "sine.csv", work / "sine.csv", "--outdir", "new"), "the same image")
+    assert list(tmp_path.iterdir()) == []
+    assert cli("plot", work / "sine.csv", "--outdir", "new/sub").exit_code == 0
+    assert [p.name for p in (tmp_path / "new" / "sub").iterdir()] == ["sine.png"]
+
+
+def test_json_has_no_infinity():
+    """JSON has no inf or NaN: written as null, so every JSON reader can read the file."""
+    import io
+    import sys
+
+    from seqtool.outputs import write_json
+
+    old, sys.stdout = sys.stdout, io.TextIOWrapper(io.BytesIO())
+    try:
+        write_json("-", {"mse": float("inf"), "deep": {"ratio": float("nan")}, "steps": 3})
+        sys.stdout.flush()
+        text = sys.stdout.buffer.getvalue().decode()
+    finally:
+        sys.stdout = old
+    assert json.loads(text) == {"mse": None, "deep": {"ratio": None}, "steps": 3}

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import one_error_line
 
+from seqtool import tasks
 from seqtool.dataset import Norm
 from seqtool.errors import SeqtoolError
 from seqtool.inference import predict
@@ -125,7 +126,7 @@ def _edit(ckpt: dict, path: str, value) -> dict:
     *parents, last = path.split("/")
     node = edited
     for key in parents:
-        node = node[key]
+        node = node[int(key) if key.isdigit() else key]  # the optimizer's state is keyed by number
     if value is ...:
         del node[last]
     else:
@@ -168,6 +169,10 @@ RESUME_EDITS = [
     ("resume/weights/head.weight", torch.zeros(3, 3), "resume.weights.head.weight is (3, 3)"),
     ("resume/carry", torch.zeros(1), "resume.carry"),
     ("history", None, "history is not the list of log rows"),
+    ("resume/acc", {}, "resume.acc.loss is None"),
+    ("resume/best_val", "x", "resume.best_val is 'x'"),
+    ("resume/threads", 2**40, "resume.threads is 1099511627776"),
+    ("resume/optimizer/state/0/exp_avg", torch.zeros(7), "resume.optimizer (exp_avg is (7,) for a parameter of (32, 1))"),
 ]
 
 
@@ -238,6 +243,28 @@ def test_predictions_that_are_not_numbers_are_a_failed_run(work, tmp_path, cli):
         assert result.exit_code == 1, result.stderr
         assert result.stderr.splitlines() == [result.stderr.splitlines()[0]]
         assert "overflow.pt: the model's" in result.stderr and "are not finite" in result.stderr
+
+
+def test_a_truth_too_large_to_square_is_refused_at_predict(tmp_path, cli):
+    """The failing case of a review: a truth of 1e300 gave an MSE of inf and "Infinity" in
+    the --metrics JSON. Training refuses such values; predict and rollout now too."""
+    table = tasks.sincos(n_series=4, length=40, seed=0)
+    write_table(table, tmp_path / "sc.csv")
+    train(tmp_path / "sc.csv", tmp_path / "sc.pt", TrainConfig(hidden=8, steps=10, window=10), quiet=True)
+    table.columns["y"] = table.columns["y"] * 1e300
+    write_table(table, tmp_path / "big.csv")
+    one_error_line(cli("predict", tmp_path / "sc.pt", tmp_path / "big.csv", "--metrics", tmp_path / "m.json"),
+                   "column 'y' holds 1e+300", "rescale it")  # fmt: skip
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_options_of_fresh_models_are_refused_beside_a_model(work, cli):
+    one_error_line(cli("gradnorm", work / "m.pt", "--cell", "rnn", "--hidden", "4"),
+                   "--cell, --hidden: for fresh models only", "brings its own")  # fmt: skip
+
+
+def test_an_empty_input_list_says_so(work, cli):
+    one_error_line(cli("info", work / "sine.csv", "--x", ""), "--x names no column")
 
 
 def test_library_calls_check_their_options_too(work):
