@@ -195,7 +195,7 @@ def check_resume(ckpt: dict, name: str) -> None:
     """What --resume uses besides the model, field by field: the settings, the training
     state (weights, carried state, sums, counters) and the history. The optimizer,
     scheduler and RNG states are checked where they are loaded (training._restore)."""
-    from .models import SeqModel, ModelConfig
+    from .models import ModelConfig, SeqModel
     from .training import EMPTY_ACC, LOG_COLUMNS, TrainConfig
 
     damaged = Damaged(name)

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .errors import Interrupted, PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
+from .limits import LIMITS
 from .limits import interval as span
 
 
@@ -256,10 +257,10 @@ def plot(
         title=title, size=parse_size(size), dpi=dpi, logy=logy,
         series=series.split(",") if series else None, x=x, y=y,
     )  # fmt: skip
-    from .outputs import target
+    from .outputs import to_stdout
 
     for path in paths:  # an image that went to standard output is not followed by its name
-        if str(path) != "-" and target(path).fd != 1:
+        if not to_stdout(path):
             typer.echo(str(path))
 
 
@@ -345,7 +346,7 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
 
 # --- gen -----------------------------------------------------------------------------
 
-NSeries = Annotated[int, typer.Option("--n-series", "-n", help=f"Number of series, {span('n_series')}; at most {100_000_000:,} rows in all.")]
+NSeries = Annotated[int, typer.Option("--n-series", "-n", help=f"Number of series, {span('n_series')}; at most {int(LIMITS['rows'].hi):,} rows in all.")]
 Length = Annotated[int, typer.Option("--length", "-l", help=f"Steps per series, {span('length')}.")]
 Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
 Output = Annotated[

@@ -203,21 +203,6 @@ class Rows:
     def to(self, device) -> Rows:
         return Rows(*(t.to(device) for t in (self.x, self.y, self.offsets, self.lengths)))
 
-    def window(self, series, starts, steps: int):
-        """x [B, steps, F] and y [B, steps, G] from `starts` of `series`; rows past the end
-        of a series read as input 0 and no target."""
-        import torch
-
-        pos = starts[:, None] + torch.arange(steps, device=self.x.device)
-        lengths = self.lengths[series][:, None]
-        inside = pos < lengths
-        rows = self.offsets[series][:, None] + torch.minimum(pos, lengths - 1)
-        x, y = self.x[rows], self.y[rows]
-        if not bool(inside.all()):
-            x = torch.where(inside[..., None], x, 0.0)
-            y = torch.where(inside[..., None], y, float("nan"))
-        return x, y
-
 
 def length_groups(lengths: np.ndarray, cells: int) -> list[np.ndarray]:
     """Series indices in groups to run together: longest first, each group's lengths

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import outputs
 from .dataset import Norm, inputs_and_targets, task_of
 from .errors import SeqtoolError
 from .limits import check_all, fits_in_memory
-from . import outputs
 from .tables import TABLE_FORMATS, SeriesTable, Table, write_table
 
 LOSSES = ("last", "all")
@@ -76,10 +76,12 @@ def gradnorm(
 
     A fresh LSTM starts with forget-gate bias `forget_bias` (1, as `train` uses; PyTorch's
     own init gives 0)."""
-    import torch
+    from .models import CELLS
 
     if loss not in LOSSES:
         raise SeqtoolError(f"--loss must be last or all, got {loss!r}")
+    if model is None and (not cells or any(c not in CELLS for c in cells)):
+        raise SeqtoolError(f"--cell takes rnn, lstm, gru (comma-separated), got {','.join(cells)!r}")
     check_all(
         grad_batch=batch, grad_length=length, hidden=hidden, layers=layers,
         init_scale=init_scale, forget_bias=forget_bias, seed=seed,
@@ -87,41 +89,50 @@ def gradnorm(
     outputs.check([(output, TABLE_FORMATS, "table"), (summary, None, "summary")], inputs=[model, data])
     if model is None:
         _fits(batch, length, layers, hidden, "fresh models")
-    reports = []
+    data = _data(data, task, length, batch, seed)
     if model is not None:
-        from .inference import Model
-
-        m = Model(model)
-        table = m.read(_data(data, task, length, batch, seed))
-        x, y = _tensors(table, *inputs_and_targets(table, m.task), m.norm, batch)
-        reports.append(_measure(m.net, x, y, loss))
+        reports = [_of_checkpoint(model, data, batch, loss)]
     else:
-        from .models import CELLS, ModelConfig, SeqModel, set_forget_bias
-
-        bad = [c for c in cells if c not in CELLS]
-        if bad or not cells:
-            raise SeqtoolError(f"--cell takes rnn, lstm, gru (comma-separated), got {','.join(cells)!r}")
-        from .tables import read_series
-
-        table = read_series(_data(data, task, length, batch, seed))
-        kind = task_of(table)
-        xs, ys = inputs_and_targets(table, kind)
-        norm = Norm.fit(xs, ys, kind, table.x_names, table.y_names, table.source)
-        x, y = _tensors(table, xs, ys, norm, batch)
-        for cell in cells:
-            torch.manual_seed(seed)
-            n_out = len(table.x_names) if kind == "next-step" else len(table.y_names)
-            net = SeqModel(ModelConfig(len(table.x_names), n_out, cell, hidden, layers))
-            if cell == "lstm" and forget_bias != 1.0:
-                set_forget_bias(net.rnn, forget_bias)
-            if init_scale is not None:
-                scale_recurrent(net, init_scale)
-            reports.append(_measure(net, x, y, loss))
+        fresh = dict(hidden=hidden, layers=layers, init_scale=init_scale, forget_bias=forget_bias, seed=seed)
+        reports = _of_fresh_models(cells, data, batch, loss, **fresh)
     out = _table(reports)
     _report(reports, summary, quiet)
     if output is not None:
         write_table(out, output)
     return out, reports
+
+
+def _of_checkpoint(path, data, batch: int, loss: str) -> Report:
+    from .inference import Model
+
+    m = Model(path)
+    table = m.read(data)
+    x, y = _tensors(table, *inputs_and_targets(table, m.task), m.norm, batch)
+    return _measure(m.net, x, y, loss)
+
+
+def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init_scale, forget_bias, seed) -> list[Report]:
+    """A fresh model of each cell, all from the same seed, standardised on the data itself."""
+    import torch
+
+    from .models import ModelConfig, SeqModel, set_forget_bias
+    from .tables import read_series
+
+    table = read_series(data)
+    kind = task_of(table)
+    xs, ys = inputs_and_targets(table, kind)
+    x, y = _tensors(table, xs, ys, Norm.fit(xs, ys, kind, table.x_names, table.y_names, table.source), batch)
+    n_out = len(table.x_names) if kind == "next-step" else len(table.y_names)
+    reports = []
+    for cell in cells:
+        torch.manual_seed(seed)
+        net = SeqModel(ModelConfig(len(table.x_names), n_out, cell, hidden, layers))
+        if cell == "lstm" and forget_bias != 1.0:
+            set_forget_bias(net.rnn, forget_bias)
+        if init_scale is not None:
+            scale_recurrent(net, init_scale)
+        reports.append(_measure(net, x, y, loss))
+    return reports
 
 
 def scale_recurrent(net, radius: float) -> None:

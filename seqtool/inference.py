@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import outputs
 from .checkpoint import build_model, load_checkpoint
 from .dataset import MAPPING, NEXT_STEP, Norm, check_magnitude
 from .errors import RunFailed, SeqtoolError
 from .limits import check, check_all, fits_in_memory
-from . import outputs
 from .tables import TABLE_FORMATS, SeriesTable, as_table, read_series, write_table
 
 

@@ -92,12 +92,10 @@ def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_sta
             state = None
             for t0 in range(0, int(lens[0]), chunk):
                 pos = t0 + np.arange(min(chunk, int(lens[0]) - t0))
-                inside = pos[None, :] < lens[:, None]
-                rows = torch.from_numpy(offsets[group][:, None] + np.minimum(pos[None, :], lens[:, None] - 1))
-                inside_t = torch.from_numpy(inside).to(x.device)
-                xb = torch.where(inside_t[..., None], x[rows.to(x.device)], 0.0)
-                o, state = model(xb, state, np.clip(lens - t0, 1, len(pos)))
-                out[rows.to(x.device)[inside_t]] = o[inside_t]
+                inside = torch.from_numpy(pos[None, :] < lens[:, None]).to(x.device)
+                rows = torch.from_numpy(offsets[group][:, None] + np.minimum(pos[None, :], lens[:, None] - 1)).to(x.device)
+                o, state = model(torch.where(inside[..., None], x[rows], 0.0), state, np.clip(lens - t0, 1, len(pos)))
+                out[rows[inside]] = o[inside]
             if final_state:
                 index = torch.from_numpy(group).to(x.device)
                 if cfg.cell == "lstm":

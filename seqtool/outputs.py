@@ -136,6 +136,12 @@ def check_format(dest: str | os.PathLike | None, formats: tuple[str, ...], what:
     return t
 
 
+def to_stdout(dest: str | os.PathLike) -> bool:
+    """Whether writing `dest` writes this process's standard output (`-`, /dev/stdout, ...)."""
+    t = target(dest)
+    return t.stdout or t.fd == 1
+
+
 def is_device(t: Target) -> bool:
     """A character device (such as /dev/null), written in place."""
     return t.in_place and t.fd is None and not t.stdout and stat.S_ISCHR(os.stat(t.path).st_mode)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import outputs
 from .errors import SeqtoolError
 from .limits import check_all
-from . import outputs
 from .outputs import check_format
 from .tables import SeriesTable, Table, read_series, read_table
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
+from .batches import batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
 from .dataset import NEXT_STEP, Norm, Rows, inputs_and_targets, split, task_of
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
@@ -42,6 +43,7 @@ SCHEDULES = ("cosine", "plateau", "none")
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
+EVAL_EVERY = 25  # steps between evaluations (a row of the log)
 DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting the mean) has diverged
 LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "seconds")
 # sums since the last evaluation: squared errors and targets, gradient norms over the steps
@@ -103,15 +105,6 @@ class TrainConfig:
                 f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"
             )
 
-    def memory(self) -> float:
-        """Bytes a step needs, about (before the data is read: one input, one output):
-        weights, gradients, Adam's moments and the copies kept for the best state and the
-        checkpoint, plus the activations of a batch kept for backpropagation."""
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}.get(self.cell, 4)
-        params = self.layers * gates * self.hidden * (2 * self.hidden + 2) + self.hidden
-        activations = self.batch * self.window * self.layers * self.hidden * (gates + 2)
-        return 4.0 * (10 * params + 3 * activations)
-
 
 @dataclass
 class TrainResult:
@@ -166,18 +159,24 @@ def train(
         try:
             with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-                result = run.fit()  # would warn that the schedule stepped before the optimizer
+                result = _fit(run)  # would warn that the schedule stepped before the optimizer
         finally:
             if log is not None:
                 write_table(history_table(run.history), log)
     return result
 
 
-def _check_config(config: TrainConfig, device) -> None:
-    config.check()
+def _check_config(c: TrainConfig, device) -> None:
+    """The settings, and (on the CPU) the memory a step needs, about, before the data is
+    read (one input, one output): weights, gradients, Adam's moments and the copies kept
+    for the best state and the checkpoint, plus a batch's activations kept for backward."""
+    c.check()
     if device.type == "cpu":
-        what = f"training with --hidden {config.hidden} --layers {config.layers} --batch {config.batch} --window {config.window}"
-        fits_in_memory(config.memory(), what)
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[c.cell]
+        params = c.layers * gates * c.hidden * (2 * c.hidden + 2) + c.hidden
+        activations = c.batch * c.window * c.layers * c.hidden * (gates + 2)
+        what = f"training with --hidden {c.hidden} --layers {c.layers} --batch {c.batch} --window {c.window}"
+        fits_in_memory(4.0 * (10 * params + 3 * activations), what)
 
 
 def history_table(history: list[dict]) -> Table:
@@ -204,8 +203,43 @@ def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass
+class _Data:
+    """What a run trains on: the split, standardised, stored end to end."""
+
+    task: str
+    fingerprint: str
+    norm: Norm
+    rows: Rows
+    val: Rows | None
+    info: dict  # the checkpoint's "data": column names, task, source
+
+
+def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
+    """Targets, the split (`--val`), the standardisation of the training part. A split in
+    which no step has a target is refused; validation is scored like training (no loss
+    during the burn-in)."""
+    task = task_of(table)
+    xs, ys = inputs_and_targets(table, task)
+    (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
+    _has_targets(train_y, table, "training")
+    norm = Norm.fit(train_x, train_y, task, table.x_names, table.y_names, table.source)
+    val = None
+    if val_x:
+        val_y = [y.copy() for y in val_y]
+        for y in val_y:
+            y[: config.burn_in] = np.nan
+        _has_targets(val_y, table, "validation", config.burn_in)
+        val = Rows.of(val_x, val_y, norm, table.x_names, table.source).to(device)
+    info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
+    rows = Rows.of(train_x, train_y, norm, table.x_names, table.source).to(device)
+    return _Data(task, _fingerprint(xs, ys), norm, rows, val, info)
+
+
 class _Run:
-    """One training run: data, model, optimizer and the loop, with what --resume needs."""
+    """The state of one training run: the data and its batches, the model, the optimizer
+    and schedule, and what --resume needs (step, carried state, best weights, sums,
+    history). The functions below train it (`_fit`) and save it (`_save`)."""
 
     def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool):
         import torch
@@ -213,383 +247,31 @@ class _Run:
         from .models import ModelConfig, SeqModel
 
         self.config, self.out, self.device, self.quiet = config, out, device, quiet
-        self.task = task_of(table)
-        xs, ys = inputs_and_targets(table, self.task)
-        self.fingerprint = _fingerprint(xs, ys)
-        if previous is not None and previous["resume"].get("fingerprint") != self.fingerprint:
+        self.data = _prepare(table, config, device)
+        if previous is not None and previous["resume"].get("fingerprint") != self.data.fingerprint:
             raise SeqtoolError(f"{out}: the data differs from the data this run was trained on")
-        (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
-        _has_targets(train_y, table, "training")
-        self.norm = Norm.fit(train_x, train_y, self.task, table.x_names, table.y_names, table.source)
-        self.rows = Rows.of(train_x, train_y, self.norm, table.x_names, table.source).to(device)
-        self.lengths = self.rows.lengths.cpu()
-        self.val = None
-        if val_x:
-            vy = [y.copy() for y in val_y]
-            for y in vy:
-                y[: config.burn_in] = np.nan  # scored like training: no loss during burn-in
-            _has_targets(vy, table, "validation", config.burn_in)
-            self.val = Rows.of(val_x, vy, self.norm, table.x_names, table.source).to(device)
-        self.data_info = {
-            "x_names": table.x_names,
-            "y_names": table.y_names or [],
-            "task": self.task,
-            "source": table.source,
-        }
-        self._plan_batches()
-
+        self.source = batches(self.data.rows, config)
+        self.total = _total_steps(config, self.source.per_epoch)
         torch.manual_seed(config.seed)
-        n_out = len(table.x_names) if self.task == NEXT_STEP else len(table.y_names)
+        predicted = self.data.info["x_names"] if self.data.task == NEXT_STEP else self.data.info["y_names"]
         self.model_config = ModelConfig(
-            n_in=len(table.x_names), n_out=n_out, cell=config.cell,
+            n_in=len(self.data.info["x_names"]), n_out=len(predicted), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
         )  # fmt: skip
         self.model = SeqModel(self.model_config).to(device)
         self.opt = _optimizer(config.optimizer, self.model.parameters(), config.lr)
-        self.sched = self._scheduler()
+        self.sched = _scheduler(self.opt, config, self.total)
         self.step, self.carry, self.seconds = 0, None, 0.0
         self.best = {"val": math.inf, "step": 0, "weights": None, "bad": 0}
         self.acc = dict(EMPTY_ACC)
         self.history: list[dict] = []
         self.signals: list[int] = []
         if previous is not None:
-            self._restore(previous)
-        self.good = self._snapshot()
-
-    # --- data ---------------------------------------------------------------------
-
-    def _plan_batches(self) -> None:
-        """How many steps make an epoch, and the total; the batches themselves come from
-        `_batch`. A plan in which no step has a target to learn is refused here."""
-        import torch
-
-        c = self.config
-        lengths = self.lengths.numpy()
-        scored = np.concatenate([[0], np.cumsum(~torch.isnan(self.rows.y.cpu()).all(dim=1).numpy())])
-        offsets = self.rows.offsets.cpu().numpy()
-        if c.stateful:
-            self.chunks = math.ceil(int(lengths.max()) / c.window)
-            self.groups = math.ceil(len(lengths) / c.batch)
-            self.per_epoch = self.groups * self.chunks
-            self.n_windows = len(lengths)
-            learnable = scored[offsets[1:]] - scored[np.minimum(offsets[:-1] + c.burn_in, offsets[1:])]
-        else:
-            series, starts = [], []
-            for i, n in enumerate(lengths.tolist()):
-                if n < c.window:
-                    continue
-                s = list(range(0, n - c.window + 1, c.stride))
-                if s[-1] != n - c.window:
-                    s.append(n - c.window)
-                series += [i] * len(s)
-                starts += s
-            if not series:
-                raise SeqtoolError(
-                    f"every training series is shorter than --window {c.window} "
-                    f"(longest: {int(lengths.max())} steps); use a smaller --window"
-                )
-            self.win_series, self.win_starts = torch.tensor(series), torch.tensor(starts)
-            self.n_windows = len(series)
-            self.per_epoch = math.ceil(self.n_windows / c.batch)
-            first = offsets[self.win_series.numpy()] + self.win_starts.numpy()
-            learnable = scored[first + c.window] - scored[first + c.burn_in]
-        if not learnable.any():
-            where = "stream" if c.stateful else f"window of {c.window} steps"
-            raise SeqtoolError(
-                f"no {where} has a target after its first {c.burn_in} steps (--burn-in), so "
-                f"nothing can be learned; use a smaller --burn-in"
-                + ("" if c.stateful else " or a longer --window")
-            )
-        if c.steps is not None:
-            self.total = int(c.steps)
-        elif c.epochs is not None:
-            self.total = max(1, math.ceil(c.epochs * self.per_epoch))
-            if self.total > LIMITS["steps"].hi:
-                raise SeqtoolError(
-                    f"--epochs {c.epochs:g} is {self.total:,} steps; at most {LIMITS['steps'].hi:,} are run"
-                )
-        else:
-            self.total = DEFAULT_STEPS
-        self.eval_every = 25
-
-    def _order(self, epoch: int, n: int):
-        """The shuffled order of epoch `epoch`: a function of (seed, epoch) alone, cached."""
-        import torch
-
-        if getattr(self, "_cached", (None,))[0] != epoch:
-            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            self._cached = (epoch, torch.randperm(n, generator=g))
-        return self._cached[1]
+            _restore(self, previous)
+        self.good = _snapshot(self)
 
     def _batch(self, step: int):
-        """Inputs, targets, and the step of the stream the batch starts at (0: a zero state),
-        for optimizer step `step`."""
-        import torch
-
-        c = self.config
-        epoch, pos = divmod(step, self.per_epoch)
-        if c.stateful:
-            group, chunk = divmod(pos, self.chunks)
-            members = self._order(epoch, len(self.lengths))[group * c.batch : (group + 1) * c.batch]
-            starts = torch.full((len(members),), chunk * c.window)
-            x, y = self.rows.window(members.to(self.device), starts.to(self.device), c.window)
-            return x, y, chunk * c.window
-        picks = self._order(epoch, self.n_windows)[pos * c.batch : (pos + 1) * c.batch]
-        series, starts = self.win_series[picks], self.win_starts[picks]
-        x, y = self.rows.window(series.to(self.device), starts.to(self.device), c.window)
-        return x, y, 0
-
-    # --- optimisation -------------------------------------------------------------
-
-    def _scheduler(self):
-        import torch
-
-        c = self.config
-        if c.schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=self.total, eta_min=c.lr / 100)
-        if c.schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=0.5, patience=5)
-        return None
-
-    def fit(self) -> TrainResult:
-        """The loop, then the final save. SIGINT or SIGTERM at any moment (the final save
-        included) ends with exit 130 and a usable checkpoint; see `_signalled`."""
-        if self.step >= self.total:
-            return self._result("already done")
-        with on_signals(self._signalled):
-            stopped = self._loop()
-            self._save(done=True)
-        if self.signals:  # it came after the last step: the finished run is saved
-            raise Interrupted(f"{_name(self.signals[0])} as the run ended: the finished run is saved to {self.out}")
-        result = self._result(stopped)
-        if not self.quiet:
-            print(self._summary(result), file=sys.stderr)
-        return result
-
-    def _loop(self) -> str:
-        """Optimizer steps to the end of the run: "done", or "early stop"."""
-        import torch
-
-        from .models import detach, masked_mse
-
-        c, model = self.config, self.model
-        progress = _Progress(self.total, self.quiet)
-        start = time.perf_counter() - self.seconds
-        last_save = time.perf_counter()
-        try:
-            model.train()
-            while self.step < self.total:
-                x, y, t0 = self._batch(self.step)
-                if t0 == 0:
-                    self.carry = None
-                out, state = model(x, self.carry)
-                if c.burn_in > t0:  # the first burn_in steps after a zero state are not scored
-                    y = y.clone()
-                    y[:, : c.burn_in - t0] = math.nan
-                loss, count = masked_mse(out, y)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                limit = c.clip if c.clip > 0 else math.inf
-                grad = float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit))
-                value = loss.item()
-                if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
-                    self._diverged(value, grad)
-                if count > 0:  # a batch without targets teaches nothing, and is not in the averages
-                    self.opt.step()
-                    for key, amount in (("loss", value * int(count)), ("n", int(count)), ("grad", grad), ("steps", 1)):
-                        self.acc[key] += amount
-                self.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
-                self.carry = detach(state) if c.stateful else None
-                if self.sched is not None and c.schedule == "cosine":
-                    self.sched.step()
-                self.step += 1
-                self.seconds = time.perf_counter() - start
-                if self.step % self.eval_every == 0 or self.step == self.total:
-                    row = self._evaluate()
-                    progress.update(self.step, row)
-                    if c.patience and self.best["bad"] >= c.patience:
-                        return "early stop"
-                    self.good = self._snapshot()
-                    if time.perf_counter() - last_save > c.save_every:
-                        self._save()
-                        last_save = time.perf_counter()
-                if self.signals:
-                    self._save()
-                    raise Interrupted(
-                        f"{_name(self.signals[0])} at step {self.step} of {self.total}: saved a "
-                        f"resumable checkpoint to {self.out}; continue with: "
-                        f"seqtool train DATA --resume -o {self.out}"
-                    )
-        finally:
-            progress.close()
-        return "done"
-
-    def _evaluate(self) -> dict:
-        acc = self.acc
-        val = self._val_loss() if self.val is not None else math.nan
-        train_loss = acc["loss"] / acc["n"] if acc["n"] else math.nan  # NaN: no target since the last evaluation
-        watched = val if self.val is not None else train_loss
-        if self.sched is not None and self.config.schedule == "plateau" and not math.isnan(watched):
-            self.sched.step(watched)
-        if self.val is not None:
-            if val < self.best["val"]:
-                self.best.update(val=val, step=self.step, bad=0, weights=_clone(self.model.state_dict()))
-            else:
-                self.best["bad"] += 1
-        row = {
-            "epoch": self.step / self.per_epoch,
-            "step": self.step,
-            "train_loss": train_loss,
-            "val_loss": val,
-            "lr": self.opt.param_groups[0]["lr"],
-            "grad_norm": acc["grad"] / acc["steps"] if acc["steps"] else math.nan,
-            "clipped": acc["clipped"],
-            "seconds": self.seconds,
-        }
-        self.history.append(row)
-        self.acc = dict(EMPTY_ACC)
-        return row
-
-    def _val_loss(self) -> float:
-        """Teacher-forced over whole held-out series, state carried (what `predict` does)."""
-        import torch
-
-        from .models import over_series
-
-        self.model.eval()
-        out, _ = over_series(self.model, self.val.x, self.val.lengths.cpu().numpy())
-        self.model.train()
-        y = self.val.y
-        scored = ~torch.isnan(y)
-        return float((out - torch.nan_to_num(y))[scored].pow(2).mean())
-
-    # --- checkpoints --------------------------------------------------------------
-
-    def _snapshot(self) -> dict:
-        """Everything --resume needs, as plain types and tensors (copied: training goes on)."""
-        import torch
-
-        return copy.deepcopy(
-            {
-                "weights": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched is not None else {},
-                "step": self.step,
-                "seconds": self.seconds,
-                "torch_rng": torch.get_rng_state(),
-                "carry": self.carry,
-                "best_val": self.best["val"],
-                "best_step": self.best["step"],
-                "best_weights": self.best["weights"],
-                "bad_evals": self.best["bad"],
-                "acc": dict(self.acc),
-                "history_len": len(self.history),
-                "fingerprint": self.fingerprint,
-                "threads": torch.get_num_threads(),
-            }
-        )
-
-    def _restore(self, previous: dict) -> None:
-        """The training state of a checkpoint (checked by `check_resume`); the optimizer,
-        scheduler and RNG states are checked by loading them."""
-        import torch
-
-        from .checkpoint import Damaged
-
-        state, damaged = previous["resume"], Damaged(str(self.out))
-        self.model.load_state_dict(state["weights"])
-        parts = [
-            ("optimizer", lambda: self._load_optimizer(state["optimizer"])),
-            ("scheduler", lambda: self.sched is None or self.sched.load_state_dict(state["scheduler"])),
-            ("torch_rng", lambda: torch.set_rng_state(state["torch_rng"])),
-        ]
-        for name, load in parts:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    load()
-            except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
-                damaged(f"resume.{name} ({' '.join(str(e).split())[:120] or type(e).__name__})")
-        self.step, self.seconds = state["step"], state["seconds"]
-        self.carry = state["carry"]
-        self.best = {
-            "val": state["best_val"], "step": state["best_step"],
-            "weights": state["best_weights"], "bad": state["bad_evals"],
-        }  # fmt: skip
-        self.acc = {**EMPTY_ACC, "steps": state["acc"]["n"], **state["acc"]}  # "steps": since stop 9
-        self.history = list(previous["history"])[: state["history_len"]]
-        if self.step > self.total:
-            damaged(f"resume.step {self.step} is past the end of the run ({self.total} steps)")
-
-    def _load_optimizer(self, saved: dict) -> None:
-        """torch loads an optimizer state whose buffers do not fit the parameters, and fails
-        at the next step: check every buffer against its parameter."""
-        import torch
-
-        self.opt.load_state_dict(saved)
-        for group in self.opt.param_groups:
-            for param in group["params"]:
-                for key, buffer in self.opt.state.get(param, {}).items():
-                    if isinstance(buffer, torch.Tensor) and buffer.dim() > 0 and buffer.shape != param.shape:
-                        raise ValueError(f"{key} is {tuple(buffer.shape)} for a parameter of {tuple(param.shape)}")
-                    if isinstance(buffer, torch.Tensor) and not torch.isfinite(buffer).all():
-                        raise ValueError(f"{key} holds values that are not finite")
-
-    def _save(self, done: bool = False, snapshot: dict | None = None) -> None:
-        state = snapshot if snapshot is not None else self._snapshot()
-        weights = state["best_weights"] if state["best_weights"] is not None else state["weights"]
-        history = self.history[: state["history_len"]]
-        try:  # the folder may have been removed while we trained: put it back
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass
-        save_checkpoint(
-            {
-                "model": self.model_config.to_dict(),
-                "data": self.data_info,
-                "norm": self.norm.to_dict(),
-                "weights": weights,
-                "train": asdict(self.config),
-                "resume": {**state, "done": done},
-                "history": history,
-            },
-            self.out,
-        )
-
-    def _diverged(self, loss: float, grad: float) -> None:
-        """Stop with exit 1; keep the last good state, and never replace a file with step 0."""
-        if self.good["step"] > 0:
-            self._save(snapshot=self.good)
-            kept = f"the last good state (step {self.good['step']}) is kept in {self.out}"
-        else:
-            kept = "nothing was saved"
-        raise RunFailed(
-            f"training diverged at step {self.step + 1}: loss {loss:.3g} (1 = predicting the mean), "
-            f"gradient norm {grad:.3g}; try --clip 1 or a lower --lr (now {self.config.lr:g}); {kept}"
-        )
-
-    def _result(self, stopped: str) -> TrainResult:
-        last = self.history[-1] if self.history else {"train_loss": math.nan, "val_loss": math.nan}
-        return TrainResult(
-            self.out, self.step, self.seconds, last["train_loss"], last["val_loss"],
-            self.best["step"] or self.step, stopped,
-        )  # fmt: skip
-
-    def _summary(self, r: TrainResult) -> str:
-        c = self.config
-        what = f"{c.cell} ({c.layers} x {c.hidden})"
-        mode = f"{self.n_windows} streams, stateful" if c.stateful else f"{self.n_windows} windows"
-        text = (
-            f"seqtool: trained {what} on {mode} for {r.steps} steps "
-            f"({r.steps / self.per_epoch:.1f} epochs) in {r.seconds:.1f} s"
-            f"{' (early stop)' if r.stopped == 'early stop' else ''}; "
-            f"train loss {r.train_loss:.3g}"
-        )
-        if self.val is not None:
-            text += f", val loss {r.val_loss:.3g} (best {self.best['val']:.3g} at step {r.best_step})"
-        return text + f" -> {self.out}"
-
-    # --- signals ------------------------------------------------------------------
+        return self.source.batch(step)
 
     def _signalled(self, signum: int) -> None:
         """The first SIGINT or SIGTERM is noted: the current step finishes, the state is
@@ -599,6 +281,269 @@ class _Run:
         self.signals.append(signum)
         if len(self.signals) > 1:
             raise Stopped(signum)
+
+
+# --- training a run ---------------------------------------------------------------------
+
+
+def _fit(run: _Run) -> TrainResult:
+    """The loop, then the final save. SIGINT or SIGTERM at any moment (the final save
+    included) ends with exit 130 and a usable checkpoint; see `_Run._signalled`."""
+    if run.step >= run.total:
+        return _result(run, "already done")
+    with on_signals(run._signalled):
+        stopped = _loop(run)
+        _save(run, done=True)
+    if run.signals:  # it came after the last step: the finished run is saved
+        raise Interrupted(f"{_name(run.signals[0])} as the run ended: the finished run is saved to {run.out}")
+    result = _result(run, stopped)
+    if not run.quiet:
+        print(_summary(run, result), file=sys.stderr)
+    return result
+
+
+def _loop(run: _Run) -> str:
+    """Optimizer steps to the end of the run: "done", or "early stop"."""
+    progress = _Progress(run.total, run.quiet)
+    start, last_save = time.perf_counter() - run.seconds, time.perf_counter()
+    try:
+        run.model.train()
+        while run.step < run.total:
+            _step(run, *run._batch(run.step))
+            run.seconds = time.perf_counter() - start
+            if run.step % EVAL_EVERY == 0 or run.step == run.total:
+                progress.update(run.step, _evaluate(run))
+                if run.config.patience and run.best["bad"] >= run.config.patience:
+                    return "early stop"
+                run.good = _snapshot(run)
+                if time.perf_counter() - last_save > run.config.save_every:
+                    _save(run)
+                    last_save = time.perf_counter()
+            if run.signals:
+                _save(run)
+                raise Interrupted(
+                    f"{_name(run.signals[0])} at step {run.step} of {run.total}: saved a resumable "
+                    f"checkpoint to {run.out}; continue with: seqtool train DATA --resume -o {run.out}"
+                )
+    finally:
+        progress.close()
+    return "done"
+
+
+def _step(run: _Run, x, y, t0: int) -> None:
+    """One optimizer step on a batch that starts at step t0 of its streams."""
+    import torch
+
+    from .models import detach, masked_mse
+
+    c = run.config
+    if t0 == 0:
+        run.carry = None
+    out, state = run.model(x, run.carry)
+    if c.burn_in > t0:  # the first burn_in steps after a zero state are not scored
+        y = y.clone()
+        y[:, : c.burn_in - t0] = math.nan
+    loss, count = masked_mse(out, y)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), c.clip if c.clip > 0 else math.inf))
+    value = loss.item()
+    if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
+        _diverged(run, value, grad)
+    if count > 0:  # a batch without targets teaches nothing, and is not in the averages
+        run.opt.step()
+        for key, amount in (("loss", value * int(count)), ("n", int(count)), ("grad", grad), ("steps", 1)):
+            run.acc[key] += amount
+    run.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
+    run.carry = detach(state) if c.stateful else None
+    if run.sched is not None and c.schedule == "cosine":
+        run.sched.step()
+    run.step += 1
+
+
+def _evaluate(run: _Run) -> dict:
+    """A row of the log: the sums since the last row, the validation loss, the best
+    weights so far, the plateau schedule."""
+    acc, val_rows = run.acc, run.data.val
+    val = _val_loss(run.model, val_rows) if val_rows is not None else math.nan
+    train_loss = acc["loss"] / acc["n"] if acc["n"] else math.nan  # NaN: no target since the last row
+    watched = val if val_rows is not None else train_loss
+    if run.sched is not None and run.config.schedule == "plateau" and not math.isnan(watched):
+        run.sched.step(watched)
+    if val_rows is not None:
+        if val < run.best["val"]:
+            run.best.update(val=val, step=run.step, bad=0, weights=_clone(run.model.state_dict()))
+        else:
+            run.best["bad"] += 1
+    row = {
+        "epoch": run.step / run.source.per_epoch, "step": run.step, "train_loss": train_loss,
+        "val_loss": val, "lr": run.opt.param_groups[0]["lr"],
+        "grad_norm": acc["grad"] / acc["steps"] if acc["steps"] else math.nan,
+        "clipped": acc["clipped"], "seconds": run.seconds,
+    }  # fmt: skip
+    run.history.append(row)
+    run.acc = dict(EMPTY_ACC)
+    return row
+
+
+def _total_steps(config: TrainConfig, per_epoch: int) -> int:
+    if config.steps is not None:
+        return int(config.steps)
+    if config.epochs is None:
+        return DEFAULT_STEPS
+    total = max(1, math.ceil(config.epochs * per_epoch))
+    if total > LIMITS["steps"].hi:
+        raise SeqtoolError(f"--epochs {config.epochs:g} is {total:,} steps; at most {LIMITS['steps'].hi:,} are run")
+    return total
+
+
+def _scheduler(opt, config: TrainConfig, total: int):
+    import torch
+
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=config.lr / 100)
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5)
+    return None
+
+
+def _val_loss(model, val: Rows) -> float:
+    """Teacher-forced over whole held-out series, state carried (what `predict` does)."""
+    import torch
+
+    from .models import over_series
+
+    model.eval()
+    out, _ = over_series(model, val.x, val.lengths.cpu().numpy())
+    model.train()
+    scored = ~torch.isnan(val.y)
+    return float((out - torch.nan_to_num(val.y))[scored].pow(2).mean())
+
+
+# --- the checkpoint of a run ---------------------------------------------------------------
+
+
+def _snapshot(run: _Run) -> dict:
+    """Everything --resume needs, as plain types and tensors (copied: training goes on)."""
+    import torch
+
+    return copy.deepcopy(
+        {
+            "weights": run.model.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict() if run.sched is not None else {},
+            "step": run.step,
+            "seconds": run.seconds,
+            "torch_rng": torch.get_rng_state(),
+            "carry": run.carry,
+            "best_val": run.best["val"],
+            "best_step": run.best["step"],
+            "best_weights": run.best["weights"],
+            "bad_evals": run.best["bad"],
+            "acc": dict(run.acc),
+            "history_len": len(run.history),
+            "fingerprint": run.data.fingerprint,
+            "threads": torch.get_num_threads(),
+        }
+    )
+
+
+def _restore(run: _Run, previous: dict) -> None:
+    """The training state of a checkpoint (checked by `check_resume`); the optimizer,
+    scheduler and RNG states are checked by loading them."""
+    import torch
+
+    from .checkpoint import Damaged
+
+    state, damaged = previous["resume"], Damaged(str(run.out))
+    run.model.load_state_dict(state["weights"])
+    parts = [
+        ("optimizer", lambda: _load_optimizer(run.opt, state["optimizer"])),
+        ("scheduler", lambda: run.sched is None or run.sched.load_state_dict(state["scheduler"])),
+        ("torch_rng", lambda: torch.set_rng_state(state["torch_rng"])),
+    ]
+    for name, load in parts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load()
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            damaged(f"resume.{name} ({' '.join(str(e).split())[:120] or type(e).__name__})")
+    run.step, run.seconds, run.carry = state["step"], state["seconds"], state["carry"]
+    run.best = {"val": state["best_val"], "step": state["best_step"], "weights": state["best_weights"], "bad": state["bad_evals"]}
+    run.acc = {**EMPTY_ACC, "steps": state["acc"]["n"], **state["acc"]}  # "steps": since stop 9
+    run.history = list(previous["history"])[: state["history_len"]]
+    if run.step > run.total:
+        damaged(f"resume.step {run.step} is past the end of the run ({run.total} steps)")
+
+
+def _load_optimizer(opt, saved: dict) -> None:
+    """torch loads an optimizer state whose buffers do not fit the parameters, and fails
+    at the next step: check every buffer against its parameter."""
+    import torch
+
+    opt.load_state_dict(saved)
+    for group in opt.param_groups:
+        for param in group["params"]:
+            for key, buffer in opt.state.get(param, {}).items():
+                if isinstance(buffer, torch.Tensor) and buffer.dim() > 0 and buffer.shape != param.shape:
+                    raise ValueError(f"{key} is {tuple(buffer.shape)} for a parameter of {tuple(param.shape)}")
+                if isinstance(buffer, torch.Tensor) and not torch.isfinite(buffer).all():
+                    raise ValueError(f"{key} holds values that are not finite")
+
+
+def _save(run: _Run, done: bool = False, snapshot: dict | None = None) -> None:
+    state = snapshot if snapshot is not None else _snapshot(run)
+    weights = state["best_weights"] if state["best_weights"] is not None else state["weights"]
+    try:  # the folder may have been removed while we trained: put it back
+        run.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    save_checkpoint(
+        {
+            "model": run.model_config.to_dict(),
+            "data": run.data.info,
+            "norm": run.data.norm.to_dict(),
+            "weights": weights,
+            "train": asdict(run.config),
+            "resume": {**state, "done": done},
+            "history": run.history[: state["history_len"]],
+        },
+        run.out,
+    )
+
+
+def _diverged(run: _Run, loss: float, grad: float) -> None:
+    """Stop with exit 1; keep the last good state, and never replace a file with step 0."""
+    if run.good["step"] > 0:
+        _save(run, snapshot=run.good)
+        kept = f"the last good state (step {run.good['step']}) is kept in {run.out}"
+    else:
+        kept = "nothing was saved"
+    raise RunFailed(
+        f"training diverged at step {run.step + 1}: loss {loss:.3g} (1 = predicting the mean), "
+        f"gradient norm {grad:.3g}; try --clip 1 or a lower --lr (now {run.config.lr:g}); {kept}"
+    )
+
+
+def _result(run: _Run, stopped: str) -> TrainResult:
+    last = run.history[-1] if run.history else {"train_loss": math.nan, "val_loss": math.nan}
+    return TrainResult(
+        run.out, run.step, run.seconds, last["train_loss"], last["val_loss"], run.best["step"] or run.step, stopped
+    )
+
+
+def _summary(run: _Run, r: TrainResult) -> str:
+    c = run.config
+    mode = f"{run.source.count} streams, stateful" if c.stateful else f"{run.source.count} windows"
+    text = (
+        f"seqtool: trained {c.cell} ({c.layers} x {c.hidden}) on {mode} for {r.steps} steps "
+        f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s"
+        f"{' (early stop)' if r.stopped == 'early stop' else ''}; train loss {r.train_loss:.3g}"
+    )
+    if run.data.val is not None:
+        text += f", val loss {r.val_loss:.3g} (best {run.best['val']:.3g} at step {r.best_step})"
+    return text + f" -> {run.out}"
 
 
 def _name(signum: int) -> str:

@@ -42,8 +42,9 @@ def test_gen_help_lists_every_kind_with_a_line(cli):
 
 def test_cli_defaults_are_the_library_defaults(cli):
     """Every kind's options on the command line default to what the Python function uses."""
-    from seqtool.cli import app
     from typer.main import get_command
+
+    from seqtool.cli import app
 
     group = get_command(app).commands["gen"]
     for kind, function in tasks.KINDS.items():

@@ -30,6 +30,14 @@ def data(tmp_path) -> Path:
     return path
 
 
+def straight_then_started(tmp_path, sh, path, flags: str) -> subprocess.Popen:
+    """Train straight.pt uninterrupted, then start the same run into cut.pt (to be stopped)."""
+    assert sh(f"seqtool train {path} {flags} -o straight.pt -q", timeout=300).returncode == 0
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen(["seqtool", "train", str(path), *flags.split(), "-o", "cut.pt"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
 def same(a, b) -> bool:
     wa, wb = torch.load(a, weights_only=True)["weights"], torch.load(b, weights_only=True)["weights"]
     return all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -38,11 +46,7 @@ def same(a, b) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_at_a_random_moment_then_resume(tmp_path, sh, sig):
     path = data(tmp_path)
-    flags = "--hidden 16 --steps 1200 --window 10 --threads 1"
-    assert sh(f"seqtool train {path} {flags} -o straight.pt -q", timeout=300).returncode == 0
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(["seqtool", "train", str(path), *flags.split(), "-o", "cut.pt"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = straight_then_started(tmp_path, sh, path, "--hidden 16 --steps 1200 --window 10 --threads 1")
     assert proc.stderr.readline().startswith("seqtool: step")
     time.sleep(random.Random(sig).uniform(0, 0.5))
     proc.send_signal(sig)
@@ -179,11 +183,7 @@ def test_sigterm_as_a_real_run_ends(tmp_path, sh):
     """SIGTERM when the last progress line appears, around the final save: exit 0 or 130 with a
     message, never 143; the checkpoint is the finished run; no temporary file stays."""
     path = data(tmp_path)
-    flags = "--hidden 16 --steps 400 --window 10 --threads 1"
-    assert sh(f"seqtool train {path} {flags} -o straight.pt -q", timeout=300).returncode == 0
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(["seqtool", "train", str(path), *flags.split(), "-o", "cut.pt"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = straight_then_started(tmp_path, sh, path, "--hidden 16 --steps 400 --window 10 --threads 1")
     while not proc.stderr.readline().startswith("seqtool: step 400/400"):
         pass
     proc.send_signal(signal.SIGTERM)
