@@ -96,7 +96,8 @@ def _why_not(path, error: Exception) -> str:
 
 def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint"):
     """The network of a checkpoint, with its weights; tensors that disagree with the config are refused."""
-    from .models import ModelConfig, SeqModel
+    from .config import ModelConfig
+    from .models import SeqModel
 
     damaged = Damaged(name)
     try:
@@ -121,8 +122,8 @@ class Damaged:
 
 def _check_model(ckpt: dict, damaged: Damaged) -> None:
     """What predict, rollout and gradnorm use: model, data, norm, weights, each field checked."""
+    from .config import CELLS
     from .limits import LIMITS
-    from .models import CELLS
 
     for key in ("model", "data", "norm", "weights"):
         if not isinstance(ckpt.get(key), dict):
@@ -195,8 +196,9 @@ def check_resume(ckpt: dict, name: str) -> None:
     """What --resume uses besides the model, field by field: the settings, the training
     state (weights, carried state, sums, counters) and the history. The optimizer,
     scheduler and RNG states are checked where they are loaded (training._restore)."""
-    from .models import ModelConfig, SeqModel
-    from .training import EMPTY_ACC, LOG_COLUMNS, TrainConfig
+    from .config import ModelConfig, TrainConfig
+    from .models import SeqModel
+    from .training import EMPTY_ACC, LOG_COLUMNS
 
     damaged = Damaged(name)
     if "resume" not in ckpt or "train" not in ckpt:

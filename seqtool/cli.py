@@ -158,7 +158,7 @@ def train(
     """
     from typer._click.core import ParameterSource
 
-    from .training import TrainConfig
+    from .config import TrainConfig
     from .training import train as run
 
     if resume:

@@ -76,7 +76,7 @@ def gradnorm(
 
     A fresh LSTM starts with forget-gate bias `forget_bias` (1, as `train` uses; PyTorch's
     own init gives 0)."""
-    from .models import CELLS
+    from .config import CELLS
 
     if loss not in LOSSES:
         raise SeqtoolError(f"--loss must be last or all, got {loss!r}")
@@ -115,7 +115,8 @@ def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init
     """A fresh model of each cell, all from the same seed, standardised on the data itself."""
     import torch
 
-    from .models import ModelConfig, SeqModel, set_forget_bias
+    from .config import ModelConfig
+    from .models import SeqModel, set_forget_bias
     from .tables import read_series
 
     table = read_series(data)

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-CELLS = ("rnn", "lstm", "gru")
+from .config import CELLS, ModelConfig  # noqa: F401  (re-exported)
+
 BUDGET = 1 << 25  # hidden units x steps x series in one inference call: 128 MB of float32
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild the network; stored in every checkpoint."""
-
-    n_in: int
-    n_out: int
-    cell: str = "lstm"
-    hidden: int = 64
-    layers: int = 1
-    dropout: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class SeqModel(nn.Module):

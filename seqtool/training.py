@@ -33,14 +33,13 @@ import numpy as np
 from . import outputs
 from .batches import batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig
 from .dataset import NEXT_STEP, Norm, Rows, inputs_and_targets, split, task_of
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, fits_in_memory
 from .outputs import writer_lock
 from .tables import TABLE_FORMATS, SeriesTable, Table, read_series, write_table
 
-SCHEDULES = ("cosine", "plateau", "none")
-OPTIMIZERS = ("adam", "sgd")
 DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
 EVAL_EVERY = 25  # steps between evaluations (a row of the log)
@@ -49,61 +48,6 @@ LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "cl
 # sums since the last evaluation: squared errors and targets, gradient norms over the steps
 # that had targets, clipped steps
 EMPTY_ACC = {"loss": 0.0, "n": 0, "grad": 0.0, "steps": 0, "clipped": 0}
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; stored in the checkpoint and reused by --resume."""
-
-    cell: str = "lstm"
-    hidden: int = 32
-    layers: int = 1
-    dropout: float = 0.0
-    lr: float = 1e-2
-    optimizer: str = "adam"
-    batch: int = 32
-    window: int = 50
-    stride: int = 1
-    steps: int | None = None
-    epochs: float | None = None
-    clip: float = 0.0
-    schedule: str = "cosine"
-    val: float = 0.1
-    patience: int = 0
-    stateful: bool = False
-    burn_in: int = 4
-    seed: int = 0
-    x: str | None = None
-    y: str | None = None
-    save_every: float = 30.0
-
-    def check(self) -> None:
-        """Every setting within its bounds (limits.py) and consistent with the others."""
-        from .models import CELLS
-
-        for name, value, choices in (("cell", self.cell, CELLS), ("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("schedule", self.schedule, SCHEDULES)):  # fmt: skip
-            if value not in choices:
-                raise SeqtoolError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
-        check_all(
-            hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr, batch=self.batch,
-            window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
-            val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed,
-        )  # fmt: skip
-        if not isinstance(self.stateful, bool):
-            raise SeqtoolError(f"stateful must be true or false, got {self.stateful!r}")
-        if not (isinstance(self.save_every, (int, float)) and 0 <= self.save_every < math.inf):
-            raise SeqtoolError(f"save_every must be a number of seconds, got {self.save_every!r}")
-        for name in ("x", "y"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise SeqtoolError(f"--{name} must be column names, got {getattr(self, name)!r}")
-        if self.steps is not None and self.epochs is not None:
-            raise SeqtoolError("give --steps or --epochs, not both")
-        if not self.stateful and self.burn_in >= self.window:
-            raise SeqtoolError(
-                f"--window {self.window} is not longer than --burn-in {self.burn_in}: every step of "
-                f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"
-            )
 
 
 @dataclass
@@ -244,7 +188,7 @@ class _Run:
     def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool):
         import torch
 
-        from .models import ModelConfig, SeqModel
+        from .models import SeqModel
 
         self.config, self.out, self.device, self.quiet = config, out, device, quiet
         self.data = _prepare(table, config, device)

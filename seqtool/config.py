@@ -1,0 +1,119 @@
+"""The settings of a run, declared once: the cell table, the model's fields and every
+training option (with its help line; the `train` command is derived from them).
+
+No torch here: the command line reads these to build `--help` fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import SeqtoolError
+from .limits import check_all
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell: torch's module and one-step function (by name, resolved where
+    torch is loaded) and its gates, in the order torch stacks their weights."""
+
+    name: str
+    module: str  # in torch.nn
+    step: str  # in torch
+    gates: str  # one letter a gate; "" for the plain tanh RNN
+    help: str
+
+
+CELLS = {
+    c.name: c
+    for c in (
+        Cell("rnn", "RNN", "rnn_tanh_cell", "", "tanh RNN"),
+        Cell("lstm", "LSTM", "lstm_cell", "ifgo", "LSTM"),
+        Cell("gru", "GRU", "gru_cell", "rzn", "GRU"),
+    )
+}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network; stored in every checkpoint."""
+
+    n_in: int
+    n_out: int
+    cell: str = "lstm"
+    hidden: int = 32
+    layers: int = 1
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SCHEDULES = ("cosine", "plateau", "none")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _option(default, help: str, choices: tuple | None = None, flag: str | None = None):
+    """A training option: its default, its help line ({span}: the bounds from limits.py),
+    the values it takes and, where it is not --NAME, its flag."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; stored in the checkpoint and reused by --resume. The
+    `train` command has an option for each field, in this order, with this help."""
+
+    cell: str = _option(ModelConfig.cell, "rnn (tanh), lstm or gru.", tuple(CELLS))
+    hidden: int = _option(ModelConfig.hidden, "Units per layer, {span}.")
+    layers: int = _option(ModelConfig.layers, "Stacked recurrent layers, {span}.")
+    dropout: float = _option(ModelConfig.dropout, "Dropout between stacked layers, {span}.")
+    lr: float = _option(1e-2, "Learning rate, {span}.")
+    optimizer: str = _option("adam", "adam, or sgd (momentum 0.9).", OPTIMIZERS)
+    batch: int = _option(32, "Windows (or streams) per step, {span}.")
+    window: int = _option(50, "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful.")
+    stride: int = _option(1, "Steps between window starts, {span}.")
+    steps: int | None = _option(None, "Optimizer steps, {span} \\[default: 2000].")
+    epochs: float | None = _option(None, "Passes over the data, instead of --steps, {span}.")
+    clip: float = _option(0.0, "Clip the global gradient norm to this, {span}; 0: off.")
+    schedule: str = _option("cosine", "Learning-rate schedule: cosine, plateau or none.", SCHEDULES)
+    val: float = _option(0.1, "Fraction held out for validation (whole series), {span}.")
+    patience: int = _option(0, "Stop after this many evaluations without a better val loss, {span}; 0: off.")
+    stateful: bool = _option(False, "Carry the state across consecutive chunks (truncated BPTT).")
+    burn_in: int = _option(4, "Steps after a zero state left out of the loss (their target is ambiguous), {span}.")
+    seed: int = _option(0, "Random seed, {span}: the same seed, the same weights (on CPU).")
+    x: str | None = _option(None, "Input columns, comma-separated \\[default: x or x0,x1,...].")
+    y: str | None = _option(None, "Target columns, comma-separated \\[default: y or y0,y1,...].")
+    save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
+
+    @classmethod
+    def options(cls) -> list:
+        """The fields that are command-line options, in order."""
+        return [f for f in fields(cls) if f.metadata.get("help")]
+
+    def check(self) -> None:
+        """Every setting within its bounds (limits.py) and consistent with the others."""
+        for f in self.options():
+            choices = f.metadata["choices"]
+            if choices and getattr(self, f.name) not in choices:
+                raise SeqtoolError(f"--{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+        check_all(
+            hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr, batch=self.batch,
+            window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
+            val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed,
+        )  # fmt: skip
+        if not isinstance(self.stateful, bool):
+            raise SeqtoolError(f"stateful must be true or false, got {self.stateful!r}")
+        if not (isinstance(self.save_every, (int, float)) and 0 <= self.save_every < math.inf):
+            raise SeqtoolError(f"save_every must be a number of seconds, got {self.save_every!r}")
+        for name in ("x", "y"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise SeqtoolError(f"--{name} must be column names, got {getattr(self, name)!r}")
+        if self.steps is not None and self.epochs is not None:
+            raise SeqtoolError("give --steps or --epochs, not both")
+        if not self.stateful and self.burn_in >= self.window:
+            raise SeqtoolError(
+                f"--window {self.window} is not longer than --burn-in {self.burn_in}: every step of "
+                f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"
+            )
