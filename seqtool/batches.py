@@ -9,11 +9,24 @@ of (seed, k) alone, so a resumed run sees the batches an uninterrupted run would
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 
 from .dataset import Rows
 from .errors import SeqtoolError
+
+
+class Source(Protocol):
+    """What the training loop asks of a batch source. A wrapper (a distributed shard, a
+    test's fault) takes a source and keeps this interface."""
+
+    count: int  # windows, or streams
+    per_epoch: int  # steps in one pass over them
+
+    def batch(self, step: int) -> tuple:
+        """(x, y, t0) of optimizer step `step`; a function of (seed, step) alone."""
+        ...
 
 
 class _Shuffle:
@@ -105,7 +118,7 @@ class Streams:
         return bool((scored[offsets[1:]] - scored[np.minimum(offsets[:-1] + burn_in, offsets[1:])]).any())
 
 
-def batches(rows: Rows, config) -> Windows | Streams:
+def batches(rows: Rows, config) -> Source:
     """The batch source of a run; one in which no step has a target to learn is refused."""
     c = config
     source = Streams(rows, c.window, c.batch, c.seed) if c.stateful else Windows(rows, c.window, c.stride, c.batch, c.seed)

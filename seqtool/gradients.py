@@ -188,14 +188,12 @@ def unrolled(net, x, state=None):
             hs[layer].append(h)
         layer_in = hs[layer]
     top = torch.stack(hs[-1], dim=1)
-    out = top @ p["head.weight"].T + p["head.bias"]
+    out = torch.func.functional_call(net.head, {"weight": p["head.weight"], "bias": p["head.bias"]}, (top,))
     return out, hs, p
 
 
 def _measure(net, x, y, loss: str) -> Report:
     import torch
-
-    from .models import masked_mse
 
     cfg = net.config
     _fits(x.shape[0], x.shape[1], cfg.layers, cfg.hidden, cfg.cell)
@@ -207,7 +205,7 @@ def _measure(net, x, y, loss: str) -> Report:
         has = mask.any(dim=2)
         last = torch.where(has, steps, -1).max(dim=1).values
         mask = mask & (steps == last[:, None])[..., None]
-    value, _ = masked_mse(out, y, mask)
+    value, _ = net.head.loss(out, y, mask)
     value.backward()
     grad = np.array([[h.grad.norm(dim=1).numpy() for h in layer] for layer in hs])
     norms = {n: float(w.grad.norm()) for n, w in params.items()}

@@ -58,6 +58,14 @@ class Model:
 
         return torch.from_numpy(self.norm.inputs(table.x, self.x_names, table.source))
 
+    def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False):
+        """Point forecasts [rows, n_out] over series stored end to end (`over_series`),
+        on the model's scale, and with `final_state` the state after each series."""
+        from .models import over_series
+
+        out, state = over_series(self.net, x, lengths, final_state)
+        return self.net.head.point(out), state
+
     def outputs(self, out, what: str, expected: np.ndarray | None = None) -> np.ndarray:
         """Outputs on the table's scale; outputs that are not finite numbers (in the rows
         `expected` to hold one: all by default) are a failed run."""
@@ -82,13 +90,11 @@ def predict(
 ) -> tuple[SeriesTable, dict]:
     """`seqtool predict`: teacher-forced outputs for every step, state carried through each
     series; the table goes to `output` (a file, '-' for stdout, None: returned only)."""
-    from .models import over_series
-
     check("warmup", warmup)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = Model(model)
     table = m.read(data)
-    out, _ = over_series(m.net, m.inputs(table), table.lengths)
+    out, _ = m.teacher_forced(m.inputs(table), table.lengths)
     values = m.outputs(out, "predictions")
     starts = table.offsets[:-1]
     if m.task == NEXT_STEP:  # the output at step t forecasts x[t+1]: move it to row t+1
@@ -163,7 +169,7 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     """Forecasts for the first k + free rows of each series, end to end ([rows, F]; row r
     of a series holds the forecast of row r, row 0 none).
 
-    Warm-up: each series' first k rows, teacher-forced (`over_series`), which also gives
+    Warm-up: each series' first k rows, teacher-forced, which also gives
     the state after its k-th observed step and its first free forecast. Free running: all
     series in one batch, one step per iteration, each fed its own last forecast; the series
     with the most free steps first, so the batch shrinks to the rows still running and the
@@ -172,12 +178,12 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     """
     import torch
 
-    from .models import Stepper, over_series
+    from .models import Stepper
 
     total = k + free
     starts = np.cumsum(total) - total  # of each series in the output
     z = m.inputs(table)[torch.from_numpy(_ranges(table.offsets[:-1], k))]
-    warm, state = over_series(m.net, z, k, final_state=True)
+    warm, state = m.teacher_forced(z, k, final_state=True)
     forecast = torch.full((int(total.sum()), len(m.x_names)), float("nan"))
     keep = _ranges(np.zeros_like(k), k) < np.repeat(total - 1, k)  # the k-th output: only if a free row follows
     forecast[torch.from_numpy(_ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]

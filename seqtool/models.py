@@ -6,23 +6,42 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import CELLS, ModelConfig  # noqa: F401  (re-exported)
+from .config import CELLS, ModelConfig
 
 BUDGET = 1 << 25  # hidden units x steps x series in one inference call: 128 MB of float32
 
 
-class SeqModel(nn.Module):
-    """Maps inputs [batch, steps, n_in] to outputs [batch, steps, n_out], carrying a state.
+class PointHead(nn.Linear):
+    """The output layer of a point forecast: hidden state -> n_out values, the forecast
+    itself on the standardised scale, trained by the mean squared error.
 
-    The state is what the cell carries between steps: h for rnn and gru, (h, c) for lstm.
+    A head owns what its output means: `loss` (masked: NaN in y is no target) and `point`
+    (the point forecast it implies). Training, gradnorm and inference go through these two,
+    so a head that outputs a distribution's parameters fits in the same place.
     """
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+        """The mean squared error over the steps that have a target (or `mask`), and their count."""
+        if mask is None:
+            mask = ~torch.isnan(y)
+        count = mask.sum()
+        err = torch.where(mask, out - torch.nan_to_num(y), 0.0)
+        return err.pow(2).sum() / count.clamp(min=1), count
+
+    def point(self, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+
+class SeqModel(nn.Module):
+    """Maps inputs [batch, steps, n_in] to the head's outputs [batch, steps, n_out],
+    carrying a state: h for rnn and gru, (h, c) for lstm."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        kinds = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+        cell = CELLS[config.cell]
         extra = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
-        self.rnn = kinds[config.cell](
+        self.rnn = getattr(nn, cell.module)(
             config.n_in,
             config.hidden,
             num_layers=config.layers,
@@ -30,7 +49,7 @@ class SeqModel(nn.Module):
             batch_first=True,
             **extra,
         )
-        self.head = nn.Linear(config.hidden, config.n_out)
+        self.head = PointHead(config.hidden, config.n_out)
         if config.cell == "lstm":
             set_forget_bias(self.rnn, 1.0)
 
@@ -105,15 +124,6 @@ def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
                 bias[hidden : 2 * hidden] = 0.0
 
 
-def masked_mse(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
-    """Mean squared error over the steps that have a target (NaN in `y`: none), and their count."""
-    if mask is None:
-        mask = ~torch.isnan(y)
-    count = mask.sum()
-    err = torch.where(mask, out - torch.nan_to_num(y), 0.0)
-    return err.pow(2).sum() / count.clamp(min=1), count
-
-
 def detach(state):
     """Cut the gradient at a chunk boundary but keep the values (truncated BPTT)."""
     if state is None:
@@ -133,10 +143,10 @@ class Stepper:
     def __init__(self, model: SeqModel):
         cfg = model.config
         self.lstm = cfg.cell == "lstm"
-        self.cell = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}[cfg.cell]
+        self.cell = getattr(torch, CELLS[cfg.cell].step)
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         self.weights = [tuple(getattr(model.rnn, f"{n}_l{i}") for n in names) for i in range(cfg.layers)]
-        self.head = model.head.weight, model.head.bias
+        self.head = model.head
 
     def split(self, state) -> list:
         """The module's state ([layers, B, H] tensors) as one state per layer."""
@@ -146,10 +156,10 @@ class Stepper:
         return [state[i] for i in range(len(self.weights))]
 
     def __call__(self, x: torch.Tensor, states: list):
-        """x [B, n_in] -> output [B, n_out] and the new per-layer states."""
+        """x [B, n_in] -> the point forecast [B, n_out] and the new per-layer states."""
         new = []
         for weights, state in zip(self.weights, states):
             state = self.cell(x, state, *weights)
             x = state[0] if self.lstm else state
             new.append(state)
-        return nn.functional.linear(x, *self.head), new
+        return self.head.point(nn.functional.linear(x, self.head.weight, self.head.bias)), new

@@ -25,13 +25,14 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import outputs
-from .batches import batches
+from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .dataset import NEXT_STEP, Norm, Rows, inputs_and_targets, split, task_of
@@ -71,13 +72,15 @@ def train(
     quiet: bool = False,
     device: str = "auto",
     threads: int | None = None,
+    source: Callable[[Rows, TrainConfig], Source] = batches,
 ) -> TrainResult:
     """`seqtool train`: fit a model to a series table and write its checkpoint to `out`.
 
     Everything that can be checked is checked before the data is read: the settings, the
     output paths, the device, the memory a step needs; then, with the data, that some step
     has a target to learn. One writer per checkpoint: a second run aiming at `out` while
-    this one runs is refused.
+    this one runs is refused. `source` makes the batch source from the training rows
+    (`batches.batches`: windows, or streams); a wrapper of it changes where batches come from.
     """
     import torch
 
@@ -99,7 +102,7 @@ def train(
         if threads:
             torch.set_num_threads(threads)
         table = read_series(data, config.x, config.y)
-        run = _Run(table, Path(out), config, previous, dev, quiet)
+        run = _Run(table, Path(out), config, previous, dev, quiet, source)
         try:
             with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
@@ -185,7 +188,7 @@ class _Run:
     and schedule, and what --resume needs (step, carried state, best weights, sums,
     history). The functions below train it (`_fit`) and save it (`_save`)."""
 
-    def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool):
+    def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool, source=batches):
         import torch
 
         from .models import SeqModel
@@ -194,7 +197,7 @@ class _Run:
         self.data = _prepare(table, config, device)
         if previous is not None and previous["resume"].get("fingerprint") != self.data.fingerprint:
             raise SeqtoolError(f"{out}: the data differs from the data this run was trained on")
-        self.source = batches(self.data.rows, config)
+        self.source = source(self.data.rows, config)
         self.total = _total_steps(config, self.source.per_epoch)
         torch.manual_seed(config.seed)
         predicted = self.data.info["x_names"] if self.data.task == NEXT_STEP else self.data.info["y_names"]
@@ -204,18 +207,15 @@ class _Run:
         )  # fmt: skip
         self.model = SeqModel(self.model_config).to(device)
         self.opt = _optimizer(config.optimizer, self.model.parameters(), config.lr)
-        self.sched = _scheduler(self.opt, config, self.total)
+        self.schedule = _Schedule(self.opt, config, self.total)
         self.step, self.carry, self.seconds = 0, None, 0.0
-        self.best = {"val": math.inf, "step": 0, "weights": None, "bad": 0}
+        self.best = _Best()
         self.acc = dict(EMPTY_ACC)
         self.history: list[dict] = []
         self.signals: list[int] = []
         if previous is not None:
             _restore(self, previous)
         self.good = _snapshot(self)
-
-    def _batch(self, step: int):
-        return self.source.batch(step)
 
     def _signalled(self, signum: int) -> None:
         """The first SIGINT or SIGTERM is noted: the current step finishes, the state is
@@ -253,11 +253,11 @@ def _loop(run: _Run) -> str:
     try:
         run.model.train()
         while run.step < run.total:
-            _step(run, *run._batch(run.step))
+            _step(run, *run.source.batch(run.step))
             run.seconds = time.perf_counter() - start
             if run.step % EVAL_EVERY == 0 or run.step == run.total:
                 progress.update(run.step, _evaluate(run))
-                if run.config.patience and run.best["bad"] >= run.config.patience:
+                if run.config.patience and run.best.bad >= run.config.patience:
                     return "early stop"
                 run.good = _snapshot(run)
                 if time.perf_counter() - last_save > run.config.save_every:
@@ -278,7 +278,7 @@ def _step(run: _Run, x, y, t0: int) -> None:
     """One optimizer step on a batch that starts at step t0 of its streams."""
     import torch
 
-    from .models import detach, masked_mse
+    from .models import detach
 
     c = run.config
     if t0 == 0:
@@ -287,7 +287,7 @@ def _step(run: _Run, x, y, t0: int) -> None:
     if c.burn_in > t0:  # the first burn_in steps after a zero state are not scored
         y = y.clone()
         y[:, : c.burn_in - t0] = math.nan
-    loss, count = masked_mse(out, y)
+    loss, count = run.model.head.loss(out, y)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     grad = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), c.clip if c.clip > 0 else math.inf))
@@ -300,8 +300,7 @@ def _step(run: _Run, x, y, t0: int) -> None:
             run.acc[key] += amount
     run.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
     run.carry = detach(state) if c.stateful else None
-    if run.sched is not None and c.schedule == "cosine":
-        run.sched.step()
+    run.schedule.after_step()
     run.step += 1
 
 
@@ -312,13 +311,9 @@ def _evaluate(run: _Run) -> dict:
     val = _val_loss(run.model, val_rows) if val_rows is not None else math.nan
     train_loss = acc["loss"] / acc["n"] if acc["n"] else math.nan  # NaN: no target since the last row
     watched = val if val_rows is not None else train_loss
-    if run.sched is not None and run.config.schedule == "plateau" and not math.isnan(watched):
-        run.sched.step(watched)
+    run.schedule.after_evaluation(watched)
     if val_rows is not None:
-        if val < run.best["val"]:
-            run.best.update(val=val, step=run.step, bad=0, weights=_clone(run.model.state_dict()))
-        else:
-            run.best["bad"] += 1
+        run.best.update(val, run.step, run.model)
     row = {
         "epoch": run.step / run.source.per_epoch, "step": run.step, "train_loss": train_loss,
         "val_loss": val, "lr": run.opt.param_groups[0]["lr"],
@@ -341,27 +336,70 @@ def _total_steps(config: TrainConfig, per_epoch: int) -> int:
     return total
 
 
-def _scheduler(opt, config: TrainConfig, total: int):
-    import torch
+class _Schedule:
+    """The learning rate over the run: cosine annealing to lr/100, stepped after every
+    optimizer step; or halved on a plateau of the watched loss, stepped after every
+    evaluation; or constant."""
 
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=config.lr / 100)
-    if config.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5)
-    return None
+    def __init__(self, opt, config: TrainConfig, total: int):
+        import torch
+
+        self.kind, self.torch = config.schedule, None
+        if self.kind == "cosine":
+            self.torch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=config.lr / 100)
+        elif self.kind == "plateau":
+            self.torch = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5)
+
+    def after_step(self) -> None:
+        if self.kind == "cosine":
+            self.torch.step()
+
+    def after_evaluation(self, watched: float) -> None:
+        if self.kind == "plateau" and not math.isnan(watched):
+            self.torch.step(watched)
+
+    def state_dict(self) -> dict:
+        return self.torch.state_dict() if self.torch is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.torch is not None:
+            self.torch.load_state_dict(state)
+
+
+@dataclass
+class _Best:
+    """The best validation loss so far, the step and weights it came with, and the
+    evaluations since without a better one (early stopping counts them)."""
+
+    val: float = math.inf
+    step: int = 0
+    weights: dict | None = None
+    bad: int = 0
+
+    def update(self, val: float, step: int, model) -> None:
+        if val < self.val:
+            self.val, self.step, self.bad, self.weights = val, step, 0, _clone(model.state_dict())
+        else:
+            self.bad += 1
+
+    def to_resume(self) -> dict:
+        """As the checkpoint's `resume` section stores it."""
+        return {"best_val": self.val, "best_step": self.step, "best_weights": self.weights, "bad_evals": self.bad}
+
+    @classmethod
+    def from_resume(cls, state: dict) -> _Best:
+        return cls(state["best_val"], state["best_step"], state["best_weights"], state["bad_evals"])
 
 
 def _val_loss(model, val: Rows) -> float:
-    """Teacher-forced over whole held-out series, state carried (what `predict` does)."""
-    import torch
-
+    """The head's loss, teacher-forced over whole held-out series, state carried (what
+    `predict` does)."""
     from .models import over_series
 
     model.eval()
     out, _ = over_series(model, val.x, val.lengths.cpu().numpy())
     model.train()
-    scored = ~torch.isnan(val.y)
-    return float((out - torch.nan_to_num(val.y))[scored].pow(2).mean())
+    return float(model.head.loss(out, val.y)[0])
 
 
 # --- the checkpoint of a run ---------------------------------------------------------------
@@ -375,15 +413,12 @@ def _snapshot(run: _Run) -> dict:
         {
             "weights": run.model.state_dict(),
             "optimizer": run.opt.state_dict(),
-            "scheduler": run.sched.state_dict() if run.sched is not None else {},
+            "scheduler": run.schedule.state_dict(),
             "step": run.step,
             "seconds": run.seconds,
             "torch_rng": torch.get_rng_state(),
             "carry": run.carry,
-            "best_val": run.best["val"],
-            "best_step": run.best["step"],
-            "best_weights": run.best["weights"],
-            "bad_evals": run.best["bad"],
+            **run.best.to_resume(),
             "acc": dict(run.acc),
             "history_len": len(run.history),
             "fingerprint": run.data.fingerprint,
@@ -403,7 +438,7 @@ def _restore(run: _Run, previous: dict) -> None:
     run.model.load_state_dict(state["weights"])
     parts = [
         ("optimizer", lambda: _load_optimizer(run.opt, state["optimizer"])),
-        ("scheduler", lambda: run.sched is None or run.sched.load_state_dict(state["scheduler"])),
+        ("scheduler", lambda: run.schedule.load_state_dict(state["scheduler"])),
         ("torch_rng", lambda: torch.set_rng_state(state["torch_rng"])),
     ]
     for name, load in parts:
@@ -414,7 +449,7 @@ def _restore(run: _Run, previous: dict) -> None:
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             damaged(f"resume.{name} ({' '.join(str(e).split())[:120] or type(e).__name__})")
     run.step, run.seconds, run.carry = state["step"], state["seconds"], state["carry"]
-    run.best = {"val": state["best_val"], "step": state["best_step"], "weights": state["best_weights"], "bad": state["bad_evals"]}
+    run.best = _Best.from_resume(state)
     run.acc = {**EMPTY_ACC, "steps": state["acc"]["n"], **state["acc"]}  # "steps": since stop 9
     run.history = list(previous["history"])[: state["history_len"]]
     if run.step > run.total:
@@ -473,7 +508,7 @@ def _diverged(run: _Run, loss: float, grad: float) -> None:
 def _result(run: _Run, stopped: str) -> TrainResult:
     last = run.history[-1] if run.history else {"train_loss": math.nan, "val_loss": math.nan}
     return TrainResult(
-        run.out, run.step, run.seconds, last["train_loss"], last["val_loss"], run.best["step"] or run.step, stopped
+        run.out, run.step, run.seconds, last["train_loss"], last["val_loss"], run.best.step or run.step, stopped
     )
 
 
@@ -486,7 +521,7 @@ def _summary(run: _Run, r: TrainResult) -> str:
         f"{' (early stop)' if r.stopped == 'early stop' else ''}; train loss {r.train_loss:.3g}"
     )
     if run.data.val is not None:
-        text += f", val loss {r.val_loss:.3g} (best {run.best['val']:.3g} at step {r.best_step})"
+        text += f", val loss {r.val_loss:.3g} (best {run.best.val:.3g} at step {r.best_step})"
     return text + f" -> {run.out}"
 
 

@@ -66,3 +66,18 @@ def small_model(tmp_path_factory) -> Path:
     write_table(tasks.sine(n_series=8, length=60, seed=0), folder / "sine.csv")
     train(folder / "sine.csv", folder / "m.pt", TrainConfig(hidden=8, steps=30, window=10, batch=8), quiet=True)
     return folder
+
+
+def faulty_source(fault):
+    """A batch source for `train(source=...)`: the real one, each step's batch passed
+    through fault(step, (x, y, t0)), which may change it or act (remove a folder, ...)."""
+    from seqtool.batches import batches
+
+    class Faulty:
+        def __init__(self, inner):
+            self.inner, self.count, self.per_epoch = inner, inner.count, inner.per_epoch
+
+        def batch(self, step: int):
+            return fault(step, self.inner.batch(step))
+
+    return lambda rows, config: Faulty(batches(rows, config))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, one_error_line
+from conftest import BIN, faulty_source, one_error_line
 
 from seqtool import tasks
 from seqtool.checkpoint import FORMAT, build_model, load_checkpoint, save_checkpoint
@@ -217,20 +217,16 @@ def test_diverging_run_exits_1_and_keeps_the_earlier_checkpoint(tmp_path, cli):
     assert out.read_bytes() == before  # diverged before any good step: the old file stays
 
 
-def test_divergence_after_progress_saves_the_last_good_state(tmp_path, monkeypatch):
-    import seqtool.training as training
-
+def test_divergence_after_progress_saves_the_last_good_state(tmp_path):
     data = small_sine(tmp_path)
     out = tmp_path / "m.pt"
-    real_batch = training._Run._batch
 
-    def poisoned(self, step):  # a NaN appears in a batch at step 40
-        x, y, fresh = real_batch(self, step)
-        return (x * float("nan"), y, fresh) if step == 40 else (x, y, fresh)
+    def poisoned(step, batch):  # a NaN appears in a batch at step 40
+        x, y, t0 = batch
+        return (x * float("nan"), y, t0) if step == 40 else batch
 
-    monkeypatch.setattr(training._Run, "_batch", poisoned)
     with pytest.raises(RunFailed, match="diverged at step 41.*last good state \\(step 25\\)"):
-        train(data, out, TrainConfig(**SMALL), quiet=True)
+        train(data, out, TrainConfig(**SMALL), quiet=True, source=faulty_source(poisoned))
     assert load_checkpoint(out)["resume"]["step"] == 25
 
 

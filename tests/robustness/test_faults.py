@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, one_error_line
+from conftest import BIN, faulty_source, one_error_line
 
 from seqtool import tasks
 from seqtool.checkpoint import load_checkpoint
@@ -80,23 +80,19 @@ def test_full_disk_keeps_the_last_good_checkpoint_and_resume_finishes(tmp_path, 
     assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
 
 
-def test_output_folder_removed_mid_run(tmp_path, monkeypatch):
+def test_output_folder_removed_mid_run(tmp_path):
     import shutil
-
-    import seqtool.training as training
 
     path = data(tmp_path)
     out = tmp_path / "runs" / "m.pt"
     out.parent.mkdir()
-    real = training._Run._batch
 
-    def remove_folder(self, step):
+    def remove_folder(step, batch):
         if step == 60:
             shutil.rmtree(out.parent)
-        return real(self, step)
+        return batch
 
-    monkeypatch.setattr(training._Run, "_batch", remove_folder)
-    train(path, out, TrainConfig(**CONFIG), quiet=True)
+    train(path, out, TrainConfig(**CONFIG), quiet=True, source=faulty_source(remove_folder))
     assert load_checkpoint(out)["resume"]["step"] == 200
 
 
