@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
-from .dataset import Norm, inputs_and_targets, task_of
+from .dataset import NEXT_STEP, inputs_and_targets, predicted, task_of
 from .errors import SeqtoolError
 from .limits import check_all, fits_in_memory
+from .scaling import Scaling
 from .tables import TABLE_FORMATS, SeriesTable, Table, write_table
 
 LOSSES = ("last", "all")
@@ -107,7 +108,7 @@ def _of_checkpoint(path, data, batch: int, loss: str) -> Report:
 
     m = Model(path)
     table = m.read(data)
-    x, y = _tensors(table, *inputs_and_targets(table, m.task), m.norm, batch)
+    x, y = _tensors(table, *inputs_and_targets(table, m.task), m.scaling, batch)
     return _measure(m.net, x, y, loss)
 
 
@@ -122,8 +123,9 @@ def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init
     table = read_series(data)
     kind = task_of(table)
     xs, ys = inputs_and_targets(table, kind)
-    x, y = _tensors(table, xs, ys, Norm.fit(xs, ys, kind, table.x_names, table.y_names, table.source), batch)
-    n_out = len(table.x_names) if kind == "next-step" else len(table.y_names)
+    scaling = Scaling.fit(xs, ys, kind == NEXT_STEP, table.x_names, table.y_names, table.source)
+    x, y = _tensors(table, xs, ys, scaling, batch)
+    n_out = len(predicted(kind, table.x_names, table.y_names))
     reports = []
     for cell in cells:
         torch.manual_seed(seed)
@@ -237,7 +239,7 @@ def _data(data, task: str, length: int, batch: int, seed: int):
     return KINDS[task](n_series=batch, length=length, seed=seed)
 
 
-def _tensors(table: SeriesTable, xs: list, ys: list, norm: Norm, batch: int):
+def _tensors(table: SeriesTable, xs: list, ys: list, scaling: Scaling, batch: int):
     """Standardised [B, T, F] inputs and [B, T, G] targets of the first `batch` series, cut
     to their common length."""
     import torch
@@ -246,8 +248,8 @@ def _tensors(table: SeriesTable, xs: list, ys: list, norm: Norm, batch: int):
     steps = min(len(a) for a in xs)
     if steps < 2:
         raise SeqtoolError(f"{table.source}: series too short to follow a gradient through time")
-    x = norm.inputs(np.stack([a[:steps] for a in xs]), table.x_names, table.source, np.float64)
-    y = norm.targets(np.stack([a[:steps] for a in ys]), np.float64)
+    x = scaling.inputs(np.stack([a[:steps] for a in xs]), table.x_names, table.source, np.float64)
+    y = scaling.targets(np.stack([a[:steps] for a in ys]), np.float64)
     return torch.from_numpy(x), torch.from_numpy(y)
 
 

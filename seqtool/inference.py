@@ -16,10 +16,11 @@ import numpy as np
 
 from . import outputs
 from .checkpoint import build_model, load_checkpoint
-from .dataset import MAPPING, NEXT_STEP, Norm, check_magnitude
+from .dataset import MAPPING, NEXT_STEP, predicted
 from .errors import RunFailed, SeqtoolError
 from .limits import check, check_all, fits_in_memory
-from .tables import TABLE_FORMATS, SeriesTable, as_table, read_series, write_table
+from .scaling import Scaling, check_magnitude
+from .tables import TABLE_FORMATS, SeriesTable, as_table, numbered, read_series, write_table
 
 
 class Model:
@@ -29,12 +30,11 @@ class Model:
         self.path = str(path)
         ckpt = load_checkpoint(path)
         self.net = build_model(ckpt, name=self.path)
-        self.norm = Norm.from_dict(ckpt["norm"])
+        self.scaling = Scaling.from_dict(ckpt["norm"])
         self.x_names = list(ckpt["data"]["x_names"])
         self.y_names = list(ckpt["data"]["y_names"])
         self.task = ckpt["data"]["task"]
-        names = self.x_names if self.task == NEXT_STEP else self.y_names
-        self.yhat_names = ["yhat"] if len(names) == 1 else [f"yhat{i}" for i in range(len(names))]
+        self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
 
     def read(self, data) -> SeriesTable:
         """Read a table with this model's columns; a table without them is refused."""
@@ -56,7 +56,7 @@ class Model:
         """The table's inputs on the model's scale, [rows, F] float32."""
         import torch
 
-        return torch.from_numpy(self.norm.inputs(table.x, self.x_names, table.source))
+        return torch.from_numpy(self.scaling.inputs(table.x, self.x_names, table.source))
 
     def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False):
         """Point forecasts [rows, n_out] over series stored end to end (`over_series`),
@@ -69,7 +69,7 @@ class Model:
     def outputs(self, out, what: str, expected: np.ndarray | None = None) -> np.ndarray:
         """Outputs on the table's scale; outputs that are not finite numbers (in the rows
         `expected` to hold one: all by default) are a failed run."""
-        values = self.norm.outputs(out.double().numpy())
+        values = self.scaling.outputs(out.double().numpy())
         bad = ~np.isfinite(values) if expected is None else ~np.isfinite(values) & expected[:, None]
         if bad.any():
             raise RunFailed(

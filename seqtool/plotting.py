@@ -20,7 +20,7 @@ from . import outputs
 from .errors import SeqtoolError
 from .limits import check_all
 from .outputs import check_format
-from .tables import SeriesTable, Table, read_series, read_table
+from .tables import SeriesTable, Table, of_role, read_series, read_table
 
 FORMATS = (".png", ".svg", ".pdf")
 MAX_PANELS = 6
@@ -48,7 +48,7 @@ def kind_of(table: Table, inputs_named: bool = False) -> str:
     other kinds is a series table whatever its column names.
     """
     names = set(table.columns)
-    yhat = any(re.fullmatch(r"yhat\d*", n) for n in names)
+    yhat = bool(of_role(names, "yhat"))
     if {"epoch", "step", "train_loss"} <= names:
         return "log"
     if {"cell", "layer", "t", "grad_norm"} <= names:
@@ -57,7 +57,7 @@ def kind_of(table: Table, inputs_named: bool = False) -> str:
         return "rollout"
     if yhat:
         return "predict"
-    if inputs_named or "x" in names or any(re.fullmatch(r"x\d+", n) for n in names):
+    if inputs_named or of_role(names, "x"):
         return "series"
     needs = "; ".join(f"{k}: {', '.join(v)}" for k, v in KINDS.items())
     raise SeqtoolError(
@@ -303,15 +303,11 @@ def _save(fig, path: Path, fallback: str) -> Path:
 
 
 def _targets(table: Table) -> list[str]:
-    names = list(table.columns)
-    if "y" in names:
-        return ["y"]
-    return [n for n in names if re.fullmatch(r"y\d+", n)]
+    return of_role(list(table.columns), "y")
 
 
 def _yhat_names(table) -> list[str]:
-    names = [n for n in table.columns if re.fullmatch(r"yhat\d*", n)]
-    return sorted(names, key=lambda n: int(n[4:] or 0))
+    return of_role(list(table.columns), "yhat")
 
 
 def _pick_series(view, chosen: Sequence[str] | None) -> list[str]:

@@ -395,7 +395,7 @@ def _from_npz(data: bytes, source: str) -> Table:
         npz = np.load(io.BytesIO(data), allow_pickle=False)
         names = [str(n) for n in npz["columns"]]
         if "lengths" not in npz.files:
-            return Table({n: npz[f"col_{n}"] for n in names}, source)
+            return Table({n: npz[_member(n, series=False)] for n in names}, source)
         lengths = npz["lengths"].astype(np.int64)
         mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
         x_names, y_names = [str(n) for n in npz["x_names"]], [str(n) for n in npz["y_names"]]
@@ -408,7 +408,7 @@ def _from_npz(data: bytes, source: str) -> Table:
             elif name in y_names:
                 columns[name] = npz["y"][..., y_names.index(name)][mask]
             else:
-                columns[name] = npz[name if name == "t" else f"col_{name}"][mask]
+                columns[name] = npz[_member(name)][mask]
         return Table(columns, source, {"x": x_names, "y": y_names})
     except Exception as e:  # a broken zip, a foreign npz, pickled objects, bad shapes: all refused
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
@@ -430,10 +430,21 @@ def _role(
         return picked
     if hint is not None and all(n in names for n in hint):
         return list(hint)
+    return of_role(names, prefix)
+
+
+def numbered(prefix: str, n: int) -> list[str]:
+    """The names of n columns of one role (DESIGN.md section 2): `x` alone, or x0, x1, ..."""
+    return [prefix] if n == 1 else [f"{prefix}{i}" for i in range(n)]
+
+
+def of_role(names: Sequence[str], prefix: str) -> list[str]:
+    """The columns of `names` that the naming rule gives to a role: `prefix` itself, or
+    else prefix0, prefix1, ... in order of their number."""
     if prefix in names:
         return [prefix]
-    numbered = [n for n in names if re.fullmatch(rf"{prefix}\d+", n)]
-    return sorted(numbered, key=lambda n: int(n[len(prefix) :]))
+    found = [n for n in names if re.fullmatch(rf"{prefix}\d+", n)]
+    return sorted(found, key=lambda n: int(n[len(prefix) :]))
 
 
 def _series_lengths(table: Table) -> np.ndarray:
@@ -504,7 +515,7 @@ def _npz_arrays(table: Table | SeriesTable) -> dict[str, np.ndarray]:
     names = list(table.columns)
     arrays: dict[str, np.ndarray] = {"columns": np.array(names, dtype=str)}
     if not isinstance(table, SeriesTable):
-        arrays.update({f"col_{n}": _plain(c) for n, c in table.columns.items()})
+        arrays.update({_member(n, series=False): _plain(c) for n, c in table.columns.items()})
         return arrays
     arrays["lengths"] = table.lengths
     arrays["x_names"] = np.array(table.x_names, dtype=str)
@@ -517,9 +528,14 @@ def _npz_arrays(table: Table | SeriesTable) -> dict[str, np.ndarray]:
             arrays["series"] = np.array(table.ids, dtype=str)
         elif name not in table.x_names and name not in table.y_names:
             col = _plain(table.columns[name])
-            key = "t" if name == "t" else f"col_{name}"
-            arrays[key] = table.padded(col, "" if col.dtype.kind == "U" else np.nan)
+            arrays[_member(name)] = table.padded(col, "" if col.dtype.kind == "U" else np.nan)
     return arrays
+
+
+def _member(name: str, series: bool = True) -> str:
+    """The npz member of a column other than inputs, targets and ids (DESIGN.md section 2):
+    a series table's `t`, or col_NAME."""
+    return "t" if series and name == "t" else f"col_{name}"
 
 
 def _plain(col: np.ndarray) -> np.ndarray:

@@ -35,10 +35,11 @@ from . import outputs
 from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
-from .dataset import NEXT_STEP, Norm, Rows, inputs_and_targets, split, task_of
+from .dataset import NEXT_STEP, Rows, inputs_and_targets, predicted, split, task_of
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, fits_in_memory
 from .outputs import writer_lock
+from .scaling import Scaling
 from .tables import TABLE_FORMATS, SeriesTable, Table, read_series, write_table
 
 DEFAULT_OUT = "model.pt"
@@ -156,7 +157,7 @@ class _Data:
 
     task: str
     fingerprint: str
-    norm: Norm
+    scaling: Scaling
     rows: Rows
     val: Rows | None
     info: dict  # the checkpoint's "data": column names, task, source
@@ -170,17 +171,17 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     xs, ys = inputs_and_targets(table, task)
     (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
     _has_targets(train_y, table, "training")
-    norm = Norm.fit(train_x, train_y, task, table.x_names, table.y_names, table.source)
+    scaling = Scaling.fit(train_x, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source)
     val = None
     if val_x:
         val_y = [y.copy() for y in val_y]
         for y in val_y:
             y[: config.burn_in] = np.nan
         _has_targets(val_y, table, "validation", config.burn_in)
-        val = Rows.of(val_x, val_y, norm, table.x_names, table.source).to(device)
+        val = Rows.of(val_x, val_y, scaling, table.x_names, table.source).to(device)
     info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
-    rows = Rows.of(train_x, train_y, norm, table.x_names, table.source).to(device)
-    return _Data(task, _fingerprint(xs, ys), norm, rows, val, info)
+    rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
+    return _Data(task, _fingerprint(xs, ys), scaling, rows, val, info)
 
 
 class _Run:
@@ -200,9 +201,9 @@ class _Run:
         self.source = source(self.data.rows, config)
         self.total = _total_steps(config, self.source.per_epoch)
         torch.manual_seed(config.seed)
-        predicted = self.data.info["x_names"] if self.data.task == NEXT_STEP else self.data.info["y_names"]
+        outputs = predicted(self.data.task, self.data.info["x_names"], self.data.info["y_names"])
         self.model_config = ModelConfig(
-            n_in=len(self.data.info["x_names"]), n_out=len(predicted), cell=config.cell,
+            n_in=len(self.data.info["x_names"]), n_out=len(outputs), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
         )  # fmt: skip
         self.model = SeqModel(self.model_config).to(device)
@@ -482,7 +483,7 @@ def _save(run: _Run, done: bool = False, snapshot: dict | None = None) -> None:
         {
             "model": run.model_config.to_dict(),
             "data": run.data.info,
-            "norm": run.data.norm.to_dict(),
+            "norm": run.data.scaling.to_dict(),
             "weights": weights,
             "train": asdict(run.config),
             "resume": {**state, "done": done},
