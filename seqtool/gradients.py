@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
+from .config import CELLS, ModelConfig
 from .dataset import NEXT_STEP, inputs_and_targets, predicted, task_of
 from .errors import SeqtoolError
 from .limits import check_all, fits_in_memory
@@ -57,9 +58,9 @@ def gradnorm(
     model: str | Path | None = None,
     data=None,
     *,
-    cells: tuple[str, ...] = ("rnn", "lstm", "gru"),
-    hidden: int = 32,
-    layers: int = 1,
+    cells: tuple[str, ...] = tuple(CELLS),
+    hidden: int = ModelConfig.hidden,
+    layers: int = ModelConfig.layers,
     init_scale: float | None = None,
     forget_bias: float = 1.0,
     seed: int = 0,
@@ -77,12 +78,10 @@ def gradnorm(
 
     A fresh LSTM starts with forget-gate bias `forget_bias` (1, as `train` uses; PyTorch's
     own init gives 0)."""
-    from .config import CELLS
-
     if loss not in LOSSES:
         raise SeqtoolError(f"--loss must be last or all, got {loss!r}")
     if model is None and (not cells or any(c not in CELLS for c in cells)):
-        raise SeqtoolError(f"--cell takes rnn, lstm, gru (comma-separated), got {','.join(cells)!r}")
+        raise SeqtoolError(f"--cell takes {', '.join(CELLS)} (comma-separated), got {','.join(cells)!r}")
     check_all(
         grad_batch=batch, grad_length=length, hidden=hidden, layers=layers,
         init_scale=init_scale, forget_bias=forget_bias, seed=seed,
@@ -116,7 +115,6 @@ def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init
     """A fresh model of each cell, all from the same seed, standardised on the data itself."""
     import torch
 
-    from .config import ModelConfig
     from .models import SeqModel, set_forget_bias
     from .tables import read_series
 
@@ -217,8 +215,7 @@ def _measure(net, x, y, loss: str) -> Report:
         if n.startswith("weight_hh"):
             sigma[n] = float(torch.linalg.matrix_norm(w.detach().double(), ord=2))
             if w.shape[0] > h:
-                gates = {"lstm": "ifgo", "gru": "rzn"}[net.config.cell]
-                for k, gate in enumerate(gates):
+                for k, gate in enumerate(CELLS[net.config.cell].gates):
                     sigma[f"{n}[{gate}]"] = float(torch.linalg.matrix_norm(w.detach().double()[k * h : (k + 1) * h], ord=2))
     return Report(net.config.cell, grad, norms, sigma, {"loss": float(value.detach())})
 

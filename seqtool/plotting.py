@@ -96,25 +96,31 @@ def _plan(inputs, series=None, x=None, y=None) -> _Plan:
     return _Plan(kind, list(inputs), views, _pick_series(views[0][1], series), bool(series))
 
 
-def figure(
-    inputs: Sequence[tuple[str, Table]],
-    *,
-    title: str | None = None,
-    size: tuple[int, int] | None = None,
-    dpi: int = 100,
-    logy: bool = False,
-    series: Sequence[str] | None = None,
-    x: str | None = None,
-    y: str | None = None,
-):
-    """One matplotlib Figure for one table, or several tables of one kind drawn together."""
-    _check_title(title)
-    return _draw(_plan(inputs, series, x, y), title, size, dpi, logy)
+@dataclass
+class Look:
+    """How a figure is drawn: the options `figure` and `plot` share."""
+
+    title: str | None = None
+    size: tuple[int, int] | None = None  # pixels
+    dpi: int = 100
+    logy: bool = False
+    series: Sequence[str] | None = None  # ids to draw
+    x: str | None = None  # input columns, as --x
+    y: str | None = None
 
 
-def _draw(plan: _Plan, title, size, dpi, logy):
+def figure(inputs: Sequence[tuple[str, Table]], **look):
+    """One matplotlib Figure for one table, or several tables of one kind drawn together;
+    `look`: the fields of `Look` (title, size, dpi, logy, series, x, y)."""
+    look = Look(**look)
+    _check_title(look.title)
+    return _draw(_plan(inputs, look.series, look.x, look.y), look)
+
+
+def _draw(plan: _Plan, look: Look):
     from matplotlib.figure import Figure
 
+    size, dpi, logy = look.size, look.dpi, look.logy
     kind, inputs = plan.kind, plan.inputs
     if kind in ("log", "gradnorm"):
         panels = 3 if kind == "log" else 1
@@ -134,7 +140,7 @@ def _draw(plan: _Plan, title, size, dpi, logy):
     what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout",
             "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
     source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
-    fig.suptitle(title or (what if source == "<stdin>" else f"{what}: {_literal(source)}"))
+    fig.suptitle(look.title or (what if source == "<stdin>" else f"{what}: {_literal(source)}"))
     fig.set_layout_engine("constrained")
     return fig
 
@@ -147,15 +153,10 @@ def plot(
     overlay: bool = False,
     labels: Sequence[str] | None = None,
     fmt: str = "png",
-    title: str | None = None,
-    size: tuple[int, int] | None = None,
-    dpi: int = 100,
-    logy: bool = False,
-    series: Sequence[str] | None = None,
-    x: str | None = None,
-    y: str | None = None,
+    **look,
 ) -> list[Path]:
-    """`seqtool plot`: draw each file (or all of them on one figure with `overlay`); return the paths.
+    """`seqtool plot`: draw each file (or all of them on one figure with `overlay`); return
+    the paths. `look`: the fields of `Look` (title, size, dpi, logy, series, x, y).
 
     Without -o, each image goes beside its input, or into --outdir, named after it
     (stdin: plot.png); `-o -` writes the image to stdout. With --overlay, all inputs
@@ -165,8 +166,9 @@ def plot(
     suffix = "." + fmt.lower().lstrip(".")
     if suffix not in FORMATS:
         raise SeqtoolError(f"--format must be png, svg or pdf, got {fmt!r}")
-    check_all(dpi=dpi)
-    _check_title(title)
+    look = Look(**look)
+    check_all(dpi=look.dpi)
+    _check_title(look.title)
     if output is not None and outdir is not None:
         raise SeqtoolError("give -o or --outdir, not both")
     if labels and len(labels) != len(files):
@@ -190,10 +192,11 @@ def plot(
     tables = [read_table(f) for f in files]
     names = [_literal(n) for n in (labels or [_label(f) for f in files])]
     inputs = list(zip(names, tables))
-    plans = [_plan(inputs, series, x, y)] if single else [_plan([pair], series, x, y) for pair in inputs]
+    where = look.series, look.x, look.y
+    plans = [_plan(inputs, *where)] if single else [_plan([pair], *where) for pair in inputs]
     if outdir is not None:
         _make_folder(Path(outdir))
-    return [_save(_draw(plan, title, size, dpi, logy), path, suffix) for plan, path in zip(plans, targets)]
+    return [_save(_draw(plan, look), path, suffix) for plan, path in zip(plans, targets)]
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

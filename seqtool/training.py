@@ -34,7 +34,7 @@ import numpy as np
 from . import outputs
 from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig
+from .config import CELLS, ModelConfig, TrainConfig
 from .dataset import NEXT_STEP, Rows, inputs_and_targets, predicted, split, task_of
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, fits_in_memory
@@ -120,7 +120,7 @@ def _check_config(c: TrainConfig, device) -> None:
     for the best state and the checkpoint, plus a batch's activations kept for backward."""
     c.check()
     if device.type == "cpu":
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}[c.cell]
+        gates = max(1, len(CELLS[c.cell].gates))
         params = c.layers * gates * c.hidden * (2 * c.hidden + 2) + c.hidden
         activations = c.batch * c.window * c.layers * c.hidden * (gates + 2)
         what = f"training with --hidden {c.hidden} --layers {c.layers} --batch {c.batch} --window {c.window}"
