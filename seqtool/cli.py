@@ -1,23 +1,31 @@
 """The command line: each command parses its options and calls one library function.
 
-Heavy modules (numpy, torch, matplotlib) are imported inside the commands, so that
-`seqtool --help` and `seqtool gen` start fast.
+Options declared elsewhere are not repeated here: `train` has an option for each field of
+`config.TrainConfig` with a help line, and `gen` a command for each kind that
+`tasks.COMMANDS` declares, made on first use. Heavy modules (numpy, torch, matplotlib)
+are imported inside the commands, so that `seqtool --help` and `seqtool gen` start fast.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from . import __version__
+from .config import ModelConfig, TrainConfig
 from .errors import Interrupted, PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
-from .limits import LIMITS
 from .limits import interval as span
+
+if TYPE_CHECKING:
+    from .tasks import Kind
 
 
 class _Main(TyperGroup):
@@ -55,11 +63,27 @@ app = typer.Typer(
 
 
 class _Kinds(TyperGroup):
-    """`seqtool gen`: an unknown kind gets the list of kinds, not click's 'No such command'."""
+    """`seqtool gen`: a command per kind that tasks.COMMANDS declares, made on first use (so
+    that numpy loads under `gen` only); an unknown kind gets the list of kinds, not click's
+    'No such command'."""
+
+    def _kinds(self) -> dict[str, Any]:
+        if not self.commands:
+            from .tasks import COMMANDS
+
+            for kind in COMMANDS.values():
+                self.add_command(_gen_command(kind), kind.name)
+        return self.commands
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self._kinds())
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return self._kinds().get(cmd_name)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            raise SeqtoolError(f"unknown kind {args[0]!r}; choose from {', '.join(self.commands)}")
+        if args and args[0] not in self._kinds() and not args[0].startswith("-"):
+            raise SeqtoolError(f"unknown kind {args[0]!r}; choose from {', '.join(self._kinds())}")
         return super().resolve_command(ctx, args)
 
 
@@ -92,6 +116,34 @@ def _root(
 
 # --- shared options -------------------------------------------------------------------
 
+
+def _option(
+    name: str, annotation: Any, default: Any, help: str, key: str = "", flag: Optional[str] = None, short: Optional[str] = None
+) -> inspect.Parameter:
+    """A parameter that typer shows as the option `flag` (default: typer's --NAME) and `short`;
+    "{span}" in `help` stands for the bounds of `key` (default: `name`) in limits.py."""
+    if "{span}" in help:
+        help = help.replace("{span}", span(key or name))
+    flags = [flag] if flag else []  # none: typer's --NAME, and --NAME/--no-NAME for a bool
+    if short:
+        flags = [flag or f"--{name.replace('_', '-')}", short]
+    option = typer.Option(*flags, help=help)
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[annotation, option])
+
+
+def _with_options(options: list[inspect.Parameter], before: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command that takes `**options` these options, listed before its parameter `before`."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        at = [p.name for p in own].index(before)
+        command.__signature__ = signature.replace(parameters=[*own[:at], *options, *own[at:]])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
 Data = Annotated[
     Optional[str],
     typer.Argument(help="A CSV or npz table; '-' or nothing reads standard input.", show_default=False),
@@ -102,6 +154,7 @@ XCols = Annotated[
 YCols = Annotated[
     Optional[str], typer.Option("--y", help="Target columns, comma-separated \\[default: y or y0,y1,...].")
 ]
+Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
 
 
 # --- train, predict, rollout -----------------------------------------------------------
@@ -113,42 +166,30 @@ TableOut = Annotated[
     typer.Option("--output", "-o", help="Write the table to FILE (.csv or .npz) instead of CSV on stdout."),
 ]
 Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
-_TRAINING = (
-    "cell", "hidden", "layers", "dropout", "lr", "optimizer", "batch", "window", "stride", "steps", "epochs",
-    "clip", "schedule", "val", "patience", "stateful", "burn_in", "seed", "x", "y",
-)  # fmt: skip
+
+
+def _training_options() -> list[inspect.Parameter]:
+    """An option of `train` for each field of TrainConfig with a help line: its type,
+    default, help line and flag, in the order of the fields."""
+    types = typing.get_type_hints(TrainConfig)
+    return [
+        _option(f.name, types[f.name], f.default, f.metadata["help"], flag=f.metadata.get("flag"))
+        for f in TrainConfig.options()
+    ]
 
 
 @app.command()
+@_with_options(_training_options(), before="out")
 def train(
     ctx: typer.Context,
     data: Data = None,
-    cell: Annotated[str, typer.Option(help="rnn (tanh), lstm or gru.")] = "lstm",
-    hidden: Annotated[int, typer.Option(help=f"Units per layer, {span('hidden')}.")] = 32,
-    layers: Annotated[int, typer.Option(help=f"Stacked recurrent layers, {span('layers')}.")] = 1,
-    dropout: Annotated[float, typer.Option(help=f"Dropout between stacked layers, {span('dropout')}.")] = 0.0,
-    lr: Annotated[float, typer.Option(help=f"Learning rate, {span('lr')}.")] = 1e-2,
-    optimizer: Annotated[str, typer.Option(help="adam, or sgd (momentum 0.9).")] = "adam",
-    batch: Annotated[int, typer.Option(help=f"Windows (or streams) per step, {span('batch')}.")] = 32,
-    window: Annotated[int, typer.Option(help=f"Steps per training window (per chunk with --stateful), {span('window')}; longer than --burn-in, unless --stateful.")] = 50,
-    stride: Annotated[int, typer.Option(help=f"Steps between window starts, {span('stride')}.")] = 1,
-    steps: Annotated[Optional[int], typer.Option(help=f"Optimizer steps, {span('steps')} \\[default: 2000].")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help=f"Passes over the data, instead of --steps, {span('epochs')}.")] = None,
-    clip: Annotated[float, typer.Option(help=f"Clip the global gradient norm to this, {span('clip')}; 0: off.")] = 0.0,
-    schedule: Annotated[str, typer.Option(help="Learning-rate schedule: cosine, plateau or none.")] = "cosine",
-    val: Annotated[float, typer.Option(help=f"Fraction held out for validation (whole series), {span('val')}.")] = 0.1,
-    patience: Annotated[int, typer.Option(help=f"Stop after this many evaluations without a better val loss, {span('patience')}; 0: off.")] = 0,
-    stateful: Annotated[bool, typer.Option(help="Carry the state across consecutive chunks (truncated BPTT).")] = False,
-    burn_in: Annotated[int, typer.Option(help=f"Steps after a zero state left out of the loss (their target is ambiguous), {span('burn_in')}.")] = 4,
-    seed: Annotated[int, typer.Option(help=f"Random seed, {span('seed')}: the same seed, the same weights (on CPU).")] = 0,
-    x: XCols = None,
-    y: YCols = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (one writer at a time).")] = Path("model.pt"),
     log: Annotated[Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE (.csv or .npz).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --out, with its settings.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help=f"CPU threads for torch, {span('threads')}.")] = None,
     quiet: Quiet = False,
+    **options: Any,
 ) -> None:
     """Train a recurrent network on a series table; prints the checkpoint's path.
 
@@ -158,22 +199,16 @@ def train(
     """
     from typer._click.core import ParameterSource
 
-    from .config import TrainConfig
     from .training import train as run
 
     if resume:
-        given = [n for n in _TRAINING if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        given = [n for n in options if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
         if given:
             raise SeqtoolError(
                 f"--resume continues with the settings saved in {out}; drop "
-                + ", ".join(f"--{n}" for n in given)
+                + ", ".join(f"--{n.replace('_', '-')}" for n in given)
             )
-    config = TrainConfig(
-        cell=cell, hidden=hidden, layers=layers, dropout=dropout, lr=lr, optimizer=optimizer, batch=batch,
-        window=window, stride=stride, steps=steps, epochs=epochs, clip=clip, schedule=schedule,
-        val=val, patience=patience, stateful=stateful, burn_in=burn_in, seed=seed, x=x, y=y,
-    )  # fmt: skip
-    result = run(data, out, config, resume=resume, log=log, quiet=quiet, device=device, threads=threads)
+    result = run(data, out, TrainConfig(**options), resume=resume, log=log, quiet=quiet, device=device, threads=threads)
     typer.echo(str(result.path))
 
 
@@ -278,8 +313,8 @@ def gradnorm(
         typer.Argument(help="[MODEL] [DATA]: a checkpoint and/or a table; neither: fresh models on a generated task.", show_default=False),
     ] = None,
     cell: Annotated[str, typer.Option(help="Cells of fresh models, comma-separated.")] = "rnn,lstm,gru",
-    hidden: Annotated[int, typer.Option(help=f"Units per layer of fresh models, {span('hidden')}.")] = 32,
-    layers: Annotated[int, typer.Option(help=f"Layers of fresh models, {span('layers')}.")] = 1,
+    hidden: Annotated[int, typer.Option(help=f"Units per layer of fresh models, {span('hidden')}.")] = ModelConfig.hidden,
+    layers: Annotated[int, typer.Option(help=f"Layers of fresh models, {span('layers')}.")] = ModelConfig.layers,
     init_scale: Annotated[Optional[float], typer.Option(help=f"Rescale each recurrent matrix to this spectral radius, {span('init_scale')}.")] = None,
     forget_bias: Annotated[float, typer.Option(help=f"Forget-gate bias of a fresh LSTM (PyTorch's init: 0), {span('forget_bias')}.")] = 1.0,
     seed: Seed = 0,
@@ -346,138 +381,26 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
 
 # --- gen -----------------------------------------------------------------------------
 
-NSeries = Annotated[int, typer.Option("--n-series", "-n", help=f"Number of series, {span('n_series')}; at most {int(LIMITS['rows'].hi):,} rows in all.")]
-Length = Annotated[int, typer.Option("--length", "-l", help=f"Steps per series, {span('length')}.")]
-Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
 Output = Annotated[
     Optional[Path],
     typer.Option("--output", "-o", help="Write to FILE (.csv or .npz) instead of CSV on stdout."),
 ]
-Noise = Annotated[float, typer.Option(help=f"Std of Gaussian noise added to x, {span('noise')}.")]
-Span = Annotated[float, typer.Option(help=f"Length of the time span each series covers, {span('span')}.")]
 
 
-def _gen(kind: str, output: Optional[Path], **options: Any) -> None:
-    from .tables import check_table_output, write_table
-    from .tasks import generate
+def _gen_command(kind: Kind) -> Any:
+    """The click command `seqtool gen KIND`: the kind's declared options, then --output."""
 
-    check_table_output(output)
-    write_table(generate(kind, **options), output)
+    def command(output: Output = None, **options: Any) -> None:
+        from .tables import check_table_output, write_table
 
+        check_table_output(output)
+        write_table(kind.function(**options), output)
 
-@gen_app.command("sine")
-def gen_sine(
-    n_series: NSeries = 256,
-    length: Length = 50,
-    seed: Seed = 0,
-    span: Span = 10.0,
-    noise: Noise = 0.0,
-    output: Output = None,
-) -> None:
-    """Next-step forecasting: x = sin(t) from a random start (no target column).
-
-    Example: seqtool gen sine --n-series 4 --seed 1 | head
-    """
-    _gen("sine", output, n_series=n_series, length=length, seed=seed, span=span, noise=noise)
-
-
-@gen_app.command("multisine")
-def gen_multisine(
-    n_series: NSeries = 256,
-    length: Length = 100,
-    seed: Seed = 0,
-    span: Span = 20.0,
-    freqs: Annotated[str, typer.Option(help=f"Angular frequencies, comma-separated, each in {span('freq')}.")] = "1,2.3,3.7",
-    noise: Noise = 0.0,
-    output: Output = None,
-) -> None:
-    """Harder forecasting: a sum of sines (amplitude 1/k) with random phases, optional noise.
-
-    Example: seqtool gen multisine --freqs 1,3 --noise 0.05 -o ms.csv
-    """
-    _gen(
-        "multisine", output,
-        n_series=n_series, length=length, seed=seed, span=span, freqs=freqs, noise=noise,
-    )  # fmt: skip
-
-
-@gen_app.command("sincos")
-def gen_sincos(
-    n_series: NSeries = 64,
-    length: Length = 300,
-    seed: Seed = 0,
-    per_span: Annotated[int, typer.Option(help=f"Points per span of pi, {span('per_span')}.")] = 30,
-    output: Output = None,
-) -> None:
-    """Sequence mapping: input x = sin(t), target y = cos(t); needs memory.
-
-    Example: seqtool gen sincos --length 600 -o sincos.csv
-    """
-    _gen("sincos", output, n_series=n_series, length=length, seed=seed, per_span=per_span)
-
-
-@gen_app.command("integral")
-def gen_integral(
-    n_series: NSeries = 32,
-    length: Length = 2000,
-    seed: Seed = 0,
-    jump_prob: Annotated[float, typer.Option(help=f"Chance per step that u jumps, {span('jump_prob')}.")] = 0.1,
-    gain: Annotated[float, typer.Option(help=f"Integration gain, {span('gain')}.")] = 0.1,
-    output: Output = None,
-) -> None:
-    """A saturating integrator: y_k = clip(y_k-1 + gain*(x_k - 0.5), 0, 1).
-
-    Example: seqtool gen integral --length 100000 -o integral.npz
-    """
-    _gen(
-        "integral", output,
-        n_series=n_series, length=length, seed=seed, jump_prob=jump_prob, gain=gain,
-    )  # fmt: skip
-
-
-@gen_app.command("adding")
-def gen_adding(
-    n_series: NSeries = 1000,
-    length: Annotated[int, typer.Option("--length", "-l", help=f"Steps per series, {span('adding_length')}.")] = 100,
-    seed: Seed = 0,
-    output: Output = None,
-) -> None:
-    """The adding problem: sum the two marked values; target at the last step only.
-
-    Example: seqtool gen adding --length 200 -o adding200.npz
-    """
-    _gen("adding", output, n_series=n_series, length=length, seed=seed)
-
-
-@gen_app.command("lorenz")
-def gen_lorenz(
-    n_series: NSeries = 1,
-    length: Length = 1000,
-    seed: Seed = 0,
-    dt: Annotated[float, typer.Option(help=f"Time between samples, {span('lorenz_dt')}.")] = 0.02,
-    output: Output = None,
-) -> None:
-    """Chaos, multivariate: the Lorenz system as inputs x0, x1, x2.
-
-    Example: seqtool gen lorenz --length 5000 -o lorenz.npz
-    """
-    _gen("lorenz", output, n_series=n_series, length=length, seed=seed, dt=dt)
-
-
-@gen_app.command("mackey-glass")
-def gen_mackey_glass(
-    n_series: NSeries = 1,
-    length: Length = 1000,
-    seed: Seed = 0,
-    tau: Annotated[float, typer.Option(help=f"Delay; chaotic from about 17, {span('tau')}.")] = 17.0,
-    dt: Annotated[float, typer.Option(help=f"Time between samples, {span('mg_dt')}.")] = 1.0,
-    output: Output = None,
-) -> None:
-    """Chaos, univariate: the Mackey-Glass delay equation.
-
-    Example: seqtool gen mackey-glass --tau 30 -o mg.csv
-    """
-    _gen("mackey-glass", output, n_series=n_series, length=length, seed=seed, tau=tau, dt=dt)
+    command.__doc__ = f"{kind.summary}\n\nExample: {kind.example}"
+    options = [_option(o.name, annotation, default, o.help, o.key, short=o.short) for o, annotation, default in kind.parameters()]
+    one = typer.Typer(add_completion=False)
+    one.command(kind.name)(_with_options(options, before="output")(command))
+    return typer.main.get_command(one)
 
 
 def main() -> None:

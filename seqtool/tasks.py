@@ -1,17 +1,22 @@
 """The generators behind `seqtool gen` (TASKS.md): the classic recurrent-network experiments.
 
 Each returns a `SeriesTable` and depends on numpy only. The same seed gives the same
-table; every parameter has the default that `seqtool gen KIND --help` shows.
+table. `COMMANDS` declares what `seqtool gen KIND` shows of each: its summary, its
+example, and the parameters that are options, with their help lines; the option's type
+and default are the function's own, so the command line cannot drift from the library.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from .errors import SeqtoolError
-from .limits import check_all
+from .limits import LIMITS, check_all
 from .tables import SeriesTable
 
 
@@ -118,14 +123,9 @@ def adding(n_series: int = 1000, length: int = 100, seed: int = 0) -> SeriesTabl
 
 
 def lorenz(
-    n_series: int = 1,
-    length: int = 1000,
-    seed: int = 0,
-    dt: float = 0.02,
-    sigma: float = 10.0,
-    rho: float = 28.0,
-    beta: float = 8.0 / 3.0,
-) -> SeriesTable:
+    n_series: int = 1, length: int = 1000, seed: int = 0, dt: float = 0.02,
+    sigma: float = 10.0, rho: float = 28.0, beta: float = 8.0 / 3.0,
+) -> SeriesTable:  # fmt: skip
     """The Lorenz system (chaotic, three inputs x0, x1, x2), sampled every `dt` after a
     burn-in onto the attractor; integrated with RK4 at steps of at most 0.01."""
     _check(n_series, length, lorenz_dt=dt, seed=seed)
@@ -158,15 +158,9 @@ def lorenz(
 
 
 def mackey_glass(
-    n_series: int = 1,
-    length: int = 1000,
-    seed: int = 0,
-    tau: float = 17.0,
-    dt: float = 1.0,
-    beta: float = 0.2,
-    gamma: float = 0.1,
-    power: float = 10.0,
-) -> SeriesTable:
+    n_series: int = 1, length: int = 1000, seed: int = 0, tau: float = 17.0, dt: float = 1.0,
+    beta: float = 0.2, gamma: float = 0.1, power: float = 10.0,
+) -> SeriesTable:  # fmt: skip
     """The Mackey-Glass delay equation dx/dt = beta x(t-tau) / (1 + x(t-tau)^power) - gamma x,
     chaotic for tau = 17; Euler steps of 0.1, sampled every `dt` after a burn-in of 500."""
     _check(n_series, length, tau=tau, mg_dt=dt, seed=seed)
@@ -186,15 +180,70 @@ def mackey_glass(
     return SeriesTable.from_arrays(list(samples), t=t, source="mackey-glass")
 
 
-KINDS: dict[str, Callable[..., SeriesTable]] = {
-    "sine": sine,
-    "multisine": multisine,
-    "sincos": sincos,
-    "integral": integral,
-    "adding": adding,
-    "lorenz": lorenz,
-    "mackey-glass": mackey_glass,
-}
+# --- what `seqtool gen KIND` shows ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """A generator parameter that is a command-line option, --NAME (underscores as dashes)."""
+
+    name: str
+    help: str  # "{span}" stands for the bounds of `key` in limits.py
+    key: str = ""  # the LIMITS entry; "" for `name`
+    short: str | None = None  # a one-letter flag, e.g. "-n"
+
+
+N_SERIES = Option("n_series", f"Number of series, {{span}}; at most {int(LIMITS['rows'].hi):,} rows in all.", short="-n")
+LENGTH = Option("length", "Steps per series, {span}.", short="-l")
+SEED = Option("seed", "Random seed, {span}: the same seed, the same result.")
+SPAN = Option("span", "Length of the time span each series covers, {span}.")
+NOISE = Option("noise", "Std of Gaussian noise added to x, {span}.")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """`seqtool gen NAME`: the generator, the command's one-line summary and example, and
+    its options in the order `--help` lists them. Other parameters are library-only."""
+
+    name: str
+    function: Callable[..., SeriesTable]
+    summary: str
+    example: str
+    options: tuple[Option, ...]
+
+    def parameters(self) -> list[tuple[Option, Any, Any]]:
+        """Each option with the type and the default it has in the function's signature."""
+        signature = inspect.signature(self.function, eval_str=True).parameters
+        return [(o, signature[o.name].annotation, signature[o.name].default) for o in self.options]
+
+
+COMMANDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("sine", sine, "Next-step forecasting: x = sin(t) from a random start (no target column).",
+             "seqtool gen sine --n-series 4 --seed 1 | head",
+             (N_SERIES, LENGTH, SEED, SPAN, NOISE)),
+        Kind("multisine", multisine, "Harder forecasting: a sum of sines (amplitude 1/k) with random phases, optional noise.",
+             "seqtool gen multisine --freqs 1,3 --noise 0.05 -o ms.csv",
+             (N_SERIES, LENGTH, SEED, SPAN, Option("freqs", "Angular frequencies, comma-separated, each in {span}.", "freq"), NOISE)),
+        Kind("sincos", sincos, "Sequence mapping: input x = sin(t), target y = cos(t); needs memory.",
+             "seqtool gen sincos --length 600 -o sincos.csv",
+             (N_SERIES, LENGTH, SEED, Option("per_span", "Points per span of pi, {span}."))),
+        Kind("integral", integral, "A saturating integrator: y_k = clip(y_k-1 + gain*(x_k - 0.5), 0, 1).",
+             "seqtool gen integral --length 100000 -o integral.npz",
+             (N_SERIES, LENGTH, SEED, Option("jump_prob", "Chance per step that u jumps, {span}."), Option("gain", "Integration gain, {span}."))),
+        Kind("adding", adding, "The adding problem: sum the two marked values; target at the last step only.",
+             "seqtool gen adding --length 200 -o adding200.npz",
+             (N_SERIES, replace(LENGTH, key="adding_length"), SEED)),
+        Kind("lorenz", lorenz, "Chaos, multivariate: the Lorenz system as inputs x0, x1, x2.",
+             "seqtool gen lorenz --length 5000 -o lorenz.npz",
+             (N_SERIES, LENGTH, SEED, Option("dt", "Time between samples, {span}.", "lorenz_dt"))),
+        Kind("mackey-glass", mackey_glass, "Chaos, univariate: the Mackey-Glass delay equation.",
+             "seqtool gen mackey-glass --tau 30 -o mg.csv",
+             (N_SERIES, LENGTH, SEED, Option("tau", "Delay; chaotic from about 17, {span}."), Option("dt", "Time between samples, {span}.", "mg_dt"))),
+    )
+}  # fmt: skip
+KINDS: dict[str, Callable[..., SeriesTable]] = {name: kind.function for name, kind in COMMANDS.items()}
 
 
 def generate(kind: str, **options) -> SeriesTable:

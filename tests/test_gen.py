@@ -40,22 +40,27 @@ def test_gen_help_lists_every_kind_with_a_line(cli):
         assert len(line.split(kind, 1)[1].strip(" │")) > 10, line
 
 
-def test_cli_defaults_are_the_library_defaults(cli):
-    """Every kind's options on the command line default to what the Python function uses."""
+def test_cli_defaults_are_the_library_defaults():
+    """`gen KIND` has an option for each parameter that tasks.COMMANDS declares, in order,
+    with the generator's default, the declared help line and flags; then --output."""
     from typer.main import get_command
 
     from seqtool.cli import app
+    from seqtool.limits import interval
 
     group = get_command(app).commands["gen"]
-    for kind, function in tasks.KINDS.items():
-        library = {
-            name: p.default for name, p in inspect.signature(function).parameters.items()
-        }
-        for param in group.commands[kind].params:
-            if param.name in library:
-                assert param.default == library[param.name], (kind, param.name)
-        exposed = {p.name for p in group.commands[kind].params}
-        assert {"n_series", "length", "seed", "output"} <= exposed, kind
+    assert group.list_commands(None) == KINDS
+    for kind, declared in tasks.COMMANDS.items():
+        library = {name: p.default for name, p in inspect.signature(declared.function).parameters.items()}
+        params = {p.name: p for p in group.get_command(None, kind).params}
+        assert list(params) == [o.name for o in declared.options] + ["output"], kind
+        assert {"n_series", "length", "seed"} <= set(params), kind
+        for option in declared.options:
+            param, name = params[option.name], (kind, option.name)
+            assert library[option.name] is not inspect.Parameter.empty, name
+            assert param.default == library[option.name] and type(param.default) is type(library[option.name]), name
+            assert param.opts == [f"--{option.name.replace('_', '-')}"] + ([option.short] if option.short else []), name
+            assert param.help == option.help.replace("{span}", interval(option.key or option.name)), name
 
 
 def test_same_seed_same_bytes_other_seed_differs(cli):

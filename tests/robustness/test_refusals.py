@@ -10,10 +10,10 @@ import torch
 from conftest import one_error_line
 
 from seqtool import tasks
-from seqtool.dataset import Norm
 from seqtool.errors import SeqtoolError
 from seqtool.inference import predict
 from seqtool.limits import LIMITS
+from seqtool.scaling import Scaling
 from seqtool.tables import SeriesTable, write_table
 from seqtool.training import TrainConfig, train
 
@@ -200,7 +200,7 @@ def test_a_small_spread_around_a_large_value_is_learned_not_treated_as_constant(
     relative to the values' magnitude."""
     t = np.random.default_rng(0).uniform(0, 6, (16, 1)) + np.linspace(0, 10, 40)
     values = 1 + 1e-13 * np.sin(t)
-    norm = Norm.fit([values.reshape(-1, 1)], [values.reshape(-1, 1)], "next-step")
+    norm = Scaling.fit([values.reshape(-1, 1)], [values.reshape(-1, 1)], next_step=True)
     assert norm.x_std[0] == pytest.approx(np.std(values), rel=1e-3)
     path = _series(tmp_path, values)
     train(path, tmp_path / "m.pt", TrainConfig(hidden=16, steps=300, window=20), quiet=True)
@@ -210,9 +210,9 @@ def test_a_small_spread_around_a_large_value_is_learned_not_treated_as_constant(
 
 
 def test_a_constant_column_is_scaled_by_its_magnitude():
-    norm = Norm.fit([np.full((10, 1), 5.0)], [np.full((10, 1), 5.0)], "next-step")
+    norm = Scaling.fit([np.full((10, 1), 5.0)], [np.full((10, 1), 5.0)], next_step=True)
     assert norm.x_mean[0] == 5.0 and norm.x_std[0] == 5.0
-    zeros = Norm.fit([np.zeros((10, 1))], [np.zeros((10, 1))], "next-step")
+    zeros = Scaling.fit([np.zeros((10, 1))], [np.zeros((10, 1))], next_step=True)
     assert zeros.x_std[0] == 1.0
 
 

@@ -1,0 +1,127 @@
+"""`train`'s training options are TrainConfig's fields; gradnorm's model defaults are ModelConfig's."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from conftest import one_error_line
+
+from seqtool.config import ModelConfig, TrainConfig
+from seqtool.limits import LIMITS
+
+OPTIONS = TrainConfig.options()
+OWN = ["out", "log", "resume", "device", "threads", "quiet"]  # train's options that are not settings of the run
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _command(name: str):
+    from typer.main import get_command
+
+    from seqtool.cli import app
+
+    return get_command(app).commands[name]
+
+
+def test_train_has_an_option_per_field_in_order_then_its_own():
+    params = _command("train").params
+    assert [p.name for p in params] == ["data", *(f.name for f in OPTIONS), *OWN]
+    assert {f.name for f in fields(TrainConfig)} - {f.name for f in OPTIONS} == {"save_every"}
+    by_name = {p.name: p for p in params}
+    for f in OPTIONS:
+        assert by_name[f.name].default == f.default, f.name
+        assert _flag(f.name) in by_name[f.name].opts, f.name
+    assert by_name["stateful"].secondary_opts == ["--no-stateful"]
+    assert by_name["out"].opts == ["--out", "-o"] and by_name["quiet"].opts == ["--quiet", "-q"]
+
+
+def test_every_training_option_is_in_help_with_its_line_and_default(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # a line per option
+    result = cli("train", "--help")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    for f in OPTIONS:
+        line = next(l for l in lines if l.startswith(f"│ {_flag(f.name)} "))
+        text = f.metadata["help"].replace("\\[", "[")  # escaped for rich markup
+        if "{span}" in text:
+            text = text.replace("{span}", LIMITS[f.name].interval())
+        assert text in line, (f.name, line)
+        if f.default is None:
+            assert line.count("[default:") == text.count("[default:"), line  # none shown but the help's own
+        else:
+            shown = ("" if f.default else "no-") + f.name if isinstance(f.default, bool) else f.default
+            assert f"[default: {shown}]" in line, (f.name, line)
+
+
+# a value other than the default for every training option
+GIVEN = {
+    "cell": "gru", "hidden": 8, "layers": 2, "dropout": 0.25, "lr": 0.003, "optimizer": "sgd", "batch": 7,
+    "window": 20, "stride": 3, "steps": 11, "epochs": 1.5, "clip": 0.5, "schedule": "plateau", "val": 0.2,
+    "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c",
+}  # fmt: skip
+
+
+def _argv(values: dict) -> list[str]:
+    argv: list[str] = []
+    for name, value in values.items():
+        argv += [_flag(name)] if value is True else [_flag(name), str(value)]
+    return argv
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """seqtool.training.train replaced by a recorder of what the command passes it."""
+    import seqtool.training
+
+    calls: list[tuple] = []
+
+    class Result:
+        path = Path("model.pt")
+
+    def record(data, out, config, **kwargs):
+        calls.append((data, out, config, kwargs))
+        return Result()
+
+    monkeypatch.setattr(seqtool.training, "train", record)
+    return calls
+
+
+def test_the_config_built_from_flags_is_the_one_asked_for(cli, captured):
+    assert set(GIVEN) == {f.name for f in OPTIONS}
+    assert all(GIVEN[f.name] != f.default for f in OPTIONS)  # so that each field is tested
+    result = cli("train", "t.csv", *_argv(GIVEN), "-o", "m.pt", "--threads", "1", "-q")
+    assert result.exit_code == 0, result.stderr
+    [(data, out, config, kwargs)] = captured
+    assert config == TrainConfig(**GIVEN)
+    assert (data, out) == ("t.csv", Path("m.pt"))
+    assert kwargs == {"resume": False, "log": None, "quiet": True, "device": "auto", "threads": 1}
+
+
+def test_no_flags_is_the_default_config(cli, captured):
+    assert cli("train").exit_code == 0
+    [(data, out, config, kwargs)] = captured
+    assert config == TrainConfig() and (data, out) == (None, Path("model.pt"))
+    assert kwargs == {"resume": False, "log": None, "quiet": False, "device": "auto", "threads": None}
+
+
+def test_resume_refuses_each_training_option_given(cli, captured, tmp_path):
+    one_error_line(cli("train", "--resume", "-o", tmp_path / "m.pt", "--hidden", "8"), "--resume", "drop --hidden")
+    result = cli("train", "--resume", "-o", tmp_path / "m.pt", *_argv(GIVEN))
+    one_error_line(result, "--resume")
+    assert len(result.stderr.split("; drop ")[1].split(", ")) == len(OPTIONS)
+    for f in OPTIONS:  # the default, given explicitly, is refused too
+        value = {"stateful": "--stateful", "steps": "10", "epochs": "1", "x": "x", "y": "y"}.get(f.name, str(f.default))
+        argv = [value] if value.startswith("--") else [_flag(f.name), value]
+        one_error_line(cli("train", "--resume", "-o", tmp_path / "m.pt", *argv), "--resume", f"drop {_flag(f.name)}")
+    result = cli("train", "--resume", "-o", tmp_path / "m.pt", "-q", "--device", "cpu", "--threads", "1")
+    assert result.exit_code == 0 and captured[-1][3]["resume"] is True  # not training options
+
+
+def test_gradnorm_model_defaults_are_the_model_config_defaults():
+    params = {p.name: p for p in _command("gradnorm").params}
+    assert params["hidden"].default == ModelConfig.hidden
+    assert params["layers"].default == ModelConfig.layers
