@@ -144,6 +144,13 @@ def _with_options(options: list[inspect.Parameter], before: str) -> Callable[[Ca
     return decorate
 
 
+def _given(ctx: typer.Context, names: Any) -> list[str]:
+    """The options among `names` that the command line gave (a default does not count), as --NAME."""
+    from typer._click.core import ParameterSource
+
+    return [f"--{n.replace('_', '-')}" for n in names if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+
+
 Data = Annotated[
     Optional[str],
     typer.Argument(help="A CSV or npz table; '-' or nothing reads standard input.", show_default=False),
@@ -197,17 +204,11 @@ def train(
 
     Example: seqtool gen sine | seqtool train --cell lstm
     """
-    from typer._click.core import ParameterSource
-
     from .training import train as run
 
-    if resume:
-        given = [n for n in options if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
-        if given:
-            raise SeqtoolError(
-                f"--resume continues with the settings saved in {out}; drop "
-                + ", ".join(f"--{n.replace('_', '-')}" for n in given)
-            )
+    given = _given(ctx, options) if resume else []
+    if given:
+        raise SeqtoolError(f"--resume continues with the settings saved in {out}; drop {', '.join(given)}")
     result = run(data, out, TrainConfig(**options), resume=resume, log=log, quiet=quiet, device=device, threads=threads)
     typer.echo(str(result.path))
 
@@ -331,18 +332,12 @@ def gradnorm(
     Examples: seqtool gradnorm --cell rnn,lstm,gru --length 100 | seqtool plot -o g.png;
     seqtool gradnorm model.pt data.csv
     """
-    from typer._click.core import ParameterSource
-
     from .gradients import gradnorm as run
 
     model, data = _model_and_data(inputs or [])
-    if model is not None:
-        given = [n for n in _FRESH if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
-        if given:
-            raise SeqtoolError(
-                f"{', '.join('--' + n.replace('_', '-') for n in given)}: for fresh models only; "
-                f"the model {model} brings its own"
-            )
+    given = _given(ctx, _FRESH) if model is not None else []
+    if given:
+        raise SeqtoolError(f"{', '.join(given)}: for fresh models only; the model {model} brings its own")
     cells = tuple(c.strip() for c in cell.split(",") if c.strip())
     run(
         model, data, cells=cells, hidden=hidden, layers=layers, init_scale=init_scale,

@@ -178,7 +178,7 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     """
     import torch
 
-    from .models import Stepper
+    from .models import Stepper, map_state
 
     total = k + free
     starts = np.cumsum(total) - total  # of each series in the output
@@ -193,12 +193,12 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     index = torch.from_numpy(order)
     prev = warm[torch.from_numpy(np.cumsum(k) - 1)][index]  # each series' first free forecast
     step = Stepper(m.net)
-    states = step.split(tuple(s[:, index] for s in state) if isinstance(state, tuple) else state[:, index])
+    states = step.split(map_state(lambda s: s[:, index], state))
     outs = []
     with torch.no_grad():
         for a in running.tolist():  # a: the series with more than j free steps, j = 1, 2, ...
             if a < len(prev):
-                states = [tuple(s[:a] for s in st) if isinstance(st, tuple) else st[:a] for st in states]
+                states = [map_state(lambda s: s[:a], st) for st in states]
                 prev = prev[:a]
             prev, states = step(prev, states)
             outs.append(prev)

@@ -124,13 +124,16 @@ def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
                 bias[hidden : 2 * hidden] = 0.0
 
 
-def detach(state):
-    """Cut the gradient at a chunk boundary but keep the values (truncated BPTT)."""
+def map_state(fn, state):
+    """`fn` applied to a cell's state: h, or each of an LSTM's (h, c); None stays None."""
     if state is None:
         return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
+def detach(state):
+    """Cut the gradient at a chunk boundary but keep the values (truncated BPTT)."""
+    return map_state(torch.Tensor.detach, state)
 
 
 class Stepper:

@@ -155,7 +155,6 @@ def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
 class _Data:
     """What a run trains on: the split, standardised, stored end to end."""
 
-    task: str
     fingerprint: str
     scaling: Scaling
     rows: Rows
@@ -181,7 +180,7 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
         val = Rows.of(val_x, val_y, scaling, table.x_names, table.source).to(device)
     info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
-    return _Data(task, _fingerprint(xs, ys), scaling, rows, val, info)
+    return _Data(_fingerprint(xs, ys), scaling, rows, val, info)
 
 
 class _Run:
@@ -194,16 +193,17 @@ class _Run:
 
         from .models import SeqModel
 
-        self.config, self.out, self.device, self.quiet = config, out, device, quiet
+        self.config, self.out, self.quiet = config, out, quiet
         self.data = _prepare(table, config, device)
         if previous is not None and previous["resume"].get("fingerprint") != self.data.fingerprint:
             raise SeqtoolError(f"{out}: the data differs from the data this run was trained on")
         self.source = source(self.data.rows, config)
         self.total = _total_steps(config, self.source.per_epoch)
         torch.manual_seed(config.seed)
-        outputs = predicted(self.data.task, self.data.info["x_names"], self.data.info["y_names"])
+        info = self.data.info
+        outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
-            n_in=len(self.data.info["x_names"]), n_out=len(outputs), cell=config.cell,
+            n_in=len(info["x_names"]), n_out=len(outputs), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
         )  # fmt: skip
         self.model = SeqModel(self.model_config).to(device)

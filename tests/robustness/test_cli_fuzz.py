@@ -74,6 +74,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from seqtool import tasks
 from seqtool.limits import LIMITS
 
 EXAMPLES = 40  # examples per command in CI: the whole file runs in 40-50 s on 2 cores (measured)
@@ -331,7 +332,7 @@ def gen_options(kind: str) -> list[Opt]:
     return common + extra
 
 
-GEN_KINDS = ["sine", "multisine", "sincos", "integral", "adding", "lorenz", "mackey-glass"]
+GEN_KINDS = list(tasks.COMMANDS)
 
 TRAIN_OPTIONS = [
     opt("--cell", values=choices(["rnn", "lstm", "gru"], ["", "LSTM", "transformer", "lstm,gru"])),
@@ -664,47 +665,11 @@ def check(cli, world: World, test: str, argv: list[str], stdin: str) -> None:
     assert problem is None, f"{problem}: {line}\n{shown}"
 
 
-@pytest.mark.parametrize("kind", GEN_KINDS)
+@pytest.mark.parametrize("command", list(STRATEGIES))
 @FUZZ
 @given(data=st.data())
-def test_gen_options(cli, world, kind, data):
-    check(cli, world, f"gen {kind}", *data.draw(STRATEGIES[f"gen {kind}"]))
-
-
-@FUZZ
-@given(data=st.data())
-def test_train_options(cli, world, data):
-    check(cli, world, "train", *data.draw(STRATEGIES["train"]))
-
-
-@FUZZ
-@given(data=st.data())
-def test_predict_options(cli, world, data):
-    check(cli, world, "predict", *data.draw(STRATEGIES["predict"]))
-
-
-@FUZZ
-@given(data=st.data())
-def test_rollout_options(cli, world, data):
-    check(cli, world, "rollout", *data.draw(STRATEGIES["rollout"]))
-
-
-@FUZZ
-@given(data=st.data())
-def test_plot_options(cli, world, data):
-    check(cli, world, "plot", *data.draw(STRATEGIES["plot"]))
-
-
-@FUZZ
-@given(data=st.data())
-def test_gradnorm_options(cli, world, data):
-    check(cli, world, "gradnorm", *data.draw(STRATEGIES["gradnorm"]))
-
-
-@FUZZ
-@given(data=st.data())
-def test_info_options(cli, world, data):
-    check(cli, world, "info", *data.draw(STRATEGIES["info"]))
+def test_options(cli, world, command, data):
+    check(cli, world, command, *data.draw(STRATEGIES[command]))
 
 
 # Command lines the exploration (SEQTOOL_FUZZ_EXAMPLES=2000 SEQTOOL_FUZZ_RANDOM=1) found, cut to
