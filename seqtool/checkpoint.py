@@ -6,8 +6,10 @@ Layout of the dict:
 
     format, version          "seqtool-checkpoint", 1
     model                    ModelConfig as a dict (cell, hidden, layers, dropout, n_in, n_out)
-    data                     x_names, y_names, task ("next-step" or "mapping")
-    norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split)
+    data                     x_names, y_names, task ("next-step" or "mapping"), source,
+                             season (optional: the season length --season named)
+    norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split),
+                             lags (optional: the --diff lags, applied before standardising)
     weights                  the weights to use: best on validation, else the last
     train                    every training setting, so --resume continues with them
     resume                   weights, optimizer, scheduler, step, torch_rng, carry, ... (see training)
@@ -150,6 +152,11 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
         damaged(f"data.y_names {y_names!r} do not fit a {task} model of {model['n_out']} outputs")
     for key, size in (("x_mean", model["n_in"]), ("x_std", model["n_in"]), ("y_mean", model["n_out"]), ("y_std", model["n_out"])):
         _check_vector(norm.get(key), size, f"norm.{key}", damaged, positive=key.endswith("std"))
+    lags = norm.get("lags", [])
+    if not isinstance(lags, list) or not all(_count(lag) for lag in lags) or (lags and task != "next-step"):
+        damaged(f"norm.lags is {lags!r:.60}; expected differencing lags (whole numbers >= 1) of a next-step model")
+    if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
+        damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")
 
 
 def _check_weights(weights, model, damaged: Damaged, what: str) -> None:

@@ -173,6 +173,10 @@ TableOut = Annotated[
     typer.Option("--output", "-o", help="Write the table to FILE (.csv or .npz) instead of CSV on stdout."),
 ]
 Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
+Season = Annotated[
+    Optional[int],
+    typer.Option(help=f"Season length for the seasonal naive forecast, {span('season')} \\[default: the model's --season, if any]."),
+]
 
 
 def _training_options() -> list[inspect.Parameter]:
@@ -218,17 +222,19 @@ def predict(
     model: Model,
     data: Data = None,
     warmup: Annotated[int, typer.Option(help=f"Leave the first K steps of each series out of the metrics, {span('warmup')}.")] = 0,
+    season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
     quiet: Quiet = False,
 ) -> None:
-    """Teacher-forced predictions: the table plus yhat; metrics on stderr.
+    """Teacher-forced predictions: the table plus yhat; metrics on stderr, beside the
+    naive forecasts' on the same steps.
 
     Example: seqtool gen sine --seed 1 | seqtool predict model.pt --warmup 5 > pred.csv
     """
     from .inference import predict as run
 
-    run(model, data, warmup=warmup, metrics=metrics, output=output or "-", quiet=quiet)
+    run(model, data, warmup=warmup, season=season, metrics=metrics, output=output or "-", quiet=quiet)
 
 
 @app.command()
@@ -241,6 +247,7 @@ def rollout(
     ] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Free-running steps, {span('free_steps')} \\[default: to the end of each series].")] = None,
     horizon: Annotated[int, typer.Option(help=f"Go this many steps past the end of each series, {span('horizon')}.")] = 0,
+    season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
     quiet: Quiet = False,
@@ -251,7 +258,30 @@ def rollout(
     """
     from .inference import rollout as run
 
-    run(model, data, warmup=warmup, steps=steps, horizon=horizon, metrics=metrics, output=output or "-", quiet=quiet)
+    run(model, data, warmup=warmup, steps=steps, horizon=horizon, season=season, metrics=metrics, output=output or "-", quiet=quiet)
+
+
+@app.command()
+def backtest(
+    model: Model,
+    data: Data = None,
+    horizon: Annotated[int, typer.Option(help=f"Steps to forecast from each origin, {span('backtest_horizon')}.", show_default=False)] = ...,  # type: ignore[assignment]
+    start: Annotated[float, typer.Option(help="First origin: a fraction of each series in (0, 1), or a step index (a whole number >= 1).")] = 0.8,
+    stride: Annotated[int, typer.Option(help=f"Steps between origins, {span('stride')}.")] = 1,
+    season: Season = None,
+    metrics: Metrics = None,
+    output: TableOut = None,
+    quiet: Quiet = False,
+) -> None:
+    """Rolling-origin evaluation: from every origin, warm up on all history before it and
+    forecast --horizon steps free-running; one row per (series, origin, h), with the naive
+    forecasts beside; metrics for each h and overall on stderr.
+
+    Example: seqtool backtest air.pt data/airline.csv --x value --horizon 12 | seqtool plot -o bt.png
+    """
+    from .backtest import backtest as run
+
+    run(model, data, horizon=horizon, start=start, stride=stride, season=season, metrics=metrics, output=output or "-", quiet=quiet)
 
 
 # --- plot --------------------------------------------------------------------------------
@@ -279,7 +309,7 @@ def plot(
     """Draw each table as the picture it calls for; prints the image paths.
 
     Kinds, told apart by their columns: a series table, predict output, rollout output,
-    a train --log, gradnorm output.
+    backtest output, a train --log, gradnorm output.
 
     Examples: seqtool gen sine | seqtool plot -o sine.png;
     seqtool plot out/*.csv --outdir plots/;

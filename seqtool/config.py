@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import SeqtoolError
-from .limits import check_all
+from .limits import LIMITS, check_all
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,22 @@ class TrainConfig:
     seed: int = _option(0, "Random seed, {span}: the same seed, the same weights (on CPU).")
     x: str | None = _option(None, "Input columns, comma-separated \\[default: x or x0,x1,...].")
     y: str | None = _option(None, "Target columns, comma-separated \\[default: y or y0,y1,...].")
+    diff: str | None = _option(None, "Difference the series at these lags in turn (1: a trend; 1,12: and a season of 12) and learn the differences; forecasts are undone to the original scale.")
+    season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
+
+    def lags(self) -> tuple[int, ...]:
+        """The lags of --diff, in the order they are applied; () for none."""
+        if self.diff is None:
+            return ()
+        parts = str(self.diff).split(",") if isinstance(self.diff, str) else [None]
+        try:
+            lags = tuple(int(p) for p in parts)
+        except (TypeError, ValueError):
+            lags = ()
+        if not lags or any(lag < 1 or lag > LIMITS["window"].hi for lag in lags) or len(lags) > 4:
+            raise SeqtoolError(f"--diff must be one to four whole numbers of steps, each at least 1, comma-separated (1, 12 or 1,12), got {self.diff!r}")
+        return lags
 
     @classmethod
     def options(cls) -> list:
@@ -110,6 +125,8 @@ class TrainConfig:
         for name in ("x", "y"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise SeqtoolError(f"--{name} must be column names, got {getattr(self, name)!r}")
+        self.lags()
+        check_all(season=self.season)
         if self.steps is not None and self.epochs is not None:
             raise SeqtoolError("give --steps or --epochs, not both")
         if not self.stateful and self.burn_in >= self.window:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SeqtoolError
-from .scaling import Scaling
+from .scaling import Differencing, Scaling
 from .tables import SeriesTable
 
 NEXT_STEP, MAPPING = "next-step", "mapping"
@@ -30,16 +30,33 @@ def predicted(task: str, x_names: list[str], y_names: list[str]) -> list[str]:
     return list(x_names) if task == NEXT_STEP else list(y_names)
 
 
-def inputs_and_targets(table: SeriesTable, task: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def inputs_and_targets(
+    table: SeriesTable, task: str, diff: Differencing = Differencing()
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per series: inputs [T, F] and targets [T, G], NaN where a step has no target.
 
-    For next-step forecasting the target at step t is the input at t+1 (none at the last step).
+    For next-step forecasting the target at step t is the input at t+1 (none at the last
+    step); with differencing, of the differenced series (its first `order` steps dropped).
+    A mapping table is not differenced (its targets are not the series it reads).
     """
     xs = table.split(table.x)
     if task == MAPPING:
+        if diff.lags:
+            raise SeqtoolError(
+                f"{table.source}: --diff is for next-step forecasting; this table has targets "
+                f"({', '.join(table.y_names)}), so its model maps inputs to targets: drop --diff"
+            )
         if table.y is None:
             return xs, [np.full((len(x), 0), np.nan) for x in xs]
         return xs, table.split(table.y)
+    if diff.lags:
+        short = np.flatnonzero(table.lengths < diff.order + 2)
+        if len(short):
+            raise SeqtoolError(
+                f"{table.source}: series {table.ids[short[0]]!r} has {table.lengths[short[0]]} steps; "
+                f"--diff {diff} needs at least {diff.order + 2} (the first {diff.order} only feed the differencing)"
+            )
+        xs = [diff.difference(x) for x in xs]
     ys = []
     for x in xs:
         y = np.full_like(x, np.nan)

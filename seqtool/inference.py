@@ -2,14 +2,14 @@
 
 Both write the input table plus `yhat` (or `yhat0`, `yhat1`, ...) on the original scale,
 aligned with the truth it estimates: for a next-step model, `yhat` in row t is the
-forecast of x[t] made from x[0..t-1], so row 0 has none. A step is scored when its row
-index within its series is at least `warmup` and its truth is known.
+forecast of x[t] made from x[0..t-1], so row 0 has none (nor the first `--diff` steps
+that only feed the differencing). A step is scored when its row index within its series
+is at least `warmup` and its truth is known; the naive forecasts are scored on the same
+steps (see metrics.py).
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +19,30 @@ from .checkpoint import build_model, load_checkpoint
 from .dataset import MAPPING, NEXT_STEP, predicted
 from .errors import RunFailed, SeqtoolError
 from .limits import check, check_all, fits_in_memory
+from .metrics import naive_forecasts, report, scale, score
 from .scaling import Scaling, check_magnitude
 from .tables import TABLE_FORMATS, SeriesTable, as_table, numbered, read_series, write_table
 
 
 class Model:
-    """A checkpoint ready to run: network, standardisation, column names."""
+    """A checkpoint ready to run: network, transform (differencing, standardisation),
+    column names, season."""
 
     def __init__(self, path: str | Path):
-        self.path = str(path)
         ckpt = load_checkpoint(path)
-        self.net = build_model(ckpt, name=self.path)
-        self.scaling = Scaling.from_dict(ckpt["norm"])
-        self.x_names = list(ckpt["data"]["x_names"])
-        self.y_names = list(ckpt["data"]["y_names"])
-        self.task = ckpt["data"]["task"]
+        self._setup(build_model(ckpt, name=str(path)), Scaling.from_dict(ckpt["norm"]), ckpt["data"], str(path))
+
+    @classmethod
+    def of(cls, net, scaling: Scaling, info: dict, name: str = "the model") -> Model:
+        """A network in memory (training's own, at the end of a run) as a Model."""
+        m = cls.__new__(cls)
+        m._setup(net.eval(), scaling, info, name)
+        return m
+
+    def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
+        self.path, self.net, self.scaling = path, net, scaling
+        self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
+        self.task, self.season = info["task"], info.get("season")
         self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
 
     def read(self, data) -> SeriesTable:
@@ -50,13 +59,26 @@ class Model:
         series = read_series(table, self.x_names, self.y_names if has_truth else [])
         for name in series.x_names + series.y_names:  # the truth the metrics square
             check_magnitude(series.columns[name], name, series.source)
+        short = np.flatnonzero(series.lengths <= self.scaling.diff.order)
+        if len(short):
+            raise SeqtoolError(
+                f"{series.source}: series {series.ids[short[0]]!r} has {series.lengths[short[0]]} steps; "
+                f"the model differences at lags {self.scaling.diff} (--diff), "
+                f"so a series needs more than {self.scaling.diff.order}"
+            )
         return series
 
-    def inputs(self, table: SeriesTable):
-        """The table's inputs on the model's scale, [rows, F] float32."""
+    def view(self, table: SeriesTable):
+        """What the network reads: the inputs differenced and standardised ([rows', F]
+        float32, each series without its first `order` steps) and the series' lengths."""
         import torch
 
-        return torch.from_numpy(self.scaling.inputs(table.x, self.x_names, table.source))
+        x, order = table.x, self.scaling.diff.order
+        if order:
+            step = _ranges(np.zeros_like(table.lengths), table.lengths)
+            x = self.scaling.diff.difference(x)[step[order:] >= order]
+        z = self.scaling.inputs(x, self.x_names, table.source)
+        return torch.from_numpy(z), table.lengths - order
 
     def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False):
         """Point forecasts [rows, n_out] over series stored end to end (`over_series`),
@@ -67,8 +89,9 @@ class Model:
         return self.net.head.point(out), state
 
     def outputs(self, out, what: str, expected: np.ndarray | None = None) -> np.ndarray:
-        """Outputs on the table's scale; outputs that are not finite numbers (in the rows
-        `expected` to hold one: all by default) are a failed run."""
+        """Outputs on the table's scale (differenced, for a model with --diff); outputs that
+        are not finite numbers (in the rows `expected` to hold one: all by default) are a
+        failed run."""
         values = self.scaling.outputs(out.double().numpy())
         bad = ~np.isfinite(values) if expected is None else ~np.isfinite(values) & expected[:, None]
         if bad.any():
@@ -78,12 +101,47 @@ class Model:
             )
         return values
 
+    def one_step(self, table: SeriesTable) -> np.ndarray:
+        """Teacher-forced forecasts [rows, G] on the original scale, in the rows of the truth
+        they estimate (NaN where there is none: a next-step series' first 1 + order rows)."""
+        z, lengths = self.view(table)
+        out, _ = self.teacher_forced(z, lengths)
+        values = self.outputs(out, "predictions")
+        if self.task == MAPPING:
+            return values
+        order, starts = self.scaling.diff.order, table.offsets[:-1]
+        d = np.full((len(table.x), values.shape[1]), np.nan)
+        model_starts = np.cumsum(lengths) - lengths
+        d[_ranges(starts + order + 1, lengths - 1)] = values[_ranges(model_starts, lengths - 1)]
+        return self.scaling.diff.undo(d, table.x)
+
+    def baselines(self, table: SeriesTable, origin: np.ndarray, season: int | None):
+        """The naive and seasonal naive forecasts of every row of `table`, knowing each
+        series' steps before `origin` (per row); None for a mapping model (its targets are
+        not a series it reads)."""
+        if self.task == MAPPING:
+            return None, None
+        start = np.repeat(table.offsets[:-1], table.lengths)
+        return naive_forecasts(table.x, start, _positions(table.lengths), origin, season)
+
+    def season_of(self, season: int | None, lengths: np.ndarray) -> int | None:
+        """The season the naive forecasts use: the one asked for, else the model's."""
+        check_all(season=season)
+        season = season or self.season
+        if season is not None and season >= int(lengths.max()):
+            raise SeqtoolError(
+                f"season {season} is as long as the longest series ({int(lengths.max())} steps): "
+                f"no seasonal naive forecast can be made; give a shorter --season"
+            )
+        return season
+
 
 def predict(
     model: str | Path,
     data=None,
     *,
     warmup: int = 0,
+    season: int | None = None,
     metrics: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
@@ -94,20 +152,16 @@ def predict(
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = Model(model)
     table = m.read(data)
-    out, _ = m.teacher_forced(m.inputs(table), table.lengths)
-    values = m.outputs(out, "predictions")
-    starts = table.offsets[:-1]
-    if m.task == NEXT_STEP:  # the output at step t forecasts x[t+1]: move it to row t+1
-        yhat = np.roll(values, 1, axis=0)
-        yhat[starts] = np.nan
-        truth = table.x
-    else:
-        yhat, truth = values, table.y
+    season = m.season_of(season, table.lengths)
+    yhat = m.one_step(table)
+    truth = table.x if m.task == NEXT_STEP else table.y
     result = _with_columns(table, dict(zip(m.yhat_names, yhat.T)))
-    step_in_series = _ranges(np.zeros_like(table.lengths), table.lengths)
-    scores = _score(yhat, truth, step_in_series >= warmup)
+    step = _positions(table.lengths)
+    naive, seasonal = m.baselines(table, step, season)
+    denominator = _denominator(table, truth, np.ones(len(step), dtype=bool))
+    scores = _scores(yhat, truth, step >= warmup, naive, seasonal, denominator, season)
     scores.update(warmup=warmup, mode="teacher-forced")
-    _report("predict", scores, metrics, quiet)
+    report("predict", scores, f"teacher-forced, warm-up {warmup}", metrics, quiet)
     _write(result, output)
     return result, scores
 
@@ -119,6 +173,7 @@ def rollout(
     warmup: int | None = None,
     steps: int | None = None,
     horizon: int = 0,
+    season: int | None = None,
     metrics: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
@@ -130,44 +185,89 @@ def rollout(
     if steps is not None and horizon:
         raise SeqtoolError("give --steps or --horizon, not both")
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
-    m = Model(model)
-    if m.task != NEXT_STEP:
-        raise SeqtoolError(
-            f"{m.path} maps inputs to targets ({', '.join(m.y_names)}), so its outputs cannot be "
-            f"fed back as inputs; rollout needs a next-step model (trained without a target "
-            f"column): use seqtool predict"
-        )
+    m = next_step_model(model)
     table = m.read(data)
-    lengths = table.lengths
-    if warmup is None:
-        k = lengths if horizon else np.minimum(lengths, 10)
-    else:
-        short = np.flatnonzero(lengths < warmup)
-        if len(short):
-            raise SeqtoolError(
-                f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than "
-                f"--warmup {warmup}"
-            )
-        k = np.full(len(lengths), warmup)
-    free = np.full(len(lengths), steps) if steps is not None else lengths - k + horizon
+    season = m.season_of(season, table.lengths)
+    k = _warmups(m, table, warmup, horizon)
+    free = np.full(len(k), steps) if steps is not None else table.lengths - k + horizon
     total = k + free
     width = len(table.columns) + len(m.yhat_names) + 2
     fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")
 
     yhat = _roll(m, table, k, free)
     result = _extend(table, total, dict(zip(m.yhat_names, yhat.T)))
-    step_in_series = _ranges(np.zeros_like(total), total)
-    result.columns["phase"] = np.where(step_in_series < np.repeat(k, total), "warmup", "free")
-    scores = _score(yhat, result.x, step_in_series >= np.repeat(k, total))
+    step, first_free = _positions(total), np.repeat(k, total)
+    result.columns["phase"] = np.where(step < first_free, "warmup", "free")
+    start = np.repeat(table.offsets[:-1], total)
+    naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
+    denominator = _denominator(table, table.x, _positions(table.lengths) < np.repeat(k, table.lengths))
+    scores = _scores(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
-    _report("rollout", scores, metrics, quiet)
+    report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     _write(result, output)
     return result, scores
 
 
+def next_step_model(path: str | Path) -> Model:
+    """A model whose outputs can be fed back as its inputs; a mapping model is refused."""
+    m = Model(path)
+    if m.task != NEXT_STEP:
+        raise SeqtoolError(
+            f"{m.path} maps inputs to targets ({', '.join(m.y_names)}), so its outputs cannot be "
+            f"fed back as inputs; free running needs a next-step model (trained without a target "
+            f"column): use seqtool predict"
+        )
+    return m
+
+
+def _warmups(m: Model, table: SeriesTable, warmup: int | None, horizon: int) -> np.ndarray:
+    """Steps of warm-up per series: `warmup`, or by default 10 (all of it with a horizon);
+    never fewer than the differencing needs (its order, plus one step the network reads)."""
+    lengths, need = table.lengths, m.scaling.diff.order + 1
+    if warmup is None:
+        return lengths if horizon else np.minimum(lengths, max(10, need))
+    if warmup < need:
+        raise SeqtoolError(
+            f"--warmup {warmup}: the model differences at lags {m.scaling.diff} "
+            f"(--diff), so it needs at least {need} steps of warm-up"
+        )
+    short = np.flatnonzero(lengths < warmup)
+    if len(short):
+        raise SeqtoolError(
+            f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than "
+            f"--warmup {warmup}"
+        )
+    return np.full(len(lengths), warmup)
+
+
 def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Forecasts for the first k + free rows of each series, end to end ([rows, F]; row r
-    of a series holds the forecast of row r, row 0 none).
+    """Forecasts for the first k + free rows of each series, end to end ([rows, F] on the
+    original scale; row r of a series holds the forecast of row r, the first 1 + order
+    rows none): the network's (`_free_run`), with the differencing undone, from the true
+    values during the warm-up and from its own forecasts after."""
+    z, lengths = m.view(table)
+    order = m.scaling.diff.order
+    forecast, expected = _free_run(m, z, lengths, k - order, free)
+    d = m.outputs(forecast, "forecasts", expected)
+    if not order:
+        return d
+    total = k + free
+    out = np.full((int(total.sum()), d.shape[1]), np.nan)
+    out_starts = np.cumsum(total) - total
+    out[_ranges(out_starts + order, total - order)] = d
+    warm = _ranges(out_starts, k)
+    out[warm] = m.scaling.diff.undo(out[warm], table.x[_ranges(table.offsets[:-1], k)])
+    last = table.x[_ranges(table.offsets[:-1] + k - order, np.full_like(k, order))].reshape(len(k), order, -1)
+    running = np.arange(int(free.max(initial=0)))[None, :] < free[:, None]
+    steps = np.zeros(running.shape + d.shape[1:])
+    steps[running] = out[_ranges(out_starts + k, free)]
+    out[_ranges(out_starts + k, free)] = m.scaling.diff.integrate(last, steps)[running]
+    return out
+
+
+def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray):
+    """The network's forecasts for the first k + free of its rows `z` of each series (series
+    i: lengths[i] rows end to end), on its scale, and which rows hold one (all but the first).
 
     Warm-up: each series' first k rows, teacher-forced, which also gives
     the state after its k-th observed step and its first free forecast. Free running: all
@@ -182,8 +282,8 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
 
     total = k + free
     starts = np.cumsum(total) - total  # of each series in the output
-    z = m.inputs(table)[torch.from_numpy(_ranges(table.offsets[:-1], k))]
-    warm, state = m.teacher_forced(z, k, final_state=True)
+    model_starts = np.cumsum(lengths) - lengths
+    warm, state = m.teacher_forced(z[torch.from_numpy(_ranges(model_starts, k))], k, final_state=True)
     forecast = torch.full((int(total.sum()), len(m.x_names)), float("nan"))
     keep = _ranges(np.zeros_like(k), k) < np.repeat(total - 1, k)  # the k-th output: only if a free row follows
     forecast[torch.from_numpy(_ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]
@@ -208,7 +308,22 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
         forecast[torch.from_numpy(rows)] = torch.cat(outs)
     expected = np.ones(len(forecast), dtype=bool)
     expected[starts] = False
-    return m.outputs(forecast, "forecasts", expected)
+    return forecast, expected
+
+
+def _positions(lengths: np.ndarray) -> np.ndarray:
+    """Each row's step index within its series, end to end."""
+    return _ranges(np.zeros_like(lengths), lengths)
+
+
+def _denominator(table: SeriesTable, truth: np.ndarray | None, history: np.ndarray) -> np.ndarray | None:
+    """MASE's scale: the mean one-step change of the truth over each series' known history."""
+    return None if truth is None else scale(truth, table.offsets, history)
+
+
+def _scores(yhat, truth, scored, naive, seasonal, denominator, season) -> dict:
+    scores = score(yhat, truth, scored, naive, seasonal, denominator)
+    return {**scores, "season": season}
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -219,35 +334,6 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def _write(table: SeriesTable, output) -> None:
     if output is not None:
         write_table(table, output)
-
-
-def _score(yhat: np.ndarray, truth: np.ndarray | None, scored: np.ndarray) -> dict:
-    """MSE, RMSE and MAE on the original scale over the scored rows with a known truth."""
-    if truth is None:
-        return {"steps": 0, "mse": None, "rmse": None, "mae": None}
-    e = (yhat - truth)[scored]
-    e = e[~np.isnan(e)]
-    if e.size == 0:
-        return {"steps": 0, "mse": None, "rmse": None, "mae": None}
-    with np.errstate(over="ignore"):  # forecasts far off: an MSE of inf, reported as such
-        mse = float(np.mean(e**2))
-    return {"steps": int(e.size), "mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(e)))}
-
-
-def _report(command: str, scores: dict, path: str | Path | None, quiet: bool) -> None:
-    if path is not None:
-        outputs.write_json(path, scores)
-    if quiet:
-        return
-    if scores["mse"] is None:
-        print(f"seqtool: {command}: no known targets to score", file=sys.stderr)
-        return
-    print(
-        f"seqtool: {command} ({scores['mode']}, warm-up {scores['warmup']}): "
-        f"MSE {scores['mse']:.3g}  RMSE {scores['rmse']:.3g}  MAE {scores['mae']:.3g} "
-        f"over {scores['steps']} steps",
-        file=sys.stderr,
-    )
 
 
 def _with_columns(table: SeriesTable, new: dict[str, np.ndarray]) -> SeriesTable:

@@ -65,6 +65,7 @@ LIMITS: dict[str, Limit] = {
     # shared
     "seed": _int("seed", 0, 2**32 - 1),  # numpy's and torch's generators take it as it is
     "threads": _int("threads", 1, _cores()),
+    "season": _int("season", 1, BILLION),
     # train (and gradnorm's fresh models)
     "hidden": _int("hidden", 1, 4096),
     "layers": _int("layers", 1, 16),
@@ -84,6 +85,7 @@ LIMITS: dict[str, Limit] = {
     "rollout_warmup": _int("warmup", 1, BILLION),
     "free_steps": _int("steps", 0, BILLION),
     "horizon": _int("horizon", 0, BILLION),
+    "backtest_horizon": _int("horizon", 1, 1_000_000),
     # gradnorm
     "init_scale": _real("init-scale", 0, 1000, lo_open=True),
     "forget_bias": _real("forget-bias", -100, 100),
@@ -106,6 +108,9 @@ LIMITS: dict[str, Limit] = {
     "lorenz_dt": _real("dt", 0.001, 1),  # at most 100 RK4 steps a sample, 10,000 to reach the attractor
     "tau": _real("tau", 0, 1000, lo_open=True),
     "mg_dt": _real("dt", 0.1, 10),  # at most 100 Euler steps a sample
+    "period": _int("period", 2, 1_000_000),
+    "slope": _real("slope", -1e6, 1e6),
+    "amplitude": _real("amplitude", 0, 1e6),
 }
 
 

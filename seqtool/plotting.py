@@ -29,6 +29,7 @@ MAX_PANELS = 6
 KINDS = {
     "log": ("epoch", "step", "train_loss"),
     "gradnorm": ("cell", "layer", "t", "grad_norm"),
+    "backtest": ("origin", "h", "yhat"),
     "rollout": ("yhat", "phase"),
     "predict": ("yhat",),
     "series": ("x",),
@@ -39,6 +40,9 @@ DRAWN = {  # the numeric columns each non-series kind draws
     "log": ("step", "train_loss", "val_loss", "lr", "grad_norm", "clipped"),
     "gradnorm": ("t", "grad_norm", "grad_norm_lo", "grad_norm_hi"),
 }
+NOT_TRUTH = ("series", "t", "phase", "origin", "h")  # besides the forecasts (FORECAST)
+FORECAST = re.compile(r"(yhat|naive|seasonal_naive)\d*(_lo|_hi)?")
+FORECASTERS = {"yhat": "model", "naive": "naive", "seasonal_naive": "seasonal naive"}  # backtest's columns, legend
 
 
 def kind_of(table: Table, inputs_named: bool = False) -> str:
@@ -53,6 +57,8 @@ def kind_of(table: Table, inputs_named: bool = False) -> str:
         return "log"
     if {"cell", "layer", "t", "grad_norm"} <= names:
         return "gradnorm"
+    if yhat and {"origin", "h"} <= names:
+        return "backtest"
     if yhat and "phase" in names:
         return "rollout"
     if yhat:
@@ -66,16 +72,62 @@ def kind_of(table: Table, inputs_named: bool = False) -> str:
     )
 
 
+def truth_columns(table: Table, x: str | Sequence[str] | None = None) -> list[str]:
+    """The columns holding the truth that a table's yhat columns estimate, so that predict,
+    rollout and backtest tables of a model trained with `--x value` plot without `--x` again.
+
+    In order: `x` (as --x, "a,b" or a list); the inputs an npz remembers; `x` or x0, x1, ...;
+    else the numeric columns that are none of series, t, phase, origin, h and the forecasts
+    (yhat*, naive*, seasonal_naive*, their _lo/_hi), in table order, which must be as many
+    as the yhat columns: anything else is refused, naming the candidates.
+    """
+    names = list(table.columns)
+    if x is not None:
+        picked = [c.strip() for c in x.split(",") if c.strip()] if isinstance(x, str) else list(x)
+        for name in picked:
+            if name not in names:
+                raise SeqtoolError(f"{table.source}: no column {name!r} for --x (columns: {', '.join(names)})")
+        return picked
+    remembered = table.roles.get("x")
+    if remembered and all(n in names for n in remembered):
+        return list(remembered)
+    if of_role(names, "x"):
+        return of_role(names, "x")
+    found, yhat = _candidates(table), _yhat_names(table)
+    if len(found) != len(yhat):
+        raise SeqtoolError(
+            f"{table.source}: cannot tell which columns are the truth of {', '.join(yhat)}: "
+            f"{len(yhat)} forecast column(s), {len(found)} numeric candidate(s) ({', '.join(found) or 'none'}); "
+            f"name them with --x COLS (and a mapping model's targets with --y COLS)"
+        )
+    return found
+
+
+def _candidates(table: Table) -> list[str]:
+    """Numeric columns that are neither ids, times, phases nor forecasts: the possible truths."""
+    return [n for n in table.columns if n not in NOT_TRUTH and not FORECAST.fullmatch(n) and _numeric(table, n)]
+
+
+def _numeric(table: Table, name: str) -> bool:
+    try:
+        table.numbers(name, missing_ok=True)
+    except SeqtoolError:
+        return False  # dates, strings
+    return True
+
+
 @dataclass
 class _Plan:
     """What one figure draws, checked before anything is drawn: the kind, the tables (and
-    for series kinds, the series views and the ids of the panels)."""
+    for series kinds, the series views; for backtests, the truth columns of each table;
+    and the ids of the panels)."""
 
     kind: str
     inputs: list[tuple[str, Table]]
     views: list[tuple[str, SeriesTable]] | None = None
     ids: list[str] | None = None
     picked: bool = False
+    truths: list[list[str]] | None = None
 
 
 def _plan(inputs, series=None, x=None, y=None) -> _Plan:
@@ -87,13 +139,46 @@ def _plan(inputs, series=None, x=None, y=None) -> _Plan:
         for _, table in inputs:
             _drawable(table, DRAWN[kind])
         return _Plan(kind, list(inputs))
-    views = [
-        (label, read_series(t, x, y if kind == "series" else _targets(t), missing_inputs=True))
-        for label, t in inputs
-    ]
+    if kind == "backtest":
+        return _plan_backtest(list(inputs), series, x)
+    views = [(label, _view(t, kind, x, y)) for label, t in inputs]
     for _, view in views:
         _drawable(view, [*view.x_names, *view.y_names, *_yhat_names(view), "t"])
-    return _Plan(kind, list(inputs), views, _pick_series(views[0][1], series), bool(series))
+    ids = _pick_series(views[0][1].ids, views[0][1].source, series)
+    return _Plan(kind, list(inputs), views, ids, bool(series))
+
+
+def _view(table: Table, kind: str, x, y) -> SeriesTable:
+    """The table read as series. A predict or rollout table's truth is its targets (--y, those
+    an npz remembers, y or y0, ...), else its inputs, found by `truth_columns` unless --x."""
+    if kind == "series":
+        return read_series(table, x, y, missing_inputs=True)
+    if y is not None:
+        ys = [c.strip() for c in y.split(",") if c.strip()] if isinstance(y, str) else list(y)
+    else:
+        remembered = table.roles.get("y")
+        ys = list(remembered) if remembered and all(n in table.columns for n in remembered) else _targets(table)
+    if x is None and not ys:
+        x = truth_columns(table)
+    elif x is None and not table.roles.get("x") and not of_role(list(table.columns), "x"):
+        x = [n for n in _candidates(table) if n not in ys] or None  # a mapping model's inputs
+    return read_series(table, x, ys, missing_inputs=True)
+
+
+def _plan_backtest(inputs: list[tuple[str, Table]], series, x) -> _Plan:
+    """Check each backtest table's numbers (origin, h, t, truths, forecasts) before drawing."""
+    truths = []
+    for _, table in inputs:
+        names = truth_columns(table, x)
+        drawn = ["origin", "h", *names, *(n for n in table.columns if FORECAST.fullmatch(n))]
+        for name in ("origin", "h"):
+            table.numbers(name)
+        if "t" in table.columns and _times(table).dtype.kind == "f":
+            drawn.append("t")
+        _drawable(table, drawn)
+        truths.append(names)
+    ids = _pick_series(_backtest_ids(inputs[0][1]), inputs[0][1].source, series, default=1)
+    return _Plan("backtest", inputs, ids=ids, picked=bool(series), truths=truths)
 
 
 @dataclass
@@ -126,6 +211,10 @@ def _draw(plan: _Plan, look: Look):
         panels = 3 if kind == "log" else 1
         fig = Figure(figsize=_inches(size, (900, 250 * panels + 100), dpi), dpi=dpi)
         (_draw_log if kind == "log" else _draw_gradnorm)(fig, inputs, logy)
+    elif kind == "backtest":
+        panels = 1 + (len(plan.ids) if len(inputs) == 1 else 0)
+        fig = Figure(figsize=_inches(size, (900, 300 * panels + 100), dpi), dpi=dpi)
+        _draw_backtest(fig, plan, logy)
     else:
         views, ids = plan.views, plan.ids
         rows = math.ceil(len(ids) / 2) if len(ids) > 1 else 1
@@ -137,7 +226,7 @@ def _draw(plan: _Plan, look: Look):
         total = len(views[0][1].lengths)
         if len(ids) < total and not plan.picked:
             fig.text(0.99, 0.005, f"{len(ids)} of {total} series (--series to pick)", ha="right", va="bottom", fontsize=8, color="gray")
-    what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout",
+    what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout", "backtest": "backtest",
             "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
     source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
     fig.suptitle(look.title or (what if source == "<stdin>" else f"{what}: {_literal(source)}"))
@@ -313,13 +402,12 @@ def _yhat_names(table) -> list[str]:
     return of_role(list(table.columns), "yhat")
 
 
-def _pick_series(view, chosen: Sequence[str] | None) -> list[str]:
-    ids = view.ids
+def _pick_series(ids: list[str], source: str, chosen: Sequence[str] | None, default: int = MAX_PANELS) -> list[str]:
     if not chosen:
-        return ids[:MAX_PANELS]
+        return ids[:default]
     missing = [c for c in chosen if c not in ids]
     if missing:
-        raise SeqtoolError(f"{view.source}: no series {missing[0]!r} for --series (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})")
+        raise SeqtoolError(f"{source}: no series {missing[0]!r} for --series (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})")
     return list(chosen)
 
 
@@ -343,8 +431,25 @@ def _panels(fig, rows: int, cols: int, count: int, error_strips: bool = False):
 def _time(view, i: int) -> tuple[np.ndarray, str]:
     rows = slice(view.offsets[i], view.offsets[i + 1])
     if "t" in view.columns:
-        return np.asarray(view.columns["t"][rows], dtype=float), "t"
+        return _times(Table({"t": view.columns["t"][rows]}, view.source)), "t"
     return np.arange(view.lengths[i]), "step"
+
+
+def _times(table: Table) -> np.ndarray:
+    """Column `t` as float64, or as datetime64 where it holds dates (matplotlib draws both);
+    a backtest table without `t` has its step index, origin + h - 1."""
+    if "t" not in table.columns:
+        return table.numbers("origin") + table.numbers("h") - 1
+    try:
+        return table.numbers("t")
+    except SeqtoolError as not_a_number:
+        try:
+            dates = np.asarray(table.columns["t"]).astype("datetime64")
+        except (ValueError, TypeError):
+            raise not_a_number from None
+        if np.isnat(dates).any():
+            raise not_a_number from None
+        return dates
 
 
 def _rows(view, sid: str) -> tuple[int, slice]:
@@ -371,6 +476,16 @@ def _style(ax, logy: bool, xlabel: str) -> None:
     ax.set_xlabel(xlabel)
 
 
+def _date_ticks(ax, t: np.ndarray) -> None:
+    """Short date labels that do not run into each other, where time is dates."""
+    if t.dtype.kind == "M":
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
 def _draw_series(fig, views, ids, rows, cols, logy) -> None:
     several = len(views) > 1
     for k, (ax, _) in enumerate(_panels(fig, rows, cols, len(ids))):
@@ -387,6 +502,7 @@ def _draw_series(fig, views, ids, rows, cols, logy) -> None:
                 ax.plot(t, values, "o" if sparse else "--", lw=1.4, ms=6, label=f"{label}: {_literal(name)}" if several else f"{_literal(name)} (target)")
         ax.set_title(f"series {_literal(ids[k])}", fontsize=10)
         _style(ax, logy, xlabel)
+        _date_ticks(ax, t)
         if k == 0:
             _legend(fig, ax)
 
@@ -514,3 +630,80 @@ def _draw_gradnorm(fig, inputs, logy) -> None:
     ax.set_ylabel("||dL/dh_t||")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=9, loc="best")
+
+
+def mae_by_h(table: Table, truths: Sequence[str], forecasts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A backtest's mean absolute error per step ahead: the values of h, and for each the mean
+    of |forecasts[j] - truths[j]| over every row with a known truth (all series, all origins,
+    all truth columns alike). A forecast with no truth, or no value, counts for nothing."""
+    steps, index = np.unique(table.numbers("h"), return_inverse=True)
+    sums, counts = np.zeros(len(steps)), np.zeros(len(steps))
+    for j, name in enumerate(forecasts):
+        error = np.abs(table.numbers(name, True) - table.numbers(truths[min(j, len(truths) - 1)], True))
+        known = ~np.isnan(error)
+        sums += np.bincount(index[known], weights=error[known], minlength=len(steps))
+        counts += np.bincount(index[known], minlength=len(steps))
+    return steps, np.divide(sums, counts, out=np.full(len(steps), np.nan), where=counts > 0)
+
+
+def _backtest_ids(table: Table) -> list[str]:
+    if "series" not in table.columns:
+        return ["0"]
+    return list(dict.fromkeys(np.asarray(table.columns["series"]).astype(str).tolist()))
+
+
+def _draw_backtest(fig, plan: _Plan, logy: bool) -> None:
+    """The error against h for each forecaster; with one table, a panel per series drawn
+    with the truth and the forecasts of a few origins."""
+    ids = plan.ids if len(plan.inputs) == 1 else []
+    axes = fig.subplots(1 + len(ids), 1, squeeze=False).ravel()
+    _draw_errors(axes[0], plan.inputs, plan.truths, logy)
+    table = plan.inputs[0][1]
+    for ax, sid in zip(axes[1:], ids):
+        _draw_origins(ax, table, plan.truths[0], sid, logy)
+    total = len(_backtest_ids(table))
+    if ids and len(ids) < total and not plan.picked:
+        fig.text(0.99, 0.005, f"{len(ids)} of {total} series (--series to pick)", ha="right", va="bottom", fontsize=8, color="gray")
+
+
+def _draw_errors(ax, inputs, truths, logy: bool) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    several = len(inputs) > 1
+    looks = {"yhat": ("-", "o"), "naive": ("--", "s"), "seasonal_naive": (":", "^")}
+    for n, ((label, table), names) in enumerate(zip(inputs, truths)):
+        for prefix, name in FORECASTERS.items():
+            columns = of_role(list(table.columns), prefix)
+            if not columns or (n > 0 and prefix != "yhat"):
+                continue  # the naive forecasts of the first table stand for all
+            steps, mae = mae_by_h(table, names, columns)
+            line, marker = looks[prefix]
+            color = (f"C{n}" if several else PRED) if prefix == "yhat" else TRUTH
+            text = _literal(label) if several and prefix == "yhat" else name
+            ax.plot(steps, mae, line, marker=marker, color=color, lw=1.6, ms=5, label=text)
+    ax.set_ylabel("mean absolute error")
+    ax.set_title("error by steps ahead (all series, all origins)", fontsize=10)
+    _style(ax, logy, "steps ahead h")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="best")
+
+
+def _draw_origins(ax, table: Table, truths: list[str], sid: str, logy: bool) -> None:
+    """The truth of one series over time, and the forecasts of at most 6 origins, evenly spaced."""
+    rows = np.ones(len(table), bool) if "series" not in table.columns else np.asarray(table.columns["series"]).astype(str) == sid
+    t, origin, h = _times(table)[rows], table.numbers("origin")[rows], table.numbers("h")[rows]
+    _, first = np.unique(t, return_index=True)
+    for j, name in enumerate(truths):
+        ax.plot(t[first], table.numbers(name, True)[rows][first], color=TRUTH, lw=3, alpha=0.45, label="truth" if j == 0 else None)
+    origins = np.unique(origin)
+    shown = origins[np.unique(np.linspace(0, len(origins) - 1, min(len(origins), MAX_PANELS)).round().astype(int))]
+    for k, o in enumerate(shown):
+        at = np.flatnonzero(origin == o)
+        at = at[np.argsort(h[at], kind="stable")]
+        for j, name in enumerate(_yhat_names(table)):
+            yhat = table.numbers(name, True)[rows][at]
+            ax.plot(t[at], yhat, color=f"C{k}", lw=1.3, marker=".", ms=4, label=f"origin {o:g}" if j == 0 else None)
+    ax.set_title(f"series {_literal(sid)}: forecasts from {len(shown)} of {len(origins)} origins", fontsize=10)
+    _style(ax, logy, "t")
+    _date_ticks(ax, t)
+    ax.legend(fontsize=8, loc="best", ncol=2)

@@ -1,5 +1,5 @@
-"""The one transform between the table's scale and the model's (`Scaling`), and the
-representable-range rules it enforces."""
+"""The one transform between the table's scale and the model's (`Scaling`): differencing
+(optional), then standardisation; and the representable-range rules it enforces."""
 
 from __future__ import annotations
 
@@ -12,43 +12,52 @@ from .errors import SeqtoolError
 MAX_MAGNITUDE = 1e150  # squared errors of values up to this stay finite in float64
 MIN_SPREAD = 1e-150  # ... and those of a spread down to this stay above zero
 CONSTANT = 2.0**-46  # a spread within ~64 rounding steps of the values is no spread at all
+STATS = ("x_mean", "x_std", "y_mean", "y_std")
 
 
 @dataclass
 class Scaling:
-    """The transform between a table's scale and the model's, both ways: today each
-    column standardised by the mean and std of the training split. Fitted by `train`,
+    """The transform between a table's scale and the model's, both ways: a next-step
+    series differenced at `lags` in turn (`--diff 1,12`: d = (1 - B^12)(1 - B) x), then
+    each column standardised by the mean and std of the training split. Fitted by `train`,
     stored in the checkpoint (its `norm` section) and restored from it by every command
-    that runs the model; nothing else scales values. A transform that needs more (the
-    differencing of a trending series) is a step of this object, stored with it."""
+    that runs the model; nothing else scales values. The differencing is `diff`; the
+    statistics are those of the differenced series."""
 
     x_mean: np.ndarray
     x_std: np.ndarray
     y_mean: np.ndarray
     y_std: np.ndarray
+    lags: tuple[int, ...] = ()
 
     @classmethod
     def fit(
         cls, xs: list[np.ndarray], ys: list[np.ndarray], next_step: bool,
         x_names: list[str] | None = None, y_names: list[str] | None = None, source: str = "table",
+        lags: tuple[int, ...] = (),
     ) -> Scaling:  # fmt: skip
-        """Statistics of the training split. A column whose values or spread cannot be
-        represented (see `_moments`) is refused, naming it. A next-step model's outputs are
-        fed back as its inputs: one scale for both."""
+        """Statistics of the training split (already differenced at `lags`). A column whose
+        values or spread cannot be represented (see `_moments`) is refused, naming it. A
+        next-step model's outputs are fed back as its inputs: one scale for both."""
         x_mean, x_std = _moments(np.concatenate(xs), x_names, source)
         if next_step:
-            return cls(x_mean, x_std, x_mean.copy(), x_std.copy())
+            return cls(x_mean, x_std, x_mean.copy(), x_std.copy(), tuple(lags))
         y_mean, y_std = _moments(np.concatenate(ys), y_names, source)
         return cls(x_mean, x_std, y_mean, y_std)
 
     def to_dict(self):
         import torch
 
-        return {k: torch.as_tensor(v, dtype=torch.float64) for k, v in self.__dict__.items()}
+        d = {k: torch.as_tensor(getattr(self, k), dtype=torch.float64) for k in STATS}
+        return {**d, "lags": list(self.lags)} if self.lags else d
 
     @classmethod
     def from_dict(cls, d) -> Scaling:
-        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in ("x_mean", "x_std", "y_mean", "y_std")})
+        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in STATS}, lags=tuple(d.get("lags", ())))
+
+    @property
+    def diff(self) -> Differencing:
+        return Differencing(self.lags)
 
     def inputs(self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32) -> np.ndarray:
         """Inputs [..., F] on the model's scale (float32 unless asked); a value too far from
@@ -63,6 +72,63 @@ class Scaling:
         """Model outputs [..., G] back on the table's scale, float64."""
         return np.asarray(out, dtype=np.float64) * self.y_std + self.y_mean
 
+
+@dataclass(frozen=True)
+class Differencing:
+    """Differencing at `lags` in turn: D = prod (1 - B^lag) = 1 - sum_k c_k B^k
+    (`coefficients`). It needs the `order` = sum(lags) values before a step, so the first
+    `order` steps of a series only feed it. Undone with the true past for a one-step
+    forecast (`undo`), and with its own forecasts for a free run (`integrate`)."""
+
+    lags: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self.lags))
+
+    @property
+    def order(self) -> int:
+        """Steps at the start of a series that only feed the differencing."""
+        return sum(self.lags)
+
+    def coefficients(self) -> np.ndarray:
+        """c[0..order]: D x[t] = x[t] - sum_{k>=1} c[k] x[t-k] (c[0] unused, 0)."""
+        poly = np.array([1.0])
+        for lag in self.lags:
+            step = np.zeros(lag + 1)
+            step[0], step[lag] = 1.0, -1.0
+            poly = np.convolve(poly, step)
+        return np.concatenate([[0.0], -poly[1:]])
+
+    def difference(self, x: np.ndarray) -> np.ndarray:
+        """x [T, F] differenced at every step that has `order` steps before it: [T - order, F]."""
+        c, n = self.coefficients(), len(x) - self.order
+        d = x[self.order :].copy()
+        for k in range(1, self.order + 1):
+            if c[k]:
+                d -= c[k] * x[self.order - k : self.order - k + n]
+        return d
+
+    def undo(self, d: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """One-step forecasts: d [T, F] forecasts of the differenced series at every step of
+        x [T, F] (rows before `order` ignored), plus what the true past adds back."""
+        if not self.lags:
+            return d
+        out = np.full_like(d, np.nan)
+        out[self.order :] = d[self.order :] + x[self.order :] - self.difference(x)
+        return out
+
+    def integrate(self, last: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Free-running forecasts [B, n, F]: d [B, n, F] forecasts of the differenced series
+        for the n steps after `last` [B, order, F], the last true values, each step's value
+        built on the ones before (its own forecasts once past the known)."""
+        if not self.lags:
+            return d
+        c, p = self.coefficients(), self.order
+        buffer = np.concatenate([last, np.zeros_like(d)], axis=1)
+        for j in range(d.shape[1]):
+            past = buffer[:, j : p + j][:, ::-1]  # x[t-1], x[t-2], ..., x[t-p]
+            buffer[:, p + j] = d[:, j] + np.einsum("k,bkf->bf", c[1:], past)
+        return buffer[:, p:]
 
 def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per column, ignoring NaN (no target).

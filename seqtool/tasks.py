@@ -180,6 +180,27 @@ def mackey_glass(
     return SeriesTable.from_arrays(list(samples), t=t, source="mackey-glass")
 
 
+def trend(
+    n_series: int = 1, length: int = 240, seed: int = 0, period: int = 12,
+    slope: float = 0.05, amplitude: float = 1.0, noise: float = 0.1,
+) -> SeriesTable:  # fmt: skip
+    """A monthly-like series: x_t = slope t + amplitude sin(2 pi t / period + phase) + noise e_t,
+    t = 0, 1, 2, ..., the phase uniform in [0, 2*pi) per series, e_t white Gaussian.
+
+    No target column: next-step forecasting. The trend carries the series past its early
+    range (by default the last 24 steps lie above all of the first half), so a model
+    standardised on early data must extrapolate; the season moves x by more per step than
+    the noise does, so repeating the last value is a poor forecast next to knowing the season.
+    """
+    _check(n_series, length, period=period, slope=slope, amplitude=amplitude, noise=noise, seed=seed)
+    rng = np.random.default_rng(seed)
+    phases = rng.uniform(0, 2 * np.pi, (n_series, 1))
+    t = np.arange(length, dtype=np.float64)
+    x = slope * t + amplitude * np.sin(2 * np.pi * t / period + phases)
+    x += noise * rng.standard_normal(x.shape)
+    return SeriesTable.from_arrays(list(x), t=[t] * n_series, source="trend")
+
+
 # --- what `seqtool gen KIND` shows ---------------------------------------------------
 
 
@@ -241,6 +262,10 @@ COMMANDS: dict[str, Kind] = {
         Kind("mackey-glass", mackey_glass, "Chaos, univariate: the Mackey-Glass delay equation.",
              "seqtool gen mackey-glass --tau 30 -o mg.csv",
              (N_SERIES, LENGTH, SEED, Option("tau", "Delay; chaotic from about 17, {span}."), Option("dt", "Time between samples, {span}.", "mg_dt"))),
+        Kind("trend", trend, "A monthly-like series: linear trend, season and noise; forecasting must extrapolate.",
+             "seqtool gen trend --slope 0.1 --noise 0.2 -o trend.csv",
+             (N_SERIES, LENGTH, SEED, Option("period", "Steps per season, {span}."), Option("slope", "Trend per step, {span}."),
+              Option("amplitude", "Amplitude of the season, {span}."), NOISE)),
     )
 }  # fmt: skip
 KINDS: dict[str, Callable[..., SeriesTable]] = {name: kind.function for name, kind in COMMANDS.items()}

@@ -39,7 +39,7 @@ from .dataset import NEXT_STEP, Rows, inputs_and_targets, predicted, split, task
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, fits_in_memory
 from .outputs import writer_lock
-from .scaling import Scaling
+from .scaling import Differencing, Scaling
 from .tables import TABLE_FORMATS, SeriesTable, Table, read_series, write_table
 
 DEFAULT_OUT = "model.pt"
@@ -160,27 +160,35 @@ class _Data:
     rows: Rows
     val: Rows | None
     info: dict  # the checkpoint's "data": column names, task, source
+    held_out: tuple[list, list] | None = None  # next step: the validation series as read, their scored steps
 
 
 def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     """Targets, the split (`--val`), the standardisation of the training part. A split in
     which no step has a target is refused; validation is scored like training (no loss
-    during the burn-in)."""
+    during the burn-in). With --diff, the series are differenced first (next step only)."""
     task = task_of(table)
-    xs, ys = inputs_and_targets(table, task)
+    diff = Differencing(config.lags())
+    xs, ys = inputs_and_targets(table, task, diff)
     (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
     _has_targets(train_y, table, "training")
-    scaling = Scaling.fit(train_x, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source)
-    val = None
+    scaling = Scaling.fit(train_x, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff.lags)
+    val = held_out = None
     if val_x:
         val_y = [y.copy() for y in val_y]
         for y in val_y:
             y[: config.burn_in] = np.nan
         _has_targets(val_y, table, "validation", config.burn_in)
         val = Rows.of(val_x, val_y, scaling, table.x_names, table.source).to(device)
+        if task == NEXT_STEP:  # as read: the naive forecasts repeat the values, not their differences
+            originals = split(table.split(table.x), xs, config.val, config.seed)[1][0]
+            scored = [np.concatenate([np.zeros(diff.order + 1, bool), ~np.isnan(y[:-1]).any(axis=1)]) for y in val_y]
+            held_out = (originals, scored)
     info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
+    if config.season is not None:
+        info["season"] = config.season
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
-    return _Data(_fingerprint(xs, ys), scaling, rows, val, info)
+    return _Data(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
 
 
 class _Run:
@@ -243,7 +251,8 @@ def _fit(run: _Run) -> TrainResult:
         raise Interrupted(f"{_name(run.signals[0])} as the run ended: the finished run is saved to {run.out}")
     result = _result(run, stopped)
     if not run.quiet:
-        print(_summary(run, result), file=sys.stderr)
+        for line in [*_against_naive(run), _summary(run, result)]:
+            print(line, file=sys.stderr)
     return result
 
 
@@ -524,6 +533,29 @@ def _summary(run: _Run, r: TrainResult) -> str:
     if run.data.val is not None:
         text += f", val loss {r.val_loss:.3g} (best {run.best.val:.3g} at step {r.best_step})"
     return text + f" -> {run.out}"
+
+
+def _against_naive(run: _Run) -> list[str]:
+    """The saved model's one-step error on the validation steps, on the original scale,
+    beside the naive forecasts' on the same steps; and, where it loses, the likely remedy."""
+    from .inference import Model
+    from .metrics import line, remedy, score
+
+    if run.data.held_out is None:
+        return []
+    net = copy.deepcopy(run.model).cpu()
+    if run.best.weights is not None:
+        net.load_state_dict(run.best.weights)
+    m = Model.of(net, run.data.scaling, run.data.info, str(run.out))
+    originals, scored = run.data.held_out
+    table = SeriesTable.from_arrays(originals, run.data.info["x_names"])
+    naive, seasonal = m.baselines(table, np.concatenate([np.arange(len(x)) for x in originals]), m.season)
+    scores = score(m.one_step(table), table.x, np.concatenate(scored), naive, seasonal)
+    if scores["mae"] is None:
+        return []
+    lines = [f"seqtool: validation, one step ahead, original scale: {line(scores)} over {scores['steps']} steps"]
+    advice = remedy({**scores, "season": m.season}, m.scaling.diff.lags)
+    return lines + ([f"seqtool: {advice}"] if advice else [])
 
 
 def _name(signum: int) -> str:

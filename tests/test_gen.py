@@ -7,6 +7,8 @@ import io
 import json
 import subprocess
 import sys
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +156,63 @@ def test_mackey_glass_is_bounded_and_not_periodic(cli):
     assert np.corrcoef(x[:-lag], x[lag:])[0, 1] < 0.99  # chaotic: no lag repeats it
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_trend_ends_above_all_of_its_first_half(seed):
+    x = tasks.trend(n_series=50, seed=seed).x[:, 0].reshape(50, 240)
+    assert (x[:, -24:].min(axis=1) > x[:, :120].max(axis=1) + 1.0).all()  # a model must extrapolate
+
+
+def test_trend_season_shows_at_its_period():
+    for period in (12, 7):
+        x = tasks.trend(n_series=20, period=period, seed=3).x[:, 0].reshape(20, 240)
+        t = np.arange(240)
+        for series in x:
+            detrended = series - np.polyval(np.polyfit(t, series, 1), t)
+            assert np.corrcoef(detrended[:-period], detrended[period:])[0, 1] > 0.9
+            assert np.corrcoef(detrended[:-3], detrended[3:])[0, 1] < 0.7
+            assert (series[period:] - series[:-period]).std() < 0.5 * np.diff(series).std()
+        naive = np.mean(np.diff(x, axis=1) ** 2)
+        assert naive > 5 * 0.1**2  # repeating the last value is far worse than the noise floor
+
+
+def test_trend_is_slope_plus_a_sine_plus_the_asked_noise(cli):
+    table = gen(cli, "trend", "-n", "30", "--slope", "0.2", "--amplitude", "3", "--noise", "0", "--seed", "4")
+    t, x = table.columns["t"], table.x[:, 0]
+    assert table.x_names == ["x"] and table.y_names == [] and table.lengths.tolist() == [240] * 30
+    angle = 2 * np.pi * np.arange(240) / 12
+    basis = np.stack([np.sin(angle), np.cos(angle)], axis=1)
+    phases = []
+    for times, season in zip(table.split(t), table.split(x - 0.2 * t)):
+        np.testing.assert_array_equal(times, np.arange(240))
+        (a, b), *_ = np.linalg.lstsq(basis, season, rcond=None)
+        np.testing.assert_allclose(basis @ [a, b], season, atol=1e-9)  # a sine of period 12
+        assert np.hypot(a, b) == pytest.approx(3, abs=1e-9)
+        phases.append(np.arctan2(b, a))
+    assert np.ptp(np.mod(phases, 2 * np.pi)) > np.pi  # the phase differs between series
+    noisy = tasks.trend(n_series=30, slope=0.2, amplitude=3, noise=0.5, seed=4)
+    assert 0.48 < (noisy.x[:, 0] - x).std() < 0.52  # same phases, plus the noise
+
+
+def test_trend_same_seed_same_values_other_seed_differs():
+    first, again, other = (tasks.trend(n_series=3, seed=s).x for s in (5, 5, 6))
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_airline_csv_is_the_box_jenkins_series_g():
+    path = Path(__file__).resolve().parent.parent / "data" / "airline.csv"
+    lines = path.read_text().splitlines()
+    assert lines[0] == "date,value" and len(lines) == 1 + 144
+    dates = [date.fromisoformat(line.split(",")[0]) for line in lines[1:]]
+    months = [12 * (d.year - 1949) + d.month - 1 for d in dates]
+    assert months == list(range(144)) and {d.day for d in dates} == {1}
+    table = read_series(path, x="value")
+    values = table.x[:, 0]
+    assert table.lengths.tolist() == [144] and values.sum() == 40363
+    assert values[:12].tolist() == [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118]
+    assert values[-12:].tolist() == [417, 391, 419, 461, 472, 535, 622, 606, 508, 461, 390, 432]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_npz_equals_csv_for_every_kind(cli, tmp_path, kind):
     options = ["-n", "3", "--length", "60", "--seed", "9"]
@@ -179,6 +238,10 @@ def test_npz_equals_csv_for_every_kind(cli, tmp_path, kind):
         (["gen", "sine", "--noise", "-1"], ["--noise"]),
         (["gen", "integral", "--jump-prob", "2"], ["--jump-prob"]),
         (["gen", "multisine", "--freqs", "1,a"], ["--freqs"]),
+        (["gen", "trend", "--period", "1"], ["--period must be a whole number in [2, 1000000], got 1"]),
+        (["gen", "trend", "--amplitude", "-1"], ["--amplitude must be a number in [0, 1e+06], got -1.0"]),
+        (["gen", "trend", "--slope", "inf"], ["--slope must be a number in [-1e+06, 1e+06], got inf"]),
+        (["gen", "trend", "--period", "1.5"], ["'--period'", "integer"]),
         (["gen", "sine", "-o", "x.parquet"], ["unknown table format '.parquet'"]),
         (["gen", "sine", "--lenght", "5"], ["No such option: --lenght", "seqtool gen sine --help"]),
         (["gen", "sine", "--length", "five"], ["'--length'", "integer"]),

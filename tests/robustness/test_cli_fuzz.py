@@ -307,6 +307,7 @@ def no_positional(bad: bool):
 
 SEED = ints("seed")
 QUIET = opt("--quiet", "-q")
+SEASON = opt("--season", values=ints("season", typical=(1, 12)))
 XCOL = opt("--x", values=choices(["x"], ["", "y", "t", "series", "nope", "x,x", ",", "x,", "yhat", "x0,x1"]))
 YCOL = opt("--y", values=choices(["y"], ["", "x", "t", "series", "nope", "y,y", ",", "x,y"]))
 
@@ -328,6 +329,8 @@ def gen_options(kind: str) -> list[Opt]:
         "adding": [],
         "lorenz": [opt("--dt", values=reals("lorenz_dt"))],
         "mackey-glass": [opt("--tau", values=reals("tau", typical=(1, 40))), opt("--dt", values=reals("mg_dt"))],
+        "trend": [opt("--period", values=ints("period", typical=(2, 24))), opt("--slope", values=reals("slope")),
+                  opt("--amplitude", values=reals("amplitude")), opt("--noise", values=reals("noise"))],
     }[kind]
     return common + extra
 
@@ -355,6 +358,8 @@ TRAIN_OPTIONS = [
     opt("--seed", values=SEED),
     XCOL,
     YCOL,
+    opt("--diff", values=choices(["1", "2", "1,3", " 1"], ["", "0", "-1", "1.5", "a", "1,,2", "1,2,3,4,5", str(10**30)])),
+    SEASON,
     opt("--out", "-o", values=CKPT_OUT, always=True),  # never the default model.pt of the cwd alone
     opt("--log", values=TABLE_OUT),
     opt("--device", values=choices(["auto", "cpu"], ["cuda", "", "tpu", "CPU"])),
@@ -374,6 +379,7 @@ RESUME_OPTIONS = [
 
 PREDICT_OPTIONS = [
     opt("--warmup", values=ints("warmup", typical=(0, 12))),
+    SEASON,
     opt("--metrics", values=JSON_OUT),
     opt("--output", "-o", values=TABLE_OUT),
     QUIET,
@@ -382,6 +388,16 @@ ROLLOUT_OPTIONS = [
     opt("--warmup", values=ints("rollout_warmup", typical=(1, 12))),
     opt("--steps", values=ints("free_steps", small=(0, 5))),
     opt("--horizon", values=ints("horizon", small=(0, 5)), always=True),
+    SEASON,
+    opt("--metrics", values=JSON_OUT),
+    opt("--output", "-o", values=TABLE_OUT),
+    QUIET,
+]
+BACKTEST_OPTIONS = [
+    opt("--horizon", values=ints("backtest_horizon", small=(1, 5)), always=True),
+    opt("--start", values=choices(["0.5", "0.8", "0.999", "3", "10"], ["0", "1.5", "-1", "nan", "inf", "x", "", "1e300"])),
+    opt("--stride", values=ints("stride", typical=(1, 4))),
+    SEASON,
     opt("--metrics", values=JSON_OUT),
     opt("--output", "-o", values=TABLE_OUT),
     QUIET,
@@ -433,6 +449,7 @@ STRATEGIES = {
     ),
     "predict": command_lines(["predict"], PREDICT_OPTIONS, model_and_data(inputs(["model.pt", "mapping.pt"]), SINE_DATA)),
     "rollout": command_lines(["rollout"], ROLLOUT_OPTIONS, model_and_data(MODEL, SINE_DATA)),
+    "backtest": command_lines(["backtest"], BACKTEST_OPTIONS, model_and_data(MODEL, SINE_DATA)),
     "plot": command_lines(["plot"], PLOT_OPTIONS, at_most(PLOT_IN, 3)),
     "gradnorm": command_lines(["gradnorm"], GRADNORM_OPTIONS, gradnorm_positional),
     "info": command_lines(["info"], [XCOL, YCOL], data_only(inputs(["sine.csv", "sine.npz", "sincos.csv", "-", FIFO_IN]))),

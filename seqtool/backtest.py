@@ -1,0 +1,197 @@
+"""`seqtool backtest`: rolling-origin evaluation, the way forecasters judge a model.
+
+From every origin o at or after `start` (a fraction of each series, or a step index),
+every `stride` steps, and with the whole horizon inside the series: warm up on steps
+0..o-1 and forecast steps o..o+H-1 free-running. One row per (series, origin, h).
+
+Fast by design: one teacher-forced pass over each series gives the state at every
+origin (the module over the history before the first origin, then one cell step per row
+through the origins), and then all origins of all series run free as one batch. The
+forecast of h = 1 is the teacher-forced one (what `predict` gives at that row); each of
+the H steps is the same computation as a `rollout` warmed up on the same history.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import outputs
+from .errors import SeqtoolError
+from .inference import Model, _positions, _ranges, next_step_model
+from .limits import check_all, fits_in_memory
+from .metrics import line, naive_forecasts, report, scale, score
+from .tables import TABLE_FORMATS, SeriesTable, Table, numbered, write_table
+
+
+def backtest(
+    model: str | Path,
+    data=None,
+    *,
+    horizon: int,
+    start: float = 0.8,
+    stride: int = 1,
+    season: int | None = None,
+    metrics: str | Path | None = None,
+    output: str | Path | None = None,
+    quiet: bool = False,
+) -> tuple[Table, dict]:
+    """`seqtool backtest`: the table of forecasts from every origin, and the metrics
+    (overall and for each h), the model's beside the naive forecasts' on the same steps."""
+    check_all(backtest_horizon=horizon, stride=stride)
+    outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
+    m = next_step_model(model)
+    table = m.read(data)
+    season = m.season_of(season, table.lengths)
+    series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
+    width = len(table.columns) + 3 * len(m.x_names) + 3
+    fits_in_memory(float(len(origin)) * horizon * width * 8 * 3, f"a backtest of {len(origin):,} origins x {horizon} steps")
+    yhat = forecasts(m, table, series, origin, horizon)
+    result, scores = _table_and_scores(m, table, series, origin, yhat, season)
+    report("backtest", scores, f"{len(origin)} origins x {horizon} steps", metrics, quiet)
+    if not quiet and scores["by_h"]:
+        ends = [s for s in (scores["by_h"][0], scores["by_h"][-1]) if s["mae"] is not None]
+        print("seqtool: backtest by h: " + "; ".join(f"h={s['h']}: {line(s)}" for s in dict((s["h"], s) for s in ends).values()), file=sys.stderr)
+    if output is not None:
+        write_table(result, output)
+    return result, scores
+
+
+def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """(series index, origin step) of every origin: from `start` (a fraction in (0, 1) of
+    each series' length, rounded up; or a whole step index >= 1), every `stride` steps,
+    while the horizon stays inside the series; never before step `first` (the model needs
+    that much history)."""
+    if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
+        raise SeqtoolError(f"--start must be a number, got {start!r}")
+    if 0 < start < 1:
+        begin = np.ceil(start * table.lengths).astype(np.int64)
+    elif start >= 1 and float(start).is_integer() and start <= 1e15:
+        begin = np.full(len(table.lengths), int(start), dtype=np.int64)
+    else:
+        raise SeqtoolError(f"--start must be a fraction of each series in (0, 1) or a step index (a whole number >= 1), got {start:g}")
+    begin = np.maximum(begin, first)
+    last = table.lengths - horizon
+    counts = np.where(last >= begin, (last - begin) // stride + 1, 0)
+    if counts.sum() == 0:
+        longest = int(table.lengths.max())
+        raise SeqtoolError(
+            f"--start {start:g} with --horizon {horizon} leaves no origin in the data: an origin needs "
+            f"at least {first} steps of history and {horizon} steps after it (the longest series has {longest})"
+        )
+    series = np.repeat(np.arange(len(counts)), counts)
+    return series, begin[series] + stride * _positions(counts)
+
+
+def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarray, horizon: int) -> np.ndarray:
+    """Free-running forecasts [origins, horizon, F] on the original scale, all origins in one batch."""
+    import torch
+
+    from .models import Stepper
+
+    z, lengths = m.view(table)
+    order = m.scaling.diff.order
+    first, states = _states_at(m, z, lengths, series, origin - 1 - order)
+    step = Stepper(m.net)
+    outs, prev = [first], first
+    with torch.no_grad():
+        for _ in range(horizon - 1):
+            prev, states = step(prev, states)
+            outs.append(prev)
+    d = m.outputs(torch.stack(outs, 1).reshape(-1, first.shape[1]), "forecasts").reshape(len(origin), horizon, -1)
+    starts = table.offsets[series]
+    last = table.x[_ranges(starts + origin - order, np.full_like(origin, order))].reshape(len(origin), order, len(m.x_names))
+    return m.scaling.diff.integrate(last, d)
+
+
+def _states_at(m: Model, z, lengths: np.ndarray, series: np.ndarray, rows: np.ndarray):
+    """The network's output and per-layer state after row rows[p] of series series[p]
+    (its rows of `z`, end to end), for every p, teacher-forced: the module up to each
+    series' first such row, then one cell step per row through the last."""
+    import torch
+
+    from .models import Stepper, map_state
+
+    used = np.unique(series)
+    first = np.full(len(lengths), np.iinfo(np.int64).max)
+    last = np.full(len(lengths), -1)
+    np.minimum.at(first, series, rows)
+    np.maximum.at(last, series, rows)
+    model_starts = np.cumsum(lengths) - lengths
+    step = Stepper(m.net)
+    states = _warm_states(m, z, model_starts[used], first[used], step)
+    span = last[used] - first[used] + 1
+    where = np.searchsorted(used, series)  # each origin's place in the batch of used series
+    at = rows - first[series]  # ... and the step of the pass after which its state is taken
+    out = torch.empty(len(rows), len(m.x_names))
+    taken = [map_state(lambda s: s.new_empty((len(rows),) + s.shape[1:]), st) for st in states]
+    order = np.argsort(at, kind="stable")
+    bounds = np.searchsorted(at[order], np.arange(int(span.max()) + 1))
+    with torch.no_grad():
+        for j in range(int(span.max())):
+            read = torch.from_numpy(model_starts[used] + first[used] + np.minimum(j, span - 1))
+            prev, states = step(z[read], states)
+            picked = order[bounds[j] : bounds[j + 1]]
+            if len(picked):
+                p, b = torch.from_numpy(picked), torch.from_numpy(where[picked])
+                out[p] = prev[b]
+                for whole, part in zip(taken, states):
+                    for w, s in zip(whole if isinstance(whole, tuple) else (whole,), part if isinstance(part, tuple) else (part,)):
+                        w[p] = s[b]
+    return out, taken
+
+
+def _warm_states(m: Model, z, starts: np.ndarray, count: np.ndarray, step) -> list:
+    """Per-layer states [series, hidden] after the first count[i] rows of each series,
+    teacher-forced by the module (zero for a series with none)."""
+    import torch
+
+    from .models import map_state
+
+    cfg = m.net.config
+    zeros = torch.zeros(cfg.layers, len(starts), cfg.hidden)
+    state = (zeros, zeros.clone()) if cfg.cell == "lstm" else zeros
+    some = np.flatnonzero(count > 0)
+    if len(some):
+        _, warm = m.teacher_forced(z[torch.from_numpy(_ranges(starts[some], count[some]))], count[some], final_state=True)
+        index = torch.from_numpy(some)
+
+        def put(whole, part):
+            whole[:, index] = part
+            return whole
+
+        state = (put(state[0], warm[0]), put(state[1], warm[1])) if cfg.cell == "lstm" else put(state, warm)
+    return step.split(map_state(lambda s: s.contiguous(), state))
+
+
+def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season) -> tuple[Table, dict]:
+    """The backtest table (DESIGN.md section 2) and its metrics: overall and for each h."""
+    count, horizon = len(origin), yhat.shape[1]
+    h = np.tile(np.arange(1, horizon + 1), count)
+    at = np.repeat(origin, horizon) + h - 1  # the step each row forecasts
+    start = np.repeat(table.offsets[series], horizon)
+    rows = start + at
+    naive, seasonal = naive_forecasts(table.x, start, at, np.repeat(origin, horizon), season)
+    yhat = yhat.reshape(count * horizon, -1)
+    columns: dict[str, np.ndarray] = {}
+    if "series" in table.columns:
+        columns["series"] = table.columns["series"][rows]
+    columns.update(origin=np.repeat(origin, horizon), h=h, t=table.columns["t"][rows] if "t" in table.columns else at)
+    columns.update({n: c[rows] for n, c in table.columns.items() if n not in ("series", "t")})
+    n = len(m.x_names)
+    columns.update(zip(m.yhat_names, yhat.T))
+    columns.update(zip(numbered("naive", n), naive.T))
+    if seasonal is not None:
+        columns.update(zip(numbered("seasonal_naive", n), seasonal.T))
+    first = np.full(len(table.lengths), np.iinfo(np.int64).max)
+    np.minimum.at(first, series, origin)
+    history = _positions(table.lengths) < np.repeat(first, table.lengths)
+    denominator = scale(table.x, table.offsets, history)
+    truth = table.x[rows]
+    scores = {**score(yhat, truth, np.ones(len(h), bool), naive, seasonal, denominator), "season": season}
+    by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]
+    scores.update(mode="backtest", horizon=horizon, origins=count, by_h=by_h)
+    return Table(columns, table.source), scores

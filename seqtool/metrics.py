@@ -1,0 +1,139 @@
+"""How good a forecast is, and whether it beats the simple ones (DESIGN.md section 2: metrics).
+
+Every report sets the model beside the naive forecasts on exactly the same steps:
+
+- naive: the last known value carried forward (Hyndman & Athanasopoulos, FPP3 5.2);
+- seasonal naive, when a season m is known: the value one season before, from the last
+  known season (for h steps ahead of origin o: the value at o + h - 1 - m * (floor((h - 1) / m) + 1));
+- MASE (Hyndman & Koehler 2006): the MAE over the mean absolute one-step change of the
+  known history of the same series (the in-sample MAE of the one-step naive forecast).
+
+A step is scored where its truth, the model's forecast and every naive forecast shown
+are known, so that all figures of one report are over the same steps. numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import outputs
+
+ERROR_KEYS = ("mse", "rmse", "mae", "mase")
+
+
+def naive_forecasts(
+    values: np.ndarray, start: np.ndarray, pos: np.ndarray, origin: np.ndarray, season: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The naive and seasonal naive forecasts [K, F] of K steps: step k forecasts step
+    `pos[k]` of the series whose first row in `values` [rows, F] is `start[k]`, knowing
+    its steps before `origin[k]`. NaN where a forecast has no known value to repeat."""
+    known = origin >= 1
+    naive = np.where(known[:, None], values[start + np.maximum(origin - 1, 0)], np.nan)
+    if not season:
+        return naive, None
+    back = pos - season * ((pos - origin) // season + 1)
+    seasonal = np.where((back >= 0)[:, None], values[start + np.maximum(back, 0)], np.nan)
+    return naive, seasonal
+
+
+def scale(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Per column, the mean absolute one-step change of `values` [rows, F] over consecutive
+    rows of one series (`offsets`) that are both in `history` and known: MASE's denominator."""
+    inside = history[1:] & history[:-1]
+    inside[offsets[1:-1] - 1] = False  # no step across two series
+    steps = np.abs(np.diff(values, axis=0))[inside]
+    known = ~np.isnan(steps)
+    with np.errstate(invalid="ignore"):
+        return np.where(known, steps, 0.0).sum(axis=0) / known.sum(axis=0)
+
+
+def score(
+    yhat: np.ndarray, truth: np.ndarray | None, scored: np.ndarray, naive: np.ndarray | None = None,
+    seasonal: np.ndarray | None = None, denominator: np.ndarray | None = None,
+) -> dict:  # fmt: skip
+    """The model's errors on the original scale over the `scored` rows where the truth, the
+    forecast and each naive forecast given are known; the naive forecasts' on the same."""
+    empty = {"steps": 0, **dict.fromkeys(ERROR_KEYS), "naive": None, "seasonal_naive": None}
+    if truth is None:
+        return empty
+    mask = scored[:, None] & ~np.isnan(yhat) & ~np.isnan(truth)
+    for other in (naive, seasonal):
+        if other is not None:
+            mask &= ~np.isnan(other)
+    if not mask.any():
+        return empty
+    result = {"steps": int(mask.sum()), **_errors(yhat, truth, mask, denominator)}
+    result["naive"] = _errors(naive, truth, mask, denominator) if naive is not None else None
+    result["seasonal_naive"] = _errors(seasonal, truth, mask, denominator) if seasonal is not None else None
+    return result
+
+
+def _errors(forecast: np.ndarray, truth: np.ndarray, mask: np.ndarray, denominator: np.ndarray | None) -> dict:
+    e = (forecast - truth)[mask]
+    with np.errstate(over="ignore"):  # forecasts far off: an MSE of inf, reported as such
+        mse = float(np.mean(e**2))
+    mase = None
+    if denominator is not None:
+        scaled = np.abs(forecast - truth) / np.where(denominator > 0, denominator, np.nan)
+        if not np.isnan(scaled[mask]).any():
+            mase = float(np.mean(scaled[mask]))
+    return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(e))), "mase": mase}
+
+
+def losses(scores: dict) -> list[tuple[str, float]]:
+    """The naive forecasts that beat the model (a lower MAE): (what, its MAE)."""
+    lost = []
+    for key, what in (("naive", "the naive forecast (the last known value)"), ("seasonal_naive", f"the seasonal naive forecast (season {scores.get('season')})")):
+        other = scores.get(key)
+        if scores.get("mae") is not None and other is not None and other["mae"] < scores["mae"]:
+            lost.append((what, other["mae"]))
+    return lost
+
+
+def line(scores: dict) -> str:
+    """The errors of a report in one line: the model's, then each naive forecast's MAE."""
+    text = f"MSE {scores['mse']:.3g}  RMSE {scores['rmse']:.3g}  MAE {scores['mae']:.3g}"
+    if scores.get("mase") is not None:
+        text += f"  MASE {scores['mase']:.3g}"
+    for key, name in (("naive", "naive"), ("seasonal_naive", "seasonal naive")):
+        if scores.get(key) is not None:
+            text += f"; {name} MAE {scores[key]['mae']:.3g}"
+    return text
+
+
+def report(command: str, scores: dict, what: str, path: str | Path | None, quiet: bool) -> None:
+    """The metrics JSON (`--metrics`), and on stderr the summary line (`what` was scored
+    in brackets), and a plain line when a naive forecast beats the model."""
+    if path is not None:
+        outputs.write_json(path, scores)
+    if quiet:
+        return
+    if scores["mse"] is None:
+        print(f"seqtool: {command}: no known targets to score", file=sys.stderr)
+        return
+    print(
+        f"seqtool: {command} ({what}): {line(scores)} over {scores['steps']} steps",
+        file=sys.stderr,
+    )
+    for what, mae in losses(scores):
+        print(f"seqtool: {command}: the model is worse than {what}: MAE {scores['mae']:.3g} against {mae:.3g}", file=sys.stderr)
+
+
+def remedy(scores: dict, lags: tuple[int, ...]) -> str | None:
+    """Where a naive forecast beats the model: what it beats it with, and the likely cure."""
+    lost = losses(scores)
+    if not lost:
+        return None
+    what, mae = lost[0]
+    season = scores.get("season")
+    if "seasonal" not in what and not lags:
+        cure = "a trend or a wandering level is the usual cause: try --diff 1"
+    elif "seasonal" in what and season not in lags:
+        cure = f"the season is the usual cause: try --diff {','.join(map(str, (*lags, season)))}"
+    else:
+        cure = "train longer (--steps), with a longer --window or a larger --hidden"
+    return f"the model is worse than {what}: MAE {scores['mae']:.3g} against {mae:.3g}; {cure}"
