@@ -93,13 +93,16 @@ def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarr
     from .models import Stepper
 
     z, lengths = m.view(table)
-    order = m.scaling.diff.order
-    first, states = _states_at(m, z, lengths, series, origin - 1 - order)
+    order, width = m.scaling.diff.order, len(m.x_names)
+    rows = origin - 1 - order
+    first, states = _states_at(m, z, lengths, series, rows)
     step = Stepper(m.net)
     outs, prev = [first], first
+    at = torch.from_numpy((np.cumsum(lengths) - lengths)[series] + rows)  # each origin's row of z
     with torch.no_grad():
-        for _ in range(horizon - 1):
-            prev, states = step(prev, states)
+        for h in range(1, horizon):
+            fed = prev if z.shape[1] == width else torch.cat([prev, z[at + h, width:]], 1)  # the time features
+            prev, states = step(fed, states)
             outs.append(prev)
     d = m.outputs(torch.stack(outs, 1).reshape(-1, first.shape[1]), "forecasts").reshape(len(origin), horizon, -1)
     starts = table.offsets[series]

@@ -7,7 +7,9 @@ Layout of the dict:
     format, version          "seqtool-checkpoint", 1
     model                    ModelConfig as a dict (cell, hidden, layers, dropout, n_in, n_out)
     data                     x_names, y_names, task ("next-step" or "mapping"), source,
-                             season (optional: the season length --season named)
+                             season (optional: the season length --season named),
+                             time (optional: --time-features' column and cycles; the model's
+                             inputs are then the x columns and a sine/cosine pair per cycle)
     norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split),
                              lags (optional: the --diff lags, applied before standardising)
     weights                  the weights to use: best on validation, else the last
@@ -145,18 +147,31 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     x_names, y_names, task = data.get("x_names"), data.get("y_names"), data.get("task")
     if task not in TASKS:
         damaged(f"data.task is {task!r}, not one of {', '.join(TASKS)}")
-    if not _names(x_names) or len(x_names) != model["n_in"]:
-        damaged(f"data.x_names should be {model['n_in']} column names, got {x_names!r}")
-    outputs = model["n_in"] if task == "next-step" else len(y_names) if _names(y_names) else None
+    known = _check_time(data.get("time"), damaged)
+    if not _names(x_names) or len(x_names) + known != model["n_in"]:
+        damaged(f"data.x_names should be {model['n_in'] - known} column names, got {x_names!r}")
+    outputs = len(x_names) if task == "next-step" else len(y_names) if _names(y_names) else None
     if not _names(y_names) or (task == "next-step" and y_names) or outputs != model["n_out"]:
         damaged(f"data.y_names {y_names!r} do not fit a {task} model of {model['n_out']} outputs")
-    for key, size in (("x_mean", model["n_in"]), ("x_std", model["n_in"]), ("y_mean", model["n_out"]), ("y_std", model["n_out"])):
+    for key, size in (("x_mean", len(x_names)), ("x_std", len(x_names)), ("y_mean", model["n_out"]), ("y_std", model["n_out"])):
         _check_vector(norm.get(key), size, f"norm.{key}", damaged, positive=key.endswith("std"))
     lags = norm.get("lags", [])
     if not isinstance(lags, list) or not all(_count(lag) for lag in lags) or (lags and task != "next-step"):
         damaged(f"norm.lags is {lags!r:.60}; expected differencing lags (whole numbers >= 1) of a next-step model")
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")
+
+
+def _check_time(time, damaged: Damaged) -> int:
+    """The time features (data.time: a column and its cycles), if any; their input width."""
+    if time is None:
+        return 0
+    cycles = time.get("cycles") if isinstance(time, dict) else None
+    ok = isinstance(cycles, list) and 0 < len(cycles) <= 32 and isinstance(time.get("column"), str)
+    ok = ok and all(isinstance(c, list) and len(c) == 2 and c[0] in ("t", "days", "months") and isinstance(c[1], float) and 0 < c[1] < 1e9 for c in cycles)
+    if not ok or len({c[0] == "t" for c in cycles}) > 1:
+        damaged(f"data.time is {time!r:.80}; expected a column and its cycles ([unit, period], ...)")
+    return 2 * len(cycles)
 
 
 def _check_weights(weights, model, damaged: Damaged, what: str) -> None:

@@ -87,6 +87,8 @@ class TrainConfig:
     y: str | None = _option(None, "Target columns, comma-separated \\[default: y or y0,y1,...].")
     diff: str | None = _option(None, "Difference the series at these lags in turn (1: a trend; 1,12: and a season of 12) and learn the differences; forecasts are undone to the original scale.")
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
+    time_features: bool = _option(False, "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: for seasons longer than a window.")
+    period: str | None = _option(None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates.")
     save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
 
     def lags(self) -> tuple[int, ...]:
@@ -101,6 +103,20 @@ class TrainConfig:
         if not lags or any(lag < 1 or lag > LIMITS["window"].hi for lag in lags) or len(lags) > 4:
             raise SeqtoolError(f"--diff must be one to four whole numbers of steps, each at least 1, comma-separated (1, 12 or 1,12), got {self.diff!r}")
         return lags
+
+    def periods(self) -> tuple[float, ...]:
+        """The cycles of --period; () for none."""
+        if self.period is None:
+            return ()
+        try:
+            periods = tuple(float(p) for p in str(self.period).split(","))
+        except ValueError:
+            periods = (math.nan,)
+        if not all(0 < p < 1e9 for p in periods) or len(periods) > 16:
+            raise SeqtoolError(f"--period must be one to 16 positive numbers, comma-separated (12, or 7,365.25), got {self.period!r}")
+        if not self.time_features:
+            raise SeqtoolError("--period names the cycles of --time-features: give --time-features too")
+        return periods
 
     @classmethod
     def options(cls) -> list:
@@ -118,14 +134,16 @@ class TrainConfig:
             window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
             val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed,
         )  # fmt: skip
-        if not isinstance(self.stateful, bool):
-            raise SeqtoolError(f"stateful must be true or false, got {self.stateful!r}")
+        for name in ("stateful", "time_features"):
+            if not isinstance(getattr(self, name), bool):
+                raise SeqtoolError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.save_every, (int, float)) and 0 <= self.save_every < math.inf):
             raise SeqtoolError(f"save_every must be a number of seconds, got {self.save_every!r}")
         for name in ("x", "y"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise SeqtoolError(f"--{name} must be column names, got {getattr(self, name)!r}")
         self.lags()
+        self.periods()
         check_all(season=self.season)
         if self.steps is not None and self.epochs is not None:
             raise SeqtoolError("give --steps or --epochs, not both")

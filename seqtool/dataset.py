@@ -16,6 +16,7 @@ import numpy as np
 from .errors import SeqtoolError
 from .scaling import Differencing, Scaling
 from .tables import SeriesTable
+from .timefeatures import TimeFeatures
 
 NEXT_STEP, MAPPING = "next-step", "mapping"
 
@@ -31,14 +32,26 @@ def predicted(task: str, x_names: list[str], y_names: list[str]) -> list[str]:
 
 
 def inputs_and_targets(
-    table: SeriesTable, task: str, diff: Differencing = Differencing()
+    table: SeriesTable, task: str, diff: Differencing = Differencing(), time: TimeFeatures | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per series: inputs [T, F] and targets [T, G], NaN where a step has no target.
+    """Per series: inputs [T, F (+ time features)] and targets [T, G], NaN where a step
+    has no target.
 
     For next-step forecasting the target at step t is the input at t+1 (none at the last
     step); with differencing, of the differenced series (its first `order` steps dropped).
-    A mapping table is not differenced (its targets are not the series it reads).
+    A mapping table is not differenced (its targets are not the series it reads). Time
+    features (`time`) are appended to the inputs: those of the step the output estimates.
     """
+    xs, ys = _series_and_targets(table, task, diff)
+    if time is None:
+        return xs, ys
+    steps = table.lengths - diff.order
+    known = np.split(time.ahead(table, steps, diff.order + 1 if task == NEXT_STEP else 0), np.cumsum(steps)[:-1])
+    return [np.concatenate([x, f], axis=1) for x, f in zip(xs, known)], ys
+
+
+def _series_and_targets(table: SeriesTable, task: str, diff: Differencing) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Inputs and targets of each series, differenced where asked."""
     xs = table.split(table.x)
     if task == MAPPING:
         if diff.lags:

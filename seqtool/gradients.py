@@ -107,7 +107,7 @@ def _of_checkpoint(path, data, batch: int, loss: str) -> Report:
 
     m = Model(path)
     table = m.read(data)
-    x, y = _tensors(table, *inputs_and_targets(table, m.task, m.scaling.diff), m.scaling, batch)
+    x, y = _tensors(table, *inputs_and_targets(table, m.task, m.scaling.diff, m.time), m.scaling, batch)
     return _measure(m.net, x, y, loss)
 
 

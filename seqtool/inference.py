@@ -22,6 +22,7 @@ from .limits import check, check_all, fits_in_memory
 from .metrics import naive_forecasts, report, scale, score
 from .scaling import Scaling, check_magnitude
 from .tables import TABLE_FORMATS, SeriesTable, as_table, numbered, read_series, write_table
+from .timefeatures import TimeFeatures, dates_of, extend
 
 
 class Model:
@@ -43,6 +44,7 @@ class Model:
         self.path, self.net, self.scaling = path, net, scaling
         self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
         self.task, self.season = info["task"], info.get("season")
+        self.time = TimeFeatures.from_dict(info.get("time"))
         self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
 
     def read(self, data) -> SeriesTable:
@@ -55,6 +57,8 @@ class Model:
                 f"{', '.join(self.x_names)}; missing {', '.join(missing)} "
                 f"(columns: {', '.join(table.columns)})"
             )
+        if self.time is not None and self.time.column not in table.columns:
+            raise SeqtoolError(f"{table.source}: the model {self.path} reads time features from column {self.time.column!r}; the table has none")
         has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
         series = read_series(table, self.x_names, self.y_names if has_truth else [])
         for name in series.x_names + series.y_names:  # the truth the metrics square
@@ -69,16 +73,26 @@ class Model:
         return series
 
     def view(self, table: SeriesTable):
-        """What the network reads: the inputs differenced and standardised ([rows', F]
-        float32, each series without its first `order` steps) and the series' lengths."""
+        """What the network reads: the inputs differenced and standardised, and the time
+        features ([rows', n_in] float32, each series without its first `order` steps), and
+        the series' lengths."""
         import torch
 
         x, order = table.x, self.scaling.diff.order
         if order:
             step = _ranges(np.zeros_like(table.lengths), table.lengths)
             x = self.scaling.diff.difference(x)[step[order:] >= order]
+        if self.time is not None:
+            x = np.concatenate([x, self.known(table, table.lengths)], axis=1)
         z = self.scaling.inputs(x, self.x_names, table.source)
         return torch.from_numpy(z), table.lengths - order
+
+    def known(self, table: SeriesTable, steps: np.ndarray) -> np.ndarray:
+        """The time features the network reads at its first steps[i] - order rows of each
+        series (past the end of the data where steps[i] is longer): of the step its output
+        estimates."""
+        order = self.scaling.diff.order
+        return self.time.ahead(table, steps - order, order + 1 if self.task == NEXT_STEP else 0)
 
     def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False):
         """Point forecasts [rows, n_out] over series stored end to end (`over_series`),
@@ -245,9 +259,12 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     original scale; row r of a series holds the forecast of row r, the first 1 + order
     rows none): the network's (`_free_run`), with the differencing undone, from the true
     values during the warm-up and from its own forecasts after."""
+    import torch
+
     z, lengths = m.view(table)
     order = m.scaling.diff.order
-    forecast, expected = _free_run(m, z, lengths, k - order, free)
+    known = None if m.time is None else torch.from_numpy(m.known(table, k + free).astype(np.float32))
+    forecast, expected = _free_run(m, z, lengths, k - order, free, known)
     d = m.outputs(forecast, "forecasts", expected)
     if not order:
         return d
@@ -265,9 +282,11 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     return out
 
 
-def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray):
+def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray, known=None):
     """The network's forecasts for the first k + free of its rows `z` of each series (series
     i: lengths[i] rows end to end), on its scale, and which rows hold one (all but the first).
+    `known`: the time features of those k + free rows of each series, end to end, fed beside
+    each free step's own forecast.
 
     Warm-up: each series' first k rows, teacher-forced, which also gives
     the state after its k-th observed step and its first free forecast. Free running: all
@@ -296,11 +315,12 @@ def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray)
     states = step.split(map_state(lambda s: s[:, index], state))
     outs = []
     with torch.no_grad():
-        for a in running.tolist():  # a: the series with more than j free steps, j = 1, 2, ...
+        for j, a in enumerate(running.tolist(), 1):  # a: the series with more than j free steps
             if a < len(prev):
                 states = [map_state(lambda s: s[:a], st) for st in states]
                 prev = prev[:a]
-            prev, states = step(prev, states)
+            fed = prev if known is None else torch.cat([prev, known[torch.from_numpy((starts + k - 1 + j)[order[:a]])]], 1)
+            prev, states = step(fed, states)
             outs.append(prev)
     if outs:
         j = np.repeat(np.arange(1, len(running) + 1), running)
@@ -371,17 +391,7 @@ def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
             step = part[-1] - part[-2]
             return np.concatenate([part, part[-1] + step * np.arange(1, extra + 1)])
         return np.concatenate([part, np.full(extra, np.nan)])
-    dates = _as_dates(part)
+    dates = dates_of(part)
     if dates is not None and len(dates) >= 2:
-        step = dates[-1] - dates[-2]
-        more = (dates[-1] + step * np.arange(1, extra + 1)).astype(str)
-        return np.concatenate([part.astype(str), more])
+        return np.concatenate([part.astype(str), extend(dates, n)[len(part) :].astype(str)])
     return np.concatenate([part.astype(str), np.full(extra, "")])
-
-
-def _as_dates(part: np.ndarray) -> np.ndarray | None:
-    try:
-        dates = part.astype("datetime64")
-    except (ValueError, TypeError):
-        return None
-    return None if np.isnat(dates).any() else dates

@@ -61,8 +61,11 @@ class Scaling:
 
     def inputs(self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32) -> np.ndarray:
         """Inputs [..., F] on the model's scale (float32 unless asked); a value too far from
-        the training data to be represented is refused, naming its column."""
-        return _standardise(x, self.x_mean, self.x_std, names, source, dtype)
+        the training data to be represented is refused, naming its column. Columns past the
+        F of the series (known inputs: time features) pass as they are."""
+        width = len(self.x_mean)
+        z = _standardise(x[..., :width], self.x_mean, self.x_std, names, source, dtype)
+        return z if x.shape[-1] == width else np.concatenate([z, x[..., width:].astype(dtype)], axis=-1)
 
     def targets(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
         """Targets [..., G] on the model's scale (NaN stays NaN: no target)."""

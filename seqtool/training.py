@@ -41,6 +41,7 @@ from .limits import LIMITS, check_all, fits_in_memory
 from .outputs import writer_lock
 from .scaling import Differencing, Scaling
 from .tables import TABLE_FORMATS, SeriesTable, Table, read_series, write_table
+from .timefeatures import TimeFeatures
 
 DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
@@ -160,7 +161,7 @@ class _Data:
     rows: Rows
     val: Rows | None
     info: dict  # the checkpoint's "data": column names, task, source
-    held_out: tuple[list, list] | None = None  # next step: the validation series as read, their scored steps
+    held_out: tuple[SeriesTable, list] | None = None  # next step: the validation series as read, their scored steps
 
 
 def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
@@ -169,10 +170,12 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     during the burn-in). With --diff, the series are differenced first (next step only)."""
     task = task_of(table)
     diff = Differencing(config.lags())
-    xs, ys = inputs_and_targets(table, task, diff)
+    time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
+    xs, ys = inputs_and_targets(table, task, diff, time)
     (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
     _has_targets(train_y, table, "training")
-    scaling = Scaling.fit(train_x, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff.lags)
+    series = [x[:, : len(table.x_names)] for x in train_x]  # not the time features: they are not scaled
+    scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff.lags)
     val = held_out = None
     if val_x:
         val_y = [y.copy() for y in val_y]
@@ -181,12 +184,14 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
         _has_targets(val_y, table, "validation", config.burn_in)
         val = Rows.of(val_x, val_y, scaling, table.x_names, table.source).to(device)
         if task == NEXT_STEP:  # as read: the naive forecasts repeat the values, not their differences
-            originals = split(table.split(table.x), xs, config.val, config.seed)[1][0]
+            rows = split(table.split(np.arange(len(table.x))[:, None]), xs, config.val, config.seed)[1][0]
             scored = [np.concatenate([np.zeros(diff.order + 1, bool), ~np.isnan(y[:-1]).any(axis=1)]) for y in val_y]
-            held_out = (originals, scored)
+            held_out = (_rows_of(table, [r[:, 0] for r in rows]), scored)
     info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
     if config.season is not None:
         info["season"] = config.season
+    if time is not None:
+        info["time"] = time.to_dict()
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
     return _Data(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
 
@@ -211,7 +216,7 @@ class _Run:
         info = self.data.info
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
-            n_in=len(info["x_names"]), n_out=len(outputs), cell=config.cell,
+            n_in=self.data.rows.x.shape[1], n_out=len(outputs), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
         )  # fmt: skip
         self.model = SeqModel(self.model_config).to(device)
@@ -547,15 +552,21 @@ def _against_naive(run: _Run) -> list[str]:
     if run.best.weights is not None:
         net.load_state_dict(run.best.weights)
     m = Model.of(net, run.data.scaling, run.data.info, str(run.out))
-    originals, scored = run.data.held_out
-    table = SeriesTable.from_arrays(originals, run.data.info["x_names"])
-    naive, seasonal = m.baselines(table, np.concatenate([np.arange(len(x)) for x in originals]), m.season)
+    table, scored = run.data.held_out
+    naive, seasonal = m.baselines(table, np.concatenate([np.arange(n) for n in table.lengths]), m.season)
     scores = score(m.one_step(table), table.x, np.concatenate(scored), naive, seasonal)
     if scores["mae"] is None:
         return []
     lines = [f"seqtool: validation, one step ahead, original scale: {line(scores)} over {scores['steps']} steps"]
     advice = remedy({**scores, "season": m.season}, m.scaling.diff.lags)
     return lines + ([f"seqtool: {advice}"] if advice else [])
+
+
+def _rows_of(table: SeriesTable, rows: list[np.ndarray]) -> SeriesTable:
+    """The series made of these rows of `table` (one array of row indices per series)."""
+    every = np.concatenate(rows)
+    columns = {name: col[every] for name, col in table.columns.items()}
+    return SeriesTable(columns, table.x_names, table.y_names, np.array([len(r) for r in rows]), table.source)
 
 
 def _name(signum: int) -> str:

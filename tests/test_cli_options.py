@@ -53,7 +53,7 @@ def test_every_training_option_is_in_help_with_its_line_and_default(cli, monkeyp
         if f.default is None:
             assert line.count("[default:") == text.count("[default:"), line  # none shown but the help's own
         else:
-            shown = ("" if f.default else "no-") + f.name if isinstance(f.default, bool) else f.default
+            shown = ("" if f.default else "no-") + f.name.replace("_", "-") if isinstance(f.default, bool) else f.default
             assert f"[default: {shown}]" in line, (f.name, line)
 
 
@@ -62,6 +62,7 @@ GIVEN = {
     "cell": "gru", "hidden": 8, "layers": 2, "dropout": 0.25, "lr": 0.003, "optimizer": "sgd", "batch": 7,
     "window": 20, "stride": 3, "steps": 11, "epochs": 1.5, "clip": 0.5, "schedule": "plateau", "val": 0.2,
     "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c", "diff": "1,12", "season": 12,
+    "time_features": True, "period": "7,365.25",
 }  # fmt: skip
 
 
@@ -114,7 +115,8 @@ def test_resume_refuses_each_training_option_given(cli, captured, tmp_path):
     one_error_line(result, "--resume")
     assert len(result.stderr.split("; drop ")[1].split(", ")) == len(OPTIONS)
     for f in OPTIONS:  # the default, given explicitly, is refused too
-        value = {"stateful": "--stateful", "steps": "10", "epochs": "1", "x": "x", "y": "y", "diff": "1", "season": "12"}.get(f.name, str(f.default))
+        value = {"stateful": "--stateful", "steps": "10", "epochs": "1", "x": "x", "y": "y", "diff": "1", "season": "12",
+                 "time_features": "--time-features", "period": "7"}.get(f.name, str(f.default))
         argv = [value] if value.startswith("--") else [_flag(f.name), value]
         one_error_line(cli("train", "--resume", "-o", tmp_path / "m.pt", *argv), "--resume", f"drop {_flag(f.name)}")
     result = cli("train", "--resume", "-o", tmp_path / "m.pt", "-q", "--device", "cpu", "--threads", "1")

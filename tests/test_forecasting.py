@@ -72,7 +72,7 @@ def test_rollout_undoes_the_differencing_of_an_oracle(trend, monkeypatch):
     table = m.read(trend / "trend.csv")
     z, lengths = m.view(table)
 
-    def oracle(m, z, lengths, k, free):
+    def oracle(m, z, lengths, k, free, known=None):
         rows = []
         for i, n in enumerate(k + free):
             part = z[int(np.sum(lengths[:i])) :][:n]
@@ -253,3 +253,93 @@ def test_training_ends_by_setting_the_model_against_the_naive_forecast(cli, tmp_
     assert lines[-3].startswith("seqtool: validation, one step ahead, original scale: MSE") and "naive MAE" in lines[-3]
     assert lines[-2].startswith("seqtool: the model is worse than the naive forecast") and lines[-2].endswith("try --diff 1")
     assert lines[-1].startswith("seqtool: trained lstm")
+
+
+# --- time features ------------------------------------------------------------------------
+
+
+def _dated(n: int, start: str, unit: str = "D", values=None) -> SeriesTable:
+    dates = (np.datetime64(start, unit) + np.arange(n)).astype("datetime64[D]").astype(str)
+    x = np.sin(np.arange(n) / 5.0) if values is None else values
+    return SeriesTable({"date": dates, "value": np.asarray(x, float)}, ["value"], [], np.array([n]), "dated")
+
+
+def test_time_features_follow_the_calendar_and_the_spacing():
+    from seqtool.timefeatures import TimeFeatures
+
+    daily = TimeFeatures.choose(_dated(30, "2024-02-20"))
+    assert daily.column == "date" and daily.cycles == (("days", 7.0), ("days", 365.25))
+    f = daily.of(np.array(["2024-02-26", "2024-03-04", "2024-06-30"], dtype="datetime64[D]"))
+    assert np.allclose(f[0, :2], f[1, :2])  # a week apart: the same day of the week
+    assert np.allclose(np.hypot(f[:, 0::2], f[:, 1::2]), 1.0)
+    monthly = TimeFeatures.choose(_dated(24, "2020-01", "M"))
+    assert monthly.cycles == (("months", 12.0),)
+    f = monthly.of(np.array(["2020-01-01", "2021-01-01", "2020-07-01"], dtype="datetime64[D]"))
+    assert np.allclose(f[0], f[1]) and np.allclose(f[2], -f[0])  # a year apart: the same; half a year: opposite
+    numeric = TimeFeatures.choose(tasks.trend(n_series=1, length=30), (12.0,))
+    assert numeric.cycles == (("t", 12.0),) and np.allclose(numeric.of(np.array([3.0]))[0], [1.0, 0.0], atol=1e-12)
+
+
+def test_monthly_dates_go_on_by_whole_months():
+    from seqtool.timefeatures import extend
+
+    dates = np.array(["2023-11-01", "2023-12-01"], dtype="datetime64[D]")
+    assert extend(dates, 5).astype(str).tolist() == ["2023-11-01", "2023-12-01", "2024-01-01", "2024-02-01", "2024-03-01"]
+    days = np.array(["2024-02-27", "2024-02-28"], dtype="datetime64[D]")
+    assert extend(days, 4).astype(str).tolist()[2:] == ["2024-02-29", "2024-03-01"]
+
+
+@pytest.fixture(scope="module")
+def calendar(tmp_path_factory):
+    """A dated series whose level follows the day of the year, and a model with --time-features."""
+    d = tmp_path_factory.mktemp("calendar")
+    n = 500
+    doy = np.arange(n) * 2 * np.pi / 365.25
+    table = _dated(n, "2021-01-01", values=10 + 5 * np.sin(doy) + 0.3 * np.random.default_rng(0).normal(size=n))
+    write_table(table, d / "days.csv")
+    train(table, d / "tf.pt", TrainConfig(**SMALL, x="value", time_features=True), quiet=True)
+    return d
+
+
+def test_time_features_are_fed_past_the_end_as_within_the_data(calendar):
+    """A rollout --horizon past the end of a cut table (dates made by going on) equals the
+    rollout of the full table (its own dates) over the same steps."""
+    full = read_table(calendar / "days.csv")
+    cut = {n: c[:400] for n, c in full.columns.items()}
+    cut = SeriesTable({**cut, "value": cut["value"].astype(float)}, ["value"], [], np.array([400]), "cut")
+    beyond, _ = rollout(calendar / "tf.pt", cut, horizon=30, quiet=True)
+    within, _ = rollout(calendar / "tf.pt", calendar / "days.csv", warmup=400, steps=30, quiet=True)
+    assert beyond.columns["date"][400:].tolist() == within.columns["date"][400:430].tolist()
+    assert np.allclose(beyond.columns["yhat"][400:], within.columns["yhat"][400:430], rtol=1e-6, atol=1e-6)
+    ckpt = load_checkpoint(calendar / "tf.pt")
+    assert ckpt["data"]["time"] == {"column": "date", "cycles": [["days", 7.0], ["days", 365.25]]}
+    assert ckpt["model"]["n_in"] == 1 + 4
+
+
+def test_backtest_with_time_features_is_rollout_from_each_origin(calendar):
+    table, _ = backtest(calendar / "tf.pt", calendar / "days.csv", horizon=5, start=450, stride=20, quiet=True)
+    for origin in (450, 470, 490):
+        free, _ = rollout(calendar / "tf.pt", calendar / "days.csv", warmup=origin, steps=5, quiet=True)
+        mine = table.columns["origin"] == origin
+        assert np.allclose(table.columns["yhat"][mine], free.columns["yhat"][origin:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (("--period", "7"), ("--period names the cycles of --time-features",)),
+        (("--time-features", "--period", "0"), ("--period must be",)),
+        (("--time-features", "--period", "a"), ("--period must be",)),
+    ],
+)
+def test_time_feature_options_are_checked(calendar, cli, args, fragments):
+    one_error_line(cli("train", calendar / "days.csv", "--x", "value", "-o", calendar / "never.pt", "-q", *args), *fragments)
+
+
+def test_time_features_need_a_time_column(calendar, cli, tmp_path):
+    write_table(tasks.trend(n_series=1, length=40), tmp_path / "t.csv")
+    one_error_line(cli("train", tmp_path / "t.csv", "--time-features", "-o", tmp_path / "m.pt"), "holds numbers, not dates", "--period")
+    (tmp_path / "plain.csv").write_text("x\n" + "\n".join(str(v) for v in range(40)) + "\n")
+    one_error_line(cli("train", tmp_path / "plain.csv", "--time-features", "-o", tmp_path / "m.pt"), "needs a time column")
+    (tmp_path / "nodate.csv").write_text("value\n" + "\n".join(str(v) for v in range(40)) + "\n")
+    one_error_line(cli("predict", calendar / "tf.pt", tmp_path / "nodate.csv"), "reads time features from column 'date'")

@@ -360,6 +360,8 @@ TRAIN_OPTIONS = [
     YCOL,
     opt("--diff", values=choices(["1", "2", "1,3", " 1"], ["", "0", "-1", "1.5", "a", "1,,2", "1,2,3,4,5", str(10**30)])),
     SEASON,
+    opt("--time-features", "--no-time-features"),
+    opt("--period", values=choices(["7", "12", "0.5,7"], ["0", "-1", "a", "", "nan", "inf", "1e300"])),
     opt("--out", "-o", values=CKPT_OUT, always=True),  # never the default model.pt of the cwd alone
     opt("--log", values=TABLE_OUT),
     opt("--device", values=choices(["auto", "cpu"], ["cuda", "", "tpu", "CPU"])),

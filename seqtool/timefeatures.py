@@ -1,0 +1,125 @@
+"""Known inputs computed from time (`train --time-features`): a sine/cosine pair per cycle
+of the calendar (dates) or per `--period` (a numeric `t`), fed beside the series at every
+step and past its end, where they are known in advance. numpy only.
+
+The input at step s of a next-step model carries the features of step s + 1, the step its
+output forecasts (of step s for a mapping model). Cycles of dates, chosen from the median
+spacing of the rows: hour of day (spacing up to 12 hours), day of week (up to 3.5 days),
+day of year (under 28 days), else month of year; each `--period P` adds a cycle of P days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SeqtoolError
+
+DAY = np.timedelta64(1, "D")
+NAMES = {("days", 1.0): "hour of day", ("days", 7.0): "day of week", ("days", 365.25): "day of year", ("months", 12.0): "month"}
+
+
+@dataclass(frozen=True)
+class TimeFeatures:
+    """The time column and its cycles: (unit, period) with unit "days" or "months" for a
+    column of dates, "t" for a numeric t."""
+
+    column: str
+    cycles: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def choose(cls, table, periods: tuple[float, ...] = ()) -> TimeFeatures:
+        """The features of a table: from `t`, or else its first column of dates."""
+        column = "t" if "t" in table.columns else next((n for n in table.columns if dates_of(table.columns[n]) is not None), None)
+        if column is None:
+            raise SeqtoolError(f"{table.source}: --time-features needs a time column: 't', or a column of dates (columns: {', '.join(table.columns)})")
+        if dates_of(table.columns[column]) is None:
+            if not periods:
+                raise SeqtoolError(f"{table.source}: column {column!r} holds numbers, not dates: name its cycles with --period P (12 for months in a year)")
+            return cls(column, tuple(("t", float(p)) for p in periods))
+        days = _spacing_in_days(table, column)
+        calendar = [c for c, keep in ((("days", 1.0), days <= 0.5), (("days", 7.0), days <= 3.5), (("days", 365.25), days < 28), (("months", 12.0), days >= 28)) if keep]
+        return cls(column, tuple(calendar + [("days", float(p)) for p in periods]))
+
+    @property
+    def width(self) -> int:
+        return 2 * len(self.cycles)
+
+    def describe(self) -> str:
+        return ", ".join(NAMES.get(c, f"period {c[1]:g} {c[0]}") for c in self.cycles) + f" (from {self.column})"
+
+    def to_dict(self) -> dict:
+        return {"column": self.column, "cycles": [[unit, period] for unit, period in self.cycles]}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> TimeFeatures | None:
+        return None if d is None else cls(d["column"], tuple((u, float(p)) for u, p in d["cycles"]))
+
+    def of(self, times: np.ndarray) -> np.ndarray:
+        """Features [rows, width] of time values (numbers, or datetime64)."""
+        out = []
+        for unit, period in self.cycles:
+            if unit == "t":
+                phase = np.asarray(times, dtype=np.float64) / period
+            elif unit == "months":
+                months = times.astype("datetime64[M]").astype(np.int64)
+                phase = (months % 12) / period
+            else:
+                phase = (times - np.datetime64("1970-01-01")) / DAY / period
+            out += [np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase)]
+        return np.stack(out, axis=1)
+
+    def ahead(self, table, steps: np.ndarray, shift: int) -> np.ndarray:
+        """The features of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to end
+        [sum(steps), width]: the time goes on past a series' end with its last spacing."""
+        parts = [self.of(extend(self.times(part), n + shift)[shift : n + shift]) for part, n in zip(table.split(table.columns[self.column]), steps)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.width))
+
+    def times(self, column: np.ndarray) -> np.ndarray:
+        """The time column as numbers, or as datetime64 when it holds dates."""
+        dates = dates_of(column)
+        if (dates is None) != (self.cycles[0][0] == "t"):
+            raise SeqtoolError(f"column {self.column!r}: the model's time features need {'numbers' if self.cycles[0][0] == 't' else 'dates'} there")
+        return np.asarray(column, dtype=np.float64) if dates is None else dates
+
+
+def extend(values: np.ndarray, n: int) -> np.ndarray:
+    """The first n values of a time column, going on past its end with its last spacing
+    (whole months for dates a month apart on the same day)."""
+    if n <= len(values):
+        return values[:n]
+    extra = np.arange(1, n - len(values) + 1)
+    if len(values) < 2:
+        step = DAY if values.dtype.kind == "M" else 1.0
+        return np.concatenate([values, values[-1] + step * extra])
+    last, before = values[-1], values[-2]
+    if values.dtype.kind == "M" and _monthly(before, last):
+        months = last.astype("datetime64[M]") - before.astype("datetime64[M]")
+        day = last - last.astype("datetime64[M]").astype(last.dtype)
+        more = (last.astype("datetime64[M]") + months * extra).astype(last.dtype) + day
+        return np.concatenate([values, more])
+    return np.concatenate([values, last + (last - before) * extra])
+
+
+def _monthly(before: np.datetime64, last: np.datetime64) -> bool:
+    """Whether two dates are whole months apart (the same day of the month, any time of day)."""
+    start = lambda d: d - d.astype("datetime64[M]").astype(d.dtype)  # noqa: E731
+    return before.astype("datetime64[M]") != last.astype("datetime64[M]") and start(before) == start(last)
+
+
+def dates_of(column: np.ndarray) -> np.ndarray | None:
+    """A column of ISO dates as datetime64; None for numbers or other text."""
+    if column.dtype.kind in "fiub":
+        return None
+    try:
+        dates = np.asarray(column).astype("datetime64")
+    except (ValueError, TypeError):
+        return None
+    return None if np.isnat(dates).any() else dates
+
+
+def _spacing_in_days(table, column: str) -> float:
+    dates = dates_of(table.columns[column])
+    steps = [np.diff(part) / DAY for part in table.split(dates) if len(part) > 1]
+    return float(np.median(np.concatenate(steps))) if steps else 1.0
