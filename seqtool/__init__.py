@@ -21,6 +21,7 @@ _EXPORTS = {
     "train": "training",
     "predict": "inference",
     "rollout": "inference",
+    "backtest": "backtest",
 }
 
 

@@ -21,8 +21,8 @@ from .errors import RunFailed, SeqtoolError
 from .limits import check, check_all, fits_in_memory
 from .metrics import naive_forecasts, report, scale, score
 from .scaling import Scaling, check_magnitude
-from .tables import TABLE_FORMATS, SeriesTable, as_table, numbered, read_series, write_table
-from .timefeatures import TimeFeatures, dates_of, extend
+from .tables import TABLE_FORMATS, SeriesTable, as_table, dates_of, numbered, read_series, write_table
+from .timefeatures import TimeFeatures, extend
 
 
 class Model:

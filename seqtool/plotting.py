@@ -20,7 +20,7 @@ from . import outputs
 from .errors import SeqtoolError
 from .limits import check_all
 from .outputs import check_format
-from .tables import SeriesTable, Table, of_role, read_series, read_table
+from .tables import SeriesTable, Table, dates_of, of_role, read_series, read_table
 
 FORMATS = (".png", ".svg", ".pdf")
 MAX_PANELS = 6
@@ -443,11 +443,8 @@ def _times(table: Table) -> np.ndarray:
     try:
         return table.numbers("t")
     except SeqtoolError as not_a_number:
-        try:
-            dates = np.asarray(table.columns["t"]).astype("datetime64")
-        except (ValueError, TypeError):
-            raise not_a_number from None
-        if np.isnat(dates).any():
+        dates = dates_of(table.columns["t"])
+        if dates is None:
             raise not_a_number from None
         return dates
 

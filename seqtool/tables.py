@@ -471,13 +471,21 @@ def _time(table: Table) -> np.ndarray:
     try:
         return _finite(table, "t", missing_ok=False)
     except SeqtoolError as not_a_number:
-        try:
-            dates = np.asarray(table.columns["t"]).astype("datetime64")
-        except (ValueError, TypeError):
-            raise not_a_number from None
-        if np.isnat(dates).any():
+        dates = dates_of(table.columns["t"])
+        if dates is None:
             raise not_a_number from None
         return dates
+
+
+def dates_of(column: np.ndarray) -> np.ndarray | None:
+    """A column of ISO dates (or date-times) as datetime64; None for numbers or other text."""
+    if column.dtype.kind in "fiub":
+        return None
+    try:
+        dates = np.asarray(column).astype("datetime64")
+    except (ValueError, TypeError):
+        return None
+    return None if np.isnat(dates).any() else dates
 
 
 def _finite(table: Table, name: str, missing_ok: bool) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SeqtoolError
+from .tables import dates_of
 
 DAY = np.timedelta64(1, "D")
 NAMES = {("days", 1.0): "hour of day", ("days", 7.0): "day of week", ("days", 365.25): "day of year", ("months", 12.0): "month"}
@@ -106,17 +107,6 @@ def _monthly(before: np.datetime64, last: np.datetime64) -> bool:
     """Whether two dates are whole months apart (the same day of the month, any time of day)."""
     start = lambda d: d - d.astype("datetime64[M]").astype(d.dtype)  # noqa: E731
     return before.astype("datetime64[M]") != last.astype("datetime64[M]") and start(before) == start(last)
-
-
-def dates_of(column: np.ndarray) -> np.ndarray | None:
-    """A column of ISO dates as datetime64; None for numbers or other text."""
-    if column.dtype.kind in "fiub":
-        return None
-    try:
-        dates = np.asarray(column).astype("datetime64")
-    except (ValueError, TypeError):
-        return None
-    return None if np.isnat(dates).any() else dates
 
 
 def _spacing_in_days(table, column: str) -> float:
