@@ -11,10 +11,16 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, memory, speed, startup
+from . import accuracy, forecasting, memory, speed, startup
 from .common import Row, machine
 
-BENCHMARKS = {"startup": startup.run, "accuracy": accuracy.run, "speed": speed.run, "memory": memory.run}
+BENCHMARKS = {
+    "startup": startup.run,
+    "accuracy": accuracy.run,
+    "speed": speed.run,
+    "memory": memory.run,
+    "forecasting": forecasting.run,
+}
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = (
     "# Benchmark results\n\n"

@@ -21,7 +21,7 @@ _EXPORTS = {
     "train": "training",
     "predict": "inference",
     "rollout": "inference",
-    "backtest": "backtest",
+    "backtest": "backtesting",
 }
 
 

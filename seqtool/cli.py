@@ -277,9 +277,9 @@ def backtest(
     forecast --horizon steps free-running; one row per (series, origin, h), with the naive
     forecasts beside; metrics for each h and overall on stderr.
 
-    Example: seqtool backtest air.pt data/airline.csv --x value --horizon 12 | seqtool plot -o bt.png
+    Example: seqtool backtest air.pt data/airline.csv --horizon 12 | seqtool plot -o bt.png
     """
-    from .backtest import backtest as run
+    from .backtesting import backtest as run
 
     run(model, data, horizon=horizon, start=start, stride=stride, season=season, metrics=metrics, output=output or "-", quiet=quiet)
 

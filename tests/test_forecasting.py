@@ -11,7 +11,7 @@ import torch
 from conftest import one_error_line
 
 from seqtool import inference, tasks
-from seqtool.backtest import backtest
+from seqtool.backtesting import backtest
 from seqtool.checkpoint import load_checkpoint
 from seqtool.errors import SeqtoolError
 from seqtool.inference import predict, rollout
