@@ -139,10 +139,12 @@ class Model:
         return naive_forecasts(table.x, start, _positions(table.lengths), origin, season)
 
     def season_of(self, season: int | None, lengths: np.ndarray) -> int | None:
-        """The season the naive forecasts use: the one asked for, else the model's."""
+        """The season the naive forecasts use: the one asked for, else the model's (none for
+        a table whose series are all too short for it)."""
         check_all(season=season)
-        season = season or self.season
-        if season is not None and season >= int(lengths.max()):
+        if season is None:
+            return self.season if self.season is not None and self.season < int(lengths.max()) else None
+        if season >= int(lengths.max()):
             raise SeqtoolError(
                 f"season {season} is as long as the longest series ({int(lengths.max())} steps): "
                 f"no seasonal naive forecast can be made; give a shorter --season"

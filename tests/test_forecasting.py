@@ -238,6 +238,14 @@ def test_bad_forecasting_input_is_one_line_and_exit_2(trend, cli, args, fragment
     assert not (trend / "never.pt").exists()
 
 
+def test_the_models_season_is_left_out_for_series_too_short_for_it(trend, tmp_path):
+    write_table(tasks.trend(n_series=2, length=10, seed=5), tmp_path / "short.csv")
+    _, s = predict(trend / "diff.pt", tmp_path / "short.csv", quiet=True)  # the model's season: 12
+    assert s["season"] is None and s["seasonal_naive"] is None and s["naive"]["mae"] > 0 and s["steps"] == 2 * 8
+    with pytest.raises(SeqtoolError, match="no seasonal naive forecast can be made"):
+        predict(trend / "diff.pt", tmp_path / "short.csv", season=12, quiet=True)
+
+
 def test_diff_is_refused_for_a_mapping_table(tmp_path):
     with pytest.raises(SeqtoolError, match="--diff is for next-step forecasting"):
         train(tasks.sincos(n_series=2, length=40), tmp_path / "m.pt", TrainConfig(**SMALL, diff="1"), quiet=True)

@@ -173,7 +173,7 @@ def freqs_values() -> Values:
 
 FIFO_OUT, FIFO_IN, NULL = "@FIFO_OUT@", "@FIFO_IN@", "@NULL@"
 EXTENSIONS = (".csv", ".npz", ".png", ".svg", ".pdf", ".pt", ".json", ".txt", ".jpg", "")
-INPUTS = ("sine.csv", "sine.npz", "sincos.csv", "garbage.txt", "model.pt", "mapping.pt", "pred.csv",
+INPUTS = ("sine.csv", "sine.npz", "sincos.csv", "garbage.txt", "model.pt", "mapping.pt", "diff.pt", "pred.csv",
           "roll.csv", "log.csv", "grad.csv", "huge.csv", "const.csv")  # fmt: skip
 NOT_THERE = ["folder", "folder/", ".", "missing.csv", "nofolder/missing.csv", "old.csv/x.csv", NULL, ""]
 
@@ -209,7 +209,7 @@ def inputs(good: list[str]) -> Values:
 
 TRAIN_DATA = inputs(["sine.csv", "sine.npz", "sincos.csv", "-", FIFO_IN, "const.csv", "huge.csv"])
 SINE_DATA = inputs(["sine.csv", "sine.npz", "-", FIFO_IN, "huge.csv", "const.csv"])
-MODEL = inputs(["model.pt"])
+MODEL = inputs(["model.pt", "diff.pt"])  # diff.pt: --diff 1,2 --season 5 --time-features --period 6.28
 PLOT_IN = inputs(["sine.csv", "sine.npz", "pred.csv", "roll.csv", "log.csv", "grad.csv", "sincos.csv", "-",
                   FIFO_IN, "huge.csv", "const.csv"])  # fmt: skip
 STDIN_GOOD = ["sine"]
@@ -449,7 +449,7 @@ STRATEGIES = {
         *[command_lines(["train"], TRAIN_OPTIONS, data_only(TRAIN_DATA), one_of=("--steps", "--epochs"))] * 2,
         command_lines(["train"], RESUME_OPTIONS, data_only(SINE_DATA)),
     ),
-    "predict": command_lines(["predict"], PREDICT_OPTIONS, model_and_data(inputs(["model.pt", "mapping.pt"]), SINE_DATA)),
+    "predict": command_lines(["predict"], PREDICT_OPTIONS, model_and_data(inputs(["model.pt", "mapping.pt", "diff.pt"]), SINE_DATA)),
     "rollout": command_lines(["rollout"], ROLLOUT_OPTIONS, model_and_data(MODEL, SINE_DATA)),
     "backtest": command_lines(["backtest"], BACKTEST_OPTIONS, model_and_data(MODEL, SINE_DATA)),
     "plot": command_lines(["plot"], PLOT_OPTIONS, at_most(PLOT_IN, 3)),
@@ -565,6 +565,8 @@ def world(tmp_path_factory):
     small = TrainConfig(hidden=8, window=10, batch=8, steps=10)
     train(src / "sine.csv", src / "model.pt", small, log=src / "log.csv", quiet=True)
     train(src / "sincos.csv", src / "mapping.pt", small, quiet=True)
+    forecaster = TrainConfig(hidden=8, window=10, batch=8, steps=10, diff="1,2", season=5, time_features=True, period="6.28")
+    train(src / "sine.csv", src / "diff.pt", forecaster, quiet=True)
     predict(src / "model.pt", src / "sine.csv", output=src / "pred.csv", quiet=True)
     rollout(src / "model.pt", src / "sine.csv", output=src / "roll.csv", quiet=True)
     gradnorm(cells=("rnn",), hidden=4, length=10, batch=4, output=src / "grad.csv", quiet=True)
