@@ -15,7 +15,7 @@ not write is refused, as the shell would. Temporary files are named
 SIGTERM: the CLI turns SIGTERM into an exception); one left by a killed process of this
 host is removed by the next write to the same path once its process is gone.
 `check` looks at all the outputs of a command at once; `writer_lock` gives one writer
-per checkpoint.
+per checkpoint. A training log grows in place instead (`open_growing`), to be followed.
 """
 
 from __future__ import annotations
@@ -224,6 +224,24 @@ def _keep_mode_and_owner(fd: int, path: Path) -> None:
     if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
         with contextlib.suppress(OSError):
             os.fchown(fd, st.st_uid, st.st_gid)
+
+
+@contextlib.contextmanager
+def open_growing(dest: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that grows while it is read (a training log followed with `tail -f`):
+    a file is truncated and written in place, not replaced; a device or pipe is written
+    through. The one exception to writing files atomically."""
+    t = target(dest)
+    if t.in_place:
+        with write_errors(t.given), _through(t) as f:
+            yield f
+        return
+    try:
+        f = open(t.path, "wb")
+    except OSError as e:
+        raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
+    with write_errors(t.given), f:
+        yield f
 
 
 def write_json(dest: str | os.PathLike, doc: dict) -> None:

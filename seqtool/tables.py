@@ -511,10 +511,19 @@ def _cells(col: np.ndarray) -> list:
     return values
 
 
-def _write_csv(columns: dict[str, np.ndarray], stream) -> None:
+def _write_csv(columns: dict[str, np.ndarray], stream, header: bool = True) -> None:
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(list(columns))
+    if header:
+        writer.writerow(list(columns))
     writer.writerows(zip(*(_cells(c) for c in columns.values())))
+
+
+def csv_text(table: Table, header: bool = True) -> bytes:
+    """The CSV that `write_table` writes for `table` (without its header line if asked): for
+    a file that grows a row at a time, written as the whole table would be."""
+    text = io.StringIO()
+    _write_csv(table.columns, text, header)
+    return text.getvalue().encode("utf-8")
 
 
 def _npz_arrays(table: Table | SeriesTable) -> dict[str, np.ndarray]:

@@ -40,7 +40,7 @@ from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, fits_in_memory
 from .outputs import writer_lock
 from .scaling import Differencing, Scaling
-from .tables import TABLE_FORMATS, SeriesTable, Table, read_series, write_table
+from .tables import TABLE_FORMATS, SeriesTable, Table, csv_text, read_series, write_table
 from .timefeatures import TimeFeatures
 
 DEFAULT_OUT = "model.pt"
@@ -105,13 +105,10 @@ def train(
             torch.set_num_threads(threads)
         table = read_series(data, config.x, config.y)
         run = _Run(table, Path(out), config, previous, dev, quiet, source)
-        try:
+        with _Log(log, run.history) as run.log:
             with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
                 result = _fit(run)  # would warn that the schedule stepped before the optimizer
-        finally:
-            if log is not None:
-                write_table(history_table(run.history), log)
     return result
 
 
@@ -130,7 +127,40 @@ def _check_config(c: TrainConfig, device) -> None:
 
 def history_table(history: list[dict]) -> Table:
     """The `train --log` table: one row per evaluation (DESIGN.md section 2)."""
-    return Table({n: np.array([float(row[n]) for row in history]) for n in LOG_COLUMNS}, "log")
+    return Table({n: np.array([float(row[n]) for row in history], dtype=np.float64) for n in LOG_COLUMNS}, "log")
+
+
+class _Log:
+    """`train --log FILE` as the run goes: a CSV grows by a row per evaluation, flushed, so
+    `tail -f` and `seqtool plot` follow the run; an npz, which cannot grow, is rewritten
+    (atomically) at each evaluation. It starts with the rows the run already has: a resumed
+    run writes the history of its checkpoint again, then goes on."""
+
+    def __init__(self, dest, history: list[dict]):
+        self.dest, self.history, self.file = dest, history, None
+        self.npz = dest is not None and outputs.format_of(outputs.target(dest), TABLE_FORMATS) == ".npz"
+
+    def __enter__(self) -> _Log:
+        if self.dest is not None and not self.npz:
+            self._opened = outputs.open_growing(self.dest)
+            self.file = self._opened.__enter__()
+            self.file.write(csv_text(history_table(self.history)))
+            self.file.flush()
+        elif self.npz:
+            write_table(history_table(self.history), self.dest)
+        return self
+
+    def add(self, row: dict) -> None:
+        """The row just appended to the run's history."""
+        if self.file is not None:
+            self.file.write(csv_text(history_table([row]), header=False))
+            self.file.flush()
+        elif self.npz:
+            write_table(history_table(self.history), self.dest)
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self._opened.__exit__(*exc)
 
 
 def _device(name: str):
@@ -227,6 +257,7 @@ class _Run:
         self.acc = dict(EMPTY_ACC)
         self.history: list[dict] = []
         self.signals: list[int] = []
+        self.log: _Log | None = None
         if previous is not None:
             _restore(self, previous)
         self.good = _snapshot(self)
@@ -336,6 +367,8 @@ def _evaluate(run: _Run) -> dict:
         "clipped": acc["clipped"], "seconds": run.seconds,
     }  # fmt: skip
     run.history.append(row)
+    if run.log is not None:
+        run.log.add(row)
     run.acc = dict(EMPTY_ACC)
     return row
 

@@ -109,12 +109,14 @@ def test_sigint_then_resume_ends_at_the_same_weights(tmp_path, sh, stateful):
     assert last.startswith("seqtool: stopped: SIGINT at step") and "--resume" in last
     saved = load_checkpoint(tmp_path / "cut.pt")
     assert 0 < saved["resume"]["step"] < 1500
+    so_far = [float(r.split(",")[1]) for r in (tmp_path / "cut.csv").read_text().splitlines()[1:]]
+    assert so_far == [float(row["step"]) for row in saved["history"]]  # the log grew row by row
     resumed = sh(f"seqtool train {data} --resume -o cut.pt -q --log cut.csv", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert same_weights(tmp_path / "straight.pt", tmp_path / "cut.pt")
     log = (tmp_path / "cut.csv").read_text().splitlines()
     assert log[0] == "epoch,step,train_loss,val_loss,lr,grad_norm,clipped,seconds"
-    assert [float(r.split(",")[1]) for r in log[1:]][-1] == 1500.0
+    assert [float(r.split(",")[1]) for r in log[1:]] == [float(k) for k in range(25, 1501, 25)]  # continued, once each
 
 
 def test_resume_takes_settings_from_the_checkpoint(tmp_path, cli):
@@ -318,3 +320,30 @@ def test_stateful_burn_in_longer_than_a_chunk_spans_the_chunks(tmp_path):
         train(tmp_path / "t.csv", tmp_path / "m.pt", TrainConfig(**config, burn_in=6), quiet=True)
     result = train(tmp_path / "t.csv", tmp_path / "m.pt", TrainConfig(**config, burn_in=4), quiet=True)
     assert result.train_loss > 0
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_the_log_grows_during_the_run(tmp_path, suffix):
+    """At each evaluation the log holds every row so far (a CSV appended and flushed, an npz
+    rewritten), so `tail -f` and `seqtool plot` follow a run; at the end it is the table."""
+    from seqtool.tables import read_table, write_table
+    from seqtool.training import history_table
+
+    seen = {}
+
+    def peek(step, batch):
+        if step in (60, 110):
+            seen[step] = read_table(tmp_path / f"log{suffix}").numbers("step").tolist()
+        return batch
+
+    config = TrainConfig(hidden=8, steps=125, window=10, batch=8)
+    train(small_sine(tmp_path), tmp_path / "m.pt", config, log=tmp_path / f"log{suffix}", quiet=True, source=faulty_source(peek))
+    assert seen == {60: [25.0, 50.0], 110: [25.0, 50.0, 75.0, 100.0]}
+    history = load_checkpoint(tmp_path / "m.pt")["history"]
+    write_table(history_table(history), tmp_path / f"whole{suffix}")
+    grown, whole = read_table(tmp_path / f"log{suffix}"), read_table(tmp_path / f"whole{suffix}")
+    assert list(grown.columns) == list(whole.columns)
+    for name in whole.columns:
+        assert np.array_equal(grown.numbers(name, True), whole.numbers(name, True), equal_nan=True), name
+    if suffix == ".csv":
+        assert (tmp_path / "log.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
