@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
+from .dataset import positions, ranges
 from .errors import SeqtoolError
-from .inference import Model, _positions, _ranges, next_step_model
+from .inference import Model, next_step_model
 from .limits import check_all, fits_in_memory
 from .metrics import line, naive_forecasts, report, scale, score
 from .tables import TABLE_FORMATS, SeriesTable, Table, numbered, write_table
@@ -83,7 +84,7 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
             f"at least {first} steps of history and {horizon} steps after it (the longest series has {longest})"
         )
     series = np.repeat(np.arange(len(counts)), counts)
-    return series, begin[series] + stride * _positions(counts)
+    return series, begin[series] + stride * positions(counts)
 
 
 def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarray, horizon: int) -> np.ndarray:
@@ -95,8 +96,8 @@ def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarr
     z, lengths = m.view(table)
     order, width = m.scaling.diff.order, len(m.x_names)
     rows = origin - 1 - order
-    first, states = _states_at(m, z, lengths, series, rows)
     step = Stepper(m.net)
+    first, states = _states_at(m, step, z, lengths, series, rows)
     outs, prev = [first], first
     at = torch.from_numpy((np.cumsum(lengths) - lengths)[series] + rows)  # each origin's row of z
     with torch.no_grad():
@@ -106,17 +107,17 @@ def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarr
             outs.append(prev)
     d = m.outputs(torch.stack(outs, 1).reshape(-1, first.shape[1]), "forecasts").reshape(len(origin), horizon, -1)
     starts = table.offsets[series]
-    last = table.x[_ranges(starts + origin - order, np.full_like(origin, order))].reshape(len(origin), order, len(m.x_names))
+    last = table.x[ranges(starts + origin - order, np.full_like(origin, order))].reshape(len(origin), order, len(m.x_names))
     return m.scaling.diff.integrate(last, d)
 
 
-def _states_at(m: Model, z, lengths: np.ndarray, series: np.ndarray, rows: np.ndarray):
+def _states_at(m: Model, step, z, lengths: np.ndarray, series: np.ndarray, rows: np.ndarray):
     """The network's output and per-layer state after row rows[p] of series series[p]
     (its rows of `z`, end to end), for every p, teacher-forced: the module up to each
     series' first such row, then one cell step per row through the last."""
     import torch
 
-    from .models import Stepper, map_state
+    from .models import map_state, parts
 
     used = np.unique(series)
     first = np.full(len(lengths), np.iinfo(np.int64).max)
@@ -124,7 +125,6 @@ def _states_at(m: Model, z, lengths: np.ndarray, series: np.ndarray, rows: np.nd
     np.minimum.at(first, series, rows)
     np.maximum.at(last, series, rows)
     model_starts = np.cumsum(lengths) - lengths
-    step = Stepper(m.net)
     states = _warm_states(m, z, model_starts[used], first[used], step)
     span = last[used] - first[used] + 1
     where = np.searchsorted(used, series)  # each origin's place in the batch of used series
@@ -142,7 +142,7 @@ def _states_at(m: Model, z, lengths: np.ndarray, series: np.ndarray, rows: np.nd
                 p, b = torch.from_numpy(picked), torch.from_numpy(where[picked])
                 out[p] = prev[b]
                 for whole, part in zip(taken, states):
-                    for w, s in zip(whole if isinstance(whole, tuple) else (whole,), part if isinstance(part, tuple) else (part,)):
+                    for w, s in zip(parts(whole), parts(part)):
                         w[p] = s[b]
     return out, taken
 
@@ -152,22 +152,16 @@ def _warm_states(m: Model, z, starts: np.ndarray, count: np.ndarray, step) -> li
     teacher-forced by the module (zero for a series with none)."""
     import torch
 
-    from .models import map_state
+    from .models import parts
 
     cfg = m.net.config
-    zeros = torch.zeros(cfg.layers, len(starts), cfg.hidden)
-    state = (zeros, zeros.clone()) if cfg.cell == "lstm" else zeros
+    state = tuple(torch.zeros(cfg.layers, len(starts), cfg.hidden) for _ in range(2 if cfg.cell == "lstm" else 1))
     some = np.flatnonzero(count > 0)
     if len(some):
-        _, warm = m.teacher_forced(z[torch.from_numpy(_ranges(starts[some], count[some]))], count[some], final_state=True)
-        index = torch.from_numpy(some)
-
-        def put(whole, part):
-            whole[:, index] = part
-            return whole
-
-        state = (put(state[0], warm[0]), put(state[1], warm[1])) if cfg.cell == "lstm" else put(state, warm)
-    return step.split(map_state(lambda s: s.contiguous(), state))
+        _, warm = m.teacher_forced(z[torch.from_numpy(ranges(starts[some], count[some]))], count[some], final_state=True)
+        for whole, part in zip(state, parts(warm)):
+            whole[:, torch.from_numpy(some)] = part
+    return step.split(state if cfg.cell == "lstm" else state[0])
 
 
 def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season) -> tuple[Table, dict]:
@@ -191,7 +185,7 @@ def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season
         columns.update(zip(numbered("seasonal_naive", n), seasonal.T))
     first = np.full(len(table.lengths), np.iinfo(np.int64).max)
     np.minimum.at(first, series, origin)
-    history = _positions(table.lengths) < np.repeat(first, table.lengths)
+    history = positions(table.lengths) < np.repeat(first, table.lengths)
     denominator = scale(table.x, table.offsets, history)
     truth = table.x[rows]
     scores = {**score(yhat, truth, np.ones(len(h), bool), naive, seasonal, denominator), "season": season}

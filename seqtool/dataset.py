@@ -147,3 +147,13 @@ def length_groups(lengths: np.ndarray, cells: int) -> list[np.ndarray]:
         groups.append(order[i:j])
         i = j
     return groups
+
+
+def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, end to end."""
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(np.sum(counts)))
+
+
+def positions(lengths: np.ndarray) -> np.ndarray:
+    """Each row's step index within its series, end to end."""
+    return ranges(np.zeros_like(lengths), lengths)

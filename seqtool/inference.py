@@ -16,7 +16,7 @@ import numpy as np
 
 from . import outputs
 from .checkpoint import build_model, load_checkpoint
-from .dataset import MAPPING, NEXT_STEP, predicted
+from .dataset import MAPPING, NEXT_STEP, positions, predicted, ranges
 from .errors import RunFailed, SeqtoolError
 from .limits import check, check_all, fits_in_memory
 from .metrics import naive_forecasts, report, scale, score
@@ -80,7 +80,7 @@ class Model:
 
         x, order = table.x, self.scaling.diff.order
         if order:
-            step = _ranges(np.zeros_like(table.lengths), table.lengths)
+            step = positions(table.lengths)
             x = self.scaling.diff.difference(x)[step[order:] >= order]
         if self.time is not None:
             x = np.concatenate([x, self.known(table, table.lengths)], axis=1)
@@ -126,7 +126,7 @@ class Model:
         order, starts = self.scaling.diff.order, table.offsets[:-1]
         d = np.full((len(table.x), values.shape[1]), np.nan)
         model_starts = np.cumsum(lengths) - lengths
-        d[_ranges(starts + order + 1, lengths - 1)] = values[_ranges(model_starts, lengths - 1)]
+        d[ranges(starts + order + 1, lengths - 1)] = values[ranges(model_starts, lengths - 1)]
         return self.scaling.diff.undo(d, table.x)
 
     def baselines(self, table: SeriesTable, origin: np.ndarray, season: int | None):
@@ -136,7 +136,7 @@ class Model:
         if self.task == MAPPING:
             return None, None
         start = np.repeat(table.offsets[:-1], table.lengths)
-        return naive_forecasts(table.x, start, _positions(table.lengths), origin, season)
+        return naive_forecasts(table.x, start, positions(table.lengths), origin, season)
 
     def season_of(self, season: int | None, lengths: np.ndarray) -> int | None:
         """The season the naive forecasts use: the one asked for, else the model's (none for
@@ -172,7 +172,7 @@ def predict(
     yhat = m.one_step(table)
     truth = table.x if m.task == NEXT_STEP else table.y
     result = _with_columns(table, dict(zip(m.yhat_names, yhat.T)))
-    step = _positions(table.lengths)
+    step = positions(table.lengths)
     naive, seasonal = m.baselines(table, step, season)
     denominator = _denominator(table, truth, np.ones(len(step), dtype=bool))
     scores = _scores(yhat, truth, step >= warmup, naive, seasonal, denominator, season)
@@ -212,11 +212,11 @@ def rollout(
 
     yhat = _roll(m, table, k, free)
     result = _extend(table, total, dict(zip(m.yhat_names, yhat.T)))
-    step, first_free = _positions(total), np.repeat(k, total)
+    step, first_free = positions(total), np.repeat(k, total)
     result.columns["phase"] = np.where(step < first_free, "warmup", "free")
     start = np.repeat(table.offsets[:-1], total)
     naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
-    denominator = _denominator(table, table.x, _positions(table.lengths) < np.repeat(k, table.lengths))
+    denominator = _denominator(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
     scores = _scores(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
@@ -273,14 +273,14 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     total = k + free
     out = np.full((int(total.sum()), d.shape[1]), np.nan)
     out_starts = np.cumsum(total) - total
-    out[_ranges(out_starts + order, total - order)] = d
-    warm = _ranges(out_starts, k)
-    out[warm] = m.scaling.diff.undo(out[warm], table.x[_ranges(table.offsets[:-1], k)])
-    last = table.x[_ranges(table.offsets[:-1] + k - order, np.full_like(k, order))].reshape(len(k), order, -1)
+    out[ranges(out_starts + order, total - order)] = d
+    warm = ranges(out_starts, k)
+    out[warm] = m.scaling.diff.undo(out[warm], table.x[ranges(table.offsets[:-1], k)])
+    last = table.x[ranges(table.offsets[:-1] + k - order, np.full_like(k, order))].reshape(len(k), order, -1)
     running = np.arange(int(free.max(initial=0)))[None, :] < free[:, None]
     steps = np.zeros(running.shape + d.shape[1:])
-    steps[running] = out[_ranges(out_starts + k, free)]
-    out[_ranges(out_starts + k, free)] = m.scaling.diff.integrate(last, steps)[running]
+    steps[running] = out[ranges(out_starts + k, free)]
+    out[ranges(out_starts + k, free)] = m.scaling.diff.integrate(last, steps)[running]
     return out
 
 
@@ -304,10 +304,10 @@ def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray,
     total = k + free
     starts = np.cumsum(total) - total  # of each series in the output
     model_starts = np.cumsum(lengths) - lengths
-    warm, state = m.teacher_forced(z[torch.from_numpy(_ranges(model_starts, k))], k, final_state=True)
+    warm, state = m.teacher_forced(z[torch.from_numpy(ranges(model_starts, k))], k, final_state=True)
     forecast = torch.full((int(total.sum()), len(m.x_names)), float("nan"))
-    keep = _ranges(np.zeros_like(k), k) < np.repeat(total - 1, k)  # the k-th output: only if a free row follows
-    forecast[torch.from_numpy(_ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]
+    keep = positions(k) < np.repeat(total - 1, k)  # the k-th output: only if a free row follows
+    forecast[torch.from_numpy(ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]
 
     order = np.argsort(-free, kind="stable")  # the batch is always a prefix of this order
     running = np.searchsorted(-free[order], -np.arange(int(free.max(initial=0))), side="left")[1:]
@@ -326,16 +326,11 @@ def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray,
             outs.append(prev)
     if outs:
         j = np.repeat(np.arange(1, len(running) + 1), running)
-        rows = (starts + k)[order][_ranges(np.zeros_like(running), running)] + j
+        rows = (starts + k)[order][positions(running)] + j
         forecast[torch.from_numpy(rows)] = torch.cat(outs)
     expected = np.ones(len(forecast), dtype=bool)
     expected[starts] = False
     return forecast, expected
-
-
-def _positions(lengths: np.ndarray) -> np.ndarray:
-    """Each row's step index within its series, end to end."""
-    return _ranges(np.zeros_like(lengths), lengths)
 
 
 def _denominator(table: SeriesTable, truth: np.ndarray | None, history: np.ndarray) -> np.ndarray | None:
@@ -346,11 +341,6 @@ def _denominator(table: SeriesTable, truth: np.ndarray | None, history: np.ndarr
 def _scores(yhat, truth, scored, naive, seasonal, denominator, season) -> dict:
     scores = score(yhat, truth, scored, naive, seasonal, denominator)
     return {**scores, "season": season}
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, end to end."""
-    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(np.sum(counts)))
 
 
 def _write(table: SeriesTable, output) -> None:
@@ -389,10 +379,7 @@ def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
     if name == "series":
         return np.concatenate([part, np.repeat(part[:1], extra)])
     if part.dtype.kind == "f":
-        if name == "t" and len(part) >= 2:
-            step = part[-1] - part[-2]
-            return np.concatenate([part, part[-1] + step * np.arange(1, extra + 1)])
-        return np.concatenate([part, np.full(extra, np.nan)])
+        return extend(part, n) if name == "t" and len(part) >= 2 else np.concatenate([part, np.full(extra, np.nan)])
     dates = dates_of(part)
     if dates is not None and len(dates) >= 2:
         return np.concatenate([part.astype(str), extend(dates, n)[len(part) :].astype(str)])

@@ -131,6 +131,11 @@ def map_state(fn, state):
     return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
 
 
+def parts(state) -> tuple:
+    """The tensors of a cell's state: (h,), or an LSTM's (h, c)."""
+    return state if isinstance(state, tuple) else (state,)
+
+
 def detach(state):
     """Cut the gradient at a chunk boundary but keep the values (truncated BPTT)."""
     return map_state(torch.Tensor.detach, state)

@@ -20,7 +20,7 @@ from . import outputs
 from .errors import SeqtoolError
 from .limits import check_all
 from .outputs import check_format
-from .tables import SeriesTable, Table, dates_of, of_role, read_series, read_table
+from .tables import SeriesTable, Table, columns_of, of_role, read_series, read_table, times_of
 
 FORMATS = (".png", ".svg", ".pdf")
 MAX_PANELS = 6
@@ -81,18 +81,9 @@ def truth_columns(table: Table, x: str | Sequence[str] | None = None) -> list[st
     (yhat*, naive*, seasonal_naive*, their _lo/_hi), in table order, which must be as many
     as the yhat columns: anything else is refused, naming the candidates.
     """
-    names = list(table.columns)
-    if x is not None:
-        picked = [c.strip() for c in x.split(",") if c.strip()] if isinstance(x, str) else list(x)
-        for name in picked:
-            if name not in names:
-                raise SeqtoolError(f"{table.source}: no column {name!r} for --x (columns: {', '.join(names)})")
-        return picked
-    remembered = table.roles.get("x")
-    if remembered and all(n in names for n in remembered):
-        return list(remembered)
-    if of_role(names, "x"):
-        return of_role(names, "x")
+    named = columns_of(table, "x", x)
+    if named or x is not None:
+        return named
     found, yhat = _candidates(table), _yhat_names(table)
     if len(found) != len(yhat):
         raise SeqtoolError(
@@ -153,14 +144,10 @@ def _view(table: Table, kind: str, x, y) -> SeriesTable:
     an npz remembers, y or y0, ...), else its inputs, found by `truth_columns` unless --x."""
     if kind == "series":
         return read_series(table, x, y, missing_inputs=True)
-    if y is not None:
-        ys = [c.strip() for c in y.split(",") if c.strip()] if isinstance(y, str) else list(y)
-    else:
-        remembered = table.roles.get("y")
-        ys = list(remembered) if remembered and all(n in table.columns for n in remembered) else _targets(table)
+    ys = columns_of(table, "y", y)
     if x is None and not ys:
         x = truth_columns(table)
-    elif x is None and not table.roles.get("x") and not of_role(list(table.columns), "x"):
+    elif x is None and not columns_of(table, "x"):
         x = [n for n in _candidates(table) if n not in ys] or None  # a mapping model's inputs
     return read_series(table, x, ys, missing_inputs=True)
 
@@ -394,10 +381,6 @@ def _save(fig, path: Path, fallback: str) -> Path:
     return path
 
 
-def _targets(table: Table) -> list[str]:
-    return of_role(list(table.columns), "y")
-
-
 def _yhat_names(table) -> list[str]:
     return of_role(list(table.columns), "yhat")
 
@@ -440,13 +423,7 @@ def _times(table: Table) -> np.ndarray:
     a backtest table without `t` has its step index, origin + h - 1."""
     if "t" not in table.columns:
         return table.numbers("origin") + table.numbers("h") - 1
-    try:
-        return table.numbers("t")
-    except SeqtoolError as not_a_number:
-        dates = dates_of(table.columns["t"])
-        if dates is None:
-            raise not_a_number from None
-        return dates
+    return times_of(table)
 
 
 def _rows(view, sid: str) -> tuple[int, slice]:

@@ -192,8 +192,8 @@ def read_series(
     """
     table = as_table(source)
     src, names = table.source, list(table.columns)
-    x_names = _role(names, x, table.roles.get("x"), "x", src)
-    y_names = _role(names, y, table.roles.get("y"), "y", src)
+    x_names = columns_of(table, "x", x)
+    y_names = columns_of(table, "y", y)
     if not x_names:
         hint = "--x names no column" if x is not None else "expected 'x' or 'x0', 'x1', ..., or name them with --x"
         raise SeqtoolError(f"{src}: no input column: {hint} (columns: {', '.join(names)})")
@@ -211,7 +211,7 @@ def read_series(
     for name in y_names:
         columns[name] = _finite(table, name, missing_ok=True)
     if "t" in columns:
-        t = _time(table)
+        t = times_of(table)
         if t.dtype.kind == "f":
             columns["t"] = t
         first = np.zeros(rows, dtype=bool)
@@ -415,9 +415,11 @@ def _from_npz(data: bytes, source: str) -> Table:
         raise SeqtoolError(f"{source}: not a seqtool npz table ({reason})") from None
 
 
-def _role(
-    names: list[str], chosen: str | Sequence[str] | None, hint: list[str] | None, prefix: str, src: str
-) -> list[str]:
+def columns_of(table: Table, prefix: str, chosen: str | Sequence[str] | None = None) -> list[str]:
+    """The columns of a role ("x" or "y"): those chosen (--x/--y: "a,b" or a list; an empty
+    list means none; a missing name is refused), else those an npz remembers, else the
+    naming rule (`of_role`)."""
+    names, src, hint = list(table.columns), table.source, table.roles.get(prefix)
     if chosen is not None:  # an empty list means "none"
         if isinstance(chosen, str):
             chosen = [c.strip() for c in chosen.split(",") if c.strip()]
@@ -466,7 +468,7 @@ def _series_lengths(table: Table) -> np.ndarray:
     return np.diff(np.concatenate([starts, [len(ids)]])).astype(np.int64)
 
 
-def _time(table: Table) -> np.ndarray:
+def times_of(table: Table) -> np.ndarray:
     """Column `t` as float64, or as datetime64 when it holds dates (then it is kept as written)."""
     try:
         return _finite(table, "t", missing_ok=False)

@@ -18,6 +18,7 @@ resumed from its checkpoint ends with the same weights as one that ran through.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -25,7 +26,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from . import outputs
 from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
 from .config import CELLS, ModelConfig, TrainConfig
-from .dataset import NEXT_STEP, Rows, inputs_and_targets, predicted, split, task_of
+from .dataset import NEXT_STEP, Rows, inputs_and_targets, positions, predicted, split, task_of
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, fits_in_memory
 from .outputs import writer_lock
@@ -105,7 +106,7 @@ def train(
             torch.set_num_threads(threads)
         table = read_series(data, config.x, config.y)
         run = _Run(table, Path(out), config, previous, dev, quiet, source)
-        with _Log(log, run.history) as run.log:
+        with _growing_log(log, run.history) as run.log:
             with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
                 result = _fit(run)  # would warn that the schedule stepped before the optimizer
@@ -130,37 +131,26 @@ def history_table(history: list[dict]) -> Table:
     return Table({n: np.array([float(row[n]) for row in history], dtype=np.float64) for n in LOG_COLUMNS}, "log")
 
 
-class _Log:
-    """`train --log FILE` as the run goes: a CSV grows by a row per evaluation, flushed, so
-    `tail -f` and `seqtool plot` follow the run; an npz, which cannot grow, is rewritten
-    (atomically) at each evaluation. It starts with the rows the run already has: a resumed
-    run writes the history of its checkpoint again, then goes on."""
+@contextlib.contextmanager
+def _growing_log(dest, history: list[dict]) -> Iterator[Callable[[dict], None] | None]:
+    """`train --log FILE` as the run goes: gives the function that adds the row just
+    appended to `history`. A CSV grows by that row, flushed, so `tail -f` and `seqtool plot`
+    follow the run; an npz, which cannot grow, is rewritten (atomically) each time. It starts
+    with the rows the run already has: a resumed run writes its checkpoint's history again."""
+    if dest is None:
+        yield None
+    elif outputs.format_of(outputs.target(dest), TABLE_FORMATS) == ".npz":
+        write_table(history_table(history), dest)
+        yield lambda row: write_table(history_table(history), dest)
+    else:
+        with outputs.open_growing(dest) as f:
 
-    def __init__(self, dest, history: list[dict]):
-        self.dest, self.history, self.file = dest, history, None
-        self.npz = dest is not None and outputs.format_of(outputs.target(dest), TABLE_FORMATS) == ".npz"
+            def write(rows: list[dict], header: bool = False) -> None:
+                f.write(csv_text(history_table(rows), header))
+                f.flush()
 
-    def __enter__(self) -> _Log:
-        if self.dest is not None and not self.npz:
-            self._opened = outputs.open_growing(self.dest)
-            self.file = self._opened.__enter__()
-            self.file.write(csv_text(history_table(self.history)))
-            self.file.flush()
-        elif self.npz:
-            write_table(history_table(self.history), self.dest)
-        return self
-
-    def add(self, row: dict) -> None:
-        """The row just appended to the run's history."""
-        if self.file is not None:
-            self.file.write(csv_text(history_table([row]), header=False))
-            self.file.flush()
-        elif self.npz:
-            write_table(history_table(self.history), self.dest)
-
-    def __exit__(self, *exc) -> None:
-        if self.file is not None:
-            self._opened.__exit__(*exc)
+            write(history, header=True)
+            yield lambda row: write([row])
 
 
 def _device(name: str):
@@ -214,7 +204,7 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
         _has_targets(val_y, table, "validation", config.burn_in)
         val = Rows.of(val_x, val_y, scaling, table.x_names, table.source).to(device)
         if task == NEXT_STEP:  # as read: the naive forecasts repeat the values, not their differences
-            rows = split(table.split(np.arange(len(table.x))[:, None]), xs, config.val, config.seed)[1][0]
+            rows = split(table.split(np.arange(int(table.lengths.sum()))[:, None]), xs, config.val, config.seed)[1][0]
             scored = [np.concatenate([np.zeros(diff.order + 1, bool), ~np.isnan(y[:-1]).any(axis=1)]) for y in val_y]
             held_out = (_rows_of(table, [r[:, 0] for r in rows]), scored)
     info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
@@ -257,7 +247,7 @@ class _Run:
         self.acc = dict(EMPTY_ACC)
         self.history: list[dict] = []
         self.signals: list[int] = []
-        self.log: _Log | None = None
+        self.log: Callable[[dict], None] | None = None  # adds a row to `train --log`
         if previous is not None:
             _restore(self, previous)
         self.good = _snapshot(self)
@@ -368,7 +358,7 @@ def _evaluate(run: _Run) -> dict:
     }  # fmt: skip
     run.history.append(row)
     if run.log is not None:
-        run.log.add(row)
+        run.log(row)
     run.acc = dict(EMPTY_ACC)
     return row
 
@@ -586,7 +576,7 @@ def _against_naive(run: _Run) -> list[str]:
         net.load_state_dict(run.best.weights)
     m = Model.of(net, run.data.scaling, run.data.info, str(run.out))
     table, scored = run.data.held_out
-    naive, seasonal = m.baselines(table, np.concatenate([np.arange(n) for n in table.lengths]), m.season)
+    naive, seasonal = m.baselines(table, positions(table.lengths), m.season)
     try:
         forecasts = m.one_step(table)
     except SeqtoolError as e:  # the run is saved; its comparison cannot be made
