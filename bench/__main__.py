@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, forecasting, memory, speed, startup
+from . import accuracy, forecasting, memory, speed, startup, threads
 from .common import Row, machine
 
 BENCHMARKS = {
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "speed": speed.run,
     "memory": memory.run,
     "forecasting": forecasting.run,
+    "threads": threads.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = (

@@ -39,15 +39,17 @@ def backtest(
     metrics: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
+    threads: int | None = None,
 ) -> tuple[Table, dict]:
     """`seqtool backtest`: the table of forecasts from every origin, and the metrics
     (overall and for each h), the model's beside the naive forecasts' on the same steps."""
-    check_all(backtest_horizon=horizon, stride=stride)
+    check_all(backtest_horizon=horizon, stride=stride, threads=threads)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
     table = m.read(data)
     season = m.season_of(season, table.lengths)
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
+    m.use_threads(threads, len(origin))
     width = len(table.columns) + 3 * len(m.x_names) + 3
     fits_in_memory(float(len(origin)) * horizon * width * 8 * 3, f"a backtest of {len(origin):,} origins x {horizon} steps")
     yhat = forecasts(m, table, series, origin, horizon)

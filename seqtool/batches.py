@@ -16,6 +16,8 @@ import numpy as np
 from .dataset import Rows
 from .errors import SeqtoolError
 
+MIN_CHUNKS = 4  # the shortest stream `cut` makes, in windows
+
 
 class Source(Protocol):
     """What the training loop asks of a batch source. A wrapper (a distributed shard, a
@@ -88,12 +90,18 @@ class Windows:
 class Streams:
     """Each series a stream, read from its first step in consecutive chunks of `window`
     steps, `batch` streams side by side (the groups shuffled each epoch). Past the end of a
-    stream: input 0, no target."""
+    stream: input 0, no target. Fewer series than `batch` (one long measured series) are cut
+    into about `batch` contiguous streams (`cut`), each from a zero state with its own
+    burn-in, so that every batch is full."""
 
     def __init__(self, rows: Rows, window: int, batch: int, seed: int):
+        import torch
+
         self.rows, self.window, self.batch_size = rows, window, batch
-        self.count = len(rows.lengths)
-        self.chunks = math.ceil(int(rows.lengths.max()) / window)
+        starts, lengths = cut(rows.offsets.cpu().numpy(), rows.lengths.cpu().numpy(), batch, window)
+        self.starts, self.lengths = (torch.from_numpy(a).to(rows.x.device) for a in (starts, lengths))
+        self.count, self.series = len(starts), len(rows.lengths)
+        self.chunks = math.ceil(int(lengths.max()) / window)
         self.per_epoch = math.ceil(self.count / batch) * self.chunks
         self.order = _Shuffle(seed, self.count)
 
@@ -105,17 +113,34 @@ class Streams:
         members = self.order(epoch)[group * self.batch_size : (group + 1) * self.batch_size].to(self.rows.x.device)
         t0 = chunk * self.window
         pos = t0 + torch.arange(self.window, device=self.rows.x.device)
-        lengths = self.rows.lengths[members][:, None]
+        lengths = self.lengths[members][:, None]
         inside = (pos < lengths)[..., None]
-        rows = self.rows.offsets[members][:, None] + torch.minimum(pos, lengths - 1)
+        rows = self.starts[members][:, None] + torch.minimum(pos, lengths - 1)
         x = torch.where(inside, self.rows.x[rows], 0.0)
         y = torch.where(inside, self.rows.y[rows], float("nan"))
         return x, y, t0
 
     def learnable(self, burn_in: int) -> bool:
         """Whether some stream has a target after its first `burn_in` steps."""
-        scored, offsets = _scored(self.rows), self.rows.offsets.cpu().numpy()
-        return bool((scored[offsets[1:]] - scored[np.minimum(offsets[:-1] + burn_in, offsets[1:])]).any())
+        scored, starts, lengths = _scored(self.rows), self.starts.cpu().numpy(), self.lengths.cpu().numpy()
+        return bool((scored[starts + lengths] - scored[starts + np.minimum(burn_in, lengths)]).any())
+
+
+def cut(offsets: np.ndarray, lengths: np.ndarray, batch: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The streams of series stored end to end (first rows, lengths): the series themselves,
+    or, with fewer series than `batch`, each series cut into contiguous pieces of near-equal
+    length, as many as its share of the rows of `batch` pieces (at least one, and none
+    shorter than MIN_CHUNKS windows, so a stream is more than its burn-in)."""
+    if len(lengths) >= batch:
+        return offsets[:-1].copy(), lengths.copy()
+    share = np.rint(batch * lengths / lengths.sum()).astype(np.int64)
+    pieces = np.clip(np.minimum(share, lengths // (MIN_CHUNKS * window)), 1, None)
+    starts, sizes = [], []
+    for first, n, k in zip(offsets[:-1].tolist(), lengths.tolist(), pieces.tolist()):
+        bounds = np.rint(np.linspace(0, n, k + 1)).astype(np.int64)
+        starts.append(first + bounds[:-1])
+        sizes.append(np.diff(bounds))
+    return np.concatenate(starts), np.concatenate(sizes)
 
 
 def batches(rows: Rows, config) -> Source:

@@ -14,13 +14,13 @@ import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .config import ModelConfig, TrainConfig
+from .config import DEVICES, GRAD_LOSSES, GRAD_TASKS, IMAGE_FORMATS, ModelConfig, TrainConfig
 from .errors import Interrupted, PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
 from .limits import interval as span
 
@@ -55,7 +55,6 @@ app = typer.Typer(
     cls=_Main,
     name="seqtool",
     no_args_is_help=True,
-    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Recurrent networks on time series, as composable commands.\n\n"
     "Tables go through pipes: [bold]seqtool gen sine | seqtool train --cell lstm[/bold]",
@@ -118,17 +117,27 @@ def _root(
 
 
 def _option(
-    name: str, annotation: Any, default: Any, help: str, key: str = "", flag: Optional[str] = None, short: Optional[str] = None
-) -> inspect.Parameter:
+    name: str, annotation: Any, default: Any, help: str, key: str = "", flag: Optional[str] = None,
+    short: Optional[str] = None, choices: Optional[tuple] = None,
+) -> inspect.Parameter:  # fmt: skip
     """A parameter that typer shows as the option `flag` (default: typer's --NAME) and `short`;
-    "{span}" in `help` stands for the bounds of `key` (default: `name`) in limits.py."""
+    "{span}" in `help` stands for the bounds of `key` (default: `name`) in limits.py. With
+    `choices`, the values it takes (`Choice`)."""
     if "{span}" in help:
         help = help.replace("{span}", span(key or name))
     flags = [flag] if flag else []  # none: typer's --NAME, and --NAME/--no-NAME for a bool
     if short:
         flags = [flag or f"--{name.replace('_', '-')}", short]
-    option = typer.Option(*flags, help=help)
+    if choices:
+        annotation = Choice(choices)
+    option = typer.Option(*flags, help=help, case_sensitive=False)
     return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[annotation, option])
+
+
+def Choice(values: tuple) -> Any:
+    """The type of an option that takes one of `values`: `--help` lists them, shell completion
+    offers them, and any case is accepted (--cell LSTM is lstm)."""
+    return Literal[values]  # type: ignore[valid-type]
 
 
 def _with_options(options: list[inspect.Parameter], before: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -172,6 +181,10 @@ TableOut = Annotated[
     Optional[Path],
     typer.Option("--output", "-o", help="Write the table to FILE (.csv or .npz) instead of CSV on stdout."),
 ]
+Threads = Annotated[
+    Optional[int],
+    typer.Option(help=f"CPU threads for torch, {span('threads')} \\[default: as many as the model's size pays for, within the cores free now]."),
+]
 Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
 Season = Annotated[
     Optional[int],
@@ -184,7 +197,7 @@ def _training_options() -> list[inspect.Parameter]:
     default, help line and flag, in the order of the fields."""
     types = typing.get_type_hints(TrainConfig)
     return [
-        _option(f.name, types[f.name], f.default, f.metadata["help"], flag=f.metadata.get("flag"))
+        _option(f.name, types[f.name], f.default, f.metadata["help"], flag=f.metadata.get("flag"), choices=f.metadata["choices"])
         for f in TrainConfig.options()
     ]
 
@@ -197,8 +210,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (one writer at a time).")] = Path("model.pt"),
     log: Annotated[Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE (.csv or .npz).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --out, with its settings.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help=f"CPU threads for torch, {span('threads')}.")] = None,
+    device: Annotated[Choice(DEVICES), typer.Option(help="auto, cpu or cuda.", case_sensitive=False)] = "auto",
+    threads: Threads = None,
     quiet: Quiet = False,
     **options: Any,
 ) -> None:
@@ -225,6 +238,7 @@ def predict(
     season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Teacher-forced predictions: the table plus yhat; metrics on stderr, beside the
@@ -234,7 +248,7 @@ def predict(
     """
     from .inference import predict as run
 
-    run(model, data, warmup=warmup, season=season, metrics=metrics, output=output or "-", quiet=quiet)
+    run(model, data, warmup=warmup, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
 
 @app.command()
@@ -250,6 +264,7 @@ def rollout(
     season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Free-running generation: the model's own predictions fed back as inputs.
@@ -258,7 +273,7 @@ def rollout(
     """
     from .inference import rollout as run
 
-    run(model, data, warmup=warmup, steps=steps, horizon=horizon, season=season, metrics=metrics, output=output or "-", quiet=quiet)
+    run(model, data, warmup=warmup, steps=steps, horizon=horizon, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
 
 @app.command()
@@ -271,6 +286,7 @@ def backtest(
     season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Rolling-origin evaluation: from every origin, warm up on all history before it and
@@ -281,7 +297,7 @@ def backtest(
     """
     from .backtesting import backtest as run
 
-    run(model, data, horizon=horizon, start=start, stride=stride, season=season, metrics=metrics, output=output or "-", quiet=quiet)
+    run(model, data, horizon=horizon, start=start, stride=stride, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
 
 # --- plot --------------------------------------------------------------------------------
@@ -297,7 +313,7 @@ def plot(
     outdir: Annotated[Optional[Path], typer.Option(help="One image per input in DIR, named after it.")] = None,
     overlay: Annotated[bool, typer.Option(help="Draw all inputs (of one kind) on one figure.")] = False,
     label: Annotated[Optional[list[str]], typer.Option(help="Name an input in the legend (once per input).")] = None,
-    format: Annotated[str, typer.Option("--format", help="Image format with --outdir or by default: png, svg, pdf.")] = "png",
+    format: Annotated[Choice(IMAGE_FORMATS), typer.Option("--format", help="Image format with --outdir or by default: png, svg, pdf.", case_sensitive=False)] = "png",
     title: Annotated[Optional[str], typer.Option(help="Figure title.")] = None,
     size: Annotated[Optional[str], typer.Option(help=f"WIDTHxHEIGHT in pixels, each {span('pixels')} \\[default: by kind].")] = None,
     dpi: Annotated[int, typer.Option(help=f"Dots per inch, {span('dpi')}.")] = 100,
@@ -349,12 +365,13 @@ def gradnorm(
     init_scale: Annotated[Optional[float], typer.Option(help=f"Rescale each recurrent matrix to this spectral radius, {span('init_scale')}.")] = None,
     forget_bias: Annotated[float, typer.Option(help=f"Forget-gate bias of a fresh LSTM (PyTorch's init: 0), {span('forget_bias')}.")] = 1.0,
     seed: Seed = 0,
-    task: Annotated[str, typer.Option(help="Generated data without DATA: adding, sine, sincos, multisine.")] = "adding",
+    task: Annotated[Choice(GRAD_TASKS), typer.Option(help="Generated data without DATA: adding, sine, sincos, multisine.", case_sensitive=False)] = "adding",
     length: Annotated[int, typer.Option("--length", "-l", help=f"Steps of generated sequences, {span('grad_length')}.")] = 100,
     batch: Annotated[int, typer.Option(help=f"Sequences in the batch, {span('grad_batch')}.")] = 64,
-    loss: Annotated[str, typer.Option(help="Loss at the last step with a target, or at all steps.")] = "last",
+    loss: Annotated[Choice(GRAD_LOSSES), typer.Option(help="Loss at the last step with a target, or at all steps.", case_sensitive=False)] = "last",
     summary: Annotated[Optional[Path], typer.Option(help="Also write the summary (ratios, parameter gradients, singular values) as JSON.")] = None,
     output: TableOut = None,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Gradient norms through time, ||dL/dh_t|| per step and layer: vanishing or exploding?
@@ -368,11 +385,11 @@ def gradnorm(
     given = _given(ctx, _FRESH) if model is not None else []
     if given:
         raise SeqtoolError(f"{', '.join(given)}: for fresh models only; the model {model} brings its own")
-    cells = tuple(c.strip() for c in cell.split(",") if c.strip())
+    cells = tuple(c.strip().lower() for c in cell.split(",") if c.strip())
     run(
         model, data, cells=cells, hidden=hidden, layers=layers, init_scale=init_scale,
         forget_bias=forget_bias, seed=seed, task=task, length=length, batch=batch, loss=loss,
-        summary=summary, output=output or "-", quiet=quiet,
+        summary=summary, output=output or "-", quiet=quiet, threads=threads,
     )  # fmt: skip
 
 
@@ -421,7 +438,7 @@ def _gen_command(kind: Kind) -> Any:
         check_table_output(output)
         write_table(kind.function(**options), output)
 
-    command.__doc__ = f"{kind.summary}\n\nExample: {kind.example}"
+    command.__doc__ = f"{kind.summary}\n\nExample: {kind.example}\n\nTrain and judge it: {kind.pipeline}"
     options = [_option(o.name, annotation, default, o.help, o.key, short=o.short) for o, annotation, default in kind.parameters()]
     one = typer.Typer(add_completion=False)
     one.command(kind.name)(_with_options(options, before="output")(command))

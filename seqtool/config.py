@@ -51,6 +51,11 @@ class ModelConfig:
 
 
 SCHEDULES = ("cosine", "plateau", "none")
+DEVICES = ("auto", "cpu", "cuda")
+IMAGE_FORMATS = ("png", "svg", "pdf")
+GRAD_TASKS = ("adding", "sine", "sincos", "multisine")  # gradnorm's generated data
+GRAD_LOSSES = ("last", "all")
+WINDOW = 50  # --window's default, where targets are not sparse (training.window_for)
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -72,7 +77,7 @@ class TrainConfig:
     lr: float = _option(1e-2, "Learning rate, {span}.")
     optimizer: str = _option("adam", "adam, or sgd (momentum 0.9).", OPTIMIZERS)
     batch: int = _option(32, "Windows (or streams) per step, {span}.")
-    window: int = _option(50, "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful.")
+    window: int | None = _option(None, "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful \\[default: 50; whole series where targets are sparse].")
     stride: int = _option(1, "Steps between window starts, {span}.")
     steps: int | None = _option(None, "Optimizer steps, {span} \\[default: 2000].")
     epochs: float | None = _option(None, "Passes over the data, instead of --steps, {span}.")
@@ -147,7 +152,7 @@ class TrainConfig:
         check_all(season=self.season)
         if self.steps is not None and self.epochs is not None:
             raise SeqtoolError("give --steps or --epochs, not both")
-        if not self.stateful and self.burn_in >= self.window:
+        if not self.stateful and self.window is not None and self.burn_in >= self.window:
             raise SeqtoolError(
                 f"--window {self.window} is not longer than --burn-in {self.burn_in}: every step of "
                 f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
-from .config import CELLS, ModelConfig
+from .config import CELLS, GRAD_LOSSES, ModelConfig
 from .dataset import NEXT_STEP, inputs_and_targets, predicted, task_of
 from .errors import SeqtoolError
 from .limits import check_all, fits_in_memory
 from .scaling import Scaling
 from .tables import TABLE_FORMATS, SeriesTable, Table, write_table
-
-LOSSES = ("last", "all")
+from .threads import use as use_threads
+from .threads import work
 
 
 @dataclass
@@ -71,6 +71,7 @@ def gradnorm(
     summary: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
+    threads: int | None = None,
 ) -> tuple[Table, list[Report]]:
     """`seqtool gradnorm`: ||dL/dh_t|| for t = 1..T for a checkpoint, or for fresh models
     of each of `cells`, on a table or on a generated `task` of `length` steps; the table
@@ -78,22 +79,22 @@ def gradnorm(
 
     A fresh LSTM starts with forget-gate bias `forget_bias` (1, as `train` uses; PyTorch's
     own init gives 0)."""
-    if loss not in LOSSES:
+    if loss not in GRAD_LOSSES:
         raise SeqtoolError(f"--loss must be last or all, got {loss!r}")
     if model is None and (not cells or any(c not in CELLS for c in cells)):
         raise SeqtoolError(f"--cell takes {', '.join(CELLS)} (comma-separated), got {','.join(cells)!r}")
     check_all(
         grad_batch=batch, grad_length=length, hidden=hidden, layers=layers,
-        init_scale=init_scale, forget_bias=forget_bias, seed=seed,
+        init_scale=init_scale, forget_bias=forget_bias, seed=seed, threads=threads,
     )  # fmt: skip
     outputs.check([(output, TABLE_FORMATS, "table"), (summary, None, "summary")], inputs=[model, data])
     if model is None:
         _fits(batch, length, layers, hidden, "fresh models")
     data = _data(data, task, length, batch, seed)
     if model is not None:
-        reports = [_of_checkpoint(model, data, batch, loss)]
+        reports = [_of_checkpoint(model, data, batch, loss, threads)]
     else:
-        fresh = dict(hidden=hidden, layers=layers, init_scale=init_scale, forget_bias=forget_bias, seed=seed)
+        fresh = dict(hidden=hidden, layers=layers, init_scale=init_scale, forget_bias=forget_bias, seed=seed, threads=threads)
         reports = _of_fresh_models(cells, data, batch, loss, **fresh)
     out = _table(reports)
     _report(reports, summary, quiet)
@@ -102,16 +103,16 @@ def gradnorm(
     return out, reports
 
 
-def _of_checkpoint(path, data, batch: int, loss: str) -> Report:
+def _of_checkpoint(path, data, batch: int, loss: str, threads: int | None) -> Report:
     from .inference import Model
 
     m = Model(path)
     table = m.read(data)
     x, y = _tensors(table, *inputs_and_targets(table, m.task, m.scaling.diff, m.time), m.scaling, batch)
-    return _measure(m.net, x, y, loss)
+    return _measure(m.net, x, y, loss, threads)
 
 
-def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init_scale, forget_bias, seed) -> list[Report]:
+def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init_scale, forget_bias, seed, threads) -> list[Report]:
     """A fresh model of each cell, all from the same seed, standardised on the data itself."""
     import torch
 
@@ -132,7 +133,7 @@ def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init
             set_forget_bias(net.rnn, forget_bias)
         if init_scale is not None:
             scale_recurrent(net, init_scale)
-        reports.append(_measure(net, x, y, loss))
+        reports.append(_measure(net, x, y, loss, threads))
     return reports
 
 
@@ -192,11 +193,12 @@ def unrolled(net, x, state=None):
     return out, hs, p
 
 
-def _measure(net, x, y, loss: str) -> Report:
+def _measure(net, x, y, loss: str, threads: int | None) -> Report:
     import torch
 
     cfg = net.config
     _fits(x.shape[0], x.shape[1], cfg.layers, cfg.hidden, cfg.cell)
+    use_threads(threads, work(cfg.cell, cfg.hidden, cfg.layers, x.shape[0], cfg.n_in))
     net = net.eval()
     out, hs, params = unrolled(net, x)
     mask = ~torch.isnan(y)

@@ -18,10 +18,12 @@ from . import outputs
 from .checkpoint import build_model, load_checkpoint
 from .dataset import MAPPING, NEXT_STEP, positions, predicted, ranges
 from .errors import RunFailed, SeqtoolError
-from .limits import check, check_all, fits_in_memory
+from .limits import check_all, fits_in_memory
 from .metrics import naive_forecasts, report, scale, score
 from .scaling import Scaling, check_magnitude
 from .tables import TABLE_FORMATS, SeriesTable, as_table, dates_of, numbered, read_series, write_table
+from .threads import use as use_threads
+from .threads import work
 from .timefeatures import TimeFeatures, extend
 
 
@@ -46,6 +48,11 @@ class Model:
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))
         self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
+
+    def use_threads(self, threads: int | None, batch: int) -> None:
+        """torch's threads for running `batch` series side by side (threads.py)."""
+        c = self.net.config
+        use_threads(threads, work(c.cell, c.hidden, c.layers, batch, c.n_in))
 
     def read(self, data) -> SeriesTable:
         """Read a table with this model's columns; a table without them is refused."""
@@ -161,13 +168,15 @@ def predict(
     metrics: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
+    threads: int | None = None,
 ) -> tuple[SeriesTable, dict]:
     """`seqtool predict`: teacher-forced outputs for every step, state carried through each
     series; the table goes to `output` (a file, '-' for stdout, None: returned only)."""
-    check("warmup", warmup)
+    check_all(warmup=warmup, threads=threads)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = Model(model)
     table = m.read(data)
+    m.use_threads(threads, len(table.lengths))
     season = m.season_of(season, table.lengths)
     yhat = m.one_step(table)
     truth = table.x if m.task == NEXT_STEP else table.y
@@ -193,16 +202,18 @@ def rollout(
     metrics: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
+    threads: int | None = None,
 ) -> tuple[SeriesTable, dict]:
     """`seqtool rollout`: warm up on the first `warmup` true steps of each series, then feed
     the model its own predictions: to the end of the series, for `steps` steps, or `horizon`
     steps past the end. All series run together as one batch."""
-    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon)
+    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads)
     if steps is not None and horizon:
         raise SeqtoolError("give --steps or --horizon, not both")
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
     table = m.read(data)
+    m.use_threads(threads, len(table.lengths))
     season = m.season_of(season, table.lengths)
     k = _warmups(m, table, warmup, horizon)
     free = np.full(len(k), steps) if steps is not None else table.lengths - k + horizon

@@ -53,7 +53,7 @@ def _real(option: str, lo: float, hi: float, lo_open: bool = False, hi_open: boo
 BILLION = 1_000_000_000
 
 
-def _cores() -> int:
+def cores() -> int:
     """The cores this process may run on: more torch threads than these only slow it down."""
     try:
         return len(os.sched_getaffinity(0))
@@ -64,7 +64,7 @@ def _cores() -> int:
 LIMITS: dict[str, Limit] = {
     # shared
     "seed": _int("seed", 0, 2**32 - 1),  # numpy's and torch's generators take it as it is
-    "threads": _int("threads", 1, _cores()),
+    "threads": _int("threads", 1, cores()),
     "season": _int("season", 1, BILLION),
     # train (and gradnorm's fresh models)
     "hidden": _int("hidden", 1, 4096),

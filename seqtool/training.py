@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +35,20 @@ import numpy as np
 from . import outputs
 from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
-from .config import CELLS, ModelConfig, TrainConfig
-from .dataset import NEXT_STEP, Rows, inputs_and_targets, positions, predicted, split, task_of
+from .config import CELLS, WINDOW, ModelConfig, TrainConfig
+from .dataset import MAPPING, NEXT_STEP, Rows, inputs_and_targets, positions, predicted, split, task_of
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
-from .limits import LIMITS, check_all, fits_in_memory
+from .limits import LIMITS, check_all, cores, fits_in_memory
 from .outputs import writer_lock
 from .scaling import Differencing, Scaling
 from .tables import TABLE_FORMATS, SeriesTable, Table, csv_text, read_series, write_table
+from .threads import use as use_threads
+from .threads import work
 from .timefeatures import TimeFeatures
 
 DEFAULT_OUT = "model.pt"
 DEFAULT_STEPS = 2000
+WHOLE_SERIES = 10_000  # the longest window that --window's default makes of a whole series
 EVAL_EVERY = 25  # steps between evaluations (a row of the log)
 DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting the mean) has diverged
 LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "seconds")
@@ -85,8 +88,6 @@ def train(
     this one runs is refused. `source` makes the batch source from the training rows
     (`batches.batches`: windows, or streams); a wrapper of it changes where batches come from.
     """
-    import torch
-
     check_all(threads=threads)
     dev = _device(device)
     if not resume:
@@ -101,11 +102,9 @@ def train(
             check_resume(previous, str(out))
             config = TrainConfig(**previous["train"])
             _check_config(config, dev)
-            threads = threads or previous["resume"]["threads"]  # same threads, same sums
-        if threads:
-            torch.set_num_threads(threads)
+            threads = threads or min(previous["resume"]["threads"], cores())  # same threads, same sums
         table = read_series(data, config.x, config.y)
-        run = _Run(table, Path(out), config, previous, dev, quiet, source)
+        run = _Run(table, Path(out), config, previous, dev, quiet, source, threads)
         with _growing_log(log, run.history) as run.log:
             with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
@@ -121,8 +120,9 @@ def _check_config(c: TrainConfig, device) -> None:
     if device.type == "cpu":
         gates = max(1, len(CELLS[c.cell].gates))
         params = c.layers * gates * c.hidden * (2 * c.hidden + 2) + c.hidden
-        activations = c.batch * c.window * c.layers * c.hidden * (gates + 2)
-        what = f"training with --hidden {c.hidden} --layers {c.layers} --batch {c.batch} --window {c.window}"
+        window = c.window or WINDOW
+        activations = c.batch * window * c.layers * c.hidden * (gates + 2)
+        what = f"training with --hidden {c.hidden} --layers {c.layers} --batch {c.batch} --window {window}"
         fits_in_memory(4.0 * (10 * params + 3 * activations), what)
 
 
@@ -216,12 +216,36 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     return _Data(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
 
 
+def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
+    """--window's default for this table: WINDOW steps; where targets are sparse (fewer than
+    one a window, on average), windows that cover whole series, since a target whose inputs
+    lie outside every window cannot be learned. What it chose, or where it cannot choose
+    the option that may be needed, is said in one line on stderr."""
+    import torch
+
+    lengths = rows.lengths.cpu().numpy()
+    longest, steps = int(lengths.max()), int(lengths.sum())
+    targets = int((~torch.isnan(rows.y)).any(dim=1).sum())
+    say = (lambda line: None) if quiet else (lambda line: print(f"seqtool: {line}", file=sys.stderr))
+    if config.stateful or longest <= WINDOW:
+        return WINDOW
+    if targets * WINDOW < steps:
+        sparse = f"targets are sparse (one step in {steps / max(targets, 1):.0f} has one)"
+        if longest <= WHOLE_SERIES:
+            say(f"{sparse}: each window covers a whole series (--window {longest}); give --window to choose")
+            return longest
+        say(f"{sparse} and series of {longest:,} steps are too long for one window: train with --stateful (carried state)")
+    elif task == MAPPING:
+        say(f"each window of {WINDOW} steps starts from a zero state, so a target can depend on the last {WINDOW} inputs only; if it depends on more (an integrator), train with --stateful")
+    return WINDOW
+
+
 class _Run:
     """The state of one training run: the data and its batches, the model, the optimizer
     and schedule, and what --resume needs (step, carried state, best weights, sums,
     history). The functions below train it (`_fit`) and save it (`_save`)."""
 
-    def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool, source=batches):
+    def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool, source=batches, threads=None):
         import torch
 
         from .models import SeqModel
@@ -230,15 +254,20 @@ class _Run:
         self.data = _prepare(table, config, device)
         if previous is not None and previous["resume"].get("fingerprint") != self.data.fingerprint:
             raise SeqtoolError(f"{out}: the data differs from the data this run was trained on")
+        if config.window is None:
+            self.config = config = replace(config, window=window_for(self.data.rows, config, self.data.info["task"], quiet))
+            _check_config(config, device)
         self.source = source(self.data.rows, config)
         self.total = _total_steps(config, self.source.per_epoch)
-        torch.manual_seed(config.seed)
         info = self.data.info
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
             n_in=self.data.rows.x.shape[1], n_out=len(outputs), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
         )  # fmt: skip
+        m = self.model_config
+        self.threads = use_threads(threads, work(m.cell, m.hidden, m.layers, min(config.batch, self.source.count), m.n_in))
+        torch.manual_seed(config.seed)
         self.model = SeqModel(self.model_config).to(device)
         self.opt = _optimizer(config.optimizer, self.model.parameters(), config.lr)
         self.schedule = _Schedule(self.opt, config, self.total)
@@ -552,10 +581,13 @@ def _result(run: _Run, stopped: str) -> TrainResult:
 
 def _summary(run: _Run, r: TrainResult) -> str:
     c = run.config
-    mode = f"{run.source.count} streams, stateful" if c.stateful else f"{run.source.count} windows"
+    mode = f"{run.source.count} windows"
+    if c.stateful:
+        cut = f" cut from {run.source.series} series" if run.source.count > run.source.series else ""
+        mode = f"{run.source.count} streams{cut}, stateful"
     text = (
         f"seqtool: trained {c.cell} ({c.layers} x {c.hidden}) on {mode} for {r.steps} steps "
-        f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s"
+        f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s on {run.threads} thread{'s' if run.threads > 1 else ''}"
         f"{' (early stop)' if r.stopped == 'early stop' else ''}; train loss {r.train_loss:.3g}"
     )
     if run.data.val is not None:

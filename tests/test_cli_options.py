@@ -115,7 +115,7 @@ def test_resume_refuses_each_training_option_given(cli, captured, tmp_path):
     one_error_line(result, "--resume")
     assert len(result.stderr.split("; drop ")[1].split(", ")) == len(OPTIONS)
     for f in OPTIONS:  # the default, given explicitly, is refused too
-        value = {"stateful": "--stateful", "steps": "10", "epochs": "1", "x": "x", "y": "y", "diff": "1", "season": "12",
+        value = {"stateful": "--stateful", "steps": "10", "window": "50", "epochs": "1", "x": "x", "y": "y", "diff": "1", "season": "12",
                  "time_features": "--time-features", "period": "7"}.get(f.name, str(f.default))
         argv = [value] if value.startswith("--") else [_flag(f.name), value]
         one_error_line(cli("train", "--resume", "-o", tmp_path / "m.pt", *argv), "--resume", f"drop {_flag(f.name)}")

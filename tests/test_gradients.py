@@ -133,9 +133,9 @@ def test_a_trained_checkpoint_on_its_data(tmp_path, cli):
     "args, fragments",
     [
         (["--cell", "rnn,tcn"], ["--cell takes rnn, lstm, gru"]),
-        (["--loss", "mean"], ["--loss must be last or all"]),
+        (["--loss", "mean"], ["'mean' is not one of 'last', 'all'"]),
         (["--init-scale", "-1"], ["--init-scale must be a number in (0, 1000], got -1.0"]),
-        (["--task", "lorenz"], ["--task must be"]),
+        (["--task", "lorenz"], ["'lorenz' is not one of 'adding', 'sine', 'sincos', 'multisine'"]),
         (["a.csv", "b.csv", "c.csv"], ["at most a MODEL and a DATA"]),
     ],
 )

@@ -158,7 +158,7 @@ def test_series_pick_and_named_inputs(tmp_path, cli):
     [
         (["--size", "big"], ["--size must be WIDTHxHEIGHT"]),
         (["-o", "x.gif"], ["unknown image format"]),
-        (["--format", "gif"], ["--format must be png, svg or pdf"]),
+        (["--format", "gif"], ["'gif' is not one of 'png', 'svg', 'pdf'"]),
     ],
 )
 def test_bad_plot_options(tables, tmp_path, cli, args, fragments):

@@ -236,7 +236,7 @@ def test_divergence_after_progress_saves_the_last_good_state(tmp_path):
     "args, fragments",
     [
         (["--window", "100"], ["shorter than --window 100", "longest: 30"]),
-        (["--cell", "transformer"], ["--cell must be one of rnn, lstm, gru"]),
+        (["--cell", "transformer"], ["'transformer' is not one of 'rnn', 'lstm', 'gru'"]),
         (["--schedule", "step"], ["--schedule"]),
         (["--steps", "10", "--epochs", "2"], ["--steps or --epochs"]),
         (["--val", "1.5"], ["--val"]),

@@ -1,0 +1,77 @@
+"""Defaults that serve (issue 13): the thread count train chooses, alone and three at
+once, against --threads 1; one long series cut into streams, against one stream.
+
+Targets: three default trainings at once take at most 1.2x the time of the same three
+with --threads 1; one alone is no slower than with --threads 1 (sine default, and the
+long series); `seqtool gen integral -n 1 --length 100000 | seqtool train --stateful`
+reaches MAE <= 0.01 on a fresh 1,500-step series in at most 30 s of training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .common import BIN, Row
+
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+RUNS = {  # name: (data command, train options)
+    "sine default": ("seqtool gen sine -o d.csv", ""),
+    "long series": ("seqtool gen integral -n 1 --length 100000 -o d.npz", "--stateful"),
+}
+
+
+def _train(d: Path, data: str, options: str, out: str) -> tuple[float, str]:
+    """Wall seconds of a `train` command, and its summary line."""
+    start = time.perf_counter()
+    done = subprocess.run(f"seqtool train {data} {options} -o {out}", shell=True, cwd=d, env=ENV, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, done.stderr.strip().splitlines()[-1]
+
+
+def _three(d: Path, data: str, options: str) -> float:
+    """Wall seconds of three trainings started together."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda i: _train(d, data, options, f"m{i}.pt"), range(3)))
+    return time.perf_counter() - start
+
+
+def _mae(d: Path, model: str) -> float:
+    cmd = f"seqtool gen integral -n 1 --length 1500 --seed 1 | seqtool predict {model} -q --metrics m.json -o /dev/null"
+    subprocess.run(cmd, shell=True, cwd=d, env=ENV, check=True)
+    return json.loads((d / "m.json").read_text())["mae"]
+
+
+def run() -> list[Row]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for name, (make, options) in RUNS.items():
+            subprocess.run(make, shell=True, cwd=d, env=ENV, check=True)
+            data = make.split()[-1]
+            one, _ = _train(d, data, f"{options} --threads 1", "one.pt")
+            auto, summary = _train(d, data, options, "auto.pt")
+            threads = re.search(r"on (\d+) threads?", summary).group(1)
+            rows.append(Row(f"{name}: alone, default threads / --threads 1", auto / one, "x", "<= 1.0", auto <= one * 1.02,
+                            f"{auto:.1f} s ({threads} threads chosen) vs {one:.1f} s, whole command"))  # fmt: skip
+            ones, autos = _three(d, data, f"{options} --threads 1"), _three(d, data, options)
+            rows.append(Row(f"{name}: three at once, default / --threads 1", autos / ones, "x", "<= 1.2", autos <= 1.2 * ones,
+                            f"{autos:.1f} s vs {ones:.1f} s for all three"))  # fmt: skip
+            if name == "long series":
+                seconds = float(re.search(r"in ([\d.]+) s", summary).group(1))
+                mae = _mae(d, "auto.pt")
+                rows.append(Row("long series cut into 32 streams: MAE on a fresh 1,500-step series", mae, "", "<= 0.01", mae <= 0.01,
+                                f"`seqtool gen integral -n 1 --length 100000 | seqtool train --stateful`, {seconds:.1f} s of training (<= 30 s); {summary.split(';')[0]}"))  # fmt: skip
+                single, summary = _train(d, data, "--stateful --batch 1", "single.pt")
+                seconds = float(re.search(r"in ([\d.]+) s", summary).group(1))
+                rows.append(Row("long series, one stream (--batch 1, before the cut): MAE", _mae(d, "single.pt"), "", "beside", True, f"{seconds:.1f} s of training"))
+                longer, summary = _train(d, data, "--stateful --steps 4000", "longer.pt")
+                mae = _mae(d, "longer.pt")
+                rows.append(Row("long series cut into streams, --steps 4000: MAE", mae, "", "<= 0.01", mae <= 0.01, f"{float(re.search(r'in ([\\d.]+) s', summary).group(1)):.1f} s of training"))
+    return rows

@@ -1,0 +1,228 @@
+"""Defaults that serve (issue 13): each kind's documented pipeline learns it, --window's
+default fits the targets, one long series is cut into streams, threads follow the work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas
+import pytest
+import torch
+from conftest import one_error_line
+
+from seqtool import tasks, threads
+from seqtool.batches import Streams, cut
+from seqtool.checkpoint import load_checkpoint
+from seqtool.config import TrainConfig
+from seqtool.dataset import Rows
+from seqtool.scaling import Scaling
+from seqtool.tables import write_table
+from seqtool.training import train
+
+
+def _judged(sh, kind: str, extra: str = "") -> tuple[dict, object]:
+    """Run `gen KIND --help`'s pipeline (train, then judge on a fresh seed) through real
+    pipes; `extra` goes to train. The judge's metrics and its table."""
+    fit, judge = tasks.COMMANDS[kind].pipeline.split("; ")
+    fit = fit.replace("seqtool train", f"seqtool train {extra} -q")
+    result = sh(f"{fit} && {judge} -q --metrics m.json -o out.csv", timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    folder = sh("pwd").stdout.decode().strip()
+    return json.load(open(f"{folder}/m.json")), pandas.read_csv(f"{folder}/out.csv")
+
+
+def test_every_kind_shows_the_pipeline_that_trains_it(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    for kind in tasks.COMMANDS.values():
+        fit, judge = kind.pipeline.split("; ")
+        assert fit.startswith(f"seqtool gen {kind.name} | seqtool train") and judge.startswith(f"seqtool gen {kind.name} ")
+        assert f"Train and judge it: {kind.pipeline}" in cli("gen", kind.name, "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "bound"),
+    [("sine", "mse", 1e-3), ("multisine", "mse", 1e-2), ("sincos", "mse", 1e-3), ("integral", "mae", 0.01), ("adding", "mse", 0.01)],
+)
+def test_the_documented_pipeline_learns_the_kind_on_a_fresh_seed(sh, kind, key, bound):
+    metrics, _ = _judged(sh, kind)
+    assert metrics[key] <= bound, metrics
+
+
+def test_a_tanh_rnn_fails_the_adding_problem_through_the_same_pipeline(sh):
+    metrics, _ = _judged(sh, "adding", "--cell rnn")
+    assert metrics["mse"] > 0.1, metrics  # the mean answer scores about 0.167: vanishing gradients
+
+
+@pytest.mark.parametrize(("kind", "bound"), [("lorenz", 0.2), ("mackey-glass", 0.3)])
+def test_chaos_is_forecast_free_running_for_a_while(sh, kind, bound):
+    """Chaos amplifies any error exponentially (Lorenz: e-fold every 1.1 time units, 55 steps
+    at dt 0.02), so a free run is judged over its first steps only: the RMS error, each
+    input scaled by its std over the table, stays under `bound` (README: measured figures)."""
+    _, table = _judged(sh, kind)
+    free = (table["phase"] == "free").to_numpy()
+    names = [n for n in table.columns if n.startswith("x")]
+    truth, yhat = table[names].to_numpy(), table[[n.replace("x", "yhat") for n in names]].to_numpy()
+    error = (yhat - truth)[free] / truth.std(axis=0)
+    assert free.sum() == {"lorenz": 100, "mackey-glass": 50}[kind]
+    assert np.sqrt((error**2).mean()) <= bound
+
+
+def test_the_trend_pipeline_beats_the_naive_forecasts(sh):
+    metrics, _ = _judged(sh, "trend")
+    assert metrics["mae"] < metrics["naive"]["mae"], metrics
+
+
+# --- --window's default ---------------------------------------------------------------
+
+
+def _trained(tmp_path, table, capfd, **settings):
+    write_table(table, tmp_path / "d.csv")
+    train(tmp_path / "d.csv", tmp_path / "m.pt", TrainConfig(hidden=4, steps=2, **settings), threads=1)
+    return load_checkpoint(tmp_path / "m.pt")["train"]["window"], capfd.readouterr().err
+
+
+def test_sparse_targets_get_windows_that_cover_whole_series(tmp_path, capfd):
+    window, err = _trained(tmp_path, tasks.adding(n_series=40, length=80), capfd)
+    assert window == 80
+    assert "seqtool: targets are sparse (one step in 80 has one): each window covers a whole series (--window 80); give --window to choose" in err
+
+
+def test_an_explicit_window_is_kept_and_nothing_is_said(tmp_path, capfd):
+    window, err = _trained(tmp_path, tasks.adding(n_series=40, length=80), capfd, window=30)
+    assert window == 30 and "sparse" not in err
+
+
+def test_dense_targets_keep_50_step_windows(tmp_path, capfd):
+    window, err = _trained(tmp_path, tasks.sine(n_series=8, length=120), capfd)
+    assert window == 50 and "sparse" not in err and "--stateful" not in err
+
+
+def test_a_long_mapping_names_stateful_training(tmp_path, capfd):
+    window, err = _trained(tmp_path, tasks.integral(n_series=4, length=300), capfd)
+    assert window == 50
+    assert "a target can depend on the last 50 inputs only; if it depends on more (an integrator), train with --stateful" in err
+
+
+def test_stateful_training_keeps_50_step_chunks(tmp_path, capfd):
+    window, err = _trained(tmp_path, tasks.adding(n_series=40, length=80), capfd, stateful=True)
+    assert window == 50 and "sparse" not in err
+
+
+# --- one long series, cut into streams ---------------------------------------------------
+
+
+def test_a_long_series_is_cut_into_contiguous_streams_that_fill_the_batch():
+    starts, lengths = cut(np.array([0, 1000]), np.array([1000]), batch=8, window=10)
+    assert len(starts) == 8 and starts[0] == 0
+    assert np.array_equal(starts[1:], starts[:-1] + lengths[:-1]) and starts[-1] + lengths[-1] == 1000
+    assert lengths.max() - lengths.min() <= 1
+    starts, lengths = cut(np.array([0, 100, 1000]), np.array([100, 900]), batch=10, window=50)
+    assert lengths.tolist() == [100, 225, 225, 225, 225] and starts.tolist() == [0, 100, 325, 550, 775]  # none under 4 windows
+    starts, lengths = cut(np.array([0, 5, 9, 20]), np.array([5, 4, 11]), batch=2, window=50)
+    assert starts.tolist() == [0, 5, 9] and lengths.tolist() == [5, 4, 11]  # as many series as the batch: kept
+
+
+def test_each_stream_starts_from_its_first_row_with_a_zero_state():
+    x = np.arange(400, dtype=np.float64)[:, None]
+    y = np.full((400, 1), np.nan)
+    y[:-1] = x[1:]
+    rows = Rows.of([x], [y], Scaling.fit([x], [y], True, ["x"], [], "t"))
+    streams = Streams(rows, window=10, batch=4, seed=0)
+    assert streams.count == 4 and streams.per_epoch == 10
+    firsts = []
+    for step in range(streams.per_epoch):
+        xb, _, t0 = streams.batch(step)
+        assert t0 == 10 * step
+        if t0 == 0:
+            firsts = sorted(rows.x[:, 0].tolist().index(v) for v in xb[:, 0, 0].tolist())
+    assert firsts == [0, 100, 200, 300]
+
+
+def test_the_summary_says_how_the_series_was_cut(sh):
+    result = sh("seqtool gen integral -n 1 --length 3000 | seqtool train --stateful --batch 8 --steps 30 --hidden 8 --threads 1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "on 8 streams cut from 1 series, stateful" in result.stderr.decode()
+
+
+# --- threads ----------------------------------------------------------------------------
+
+
+def test_threads_follow_the_work_and_the_free_cores(monkeypatch):
+    monkeypatch.setattr(threads, "cores", lambda: 8)
+    monkeypatch.setattr(threads, "busy", lambda: 0)
+    assert threads.choose(threads.work("lstm", 8, 1, 4, 1)) == 1  # a tiny model: one thread
+    assert threads.choose(threads.work("lstm", 32, 1, 32, 1)) == 2
+    assert threads.choose(threads.work("lstm", 256, 2, 256, 1)) == 8
+    monkeypatch.setattr(threads, "busy", lambda: 7)  # a sweep holds the other cores
+    assert threads.choose(threads.work("lstm", 256, 2, 256, 1)) == 1
+    monkeypatch.setattr(threads, "busy", lambda: 20)
+    assert threads.choose(threads.work("lstm", 256, 2, 256, 1)) == 1
+
+
+def test_train_reports_and_stores_the_threads_it_used(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(threads, "choose", lambda macs: 1)
+    before = torch.get_num_threads()
+    try:
+        write_table(tasks.sine(n_series=8, length=60), tmp_path / "d.csv")
+        train(tmp_path / "d.csv", tmp_path / "m.pt", TrainConfig(hidden=8, steps=5))
+        assert "in " in capfd.readouterr().err  # the summary
+        assert load_checkpoint(tmp_path / "m.pt")["resume"]["threads"] == 1
+        train(tmp_path / "d.csv", tmp_path / "m2.pt", TrainConfig(hidden=8, steps=5), threads=2 if threads.cores() > 1 else 1)
+        assert "on 2 threads" in capfd.readouterr().err or threads.cores() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_inference_commands_take_threads(cli, small_model):
+    m, data = small_model / "m.pt", small_model / "sine.csv"
+    for command in (["predict", m, data], ["rollout", m, data], ["backtest", m, data, "--horizon", "3"], ["gradnorm", m, data]):
+        result = cli(*command, "--threads", "1", "-q")
+        assert result.exit_code == 0, result.stderr
+        assert torch.get_num_threads() == 1
+        one_error_line(cli(*command, "--threads", "0", "-q"), "--threads must be a whole number in [1, ")
+
+
+# --- choices that complete ----------------------------------------------------------------
+
+
+def test_a_choice_is_taken_in_any_case(cli, tmp_path):
+    write_table(tasks.sine(n_series=4, length=60), tmp_path / "d.csv")
+    result = cli("train", tmp_path / "d.csv", "--cell", "LSTM", "--schedule", "Plateau", "--steps", "2", "--hidden", "4", "-q", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 0, result.stderr
+    saved = load_checkpoint(tmp_path / "m.pt")
+    assert saved["model"]["cell"] == "lstm" and saved["train"]["schedule"] == "plateau"
+
+
+@pytest.mark.parametrize(
+    ("argv", "listed"),
+    [
+        (["train", "d.csv", "--cell", "foo"], "'foo' is not one of 'rnn', 'lstm', 'gru'"),
+        (["train", "d.csv", "--optimizer", "rmsprop"], "'rmsprop' is not one of 'adam', 'sgd'"),
+        (["train", "d.csv", "--schedule", "step"], "'step' is not one of 'cosine', 'plateau', 'none'"),
+        (["train", "d.csv", "--device", "tpu"], "'tpu' is not one of 'auto', 'cpu', 'cuda'"),
+        (["plot", "d.csv", "--format", "jpg"], "'jpg' is not one of 'png', 'svg', 'pdf'"),
+        (["gradnorm", "--task", "lorenz"], "'lorenz' is not one of 'adding', 'sine', 'sincos', 'multisine'"),
+    ],
+)
+def test_a_value_outside_the_choices_lists_them(cli, argv, listed):
+    one_error_line(cli(*argv), listed)
+
+
+def test_help_lists_the_choices(cli):
+    assert "<rnn|lstm|gru>" in cli("train", "--help").stdout and "<adam|sgd>" in cli("train", "--help").stdout
+    assert "<png|svg|pdf>" in cli("plot", "--help").stdout and "<last|all>" in cli("gradnorm", "--help").stdout
+
+
+@pytest.mark.parametrize(("shell", "start"), [("bash", "_seqtool_completion() {"), ("zsh", "#compdef seqtool"), ("fish", "complete --command seqtool")])
+def test_completion_scripts_print_for_each_shell(sh, shell, start):
+    result = sh(f"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION=1 seqtool --show-completion {shell}")
+    assert result.returncode == 0 and result.stdout.decode().startswith(start), result.stderr.decode()
+    assert f"_SEQTOOL_COMPLETE=complete_{shell}" in result.stdout.decode()
+
+
+def test_the_shell_completes_the_choices_of_an_option(sh):
+    bash = sh("_SEQTOOL_COMPLETE=complete_bash COMP_WORDS='seqtool train --cell ' COMP_CWORD=3 seqtool")
+    assert bash.stdout.decode().split() == ["rnn", "lstm", "gru"]
+    zsh = sh("_SEQTOOL_COMPLETE=complete_zsh _TYPER_COMPLETE_ARGS='seqtool plot --format ' seqtool")
+    assert all(f'"{f}"' in zsh.stdout.decode() for f in ("png", "svg", "pdf"))
