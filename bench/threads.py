@@ -14,11 +14,10 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .common import BIN, Row
+from .common import BIN, Row, interleaved
 
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 RUNS = {  # name: (data command, train options)
@@ -27,19 +26,21 @@ RUNS = {  # name: (data command, train options)
 }
 
 
-def _train(d: Path, data: str, options: str, out: str) -> tuple[float, str]:
-    """Wall seconds of a `train` command, and its summary line."""
-    start = time.perf_counter()
+def _train(d: Path, data: str, options: str, out: str) -> str:
+    """Run a `train` command; its summary line."""
     done = subprocess.run(f"seqtool train {data} {options} -o {out}", shell=True, cwd=d, env=ENV, capture_output=True, text=True, check=True)
-    return time.perf_counter() - start, done.stderr.strip().splitlines()[-1]
+    return done.stderr.strip().splitlines()[-1]
 
 
-def _three(d: Path, data: str, options: str) -> float:
-    """Wall seconds of three trainings started together."""
-    start = time.perf_counter()
+def _seconds(summary: str) -> float:
+    """The training seconds a summary line reports."""
+    return float(re.search(r"in ([\d.]+) s", summary).group(1))
+
+
+def _three(d: Path, data: str, options: str) -> None:
+    """Three trainings started together."""
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda i: _train(d, data, options, f"m{i}.pt"), range(3)))
-    return time.perf_counter() - start
 
 
 def _mae(d: Path, model: str) -> float:
@@ -55,23 +56,24 @@ def run() -> list[Row]:
         for name, (make, options) in RUNS.items():
             subprocess.run(make, shell=True, cwd=d, env=ENV, check=True)
             data = make.split()[-1]
-            one, _ = _train(d, data, f"{options} --threads 1", "one.pt")
-            auto, summary = _train(d, data, options, "auto.pt")
-            threads = re.search(r"on (\d+) threads?", summary).group(1)
-            rows.append(Row(f"{name}: alone, default threads / --threads 1", auto / one, "x", "<= 1.0", auto <= one * 1.02,
-                            f"{auto:.1f} s ({threads} threads chosen) vs {one:.1f} s, whole command"))  # fmt: skip
-            ones, autos = _three(d, data, f"{options} --threads 1"), _three(d, data, options)
-            rows.append(Row(f"{name}: three at once, default / --threads 1", autos / ones, "x", "<= 1.2", autos <= 1.2 * ones,
-                            f"{autos:.1f} s vs {ones:.1f} s for all three"))  # fmt: skip
+            summary = {}
+            alone = interleaved({
+                "one": lambda: _train(d, data, f"{options} --threads 1", "one.pt"),
+                "auto": lambda: summary.update(line=_train(d, data, options, "auto.pt")),
+            }, repeats=3)  # fmt: skip
+            chosen = re.search(r"on (\d+ threads?)", summary["line"]).group(1)
+            rows.append(Row(f"{name}: alone, default threads / --threads 1", alone["auto"] / alone["one"], "x", "<= 1.0", alone["auto"] <= alone["one"] * 1.02,
+                            f"median of 3: {alone['auto']:.1f} s ({chosen} chosen) vs {alone['one']:.1f} s, whole command"))  # fmt: skip
+            three = interleaved({"one": lambda: _three(d, data, f"{options} --threads 1"), "auto": lambda: _three(d, data, options)}, repeats=1)
+            rows.append(Row(f"{name}: three at once, default / --threads 1", three["auto"] / three["one"], "x", "<= 1.2", three["auto"] <= 1.2 * three["one"],
+                            f"{three['auto']:.1f} s vs {three['one']:.1f} s for all three"))  # fmt: skip
             if name == "long series":
-                seconds = float(re.search(r"in ([\d.]+) s", summary).group(1))
                 mae = _mae(d, "auto.pt")
                 rows.append(Row("long series cut into 32 streams: MAE on a fresh 1,500-step series", mae, "", "<= 0.01", mae <= 0.01,
-                                f"`seqtool gen integral -n 1 --length 100000 | seqtool train --stateful`, {seconds:.1f} s of training (<= 30 s); {summary.split(';')[0]}"))  # fmt: skip
-                single, summary = _train(d, data, "--stateful --batch 1", "single.pt")
-                seconds = float(re.search(r"in ([\d.]+) s", summary).group(1))
-                rows.append(Row("long series, one stream (--batch 1, before the cut): MAE", _mae(d, "single.pt"), "", "beside", True, f"{seconds:.1f} s of training"))
-                longer, summary = _train(d, data, "--stateful --steps 4000", "longer.pt")
+                                f"`seqtool gen integral -n 1 --length 100000 | seqtool train --stateful`, {_seconds(summary['line']):.1f} s of training (<= 30 s); {summary['line'].split(';')[0]}"))  # fmt: skip
+                line = _train(d, data, "--stateful --batch 1", "single.pt")
+                rows.append(Row("long series, one stream (--batch 1, before the cut): MAE", _mae(d, "single.pt"), "", "beside", True, f"{_seconds(line):.1f} s of training"))
+                line = _train(d, data, "--stateful --steps 4000", "longer.pt")
                 mae = _mae(d, "longer.pt")
-                rows.append(Row("long series cut into streams, --steps 4000: MAE", mae, "", "<= 0.01", mae <= 0.01, f"{float(re.search(r'in ([\\d.]+) s', summary).group(1)):.1f} s of training"))
+                rows.append(Row("long series cut into streams, --steps 4000: MAE", mae, "", "<= 0.01", mae <= 0.01, f"{_seconds(line):.1f} s of training"))
     return rows

@@ -100,7 +100,7 @@ class Streams:
         self.rows, self.window, self.batch_size = rows, window, batch
         starts, lengths = cut(rows.offsets.cpu().numpy(), rows.lengths.cpu().numpy(), batch, window)
         self.starts, self.lengths = (torch.from_numpy(a).to(rows.x.device) for a in (starts, lengths))
-        self.count, self.series = len(starts), len(rows.lengths)
+        self.count = len(starts)
         self.chunks = math.ceil(int(lengths.max()) / window)
         self.per_epoch = math.ceil(self.count / batch) * self.chunks
         self.order = _Shuffle(seed, self.count)

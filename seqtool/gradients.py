@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
-from .config import CELLS, GRAD_LOSSES, ModelConfig
+from .config import CELLS, GRAD_LOSSES, GRAD_TASKS, ModelConfig
 from .dataset import NEXT_STEP, inputs_and_targets, predicted, task_of
 from .errors import SeqtoolError
 from .limits import check_all, fits_in_memory
@@ -198,7 +198,7 @@ def _measure(net, x, y, loss: str, threads: int | None) -> Report:
 
     cfg = net.config
     _fits(x.shape[0], x.shape[1], cfg.layers, cfg.hidden, cfg.cell)
-    use_threads(threads, work(cfg.cell, cfg.hidden, cfg.layers, x.shape[0], cfg.n_in))
+    use_threads(threads, work(cfg, x.shape[0]))
     net = net.eval()
     out, hs, params = unrolled(net, x)
     mask = ~torch.isnan(y)
@@ -233,8 +233,8 @@ def _data(data, task: str, length: int, batch: int, seed: int):
         return data
     from .tasks import KINDS
 
-    if task not in ("adding", "sine", "sincos", "multisine"):
-        raise SeqtoolError(f"--task must be adding, sine, sincos or multisine, got {task!r}")
+    if task not in GRAD_TASKS:
+        raise SeqtoolError(f"--task must be one of {', '.join(GRAD_TASKS)}, got {task!r}")
     return KINDS[task](n_series=batch, length=length, seed=seed)
 
 

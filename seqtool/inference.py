@@ -51,8 +51,7 @@ class Model:
 
     def use_threads(self, threads: int | None, batch: int) -> None:
         """torch's threads for running `batch` series side by side (threads.py)."""
-        c = self.net.config
-        use_threads(threads, work(c.cell, c.hidden, c.layers, batch, c.n_in))
+        use_threads(threads, work(self.net.config, batch))
 
     def read(self, data) -> SeriesTable:
         """Read a table with this model's columns; a table without them is refused."""

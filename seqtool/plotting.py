@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
+from .config import IMAGE_FORMATS
 from .errors import SeqtoolError
 from .limits import check_all
 from .outputs import check_format
 from .tables import SeriesTable, Table, columns_of, of_role, read_series, read_table, times_of
 
-FORMATS = (".png", ".svg", ".pdf")
+FORMATS = tuple(f".{f}" for f in IMAGE_FORMATS)
 MAX_PANELS = 6
 
 # each kind and the columns that identify it, most specific first
@@ -241,7 +242,7 @@ def plot(
     files = list(files) or [None]
     suffix = "." + fmt.lower().lstrip(".")
     if suffix not in FORMATS:
-        raise SeqtoolError(f"--format must be png, svg or pdf, got {fmt!r}")
+        raise SeqtoolError(f"--format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
     look = Look(**look)
     check_all(dpi=look.dpi)
     _check_title(look.title)

@@ -14,19 +14,21 @@ import os
 import statistics
 import time
 
-from .config import CELLS
-from .limits import check_all, cores
+from .config import CELLS, ModelConfig
+from .limits import cores
 
 # Multiply-adds per time step of the recurrence that pay for one more thread. Measured on
-# 2 cores (bench/threads.py): an LSTM of 32 x batch 32 (135k) runs 1.4x faster on 2 threads;
-# 16 x batch 64 (70k) or 32 x batch 16 (67k) gain under 5%, and smaller models lose.
-MACS_PER_THREAD = 100_000
+# 2 cores, whole `train` commands on sine, 1 thread against 2: an LSTM of 32 units at batch
+# 32 (135k) the same (10.7 s, 10.9 s), the long series slower on 2 (25.0 s, 26.3 s); 64
+# units (532k) 1.25x faster on 2, 128 units (2.1M) 1.2x. bench/threads.py.
+MACS_PER_THREAD = 300_000
 
 
-def work(cell: str, hidden: int, layers: int, batch: int, n_in: int) -> int:
+def work(model: ModelConfig, batch: int) -> int:
     """Multiply-adds of one time step of the recurrence, over the batch."""
-    gates = max(1, len(CELLS[cell].gates))
-    return batch * gates * hidden * ((hidden + n_in) + (layers - 1) * 2 * hidden)
+    gates = max(1, len(CELLS[model.cell].gates))
+    h = model.hidden
+    return batch * gates * h * ((h + model.n_in) + (model.layers - 1) * 2 * h)
 
 
 def busy() -> int:
@@ -56,10 +58,10 @@ def choose(macs: int) -> int:
 
 
 def use(threads: int | None, macs: int) -> int:
-    """Set torch's thread count: `threads` where given (--threads), else `choose(macs)`."""
+    """Set torch's thread count: `threads` where given (--threads, checked by the command),
+    else `choose(macs)`."""
     import torch
 
-    check_all(threads=threads)
     n = threads or choose(macs)
     torch.set_num_threads(n)
     return n

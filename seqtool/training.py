@@ -35,7 +35,7 @@ import numpy as np
 from . import outputs
 from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
-from .config import CELLS, WINDOW, ModelConfig, TrainConfig
+from .config import CELLS, DEVICES, WINDOW, ModelConfig, TrainConfig
 from .dataset import MAPPING, NEXT_STEP, Rows, inputs_and_targets, positions, predicted, split, task_of
 from .errors import Interrupted, RunFailed, SeqtoolError, Stopped, on_signals
 from .limits import LIMITS, check_all, cores, fits_in_memory
@@ -158,8 +158,8 @@ def _device(name: str):
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise SeqtoolError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name not in DEVICES:
+        raise SeqtoolError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise SeqtoolError("--device cuda: no CUDA device is available here")
     return torch.device(name)
@@ -265,8 +265,7 @@ class _Run:
             n_in=self.data.rows.x.shape[1], n_out=len(outputs), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
         )  # fmt: skip
-        m = self.model_config
-        self.threads = use_threads(threads, work(m.cell, m.hidden, m.layers, min(config.batch, self.source.count), m.n_in))
+        self.threads = use_threads(threads, work(self.model_config, min(config.batch, self.source.count)))
         torch.manual_seed(config.seed)
         self.model = SeqModel(self.model_config).to(device)
         self.opt = _optimizer(config.optimizer, self.model.parameters(), config.lr)
@@ -583,7 +582,8 @@ def _summary(run: _Run, r: TrainResult) -> str:
     c = run.config
     mode = f"{run.source.count} windows"
     if c.stateful:
-        cut = f" cut from {run.source.series} series" if run.source.count > run.source.series else ""
+        series = len(run.data.rows.lengths)
+        cut = f" cut from {series} series" if run.source.count > series else ""
         mode = f"{run.source.count} streams{cut}, stateful"
     text = (
         f"seqtool: trained {c.cell} ({c.layers} x {c.hidden}) on {mode} for {r.steps} steps "

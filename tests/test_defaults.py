@@ -14,22 +14,21 @@ from conftest import one_error_line
 from seqtool import tasks, threads
 from seqtool.batches import Streams, cut
 from seqtool.checkpoint import load_checkpoint
-from seqtool.config import TrainConfig
+from seqtool.config import ModelConfig, TrainConfig
 from seqtool.dataset import Rows
 from seqtool.scaling import Scaling
 from seqtool.tables import write_table
 from seqtool.training import train
 
 
-def _judged(sh, kind: str, extra: str = "") -> tuple[dict, object]:
+def _judged(sh, tmp_path, kind: str, extra: str = "") -> tuple[dict, object]:
     """Run `gen KIND --help`'s pipeline (train, then judge on a fresh seed) through real
     pipes; `extra` goes to train. The judge's metrics and its table."""
     fit, judge = tasks.COMMANDS[kind].pipeline.split("; ")
     fit = fit.replace("seqtool train", f"seqtool train {extra} -q")
     result = sh(f"{fit} && {judge} -q --metrics m.json -o out.csv", timeout=300)
     assert result.returncode == 0, result.stderr.decode()
-    folder = sh("pwd").stdout.decode().strip()
-    return json.load(open(f"{folder}/m.json")), pandas.read_csv(f"{folder}/out.csv")
+    return json.loads((tmp_path / "m.json").read_text()), pandas.read_csv(tmp_path / "out.csv")
 
 
 def test_every_kind_shows_the_pipeline_that_trains_it(cli, monkeypatch):
@@ -44,22 +43,22 @@ def test_every_kind_shows_the_pipeline_that_trains_it(cli, monkeypatch):
     ("kind", "key", "bound"),
     [("sine", "mse", 1e-3), ("multisine", "mse", 1e-2), ("sincos", "mse", 1e-3), ("integral", "mae", 0.01), ("adding", "mse", 0.01)],
 )
-def test_the_documented_pipeline_learns_the_kind_on_a_fresh_seed(sh, kind, key, bound):
-    metrics, _ = _judged(sh, kind)
+def test_the_documented_pipeline_learns_the_kind_on_a_fresh_seed(sh, tmp_path, kind, key, bound):
+    metrics, _ = _judged(sh, tmp_path, kind)
     assert metrics[key] <= bound, metrics
 
 
-def test_a_tanh_rnn_fails_the_adding_problem_through_the_same_pipeline(sh):
-    metrics, _ = _judged(sh, "adding", "--cell rnn")
+def test_a_tanh_rnn_fails_the_adding_problem_through_the_same_pipeline(sh, tmp_path):
+    metrics, _ = _judged(sh, tmp_path, "adding", "--cell rnn")
     assert metrics["mse"] > 0.1, metrics  # the mean answer scores about 0.167: vanishing gradients
 
 
 @pytest.mark.parametrize(("kind", "bound"), [("lorenz", 0.2), ("mackey-glass", 0.3)])
-def test_chaos_is_forecast_free_running_for_a_while(sh, kind, bound):
+def test_chaos_is_forecast_free_running_for_a_while(sh, tmp_path, kind, bound):
     """Chaos amplifies any error exponentially (Lorenz: e-fold every 1.1 time units, 55 steps
     at dt 0.02), so a free run is judged over its first steps only: the RMS error, each
     input scaled by its std over the table, stays under `bound` (README: measured figures)."""
-    _, table = _judged(sh, kind)
+    _, table = _judged(sh, tmp_path, kind)
     free = (table["phase"] == "free").to_numpy()
     names = [n for n in table.columns if n.startswith("x")]
     truth, yhat = table[names].to_numpy(), table[[n.replace("x", "yhat") for n in names]].to_numpy()
@@ -68,8 +67,8 @@ def test_chaos_is_forecast_free_running_for_a_while(sh, kind, bound):
     assert np.sqrt((error**2).mean()) <= bound
 
 
-def test_the_trend_pipeline_beats_the_naive_forecasts(sh):
-    metrics, _ = _judged(sh, "trend")
+def test_the_trend_pipeline_beats_the_naive_forecasts(sh, tmp_path):
+    metrics, _ = _judged(sh, tmp_path, "trend")
     assert metrics["mae"] < metrics["naive"]["mae"], metrics
 
 
@@ -151,13 +150,14 @@ def test_the_summary_says_how_the_series_was_cut(sh):
 def test_threads_follow_the_work_and_the_free_cores(monkeypatch):
     monkeypatch.setattr(threads, "cores", lambda: 8)
     monkeypatch.setattr(threads, "busy", lambda: 0)
-    assert threads.choose(threads.work("lstm", 8, 1, 4, 1)) == 1  # a tiny model: one thread
-    assert threads.choose(threads.work("lstm", 32, 1, 32, 1)) == 2
-    assert threads.choose(threads.work("lstm", 256, 2, 256, 1)) == 8
+    assert threads.choose(threads.work(ModelConfig(1, 1, "lstm", 8, 1), 4)) == 1  # a tiny model: one thread
+    assert threads.choose(threads.work(ModelConfig(1, 1, "lstm", 32, 1), 32)) == 1  # the default model: one too
+    assert threads.choose(threads.work(ModelConfig(1, 1, "lstm", 64, 1), 32)) == 2
+    assert threads.choose(threads.work(ModelConfig(1, 1, "lstm", 256, 2), 256)) == 8
     monkeypatch.setattr(threads, "busy", lambda: 7)  # a sweep holds the other cores
-    assert threads.choose(threads.work("lstm", 256, 2, 256, 1)) == 1
+    assert threads.choose(threads.work(ModelConfig(1, 1, "lstm", 256, 2), 256)) == 1
     monkeypatch.setattr(threads, "busy", lambda: 20)
-    assert threads.choose(threads.work("lstm", 256, 2, 256, 1)) == 1
+    assert threads.choose(threads.work(ModelConfig(1, 1, "lstm", 256, 2), 256)) == 1
 
 
 def test_train_reports_and_stores_the_threads_it_used(tmp_path, monkeypatch, capfd):
@@ -166,7 +166,7 @@ def test_train_reports_and_stores_the_threads_it_used(tmp_path, monkeypatch, cap
     try:
         write_table(tasks.sine(n_series=8, length=60), tmp_path / "d.csv")
         train(tmp_path / "d.csv", tmp_path / "m.pt", TrainConfig(hidden=8, steps=5))
-        assert "in " in capfd.readouterr().err  # the summary
+        assert "on 1 thread;" in capfd.readouterr().err  # the summary
         assert load_checkpoint(tmp_path / "m.pt")["resume"]["threads"] == 1
         train(tmp_path / "d.csv", tmp_path / "m2.pt", TrainConfig(hidden=8, steps=5), threads=2 if threads.cores() > 1 else 1)
         assert "on 2 threads" in capfd.readouterr().err or threads.cores() == 1
