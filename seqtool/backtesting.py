@@ -151,13 +151,13 @@ def _states_at(m: Model, step, z, lengths: np.ndarray, series: np.ndarray, rows:
 
 def _warm_states(m: Model, z, starts: np.ndarray, count: np.ndarray, step) -> list:
     """Per-layer states [series, hidden] after the first count[i] rows of each series,
-    teacher-forced by the module (zero for a series with none)."""
+    teacher-forced by the module (the model's start for a series with none)."""
     import torch
 
     from .models import parts
 
     cfg = m.net.config
-    state = tuple(torch.zeros(cfg.layers, len(starts), cfg.hidden) for _ in range(2 if cfg.cell == "lstm" else 1))
+    state = tuple(s.detach().clone() for s in parts(m.net.initial(len(starts))))
     some = np.flatnonzero(count > 0)
     if len(some):
         _, warm = m.teacher_forced(z[torch.from_numpy(ranges(starts[some], count[some]))], count[some], final_state=True)

@@ -25,9 +25,15 @@ class Source(Protocol):
 
     count: int  # windows, or streams
     per_epoch: int  # steps in one pass over them
+    chunks: int  # steps from one start (t0 == 0) to the next
 
     def batch(self, step: int) -> tuple:
         """(x, y, t0) of optimizer step `step`; a function of (seed, step) alone."""
+        ...
+
+    def start(self, step: int, carry, initial):
+        """The state a batch with t0 == 0 starts from, given the last step's state (`carry`)
+        and the model's start for every row of the batch (`initial`)."""
         ...
 
 
@@ -71,6 +77,7 @@ class Windows:
         self.first = rows.offsets.cpu()[torch.tensor(series)] + torch.tensor(starts)  # row of each window's start
         self.count = len(series)
         self.per_epoch = math.ceil(self.count / batch)
+        self.chunks = 1
         self.order = _Shuffle(seed, self.count)
 
     def batch(self, step: int):
@@ -80,6 +87,9 @@ class Windows:
         picks = self.order(epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
         rows = (self.first[picks, None] + torch.arange(self.window)).to(self.rows.x.device)
         return self.rows.x[rows], self.rows.y[rows], 0
+
+    def start(self, step: int, carry, initial):
+        return initial
 
     def learnable(self, burn_in: int) -> bool:
         """Whether some window has a target after its first `burn_in` steps."""
@@ -91,15 +101,18 @@ class Streams:
     """Each series a stream, read from its first step in consecutive chunks of `window`
     steps, `batch` streams side by side (the groups shuffled each epoch). Past the end of a
     stream: input 0, no target. Fewer series than `batch` (one long measured series) are cut
-    into about `batch` contiguous streams (`cut`), each from a zero state with its own
-    burn-in, so that every batch is full."""
+    into about `batch` contiguous streams (`cut`), so that every batch is full: in the first
+    epoch each starts from a zero state with its own burn-in; after it, each continues from
+    the state its predecessor ended with (`start`), so that a zero state only ever meets the
+    start of a series, as in prediction."""
 
     def __init__(self, rows: Rows, window: int, batch: int, seed: int):
         import torch
 
         self.rows, self.window, self.batch_size = rows, window, batch
-        starts, lengths = cut(rows.offsets.cpu().numpy(), rows.lengths.cpu().numpy(), batch, window)
+        starts, lengths, before = cut(rows.offsets.cpu().numpy(), rows.lengths.cpu().numpy(), batch, window)
         self.starts, self.lengths = (torch.from_numpy(a).to(rows.x.device) for a in (starts, lengths))
+        self.before = torch.from_numpy(before) if (before >= 0).any() else None
         self.count = len(starts)
         self.chunks = math.ceil(int(lengths.max()) / window)
         self.per_epoch = math.ceil(self.count / batch) * self.chunks
@@ -120,27 +133,55 @@ class Streams:
         y = torch.where(inside, self.rows.y[rows], float("nan"))
         return x, y, t0
 
+    def start(self, step: int, carry, initial):
+        """The state the group of step `step` starts its first chunk from: a series' first
+        stream from `initial` (the model's start); a cut stream, in the first epoch, from
+        zero (its level unknown), after it from the state its predecessor ended the last
+        epoch with (in `carry`: all cut streams are one group, and each one that another
+        continues ends with the group's last chunk)."""
+        import torch
+
+        from .models import map_state, parts
+
+        if self.before is None:
+            return initial
+        epoch = step // self.per_epoch
+        before = self.before[self.order(epoch)]
+        if epoch == 0 or carry is None:
+            handed = map_state(torch.zeros_like, initial)
+        else:
+            last = self.order(epoch - 1)
+            slot = torch.empty_like(last)
+            slot[last] = torch.arange(len(last))
+            handed = map_state(lambda s: s[:, slot[before.clamp(min=0)].to(s.device)], carry)
+        first = (before < 0).to(parts(initial)[0].device)[None, :, None]
+        joined = tuple(torch.where(first, i, h) for i, h in zip(parts(initial), parts(handed)))
+        return joined if isinstance(initial, tuple) else joined[0]
+
     def learnable(self, burn_in: int) -> bool:
         """Whether some stream has a target after its first `burn_in` steps."""
         scored, starts, lengths = _scored(self.rows), self.starts.cpu().numpy(), self.lengths.cpu().numpy()
         return bool((scored[starts + lengths] - scored[starts + np.minimum(burn_in, lengths)]).any())
 
 
-def cut(offsets: np.ndarray, lengths: np.ndarray, batch: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """The streams of series stored end to end (first rows, lengths): the series themselves,
-    or, with fewer series than `batch`, each series cut into contiguous pieces of near-equal
-    length, as many as its share of the rows of `batch` pieces (at least one, and none
-    shorter than MIN_CHUNKS windows, so a stream is more than its burn-in)."""
+def cut(offsets: np.ndarray, lengths: np.ndarray, batch: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The streams of series stored end to end (first rows, lengths, and the stream each
+    continues, -1 for none): the series themselves, or, with fewer series than `batch`,
+    each series cut into contiguous pieces of one length, a whole number of windows (at
+    least MIN_CHUNKS, so a stream is more than its burn-in), the last piece the rest; the
+    shortest length for which all pieces fit one batch. Every piece that another
+    continues thus ends at the end of the group's last chunk."""
     if len(lengths) >= batch:
-        return offsets[:-1].copy(), lengths.copy()
-    share = np.rint(batch * lengths / lengths.sum()).astype(np.int64)
-    pieces = np.clip(np.minimum(share, lengths // (MIN_CHUNKS * window)), 1, None)
-    starts, sizes = [], []
-    for first, n, k in zip(offsets[:-1].tolist(), lengths.tolist(), pieces.tolist()):
-        bounds = np.rint(np.linspace(0, n, k + 1)).astype(np.int64)
-        starts.append(first + bounds[:-1])
-        sizes.append(np.diff(bounds))
-    return np.concatenate(starts), np.concatenate(sizes)
+        return offsets[:-1].copy(), lengths.copy(), np.full(len(lengths), -1)
+    chunks = max(MIN_CHUNKS, math.ceil(lengths.sum() / (batch * window)))
+    while np.ceil(lengths / (chunks * window)).sum() > batch:
+        chunks += 1
+    pieces = [np.arange(0, n, chunks * window) for n in lengths.tolist()]
+    starts = np.concatenate([first + p for first, p in zip(offsets[:-1].tolist(), pieces)])
+    sizes = np.concatenate([np.diff(p, append=n) for p, n in zip(pieces, lengths.tolist())])
+    before = np.arange(len(starts)) - 1
+    before[np.cumsum([0] + [len(p) for p in pieces[:-1]])] = -1
+    return starts, sizes, before
 
 
 def batches(rows: Rows, config) -> Source:

@@ -134,8 +134,10 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
             damaged(f"no '{key}'")
     model, data, norm = ckpt["model"], ckpt["data"], ckpt["norm"]
     fields = {"n_in", "n_out", "cell", "hidden", "layers", "dropout"}
-    if set(model) != fields:
-        damaged(f"model has fields {sorted(model)}, expected {sorted(fields)}")
+    if not fields <= set(model) <= fields | {"learned_start"}:  # learned_start: since stop 20
+        damaged(f"model has fields {sorted(model)}, expected {sorted(fields)} and learned_start")
+    if not isinstance(model.get("learned_start", False), bool):
+        damaged(f"model.learned_start is {model['learned_start']!r:.60}, expected true or false")
     if model["cell"] not in CELLS:
         damaged(f"model.cell is {model['cell']!r}, not one of {', '.join(CELLS)}")
     for key in ("hidden", "layers", "dropout"):

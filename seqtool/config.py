@@ -45,6 +45,7 @@ class ModelConfig:
     hidden: int = 32
     layers: int = 1
     dropout: float = 0.0
+    learned_start: bool = False  # the state each series starts from is learned (stateful training), not zero
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,7 +78,7 @@ class TrainConfig:
     lr: float = _option(1e-2, "Learning rate, {span}.")
     optimizer: str = _option("adam", "adam, or sgd (momentum 0.9).", OPTIMIZERS)
     batch: int = _option(32, "Windows (or streams) per step, {span}.")
-    window: int | None = _option(None, "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful \\[default: 50; whole series where targets are sparse].")
+    window: int | None = _option(None, "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful \\[default: 50; whole series if targets sparse or series short].")
     stride: int = _option(1, "Steps between window starts, {span}.")
     steps: int | None = _option(None, "Optimizer steps, {span} \\[default: 2000].")
     epochs: float | None = _option(None, "Passes over the data, instead of --steps, {span}.")

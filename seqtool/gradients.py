@@ -152,7 +152,7 @@ def scale_recurrent(net, radius: float) -> None:
                     block.mul_(radius / float(rho))
 
 
-def unrolled(net, x, state=None):
+def unrolled(net, x):
     """The network unrolled step by step in float64, with the same weights as `net`.
 
     Returns the outputs [B, T, n_out]; hs[layer][t], the hidden state h_t of each layer
@@ -171,6 +171,8 @@ def unrolled(net, x, state=None):
         b = p[f"rnn.bias_ih_l{layer}"], p[f"rnn.bias_hh_l{layer}"]
         h = torch.zeros(batch, cfg.hidden, dtype=torch.float64)
         c = torch.zeros_like(h)
+        if "start" in p:  # a learned start (SeqModel.initial)
+            h, c = h + p["start"][0, layer, 0], c + p["start"][-1, layer, 0]
         for t in range(steps):
             gi = layer_in[t] @ w_ih.T + b[0]
             gh = h @ w_hh.T + b[1]

@@ -50,13 +50,28 @@ class SeqModel(nn.Module):
             **extra,
         )
         self.head = PointHead(config.hidden, config.n_out)
+        shape = (2 if config.cell == "lstm" else 1, config.layers, 1, config.hidden)
+        self.start = nn.Parameter(torch.zeros(shape)) if config.learned_start else None
         if config.cell == "lstm":
             set_forget_bias(self.rnn, 1.0)
+
+    def initial(self, n: int):
+        """The state n series start from, in the module's layout: the learned start where
+        the model has one (stateful training, where a zero state only ever meets the
+        start of a series), else zero."""
+        cfg = self.config
+        if self.start is None:
+            s = self.head.weight.new_zeros(2 if cfg.cell == "lstm" else 1, cfg.layers, n, cfg.hidden)
+        else:
+            s = self.start.expand(-1, -1, n, -1).contiguous()
+        return (s[0], s[1]) if cfg.cell == "lstm" else s[0]
 
     def forward(self, x: torch.Tensor, state=None, lengths: np.ndarray | None = None):
         """Outputs [batch, steps, n_out] and the state after the last step. With `lengths`
         (sorted longest first), series i ends after lengths[i] steps: the state is taken
-        there (the steps past its end, padding, are skipped)."""
+        there (the steps past its end, padding, are skipped). No state: the series' start."""
+        if state is None and self.start is not None:
+            state = self.initial(x.shape[0])
         if lengths is None or (lengths == x.shape[1]).all():
             out, state = self.rnn(x, state)
             return self.head(out), state
@@ -70,7 +85,7 @@ class SeqModel(nn.Module):
 
 def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_state: bool = False):
     """The model over series stored end to end (x [rows, n_in]; series i is the next
-    lengths[i] rows), each from a zero state, without gradients.
+    lengths[i] rows), each from its start (`SeqModel.initial`), without gradients.
 
     Returns outputs [rows, n_out] and, with `final_state`, the state after each series'
     last step in the module's layout ([layers, series, hidden]; a pair for an LSTM). Series

@@ -257,7 +257,7 @@ COMMANDS: dict[str, Kind] = {
         Kind("integral", integral, "A saturating integrator: y_k = clip(y_k-1 + gain*(x_k - 0.5), 0, 1).",
              "seqtool gen integral --length 100000 -o integral.npz",
              (N_SERIES, LENGTH, SEED, Option("jump_prob", "Chance per step that u jumps, {span}."), Option("gain", "Integration gain, {span}.")),
-             "seqtool gen integral | seqtool train --stateful --steps 6000 -o int.pt; seqtool gen integral -n 1 --length 1500 --seed 1 | seqtool predict int.pt"),
+             "seqtool gen integral | seqtool train --stateful -o int.pt; seqtool gen integral -n 1 --length 1500 --seed 1 | seqtool predict int.pt"),
         Kind("adding", adding, "The adding problem: sum the two marked values; target at the last step only.",
              "seqtool gen adding --length 200 -o adding200.npz",
              (N_SERIES, replace(LENGTH, key="adding_length"), SEED),

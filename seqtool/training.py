@@ -8,8 +8,9 @@ Two ways to cut the data into mini-batches:
 - stateful (truncated BPTT): each series is a stream, read from its first step in
   consecutive chunks of `window` steps, `batch` streams side by side. The hidden state
   at the end of a chunk is carried, as values, into the next chunk of the same stream;
-  the gradient is not: backpropagation stops at the chunk boundary. The state is reset
-  to zero where a stream starts.
+  the gradient is not: backpropagation stops at the chunk boundary. Where a series
+  starts, the state is the model's learned start; a piece cut from a long series
+  continues from the state the piece before it ended with (`batches.Streams.start`).
 
 The run is a fixed number of optimizer steps (`steps`, or `epochs` passes over the
 data). Every step's batch is a function of (seed, step), so a run that is stopped and
@@ -227,8 +228,13 @@ def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
     longest, steps = int(lengths.max()), int(lengths.sum())
     targets = int((~torch.isnan(rows.y)).any(dim=1).sum())
     say = (lambda line: None) if quiet else (lambda line: print(f"seqtool: {line}", file=sys.stderr))
-    if config.stateful or longest <= WINDOW:
+    if config.stateful or longest == WINDOW:
         return WINDOW
+    if longest < WINDOW:
+        shorter = int((lengths < longest).sum())
+        left = f"; series shorter than that are left out ({shorter})" if shorter else ""
+        say(f"every series is shorter than {WINDOW} steps: each window covers a whole series (--window {longest}){left}")
+        return longest
     if targets * WINDOW < steps:
         sparse = f"targets are sparse (one step in {steps / max(targets, 1):.0f} has one)"
         if longest <= WHOLE_SERIES:
@@ -264,11 +270,12 @@ class _Run:
         self.model_config = ModelConfig(
             n_in=self.data.rows.x.shape[1], n_out=len(outputs), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
+            learned_start=previous["model"].get("learned_start", False) if previous else config.stateful,
         )  # fmt: skip
         self.threads = use_threads(threads, work(self.model_config, min(config.batch, self.source.count)))
         torch.manual_seed(config.seed)
         self.model = SeqModel(self.model_config).to(device)
-        self.opt = _optimizer(config.optimizer, self.model.parameters(), config.lr)
+        self.opt = _optimizer(config.optimizer, _groups(self.model, self.source, config.lr), config.lr)
         self.schedule = _Schedule(self.opt, config, self.total)
         self.step, self.carry, self.seconds = 0, None, 0.0
         self.best = _Best()
@@ -346,7 +353,7 @@ def _step(run: _Run, x, y, t0: int) -> None:
 
     c = run.config
     if t0 == 0:
-        run.carry = None
+        run.carry = run.source.start(run.step, run.carry, run.model.initial(len(x)))
     out, state = run.model(x, run.carry)
     if c.burn_in > t0:  # the first burn_in steps after a zero state are not scored
         y = y.clone()
@@ -643,6 +650,15 @@ def _has_targets(ys: list[np.ndarray], table, part: str, burn_in: int = 0) -> No
         f"{table.source}: no step of the validation split has a target after its first {burn_in} "
         f"steps (--burn-in); use a larger --val, or --val 0"
     )
+
+
+def _groups(model, source, lr: float) -> list[dict]:
+    """The weights at `lr`; a learned start at lr x sqrt(k): only the first chunk of a
+    stream, one step in k, reaches it, and Adam moves a parameter that a gradient reaches
+    once in k steps about 1/sqrt(k) as far as one it reaches every step."""
+    weights = [p for name, p in model.named_parameters() if name != "start"]
+    start = [] if model.start is None else [{"params": [model.start], "lr": lr * math.sqrt(source.chunks)}]
+    return [{"params": weights}, *start]
 
 
 def _optimizer(name: str, params, lr: float):

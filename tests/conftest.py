@@ -80,4 +80,7 @@ def faulty_source(fault):
         def batch(self, step: int):
             return fault(step, self.inner.batch(step))
 
+        def __getattr__(self, name: str):  # chunks, start: the real source's
+            return getattr(self.inner, name)
+
     return lambda rows, config: Faulty(batches(rows, config))

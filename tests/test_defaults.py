@@ -4,6 +4,7 @@ default fits the targets, one long series is cut into streams, threads follow th
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas
@@ -13,9 +14,10 @@ from conftest import one_error_line
 
 from seqtool import tasks, threads
 from seqtool.batches import Streams, cut
-from seqtool.checkpoint import load_checkpoint
+from seqtool.checkpoint import build_model, load_checkpoint
 from seqtool.config import ModelConfig, TrainConfig
 from seqtool.dataset import Rows
+from seqtool.models import over_series
 from seqtool.scaling import Scaling
 from seqtool.tables import write_table
 from seqtool.training import train
@@ -97,6 +99,15 @@ def test_dense_targets_keep_50_step_windows(tmp_path, capfd):
     assert window == 50 and "sparse" not in err and "--stateful" not in err
 
 
+def test_series_shorter_than_the_default_window_are_covered_whole(tmp_path, capfd):
+    window, err = _trained(tmp_path, tasks.sine(n_series=8, length=30), capfd)
+    assert window == 30 and "every series is shorter than 50 steps: each window covers a whole series (--window 30)" in err
+    table = tasks.sine(n_series=3, length=30)
+    table = type(table).from_arrays([c[:n] for c, n in zip(table.split(table.x), (30, 20, 30))])
+    window, err = _trained(tmp_path, table, capfd)
+    assert window == 30 and "(--window 30); series shorter than that are left out (1)" in err
+
+
 def test_a_long_mapping_names_stateful_training(tmp_path, capfd):
     window, err = _trained(tmp_path, tasks.integral(n_series=4, length=300), capfd)
     assert window == 50
@@ -112,32 +123,84 @@ def test_stateful_training_keeps_50_step_chunks(tmp_path, capfd):
 
 
 def test_a_long_series_is_cut_into_contiguous_streams_that_fill_the_batch():
-    starts, lengths = cut(np.array([0, 1000]), np.array([1000]), batch=8, window=10)
+    starts, lengths, before = cut(np.array([0, 1000]), np.array([1000]), batch=8, window=10)
     assert len(starts) == 8 and starts[0] == 0
     assert np.array_equal(starts[1:], starts[:-1] + lengths[:-1]) and starts[-1] + lengths[-1] == 1000
-    assert lengths.max() - lengths.min() <= 1
-    starts, lengths = cut(np.array([0, 100, 1000]), np.array([100, 900]), batch=10, window=50)
-    assert lengths.tolist() == [100, 225, 225, 225, 225] and starts.tolist() == [0, 100, 325, 550, 775]  # none under 4 windows
-    starts, lengths = cut(np.array([0, 5, 9, 20]), np.array([5, 4, 11]), batch=2, window=50)
-    assert starts.tolist() == [0, 5, 9] and lengths.tolist() == [5, 4, 11]  # as many series as the batch: kept
+    assert lengths.tolist() == [130] * 7 + [90]  # whole windows, the last piece the rest
+    assert before.tolist() == [-1, 0, 1, 2, 3, 4, 5, 6]  # each continues the one before
+    starts, lengths, before = cut(np.array([0, 100, 1000]), np.array([100, 900]), batch=10, window=50)
+    assert lengths.tolist() == [100, 200, 200, 200, 200, 100] and starts.tolist() == [0, 100, 300, 500, 700, 900]  # none under 4 windows
+    assert before.tolist() == [-1, -1, 1, 2, 3, 4]
+    starts, lengths, before = cut(np.array([0, 5, 9, 20]), np.array([5, 4, 11]), batch=2, window=50)
+    assert starts.tolist() == [0, 5, 9] and lengths.tolist() == [5, 4, 11] and before.tolist() == [-1, -1, -1]  # kept
 
 
-def test_each_stream_starts_from_its_first_row_with_a_zero_state():
-    x = np.arange(400, dtype=np.float64)[:, None]
-    y = np.full((400, 1), np.nan)
+def _streams(length: int, window: int, batch: int) -> tuple[Rows, Streams]:
+    x = np.arange(length, dtype=np.float64)[:, None]
+    y = np.full((length, 1), np.nan)
     y[:-1] = x[1:]
     rows = Rows.of([x], [y], Scaling.fit([x], [y], True, ["x"], [], "t"))
-    streams = Streams(rows, window=10, batch=4, seed=0)
-    assert streams.count == 4 and streams.per_epoch == 10
-    firsts = []
-    for step in range(streams.per_epoch):
-        xb, _, t0 = streams.batch(step)
-        assert t0 == 10 * step
-        if t0 == 0:
-            firsts = sorted(rows.x[:, 0].tolist().index(v) for v in xb[:, 0, 0].tolist())
-    assert firsts == [0, 100, 200, 300]
+    return rows, Streams(rows, window=window, batch=batch, seed=0)
 
 
+def test_a_cut_stream_continues_from_the_state_its_predecessor_ended_with():
+    """After the first epoch each cut stream starts from the state the stream before it
+    (the rows before its first) ended with; the series' first stream from the model's
+    start; in the first epoch the others from zero."""
+    rows, streams = _streams(400, window=10, batch=4)
+    assert streams.count == 4 and streams.per_epoch == streams.chunks == 10
+    assert [streams.batch(k)[2] for k in range(10)] == [10 * k for k in range(10)]  # t0: consecutive chunks
+    row_of = rows.x[:, 0].tolist().index
+    initial, carry, lasts = torch.full((1, 4, 3), 7.0), None, []
+    for epoch in range(3):
+        xb, _, t0 = streams.batch(epoch * streams.per_epoch)
+        firsts = [row_of(v) for v in xb[:, 0, 0].tolist()]
+        assert t0 == 0 and sorted(firsts) == [0, 100, 200, 300]
+        if epoch:
+            given = streams.start(epoch * streams.per_epoch, carry, initial)
+            for slot, first in enumerate(firsts):
+                want = initial[0, slot] if first == 0 else carry[0, lasts.index(first - 1)]
+                assert torch.equal(given[0, slot], want)
+        else:
+            given = streams.start(0, None, initial)
+            assert [float(given[0, s, 0]) for s in range(4)] == [7.0 if f == 0 else 0.0 for f in firsts]
+        xb, _, t0 = streams.batch(epoch * streams.per_epoch + streams.chunks - 1)
+        lasts = [row_of(v) for v in xb[:, -1, 0].tolist()]  # the last row each stream read
+        carry = torch.arange(4.0)[None, :, None].expand(1, 4, 3) + 10 * epoch  # its state there
+
+
+def test_a_stateful_model_learns_where_each_series_starts(tmp_path):
+    """A stateful model's start is learned, and each series read end to end (as predict,
+    rollout and backtest read it) starts from it; a windowed model starts from zero."""
+    data = tmp_path / "int.csv"
+    write_table(tasks.integral(n_series=8, length=300, seed=3), data)
+    config = TrainConfig(hidden=8, steps=60, batch=8, window=25, stateful=True)
+    train(data, tmp_path / "s.pt", config, quiet=True)
+    ckpt = load_checkpoint(tmp_path / "s.pt")
+    assert ckpt["model"]["learned_start"] is True and float(ckpt["weights"]["start"].abs().max()) > 1e-3
+    net = build_model(ckpt)
+    x = torch.randn(20, 1)
+    out, _ = over_series(net, x, np.array([12, 8]))  # two series end to end
+    with torch.no_grad():
+        for first, n in ((0, 12), (12, 8)):
+            alone, _ = net(x[None, first : first + n], net.initial(1))
+            from_zero, _ = net(x[None, first : first + n], torch.zeros(1, 1, 8).expand(2, 1, 1, 8).unbind())
+            torch.testing.assert_close(out[first : first + n], alone[0])
+            assert not torch.allclose(out[first], from_zero[0, 0])
+    train(data, tmp_path / "w.pt", replace(config, stateful=False), quiet=True)
+    ckpt = load_checkpoint(tmp_path / "w.pt")
+    assert ckpt["model"]["learned_start"] is False and "start" not in ckpt["weights"]
+
+
+def test_a_checkpoint_from_before_learned_starts_still_loads(tmp_path, cli, small_model):
+    """Checkpoints written before stop 20 have no model.learned_start: they start from zero."""
+    ckpt = load_checkpoint(small_model / "m.pt")
+    del ckpt["model"]["learned_start"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    assert build_model(ckpt).start is None
+    result = cli("predict", str(tmp_path / "old.pt"), str(small_model / "sine.csv"), "-o", str(tmp_path / "p.csv"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.csv").read_text() == cli("predict", str(small_model / "m.pt"), str(small_model / "sine.csv")).stdout
 def test_the_summary_says_how_the_series_was_cut(sh):
     result = sh("seqtool gen integral -n 1 --length 3000 | seqtool train --stateful --batch 8 --steps 30 --hidden 8 --threads 1")
     assert result.returncode == 0, result.stderr.decode()

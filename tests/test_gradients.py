@@ -15,14 +15,18 @@ from seqtool.tables import read_table, write_table
 from seqtool.training import TrainConfig, train
 
 
-def tiny(cell: str, layers: int = 1, seed: int = 0) -> SeqModel:
+def tiny(cell: str, layers: int = 1, seed: int = 0, learned_start: bool = False) -> SeqModel:
     torch.manual_seed(seed)
-    return SeqModel(ModelConfig(n_in=2, n_out=1, cell=cell, hidden=4, layers=layers)).double().eval()
+    net = SeqModel(ModelConfig(n_in=2, n_out=1, cell=cell, hidden=4, layers=layers, learned_start=learned_start))
+    if learned_start:
+        torch.nn.init.normal_(net.start)
+    return net.double().eval()
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_unrolled_network_computes_what_the_module_computes(cell):
-    net = tiny(cell, layers=2)
+@pytest.mark.parametrize("learned_start", [False, True])
+def test_unrolled_network_computes_what_the_module_computes(cell, learned_start):
+    net = tiny(cell, layers=2, learned_start=learned_start)
     x = torch.randn(3, 7, 2, dtype=torch.float64)
     out, hs, _ = unrolled(net, x)
     expected, _ = net(x)

@@ -4,6 +4,9 @@ The hashes were made with the code of 760e5fc (before the redesign of issue 11) 
 torch 2.13.0+cpu with one thread: the weights of `train`, and the tables that `predict`,
 `rollout` and `gradnorm` write from them. A change that alters a single bit of any of
 them is a change of behaviour, and must say so here with the new hashes.
+
+Changed on purpose since: sine_gru_stateful (issue 13): a stateful model learns the state
+each series starts from (`SeqModel.initial`) instead of starting from zero.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ PINNED = {
     "sine_lstm": "dbd162679ddfe95f",
     "sine_lstm.predict": "07c636a08648ea27",
     "sine_lstm.rollout": "39688ae0a7fc1c3a",
-    "sine_gru_stateful": "523478715f6df558",
-    "sine_gru_stateful.predict": "2b75419416185c81",
-    "sine_gru_stateful.rollout": "006e1113df1f2318",
+    "sine_gru_stateful": "9b78ef954e5d68ef",
+    "sine_gru_stateful.predict": "9c0ba51763af2ec0",
+    "sine_gru_stateful.rollout": "9ebfe60530817208",
     "sincos_rnn_sgd": "cb09d660f7072223",
     "sincos_rnn_sgd.predict": "df64e7ea65ca8182",
     "adding_lstm": "de10cc571c959f4b",
