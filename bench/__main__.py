@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, forecasting, memory, speed, startup, threads
+from . import accuracy, distributed, forecasting, memory, speed, startup, threads
 from .common import Row, machine
 
 BENCHMARKS = {
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "memory": memory.run,
     "forecasting": forecasting.run,
     "threads": threads.run,
+    "distributed": distributed.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = (

@@ -32,9 +32,27 @@ class Source(Protocol):
         ...
 
     def start(self, step: int, carry, initial):
-        """The state a batch with t0 == 0 starts from, given the last step's state (`carry`)
-        and the model's start for every row of the batch (`initial`)."""
+        """The state a batch with t0 == 0 starts from (None: the model's start), given the
+        last step's state (`carry`) and the model's start for n rows (`initial(n)`)."""
         ...
+
+    def own(self, state):
+        """The rows of a batch's state that this process trains (a distributed shard's)."""
+        ...
+
+    def whole(self, state):
+        """The batch's state from this process's rows of it (all ranks' rows, sharded)."""
+        ...
+
+
+class _Whole:
+    """A source that is all its batches: each process trains every row."""
+
+    def own(self, state):
+        return state
+
+    def whole(self, state):
+        return state
 
 
 class _Shuffle:
@@ -53,7 +71,7 @@ class _Shuffle:
         return self.cached[1]
 
 
-class Windows:
+class Windows(_Whole):
     """Windows of `window` steps every `stride` steps from every series at least that
     long (and the window that ends each series), shuffled into batches of `batch`. Each
     window starts from a zero state."""
@@ -89,7 +107,7 @@ class Windows:
         return self.rows.x[rows], self.rows.y[rows], 0
 
     def start(self, step: int, carry, initial):
-        return initial
+        return None
 
     def learnable(self, burn_in: int) -> bool:
         """Whether some window has a target after its first `burn_in` steps."""
@@ -97,7 +115,7 @@ class Windows:
         return bool((scored[first + self.window] - scored[first + burn_in]).any())
 
 
-class Streams:
+class Streams(_Whole):
     """Each series a stream, read from its first step in consecutive chunks of `window`
     steps, `batch` streams side by side (the groups shuffled each epoch). Past the end of a
     stream: input 0, no target. Fewer series than `batch` (one long measured series) are cut
@@ -135,18 +153,19 @@ class Streams:
 
     def start(self, step: int, carry, initial):
         """The state the group of step `step` starts its first chunk from: a series' first
-        stream from `initial` (the model's start); a cut stream, in the first epoch, from
-        zero (its level unknown), after it from the state its predecessor ended the last
-        epoch with (in `carry`: all cut streams are one group, and each one that another
-        continues ends with the group's last chunk)."""
+        stream from the model's start (`initial(n)`; None: every stream from it); a cut
+        stream, in the first epoch, from zero (its level unknown), after it from the state
+        its predecessor ended the last epoch with (in `carry`: all cut streams are one
+        group, and each one that another continues ends with the group's last chunk)."""
         import torch
 
         from .models import map_state, parts
 
         if self.before is None:
-            return initial
+            return None
         epoch = step // self.per_epoch
         before = self.before[self.order(epoch)]
+        initial = initial(len(before))
         if epoch == 0 or carry is None:
             handed = map_state(torch.zeros_like, initial)
         else:

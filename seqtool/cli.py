@@ -212,6 +212,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --out, with its settings.")] = False,
     device: Annotated[Choice(DEVICES), typer.Option(help="auto, cpu or cuda.", case_sensitive=False)] = "auto",
     threads: Threads = None,
+    nproc: Annotated[int, typer.Option(help="Train in N processes on this machine, each on its share of every batch (torch.distributed; as torchrun --nproc-per-node N -m seqtool train ...).", min=1)] = 1,
     quiet: Quiet = False,
     **options: Any,
 ) -> None:
@@ -226,6 +227,12 @@ def train(
     given = _given(ctx, options) if resume else []
     if given:
         raise SeqtoolError(f"--resume continues with the settings saved in {out}; drop {', '.join(given)}")
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # under a launcher already: its processes are these
+        if data in (None, "-"):
+            raise SeqtoolError(f"--nproc {nproc}: the processes cannot share standard input; give the table as a file")
+        from .distributed import launch
+
+        return launch(nproc, sys.argv[1:], str(out))
     result = run(data, out, TrainConfig(**options), resume=resume, log=log, quiet=quiet, device=device, threads=threads)
     typer.echo(str(result.path))
 

@@ -96,6 +96,7 @@ class TrainConfig:
     time_features: bool = _option(False, "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: for seasons longer than a window.")
     period: str | None = _option(None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates.")
     save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
+    world_size: int = field(default=1, metadata={"help": None})  # processes that trained it (torchrun, --nproc); not an option
 
     def lags(self) -> tuple[int, ...]:
         """The lags of --diff, in the order they are applied; () for none."""

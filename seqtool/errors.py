@@ -136,8 +136,24 @@ def guarded(run: Callable[[], object], debug: bool = False) -> int:
             message, code = f"unexpected {type(e).__name__}: {e} (rerun with --debug)", EXIT_FAILED
     if debug:
         traceback.print_exception(error)
-    print(f"seqtool: {label}: {' '.join(message.split())}", file=sys.stderr)
+    line = f"seqtool: {label}: {' '.join(message.split())}"
+    print(line, file=sys.stderr)
+    _reply(line)
     return code
+
+
+def _reply(line: str) -> None:
+    """Under torch's launcher (torchrun, `train --nproc`) the error line also goes to this
+    process's reply file, where the launcher reads why a rank failed: a rank other than 0
+    has no stderr (`distributed.silence`)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        import json
+        import time
+
+        with contextlib.suppress(OSError):
+            with open(path, "w") as f:
+                json.dump({"message": line, "timestamp": int(time.time())}, f)
 
 
 def _silence_stdout() -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outputs
+from . import distributed, outputs
 from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
 from .config import CELLS, DEVICES, WINDOW, ModelConfig, TrainConfig
@@ -89,28 +89,39 @@ def train(
     this one runs is refused. `source` makes the batch source from the training rows
     (`batches.batches`: windows, or streams); a wrapper of it changes where batches come from.
     """
+    w = distributed.world()
+    distributed.silence(w)
     check_all(threads=threads)
-    dev = _device(device)
+    dev = _device(device, w)
     if not resume:
         config = config or TrainConfig()
         _check_config(config, dev)
     check_checkpoint_path(out)
     outputs.check([(out, None, "checkpoint"), (log, TABLE_FORMATS, "table")], inputs=[data])
-    with writer_lock(out):
-        previous = None
-        if resume:
-            previous = load_checkpoint(out)
-            check_resume(previous, str(out))
-            config = TrainConfig(**previous["train"])
-            _check_config(config, dev)
-            threads = threads or min(previous["resume"]["threads"], cores())  # same threads, same sums
-        table = read_series(data, config.x, config.y)
-        run = _Run(table, Path(out), config, previous, dev, quiet, source, threads)
-        with _growing_log(log, run.history) as run.log:
-            with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-                result = _fit(run)  # would warn that the schedule stepped before the optimizer
-    return result
+    if w.size > 1 and data in (None, "-"):
+        raise SeqtoolError(f"{w.size} processes cannot share standard input: give the table as a file")
+    distributed.join(w, dev)
+    try:
+        with writer_lock(out) if w.main else contextlib.nullcontext():
+            previous = None
+            if resume:
+                previous = load_checkpoint(out)
+                check_resume(previous, str(out))
+                config = TrainConfig(**previous["train"])
+                _check_config(config, dev)
+                threads = threads or min(previous["resume"]["threads"], cores())  # same threads, same sums
+            table = read_series(data, config.x, config.y)
+            run = _Run(table, Path(out), replace(config, world_size=w.size), previous, dev, quiet or not w.main, source, threads, w)
+            with _growing_log(log if w.main else None, run.history) as run.log:
+                with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                    return _fit(run)  # would warn that the schedule stepped before the optimizer
+    except RuntimeError as e:
+        if not distributed.is_lost(w, e):
+            raise
+        distributed.lost(e, Path(out))
+    finally:
+        distributed.leave(w)
 
 
 def _check_config(c: TrainConfig, device) -> None:
@@ -154,16 +165,19 @@ def _growing_log(dest, history: list[dict]) -> Iterator[Callable[[dict], None] |
             yield lambda row: write([row])
 
 
-def _device(name: str):
+def _device(name: str, w: distributed.World = distributed.World()):
+    """The device to train on; under torchrun each rank's own GPU (LOCAL_RANK)."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in DEVICES:
         raise SeqtoolError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise SeqtoolError("--device cuda: no CUDA device is available here")
-    return torch.device(name)
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if w.local_rank >= torch.cuda.device_count():
+        raise SeqtoolError(f"rank {w.rank} has local rank {w.local_rank}, but this machine has {torch.cuda.device_count()} GPUs")
+    return torch.device("cuda", w.local_rank)
 
 
 def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
@@ -251,7 +265,7 @@ class _Run:
     and schedule, and what --resume needs (step, carried state, best weights, sums,
     history). The functions below train it (`_fit`) and save it (`_save`)."""
 
-    def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool, source=batches, threads=None):
+    def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool, source=batches, threads=None, world=distributed.World()):
         import torch
 
         from .models import SeqModel
@@ -263,7 +277,10 @@ class _Run:
         if config.window is None:
             self.config = config = replace(config, window=window_for(self.data.rows, config, self.data.info["task"], quiet))
             _check_config(config, device)
+        self.world = world
         self.source = source(self.data.rows, config)
+        if world.size > 1:
+            self.source = distributed.Shard(self.source, world)
         self.total = _total_steps(config, self.source.per_epoch)
         info = self.data.info
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
@@ -272,9 +289,11 @@ class _Run:
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
             learned_start=previous["model"].get("learned_start", False) if previous else config.stateful,
         )  # fmt: skip
-        self.threads = use_threads(threads, work(self.model_config, min(config.batch, self.source.count)))
+        macs = work(self.model_config, math.ceil(min(config.batch, self.source.count) / world.size))
+        self.threads = use_threads(threads or world.threads(macs), macs)
         torch.manual_seed(config.seed)
         self.model = SeqModel(self.model_config).to(device)
+        self.net = distributed.parallel(self.model, world, device)  # what a training step calls
         self.opt = _optimizer(config.optimizer, _groups(self.model, self.source, config.lr), config.lr)
         self.schedule = _Schedule(self.opt, config, self.total)
         self.step, self.carry, self.seconds = 0, None, 0.0
@@ -282,6 +301,7 @@ class _Run:
         self.acc = dict(EMPTY_ACC)
         self.history: list[dict] = []
         self.signals: list[int] = []
+        self.stop = 0  # the signal one of the ranks got: all finish this step and save
         self.log: Callable[[dict], None] | None = None  # adds a row to `train --log`
         if previous is not None:
             _restore(self, previous)
@@ -332,12 +352,12 @@ def _loop(run: _Run) -> str:
                     return "early stop"
                 run.good = _snapshot(run)
                 if time.perf_counter() - last_save > run.config.save_every:
-                    _save(run)
+                    _save(run, snapshot=run.good)
                     last_save = time.perf_counter()
-            if run.signals:
+            if run.stop:
                 _save(run)
                 raise Interrupted(
-                    f"{_name(run.signals[0])} at step {run.step} of {run.total}: saved a resumable "
+                    f"{_name(run.stop)} at step {run.step} of {run.total}: saved a resumable "
                     f"checkpoint to {run.out}; continue with: seqtool train DATA --resume -o {run.out}"
                 )
     finally:
@@ -353,24 +373,27 @@ def _step(run: _Run, x, y, t0: int) -> None:
 
     c = run.config
     if t0 == 0:
-        run.carry = run.source.start(run.step, run.carry, run.model.initial(len(x)))
-    out, state = run.model(x, run.carry)
+        run.carry = run.source.start(run.step, run.carry, run.model.initial)
+    out, state = run.net(x, run.source.own(run.carry))
     if c.burn_in > t0:  # the first burn_in steps after a zero state are not scored
         y = y.clone()
         y[:, : c.burn_in - t0] = math.nan
     loss, count = run.model.head.loss(out, y)
+    total, n, run.stop = run.world.agree(loss.item() * int(count), int(count), run.signals[0] if run.signals else 0)
+    if run.world.size > 1:  # DDP averages the ranks' gradients: this makes it the whole batch's mean's
+        loss = loss * (max(int(count), 1) * run.world.size / max(n, 1))
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     grad = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), c.clip if c.clip > 0 else math.inf))
-    value = loss.item()
+    value = total / max(n, 1)
     if not (math.isfinite(value) and math.isfinite(grad)) or value > DIVERGED:
         _diverged(run, value, grad)
-    if count > 0:  # a batch without targets teaches nothing, and is not in the averages
+    if n > 0:  # a batch without targets teaches nothing, and is not in the averages
         run.opt.step()
-        for key, amount in (("loss", value * int(count)), ("n", int(count)), ("grad", grad), ("steps", 1)):
+        for key, amount in (("loss", total), ("n", n), ("grad", grad), ("steps", 1)):
             run.acc[key] += amount
     run.acc["clipped"] += int(c.clip > 0 and grad > c.clip)
-    run.carry = detach(state) if c.stateful else None
+    run.carry = run.source.whole(detach(state)) if c.stateful else None
     run.schedule.after_step()
     run.step += 1
 
@@ -379,7 +402,7 @@ def _evaluate(run: _Run) -> dict:
     """A row of the log: the sums since the last row, the validation loss, the best
     weights so far, the plateau schedule."""
     acc, val_rows = run.acc, run.data.val
-    val = _val_loss(run.model, val_rows) if val_rows is not None else math.nan
+    val = run.world.same(_val_loss(run.model, val_rows)) if val_rows is not None else math.nan
     train_loss = acc["loss"] / acc["n"] if acc["n"] else math.nan  # NaN: no target since the last row
     watched = val if val_rows is not None else train_loss
     run.schedule.after_evaluation(watched)
@@ -545,6 +568,9 @@ def _load_optimizer(opt, saved: dict) -> None:
 
 
 def _save(run: _Run, done: bool = False, snapshot: dict | None = None) -> None:
+    """Write the checkpoint: rank 0 alone (every rank holds the same state)."""
+    if not run.world.main:
+        return
     state = snapshot if snapshot is not None else _snapshot(run)
     weights = state["best_weights"] if state["best_weights"] is not None else state["weights"]
     try:  # the folder may have been removed while we trained: put it back
@@ -595,6 +621,7 @@ def _summary(run: _Run, r: TrainResult) -> str:
     text = (
         f"seqtool: trained {c.cell} ({c.layers} x {c.hidden}) on {mode} for {r.steps} steps "
         f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s on {run.threads} thread{'s' if run.threads > 1 else ''}"
+        f"{f' x {run.world.size} processes' if run.world.size > 1 else ''}"
         f"{' (early stop)' if r.stopped == 'early stop' else ''}; train loss {r.train_loss:.3g}"
     )
     if run.data.val is not None:

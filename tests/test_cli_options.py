@@ -12,7 +12,7 @@ from seqtool.config import ModelConfig, TrainConfig
 from seqtool.limits import LIMITS
 
 OPTIONS = TrainConfig.options()
-OWN = ["out", "log", "resume", "device", "threads", "quiet"]  # train's options that are not settings of the run
+OWN = ["out", "log", "resume", "device", "threads", "nproc", "quiet"]  # train's options that are not settings of the run
 
 
 def _flag(name: str) -> str:
@@ -30,7 +30,7 @@ def _command(name: str):
 def test_train_has_an_option_per_field_in_order_then_its_own():
     params = _command("train").params
     assert [p.name for p in params] == ["data", *(f.name for f in OPTIONS), *OWN]
-    assert {f.name for f in fields(TrainConfig)} - {f.name for f in OPTIONS} == {"save_every"}
+    assert {f.name for f in fields(TrainConfig)} - {f.name for f in OPTIONS} == {"save_every", "world_size"}
     by_name = {p.name: p for p in params}
     for f in OPTIONS:
         assert by_name[f.name].default == f.default, f.name

@@ -51,7 +51,7 @@ def test_the_documented_pipeline_learns_the_kind_on_a_fresh_seed(sh, tmp_path, k
 
 
 def test_a_tanh_rnn_fails_the_adding_problem_through_the_same_pipeline(sh, tmp_path):
-    metrics, _ = _judged(sh, tmp_path, "adding", "--cell rnn")
+    metrics, _ = _judged(sh, tmp_path, "adding", "--cell rnn --steps 800")  # the README: 0.164 at the full 2000
     assert metrics["mse"] > 0.1, metrics  # the mean answer scores about 0.167: vanishing gradients
 
 
@@ -151,7 +151,11 @@ def test_a_cut_stream_continues_from_the_state_its_predecessor_ended_with():
     assert streams.count == 4 and streams.per_epoch == streams.chunks == 10
     assert [streams.batch(k)[2] for k in range(10)] == [10 * k for k in range(10)]  # t0: consecutive chunks
     row_of = rows.x[:, 0].tolist().index
-    initial, carry, lasts = torch.full((1, 4, 3), 7.0), None, []
+    carry, lasts = None, []
+
+    def initial(n: int):
+        return torch.full((1, n, 3), 7.0)
+
     for epoch in range(3):
         xb, _, t0 = streams.batch(epoch * streams.per_epoch)
         firsts = [row_of(v) for v in xb[:, 0, 0].tolist()]
@@ -159,7 +163,7 @@ def test_a_cut_stream_continues_from_the_state_its_predecessor_ended_with():
         if epoch:
             given = streams.start(epoch * streams.per_epoch, carry, initial)
             for slot, first in enumerate(firsts):
-                want = initial[0, slot] if first == 0 else carry[0, lasts.index(first - 1)]
+                want = initial(4)[0, slot] if first == 0 else carry[0, lasts.index(first - 1)]
                 assert torch.equal(given[0, slot], want)
         else:
             given = streams.start(0, None, initial)

@@ -1,0 +1,256 @@
+"""Data-parallel training on torch.distributed, launched by torchrun or `train --nproc`.
+
+Every rank reads the same batch of each step (a function of seed and step) and trains on
+its share of the rows (`Shard`); DistributedDataParallel averages the gradients, so
+clipping sees the global norm. One all-reduce a step (`World.agree`) sums the batch's
+loss and targets over the ranks, so the loss is the global batch's mean at any number of
+processes, and tells every rank whether one of them was asked to stop, so all stop at the
+same step. Rank 0 alone writes (checkpoint, log, progress, summary). A collective that
+waits longer than TIMEOUT for a rank that died fails, so no rank hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+TIMEOUT = 60  # seconds a collective waits for the other ranks
+LAUNCHED = "SEQTOOL_LAUNCHED"  # set by `launch` for its processes
+LOST = 3  # the exit of a process under `launch` that lost another: `launch` names that one
+SAID = (1, 2, 130)  # seqtool's own exits: the process said why (see errors.main)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job: rank `rank` of `size` (1: not distributed)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    local_size: int = 1  # processes of the job on this machine
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def threads(self, macs: int) -> int | None:
+        """A rank's default thread count: threads.choose's, within its share of the cores
+        (None for one process: threads.use chooses)."""
+        if self.size == 1:
+            return None
+        from .limits import cores
+        from .threads import choose
+
+        return max(1, min(choose(macs), cores() // self.local_size))
+
+    def agree(self, loss_sum: float, count: int, signum: int) -> tuple[float, int, int]:
+        """The batch's summed loss and targets over all ranks, and the signal that stops
+        the job (0: none; SIGINT before SIGTERM, if ranks got different ones)."""
+        if self.size == 1:
+            return loss_sum, count, signum
+        import signal
+
+        import torch
+        import torch.distributed as dist
+
+        stops = [float(signum == s) for s in (signal.SIGINT, signal.SIGTERM)]
+        sums = torch.tensor([loss_sum, float(count), *stops], dtype=torch.float64)
+        dist.all_reduce(sums)
+        got = [int(s) for s, n in zip((signal.SIGINT, signal.SIGTERM), sums[2:]) if n > 0]
+        return float(sums[0]), int(sums[1]), got[0] if got else 0
+
+    def same(self, value: float) -> float:
+        """Rank 0's value on every rank (a validation loss: schedules and early stopping
+        must decide alike, and float sums may differ in the last bit between ranks)."""
+        if self.size == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        box = torch.tensor([value], dtype=torch.float64)
+        dist.broadcast(box, 0)
+        return float(box[0])
+
+    def gather(self, state):
+        """A stateful batch's state from every rank's rows (all_gather), in batch order."""
+        if self.size == 1 or state is None:
+            return state
+        import torch
+        import torch.distributed as dist
+
+        from .models import map_state
+
+        def whole(part):
+            sizes = [torch.zeros((), dtype=torch.int64) for _ in range(self.size)]
+            dist.all_gather(sizes, torch.tensor(part.shape[1]))
+            padded = torch.zeros(part.shape[0], int(max(sizes)), *part.shape[2:], dtype=part.dtype, device=part.device)
+            padded[:, : part.shape[1]] = part
+            pieces = [torch.empty_like(padded) for _ in range(self.size)]
+            dist.all_gather(pieces, padded)
+            return torch.cat([p[:, : int(n)] for p, n in zip(pieces, sizes)], dim=1)
+
+        return map_state(whole, state)
+
+
+def world() -> World:
+    """This process's place, from the environment torchrun sets (none: rank 0 of 1)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    env = os.environ
+    return World(int(env["RANK"]), size, int(env.get("LOCAL_RANK", "0")), int(env.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def silence(w: World) -> None:
+    """Ranks other than 0 are silent: their standard output and error (torch's C++ logs
+    too) go nowhere. An error still reaches the launcher, in its reply file (`errors`)."""
+    if w.main:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(devnull, stream.fileno())
+
+
+def join(w: World, device) -> None:
+    """Join the job's process group: gloo for CPU tensors, and nccl for CUDA ones when the
+    ranks train on GPUs (each on its own)."""
+    if w.size == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=TIMEOUT), rank=w.rank, world_size=w.size)
+
+
+def is_lost(w: World, error: RuntimeError) -> bool:
+    """Whether an error is a collective that failed: another process of the job is gone."""
+    import torch.distributed as dist
+
+    return w.size > 1 and (isinstance(error, dist.DistError) or any(k in str(error) for k in ("gloo", "NCCL", "Connection")))
+
+
+def lost(error: RuntimeError, out) -> None:
+    """A collective failed because another rank is gone: one line (none under `launch`,
+    which names the rank that failed), exit 1."""
+    from .errors import RunFailed
+
+    if os.environ.get(LAUNCHED):
+        raise SystemExit(LOST)
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    raise RunFailed(f"another process of the job is gone ({first[:160]}); {_kept(out)}") from None
+
+
+def _kept(out) -> str:
+    return f"the last checkpoint stays in {out}" if os.path.exists(out) else f"no checkpoint was saved to {out} yet"
+
+
+def leave(w: World) -> None:
+    if w.size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def parallel(model, w: World, device):
+    """The model as the training step calls it: wrapped in DistributedDataParallel when
+    distributed (a learned start is used by a stream's first chunk only, hence unused
+    parameters), else the module itself."""
+    if w.size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=model.start is not None)
+
+
+class Shard:
+    """A batch source seen by one rank: its contiguous share of every batch's rows (the
+    ranks' shares differ by at most one row). A rank whose share is empty gets the batch's
+    first row without targets, so that it still takes part in the step. A stateful run's
+    carried state is whole on every rank (`whole` gathers the rows of all after a step)."""
+
+    def __init__(self, inner, w: World):
+        self.inner, self.world, self.mine = inner, w, slice(0, 0)
+        self.count, self.per_epoch, self.chunks = inner.count, inner.per_epoch, inner.chunks
+
+    def batch(self, step: int):
+        x, y, t0 = self.inner.batch(step)
+        n, w = len(x), self.world
+        self.mine = slice(n * w.rank // w.size, n * (w.rank + 1) // w.size)
+        if self.mine.start == self.mine.stop:
+            return x[:1], y[:1].clone().fill_(float("nan")), t0
+        return x[self.mine], y[self.mine], t0
+
+    def start(self, step: int, carry, initial):
+        return self.inner.start(step, carry, initial)
+
+    def own(self, state):
+        """This rank's rows of a whole batch's state (the first row for an empty share)."""
+        from .models import map_state
+
+        mine = self.mine if self.mine.start < self.mine.stop else slice(0, 1)
+        return map_state(lambda s: s[:, mine].contiguous(), state)
+
+    def whole(self, state):
+        """The whole batch's state from this rank's rows of it and the others'."""
+        from .models import map_state
+
+        empty = self.mine.start == self.mine.stop
+        return self.world.gather(map_state(lambda s: s[:, :0], state) if empty else state)
+
+
+
+def launch(nproc: int, argv: list[str], out: str) -> None:
+    """`seqtool ARGV` in `nproc` processes on this machine, through torch's own launcher:
+    what `torchrun --standalone --nproc-per-node N -m seqtool ARGV` does. Rank 0 speaks
+    for the job; a rank that fails ends it, said in one line that names the rank."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from .errors import RunFailed
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):  # its banners and reports: one line below says what matters
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ[LAUNCHED] = "1"
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "--", "seqtool", *argv])
+    try:
+        run(args)
+    except SignalException:  # passed on to every rank: rank 0 saved and said so
+        raise SystemExit(130) from None
+    except ChildFailedError as e:
+        rank, failure = min(e.failures.items(), key=lambda rf: (_blame(*rf), rf[1].timestamp, rf[0]))
+        if failure.exitcode in SAID and rank == 0:  # rank 0 said it on stderr
+            raise SystemExit(failure.exitcode) from None
+        if failure.exitcode in SAID and isinstance(failure.message, str) and failure.message.startswith("seqtool: "):
+            raise RunFailed(f"rank {rank}: {failure.message.split(': ', 2)[-1]}") from None
+        how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with {failure.exitcode}"
+        raise RunFailed(f"rank {rank} {how}, which ended the job; {_kept(out)}") from None
+
+
+def _blame(rank: int, failure) -> int:
+    """How likely a failed rank caused the job's end (lowest first): killed (not by the
+    launcher's SIGTERM or SIGINT) or crashed; then one that said why, rank 0 first; then
+    one the launcher stopped; last one that only lost another."""
+    import signal
+
+    code = failure.exitcode
+    if code == LOST:
+        return 4
+    if code in (-signal.SIGTERM, -signal.SIGINT):
+        return 3
+    if code in SAID:
+        return 1 if rank == 0 else 2
+    return 0

@@ -1,0 +1,165 @@
+"""Data-parallel training (issue 14) on torch.distributed with gloo: real launchers (torchrun
+and `train --nproc`), two processes, tiny models."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import torch
+from conftest import BIN, one_error_line
+
+from seqtool import tasks
+from seqtool.checkpoint import load_checkpoint
+from seqtool.distributed import Shard, World
+from seqtool.tables import write_table
+
+FLAGS = "--hidden 8 --window 20 --threads 1"
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.fixture
+def sine(tmp_path):
+    write_table(tasks.sine(n_series=16, length=100, seed=0), tmp_path / "sine.csv")
+    return tmp_path / "sine.csv"
+
+
+def _same(a, b) -> bool:
+    wa, wb = torch.load(a, weights_only=True)["weights"], torch.load(b, weights_only=True)["weights"]
+    return all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_write_one_checkpoint_like_one_process_and_both_launchers_agree(sh, tmp_path):
+    """torchrun and --nproc give the same bits; the run matches one process with the same
+    global batch and steps (within 10% in validation loss); one file is written. The run
+    is the hardest case: one long series cut into streams that hand their state on, the
+    ranks' shares of them gathered after every step."""
+    write_table(tasks.integral(n_series=1, length=3000, seed=0), tmp_path / "long.csv")
+    for out, launch in [
+        ("torchrun.pt", "torchrun --standalone --nproc-per-node 2 -m seqtool train"),
+        ("nproc.pt", "seqtool train --nproc 2"),
+        ("one.pt", "seqtool train"),
+    ]:
+        result = sh(f"{launch} long.csv {FLAGS} --stateful --batch 6 --steps 150 -o {out} 2> {out}.err", timeout=180)
+        assert result.returncode == 0, (tmp_path / f"{out}.err").read_text()
+    assert _same(tmp_path / "torchrun.pt", tmp_path / "nproc.pt")
+    two, one = load_checkpoint(tmp_path / "nproc.pt"), load_checkpoint(tmp_path / "one.pt")
+    assert two["train"]["world_size"] == 2 and one["train"]["world_size"] == 1
+    assert abs(two["history"][-1]["val_loss"] / one["history"][-1]["val_loss"] - 1) <= 0.1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pt") == ["nproc.pt", "one.pt", "torchrun.pt"]
+    err = (tmp_path / "nproc.pt.err").read_text()
+    assert "6 streams cut from 1 series" in err and "on 1 thread x 2 processes" in err
+    assert err.count("seqtool: trained") == 1  # rank 0 alone speaks
+    assert not re.search(r"^\[?[IWEF]\d{4} ", err, re.M) and "torch.distributed" not in err  # nor do torch's logs
+
+
+def test_two_launchers_joined_by_a_rendezvous_train_together(sine, tmp_path):
+    """The multi-node path: two torchrun launchers (one process each) meet at a c10d
+    rendezvous and train one model."""
+    rdzv = f"--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{_port()} --rdzv-id seqtool-test"
+    cmd = f"torchrun {rdzv} -m seqtool train sine.csv {FLAGS} --batch 16 --steps 60 -o nodes.pt -q"
+    procs = [subprocess.Popen(["bash", "-c", cmd], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True) for _ in range(2)]
+    try:
+        errs = [p.communicate(timeout=180)[1] for p in procs]
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+    assert [p.returncode for p in procs] == [0, 0], errs
+    ckpt = load_checkpoint(tmp_path / "nodes.pt")
+    assert ckpt["train"]["world_size"] == 2 and ckpt["resume"]["step"] == 60
+
+
+@pytest.fixture
+def started():
+    """Start `seqtool train sine.csv ARGS` in a folder; whatever is left is killed after the test."""
+    procs = []
+
+    def start(tmp_path, args: str) -> subprocess.Popen:
+        argv = ["seqtool", "train", "sine.csv", *args.split()]
+        procs.append(subprocess.Popen(argv, cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True))
+        return procs[-1]
+
+    yield start
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def _rank(launcher: subprocess.Popen, rank: int, timeout: float = 60) -> int:
+    """The pid of the launcher's process of `rank`, once it has one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
+            try:
+                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in env:
+                return int(pid)
+        time.sleep(0.2)
+    raise AssertionError(f"no rank {rank}")
+
+
+def test_sigterm_saves_once_a_killed_rank_ends_the_job_and_resume_finishes_the_run(sh, sine, tmp_path, started):
+    """SIGTERM to the launcher: every rank stops at one step, rank 0 saves, exit 130. A
+    SIGKILLed rank ends the resumed job within 60 s with one line naming it; the saved
+    checkpoint is intact. --resume then ends at the uninterrupted run's weights."""
+    args = f"{FLAGS} --batch 16 --steps 600 --val 0 --nproc 2"
+    straight = sh(f"seqtool train sine.csv {args} -o straight.pt -q", timeout=180)
+    assert straight.returncode == 0, straight.stderr
+    run = started(tmp_path, f"{args} -o cut.pt")
+    assert run.stderr.readline().startswith("seqtool: step")  # rank 0 trains
+    run.send_signal(signal.SIGTERM)
+    err = run.communicate(timeout=60)[1]
+    assert run.returncode == 130, err
+    assert err.splitlines()[-1].startswith("seqtool: stopped: SIGTERM at step") and err.count("stopped") == 1
+    saved = (tmp_path / "cut.pt").read_bytes()
+    step = load_checkpoint(tmp_path / "cut.pt")["resume"]["step"]
+    assert 0 < step < 600
+
+    run = started(tmp_path, "--resume --nproc 2 -o cut.pt")
+    assert run.stderr.readline().startswith("seqtool: step")
+    os.kill(_rank(run, 1), signal.SIGKILL)
+    killed = time.monotonic()
+    err = run.communicate(timeout=90)[1]
+    assert time.monotonic() - killed < 60 and run.returncode == 1
+    assert err.strip().splitlines() == ["seqtool: error: rank 1 was killed by SIGKILL, which ended the job; the last checkpoint stays in cut.pt"]
+    assert (tmp_path / "cut.pt").read_bytes() == saved
+
+    resumed = sh("seqtool train sine.csv --resume --nproc 2 -o cut.pt -q", timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+
+
+def test_nproc_refuses_standard_input(sh):
+    one_error_line(sh("seqtool gen sine | seqtool train --nproc 2"), "--nproc 2: the processes cannot share standard input")
+
+
+def test_each_rank_trains_its_share_of_every_batch():
+    """Shares are contiguous, cover the batch once, and differ by at most one row; a rank
+    with none gets one row without targets."""
+
+    class Source:
+        count, per_epoch, chunks = 10, 1, 1
+
+        def batch(self, step):
+            return torch.arange(float(step))[:, None, None], torch.arange(float(step))[:, None, None], 0
+
+    for n in (7, 16, 1):
+        got = [Shard(Source(), World(rank, 3)).batch(n) for rank in range(3)]
+        rows = [x[:, 0, 0].tolist() for x, y, _ in got if not torch.isnan(y).all()]
+        assert sum(rows, []) == list(range(n)) and max(map(len, rows)) - min(map(len, rows)) <= 1
+        assert all(len(x) == 1 for x, y, _ in got if torch.isnan(y).all())
