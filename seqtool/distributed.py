@@ -5,8 +5,9 @@ its share of the rows (`Shard`); DistributedDataParallel averages the gradients,
 clipping sees the global norm. One all-reduce a step (`World.agree`) sums the batch's
 loss and targets over the ranks, so the loss is the global batch's mean at any number of
 processes, and tells every rank whether one of them was asked to stop, so all stop at the
-same step. Rank 0 alone writes (checkpoint, log, progress, summary). A collective that
-waits longer than TIMEOUT for a rank that died fails, so no rank hangs.
+same step. Rank 0 alone writes (checkpoint, log, progress, summary); the others are
+silent. A collective that waits longer than TIMEOUT for a rank that died fails, so no
+rank hangs; the job ends with one line that names the rank (`launch`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
-
     local_size: int = 1  # processes of the job on this machine
 
     @property
