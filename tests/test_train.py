@@ -210,6 +210,19 @@ def test_damaged_and_future_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "cut.pt")
 
 
+def test_a_carried_state_of_other_streams_is_refused_on_resume(tmp_path):
+    """A stateful checkpoint whose carried state holds other streams than the run reads
+    (one written before stop 20 cut a long series otherwise) is refused in one line."""
+    data, out = tmp_path / "long.csv", tmp_path / "m.pt"
+    write_table(tasks.integral(n_series=1, length=3000, seed=0), data)
+    train(data, out, TrainConfig(hidden=8, steps=80, window=10, batch=8, stateful=True), quiet=True)
+    ckpt = torch.load(out, weights_only=True)
+    carry = tuple(c[:, :5] for c in ckpt["resume"]["carry"])
+    torch.save({**ckpt, "resume": {**ckpt["resume"], "carry": carry}}, out)
+    with pytest.raises(SeqtoolError, match=r"resume.carry holds the state of 5 streams, where this run reads 8"):
+        train(data, out, resume=True, quiet=True)
+
+
 # --- failures -----------------------------------------------------------------------------
 
 
