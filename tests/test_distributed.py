@@ -163,3 +163,19 @@ def test_each_rank_trains_its_share_of_every_batch():
         rows = [x[:, 0, 0].tolist() for x, y, _ in got if not torch.isnan(y).all()]
         assert sum(rows, []) == list(range(n)) and max(map(len, rows)) - min(map(len, rows)) <= 1
         assert all(len(x) == 1 for x, y, _ in got if torch.isnan(y).all())
+
+
+def test_a_distributed_run_resumes_in_another_number_of_processes(sh, sine, tmp_path, started):
+    """Allowed and documented: the same batches, float sums in another order."""
+    run = started(tmp_path, f"{FLAGS} --batch 16 --steps 600 --val 0 --nproc 2 -o m.pt")
+    assert run.stderr.readline().startswith("seqtool: step")
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 130
+    stopped = load_checkpoint(tmp_path / "m.pt")
+    assert stopped["train"]["world_size"] == 2 and 0 < stopped["resume"]["step"] < 600
+    resumed = sh("seqtool train sine.csv --resume -o m.pt -q", timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    done = load_checkpoint(tmp_path / "m.pt")
+    assert done["train"]["world_size"] == 1 and done["resume"]["step"] == 600
+    steps = [row["step"] for row in done["history"]]
+    assert steps == list(range(25, 601, 25)) and done["history"][-1]["train_loss"] < done["history"][0]["train_loss"] / 10
