@@ -228,10 +228,9 @@ def train(
     if given:
         raise SeqtoolError(f"--resume continues with the settings saved in {out}; drop {', '.join(given)}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:  # under a launcher already: its processes are these
-        if data in (None, "-"):
-            raise SeqtoolError(f"--nproc {nproc}: the processes cannot share standard input; give the table as a file")
-        from .distributed import launch
+        from .distributed import check_input, launch
 
+        check_input(nproc, data, f"--nproc {nproc}")
         return launch(nproc, sys.argv[1:], str(out))
     result = run(data, out, TrainConfig(**options), resume=resume, log=log, quiet=quiet, device=device, threads=threads)
     typer.echo(str(result.path))

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .errors import SeqtoolError
+
 TIMEOUT = 60  # seconds a collective waits for the other ranks
 LAUNCHED = "SEQTOOL_LAUNCHED"  # set by `launch` for its processes
 LOST = 3  # the exit of a process under `launch` that lost another: `launch` names that one
@@ -74,25 +76,21 @@ class World:
         dist.broadcast(box, 0)
         return float(box[0])
 
-    def gather(self, state):
-        """A stateful batch's state from every rank's rows (all_gather), in batch order."""
-        if self.size == 1 or state is None:
-            return state
+    def gather(self, state, shares: list[int]):
+        """A stateful batch's state from every rank's rows (rank r holds shares[r] of them),
+        in batch order: one all_gather for all of the state's tensors."""
         import torch
         import torch.distributed as dist
 
-        from .models import map_state
+        from .models import parts
 
-        def whole(part):
-            sizes = [torch.zeros((), dtype=torch.int64) for _ in range(self.size)]
-            dist.all_gather(sizes, torch.tensor(part.shape[1]))
-            padded = torch.zeros(part.shape[0], int(max(sizes)), *part.shape[2:], dtype=part.dtype, device=part.device)
-            padded[:, : part.shape[1]] = part
-            pieces = [torch.empty_like(padded) for _ in range(self.size)]
-            dist.all_gather(pieces, padded)
-            return torch.cat([p[:, : int(n)] for p, n in zip(pieces, sizes)], dim=1)
-
-        return map_state(whole, state)
+        mine = torch.stack(parts(state))  # [tensors, layers, rows, hidden]
+        padded = mine.new_zeros(*mine.shape[:2], max(shares), *mine.shape[3:])
+        padded[:, :, : mine.shape[2]] = mine
+        pieces = [torch.empty_like(padded) for _ in shares]
+        dist.all_gather(pieces, padded)
+        whole = torch.cat([p[:, :, :n] for p, n in zip(pieces, shares)], dim=2).unbind(0)
+        return whole if isinstance(state, tuple) else whole[0]
 
 
 def world() -> World:
@@ -128,6 +126,13 @@ def join(w: World, device) -> None:
     if not dist.is_initialized():
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=timedelta(seconds=TIMEOUT), rank=w.rank, world_size=w.size)
+
+
+def check_input(processes: int, data, how: str) -> None:
+    """Every process reads the table itself: a file, not standard input (`how`: what asked
+    for the processes)."""
+    if processes > 1 and data in (None, "-"):
+        raise SeqtoolError(f"{how}: the processes cannot share standard input; give the table as a file")
 
 
 def is_lost(w: World, error: RuntimeError) -> bool:
@@ -179,16 +184,21 @@ class Shard:
     carried state is whole on every rank (`whole` gathers the rows of all after a step)."""
 
     def __init__(self, inner, w: World):
-        self.inner, self.world, self.mine = inner, w, slice(0, 0)
+        self.inner, self.world, self.n, self.mine = inner, w, 0, slice(0, 0)
         self.count, self.per_epoch, self.chunks = inner.count, inner.per_epoch, inner.chunks
 
     def batch(self, step: int):
         x, y, t0 = self.inner.batch(step)
-        n, w = len(x), self.world
-        self.mine = slice(n * w.rank // w.size, n * (w.rank + 1) // w.size)
+        self.n = len(x)
+        self.mine = self._share(self.world.rank)
         if self.mine.start == self.mine.stop:
             return x[:1], y[:1].clone().fill_(float("nan")), t0
         return x[self.mine], y[self.mine], t0
+
+    def _share(self, rank: int) -> slice:
+        """Rank `rank`'s rows of the last batch."""
+        n, size = self.n, self.world.size
+        return slice(n * rank // size, n * (rank + 1) // size)
 
     def start(self, step: int, carry, initial):
         return self.inner.start(step, carry, initial)
@@ -204,9 +214,8 @@ class Shard:
         """The whole batch's state from this rank's rows of it and the others'."""
         from .models import map_state
 
-        empty = self.mine.start == self.mine.stop
-        return self.world.gather(map_state(lambda s: s[:, :0], state) if empty else state)
-
+        shares = [len(range(self.n)[self._share(r)]) for r in range(self.world.size)]
+        return self.world.gather(map_state(lambda s: s[:, : shares[self.world.rank]], state), shares)
 
 
 def launch(nproc: int, argv: list[str], out: str) -> None:

@@ -98,8 +98,7 @@ def train(
         _check_config(config, dev)
     check_checkpoint_path(out)
     outputs.check([(out, None, "checkpoint"), (log, TABLE_FORMATS, "table")], inputs=[data])
-    if w.size > 1 and data in (None, "-"):
-        raise SeqtoolError(f"{w.size} processes cannot share standard input: give the table as a file")
+    distributed.check_input(w.size, data, f"{w.size} processes")
     distributed.join(w, dev)
     try:
         with writer_lock(out) if w.main else contextlib.nullcontext():
