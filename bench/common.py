@@ -54,6 +54,8 @@ def machine() -> str:
         import torch
 
         torch_version = torch.__version__
+        if torch.cuda.is_available():
+            torch_version += f", {torch.cuda.get_device_name(0)}"
     except ImportError:
         torch_version = "not installed"
     return (
