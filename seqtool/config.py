@@ -53,7 +53,6 @@ class ModelConfig:
 
 SCHEDULES = ("cosine", "plateau", "none")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("32", "bf16")
 IMAGE_FORMATS = ("png", "svg", "pdf")
 GRAD_TASKS = ("adding", "sine", "sincos", "multisine")  # gradnorm's generated data
 GRAD_LOSSES = ("last", "all")
@@ -96,7 +95,6 @@ class TrainConfig:
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     time_features: bool = _option(False, "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: for seasons longer than a window.")
     period: str | None = _option(None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates.")
-    precision: str = _option("32", "Arithmetic of the forward pass: 32 (float32), or bf16 (bfloat16 autocast, on a GPU; weights, loss and state stay float32).", PRECISIONS)
     save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
     world_size: int = field(default=1, metadata={"help": None})  # processes that trained it (torchrun, --nproc); not an option
 

@@ -128,8 +128,6 @@ def _check_config(c: TrainConfig, device) -> None:
     read (one input, one output): weights, gradients, Adam's moments and the copies kept
     for the best state and the checkpoint, plus a batch's activations kept for backward."""
     c.check()
-    if c.precision != "32" and device.type != "cuda":
-        raise SeqtoolError(f"--precision {c.precision} is for a GPU (--device cuda); on the CPU train in 32")
     if device.type == "cpu":
         gates = max(1, len(CELLS[c.cell].gates))
         params = c.layers * gates * c.hidden * (2 * c.hidden + 2) + c.hidden
@@ -370,14 +368,12 @@ def _step(run: _Run, x, y, t0: int) -> None:
     """One optimizer step on a batch that starts at step t0 of its streams."""
     import torch
 
-    from .models import detach, map_state
+    from .models import detach
 
     c = run.config
     if t0 == 0:
         run.carry = run.source.start(run.step, run.carry, run.model.initial)
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=c.precision == "bf16"):
-        out, state = run.net(x, run.source.own(run.carry))
-    out, state = out.float(), map_state(lambda s: s.float(), state)
+    out, state = run.net(x, run.source.own(run.carry))
     if c.burn_in > t0:  # the first burn_in steps after a zero state are not scored
         y = y.clone()
         y[:, : c.burn_in - t0] = math.nan

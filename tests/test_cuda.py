@@ -30,19 +30,6 @@ def test_a_model_trained_on_the_gpu_predicts_on_the_cpu_as_it_did_there(tmp_path
     assert err(gpu) < 2 * err(cpu) + 1e-4  # the same accuracy within float noise
 
 
-def test_bfloat16_training_reaches_float32_accuracy_and_keeps_float32_weights(tmp_path):
-    write_table(tasks.sine(n_series=16, length=120, seed=0), tmp_path / "sine.csv")
-    losses = {}
-    for precision in ("32", "bf16"):
-        config = TrainConfig(hidden=16, steps=300, precision=precision)
-        train(tmp_path / "sine.csv", tmp_path / f"{precision}.pt", config, device="cuda", quiet=True)
-        ckpt = load_checkpoint(tmp_path / f"{precision}.pt")
-        assert ckpt["train"]["precision"] == precision
-        assert all(w.dtype == torch.float32 for w in ckpt["weights"].values())
-        losses[precision] = ckpt["history"][-1]["val_loss"]
-    assert losses["bf16"] < 3 * losses["32"] + 1e-4
-
-
 def test_a_stateful_run_interrupted_on_the_gpu_resumes_there(tmp_path):
     """The carried state of a checkpoint (stored on the CPU) goes back to the GPU."""
     import os

@@ -261,7 +261,6 @@ def test_divergence_after_progress_saves_the_last_good_state(tmp_path):
         (["--steps", "10", "--epochs", "2"], ["--steps or --epochs"]),
         (["--val", "1.5"], ["--val"]),
         (["--x", "value"], ["no column 'value'"]),
-        (["--precision", "bf16", "--device", "cpu"], ["--precision bf16 is for a GPU"]),
     ],
 )
 def test_bad_training_options(tmp_path, cli, args, fragments):
