@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, distributed, forecasting, gpu, memory, speed, startup, threads
+from . import accuracy, bigtable, distributed, forecasting, gpu, memory, speed, startup, threads
 from .common import Row, machine
 
 BENCHMARKS = {
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "threads": threads.run,
     "distributed": distributed.run,
     "gpu": gpu.run,
+    "bigtable": bigtable.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = (

@@ -427,6 +427,25 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
         typer.echo(f"{key + ':':15} {value}")
 
 
+@app.command()
+def convert(
+    data: Data = None,
+    out: Annotated[Path, typer.Option("--output", "-o", help="The table folder to write (a new folder).")] = ...,
+    x: XCols = None,
+    y: YCols = None,
+) -> None:
+    """Convert a CSV table to a table folder that train reads in place (for tables bigger
+    than memory): the CSV is read a chunk at a time, never whole.
+
+    Example: seqtool convert big.csv --x value -o big.seq && seqtool train big.seq
+    """
+    from .mapped import convert as run
+
+    done = run(data, out, x, y)
+    typer.echo(done.path)
+    typer.echo(f"seqtool: {done.rows:,} rows of {done.series:,} series in {done.path}", err=True)
+
+
 # --- gen -----------------------------------------------------------------------------
 
 Output = Annotated[

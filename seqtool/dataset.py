@@ -81,16 +81,14 @@ def _series_and_targets(table: SeriesTable, task: str, diff: Differencing) -> tu
 def split(
     xs: list[np.ndarray], ys: list[np.ndarray], val: float, seed: int
 ) -> tuple[tuple[list, list], tuple[list, list]]:
-    """Hold out a fraction `val` for validation: whole series when there are several,
-    else the tail of the one series (its targets before the tail are left out of the
-    validation loss, and the training part stops where the tail starts)."""
+    """Hold out a fraction `val` for validation: whole series when there are several
+    (`held_out`), else the tail of the one series (`tail_start`; its targets before the
+    tail are left out of the validation loss, and the training part stops where it starts)."""
     if val <= 0:
         return (xs, ys), ([], [])
     n = len(xs)
     if n >= 2:
-        n_val = min(n - 1, max(1, round(val * n)))
-        order = np.random.default_rng(seed).permutation(n)
-        held = set(order[:n_val].tolist())
+        held = set(held_out(n, val, seed).tolist())
         train = [i for i in range(n) if i not in held]
         val_ids = sorted(held)
         return ([xs[i] for i in train], [ys[i] for i in train]), (
@@ -98,9 +96,7 @@ def split(
             [ys[i] for i in val_ids],
         )
     x, y = xs[0], ys[0]
-    cut = len(x) - max(1, round(val * len(x)))
-    if cut < 2:
-        raise SeqtoolError(f"the series has {len(x)} steps: too short to hold out --val {val}")
+    cut = tail_start(len(x), val)
     y_train = y[:cut].copy()
     y_train[-1] = np.nan  # its target lies in the held-out tail
     y_val = y.copy()
@@ -108,10 +104,28 @@ def split(
     return ([x[:cut]], [y_train]), ([x], [y_val])
 
 
+def held_out(n: int, val: float, seed: int) -> np.ndarray:
+    """The series (of n >= 2) held out for validation, sorted: a fraction `val`, at least one
+    and never all, chosen by `seed`."""
+    n_val = min(n - 1, max(1, round(val * n)))
+    return np.sort(np.random.default_rng(seed).permutation(n)[:n_val])
+
+
+def tail_start(length: int, val: float) -> int:
+    """Where one series' validation tail (a fraction `val` of it) starts."""
+    cut = length - max(1, round(val * length))
+    if cut < 2:
+        raise SeqtoolError(f"the series has {length} steps: too short to hold out --val {val}")
+    return cut
+
+
 @dataclass
 class Rows:
     """Series end to end: inputs x [rows, F] and targets y [rows, G] (torch tensors on the
-    model's scale, NaN where a step has no target), series i in rows offsets[i]:offsets[i+1]."""
+    model's scale, NaN where a step has no target), series i in rows offsets[i]:offsets[i+1].
+
+    What a batch source asks of training rows (`batches`): `starts`, `lengths`, `take` and
+    `targets_in`; `mapped.MappedRows` answers the same from a table read in place."""
 
     x: object
     y: object
@@ -130,6 +144,39 @@ class Rows:
 
     def to(self, device) -> Rows:
         return Rows(*(t.to(device) for t in (self.x, self.y, self.offsets, self.lengths)))
+
+    @property
+    def device(self):
+        return self.x.device
+
+    @property
+    def width(self) -> int:
+        """Inputs per step (F, time features included)."""
+        return self.x.shape[1]
+
+    @property
+    def starts(self) -> np.ndarray:
+        """The row each series starts at."""
+        return self.offsets[:-1].cpu().numpy()
+
+    def take(self, index):
+        """Inputs and targets of the rows `index` (a tensor on the device), [..., F] and [..., G]."""
+        return self.x[index], self.y[index]
+
+    def targets_in(self, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        """How many rows in [first, stop) have a target, for each pair."""
+        import torch
+
+        if getattr(self, "_scored", None) is None:
+            has = ~torch.isnan(self.y.cpu()).all(dim=1)
+            self._scored = np.concatenate([[0], np.cumsum(has.numpy())])
+        return self._scored[stop] - self._scored[first]
+
+    def target_count(self) -> int:
+        """Rows that have a target."""
+        import torch
+
+        return int((~torch.isnan(self.y)).any(dim=1).sum())
 
 
 def length_groups(lengths: np.ndarray, cells: int) -> list[np.ndarray]:

@@ -141,7 +141,7 @@ def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[
     its own magnitude. Values beyond 1e150, or a spread below 1e-150, are refused: their
     squared errors would overflow or vanish in float64.
     """
-    means, stds = [], []
+    means, stds, bigs = [], [], []
     for j in range(values.shape[1]):
         name = names[j] if names else f"column {j}"
         v = values[:, j]
@@ -149,22 +149,35 @@ def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[
         if v.size == 0:
             means.append(0.0)
             stds.append(1.0)
+            bigs.append(0.0)
             continue
-        big = check_magnitude(v, name, source)
+        bigs.append(check_magnitude(v, name, source))
         mean = float(np.mean(v))
         d = v - mean
         reach = float(np.max(np.abs(d)))
-        std = reach * float(np.sqrt(np.mean((d / reach) ** 2))) if reach > 0 else 0.0
-        if std <= CONSTANT * big:
-            std = abs(mean) if mean != 0 else 1.0
-        elif std < MIN_SPREAD:
+        means.append(mean)
+        stds.append(reach * float(np.sqrt(np.mean((d / reach) ** 2))) if reach > 0 else 0.0)
+    return spread(np.array(means), np.array(stds), np.array(bigs), names, source)
+
+
+def spread(mean: np.ndarray, std: np.ndarray, big: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and std as the model scales by them, from its mean, std and
+    largest magnitude: a constant column (its spread within rounding of its magnitude)
+    scaled by its own magnitude; a spread below MIN_SPREAD or values beyond MAX_MAGNITUDE
+    refused, naming the column."""
+    mean, std = np.array(mean, dtype=np.float64), np.array(std, dtype=np.float64)
+    for j in range(len(mean)):
+        name = names[j] if names else f"column {j}"
+        if big[j] > MAX_MAGNITUDE:
+            check_magnitude(np.array([big[j]]), name, source)
+        if std[j] <= CONSTANT * big[j]:
+            std[j] = abs(mean[j]) if mean[j] != 0 else 1.0
+        elif std[j] < MIN_SPREAD:
             raise SeqtoolError(
-                f"{source}: column {name!r} varies by only {std:.3g}; seqtool needs a spread of at "
+                f"{source}: column {name!r} varies by only {std[j]:.3g}; seqtool needs a spread of at "
                 f"least {MIN_SPREAD:g} (squared errors must not vanish): rescale it"
             )
-        means.append(mean)
-        stds.append(std)
-    return np.array(means), np.array(stds)
+    return mean, std
 
 
 def check_magnitude(values: np.ndarray, name: str, source: str) -> float:

@@ -189,7 +189,14 @@ def read_series(
     `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
     inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
     `missing_inputs` accepts empty input cells, as in a rollout past the end of the data.
+    A table folder (`seqtool convert`) is read whole.
     """
+    from . import mapped
+
+    if mapped.is_folder(source):
+        folder = mapped.Folder(source)
+        folder.check_columns(x, y)
+        return folder.table()
     table = as_table(source)
     src, names = table.source, list(table.columns)
     x_names = columns_of(table, "x", x)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed, outputs
+from . import distributed, mapped, outputs
 from .batches import Source, batches
 from .checkpoint import check_checkpoint_path, check_resume, load_checkpoint, save_checkpoint
 from .config import CELLS, DEVICES, WINDOW, ModelConfig, TrainConfig
@@ -109,7 +109,7 @@ def train(
                 config = TrainConfig(**previous["train"])
                 _check_config(config, dev)
                 threads = threads or min(previous["resume"]["threads"], cores())  # same threads, same sums
-            table = read_series(data, config.x, config.y)
+            table = _table(data, config)
             run = _Run(table, Path(out), replace(config, world_size=w.size), previous, dev, quiet or not w.main, source, threads, w)
             with _growing_log(log if w.main else None, run.history) as run.log:
                 with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
@@ -179,6 +179,17 @@ def _device(name: str, w: distributed.World = distributed.World()):
     return torch.device("cuda", w.local_rank)
 
 
+def _table(data, config: TrainConfig):
+    """The table to train on: a table folder that training reads in place (`mapped`), or
+    a table read into memory."""
+    if mapped.is_folder(data):
+        folder = mapped.Folder(data)
+        folder.check_columns(config.x, config.y)
+        if folder.in_place(config):
+            return folder
+    return read_series(data, config.x, config.y)
+
+
 def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
     digest = hashlib.sha256()
     for a in xs + ys:
@@ -202,6 +213,8 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     """Targets, the split (`--val`), the standardisation of the training part. A split in
     which no step has a target is refused; validation is scored like training (no loss
     during the burn-in). With --diff, the series are differenced first (next step only)."""
+    if isinstance(table, mapped.Folder):
+        return _prepare_in_place(table, config, device)
     task = task_of(table)
     diff = Differencing(config.lags())
     time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
@@ -230,16 +243,36 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     return _Data(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
 
 
+def _prepare_in_place(folder: mapped.Folder, config: TrainConfig, device) -> _Data:
+    """`_prepare` of a next-step table folder read in place: the training rows stay in the
+    maps (`mapped.MappedRows`), standardised by the blocks' moments; the validation part,
+    bounded (`Folder.split`), is read into memory and scored as any other."""
+    starts, lengths, val_table, lead = folder.split(config)
+    if not (lengths >= 2).any():
+        raise SeqtoolError(f"{folder.source}: no training series has two steps, so no step has a target to learn")
+    scaling = folder.scaling(starts, lengths)
+    val = held_out = None
+    if val_table is not None:
+        xs, ys = inputs_and_targets(val_table, NEXT_STEP)
+        for y in ys:
+            y[: max(config.burn_in, lead)] = np.nan
+        _has_targets(ys, val_table, "validation", config.burn_in)
+        val = Rows.of(xs, ys, scaling, folder.x_names, folder.source).to(device)
+        held_out = (val_table, [np.concatenate([[False], ~np.isnan(y[:-1]).any(axis=1)]) for y in ys])
+    info = {"x_names": folder.x_names, "y_names": [], "task": NEXT_STEP, "source": folder.source}
+    if config.season is not None:
+        info["season"] = config.season
+    return _Data(folder.meta["sha256"], scaling, mapped.MappedRows(folder, starts, lengths, scaling, device), val, info, held_out)
+
+
 def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
     """--window's default for this table: WINDOW steps; where targets are sparse (fewer than
     one a window, on average), windows that cover whole series, since a target whose inputs
     lie outside every window cannot be learned. What it chose, or where it cannot choose
     the option that may be needed, is said in one line on stderr."""
-    import torch
-
     lengths = rows.lengths.cpu().numpy()
     longest, steps = int(lengths.max()), int(lengths.sum())
-    targets = int((~torch.isnan(rows.y)).any(dim=1).sum())
+    targets = rows.target_count()
     say = (lambda line: None) if quiet else (lambda line: print(f"seqtool: {line}", file=sys.stderr))
     if config.stateful or longest == WINDOW:
         return WINDOW
@@ -284,7 +317,7 @@ class _Run:
         info = self.data.info
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
-            n_in=self.data.rows.x.shape[1], n_out=len(outputs), cell=config.cell,
+            n_in=self.data.rows.width, n_out=len(outputs), cell=config.cell,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout,
             learned_start=previous["model"].get("learned_start", False) if previous else config.stateful,
         )  # fmt: skip
@@ -544,7 +577,7 @@ def _restore(run: _Run, previous: dict) -> None:
                 load()
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             damaged(f"resume.{name} ({' '.join(str(e).split())[:120] or type(e).__name__})")
-    device = run.data.rows.x.device
+    device = run.data.rows.device
     run.step, run.seconds = state["step"], state["seconds"]
     run.carry = map_state(lambda s: s.to(device), state["carry"])
     run.best = _Best.from_resume(state)

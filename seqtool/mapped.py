@@ -1,0 +1,437 @@
+"""Tables bigger than memory: a folder of .npy arrays that training reads in place, memory-
+mapped (`Folder`, `MappedRows`), and `convert`, which writes one from a CSV without ever
+holding the whole CSV.
+
+A table folder (format "seqtool-table", version 1):
+
+    meta.json     format, version, x_names, y_names, rows, series, t ("number", "date" or
+                  null), sha256 (of the arrays below, for --resume)
+    x.npy         inputs as read, float64 [rows, F]; y.npy targets [rows, G] (NaN: none)
+    t.npy         the t column (float64, or datetime64 for dates), where the table has one
+    offsets.npy   int64 [series + 1]: series i is rows offsets[i]:offsets[i+1]
+    series.npy    the series ids, str [series]
+    moments.npy   float64 [blocks, F + G, 4]: count, mean, std, largest magnitude of each
+                  column in each block of BLOCK rows of a series (blocks start at each
+                  series' first row), so that training standardises without a pass over
+                  the rows
+
+Every command reads such a folder (`read_series` loads it whole); `train` of a next-step
+table without --diff or --time-features reads it in place: batches gather their rows from
+the maps and standardise them as they go, so memory does not grow with the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SeqtoolError
+from .scaling import Scaling, spread
+from .tables import SeriesTable, Table, _from_csv, dates_of, read_series
+
+FORMAT, VERSION = "seqtool-table", 1
+BLOCK = 1 << 16  # rows of a series per block of moments
+CHUNK = 16 << 20  # bytes of CSV parsed at a time by convert
+VAL_ROWS = 1 << 18  # rows of validation at most, for a table read in place (each evaluation runs them)
+LEAD_WINDOWS = 100  # one series' validation tail starts this many windows earlier (its lead-in)
+
+
+def is_folder(source) -> bool:
+    """Whether `source` names a folder (a table folder, or a mistake said as such)."""
+    return isinstance(source, (str, os.PathLike)) and str(source) != "-" and Path(source).is_dir()
+
+
+# --- writing: convert ---------------------------------------------------------------------
+
+
+@dataclass
+class Converted:
+    path: Path
+    rows: int
+    series: int
+
+
+def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y: str | None = None) -> Converted:
+    """`seqtool convert`: a CSV (path or stdin) to a table folder at `dest`, CHUNK bytes at
+    a time, each chunk read and checked by the table reader (`read_series`), so a folder
+    holds what the CSV would give. Written to a temporary folder beside `dest`, renamed at
+    the end: a failure leaves nothing. An npz input is read whole (npz cannot stream)."""
+    dest = Path(dest)
+    if dest.exists():
+        raise SeqtoolError(f"{dest}: exists; convert writes a new folder (remove it, or choose another name)")
+    if not dest.parent.is_dir():
+        raise SeqtoolError(f"{dest}: its folder {dest.parent} does not exist")
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    tmp.mkdir()
+    try:
+        writer = _Writer(tmp)
+        for table in _chunks(source, x, y):
+            writer.add(table)
+        meta = writer.close()
+        _write_moments(tmp, meta)
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise SeqtoolError(f"{dest}: cannot write: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Converted(dest, meta["rows"], meta["series"])
+
+
+def _chunks(source, x, y):
+    """The table, as series tables of consecutive rows, CHUNK bytes of CSV each; error
+    lines name rows and lines of the whole file."""
+    stream = sys.stdin.buffer if source is None or str(source) == "-" else None
+    name = "<stdin>" if stream is not None else str(source)
+    if stream is None:
+        try:
+            stream = open(source, "rb")
+        except FileNotFoundError:
+            raise SeqtoolError(f"{name}: no such file") from None
+        except IsADirectoryError:
+            raise SeqtoolError(f"{name}: is a folder, not a table") from None
+    with stream:
+        head = stream.read(4)
+        if head.startswith(b"PK"):  # npz
+            yield read_series(read_table_bytes(head + stream.read(), name), x, y)
+            return
+        header = head + stream.readline()
+        if not header.strip():
+            raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
+        rows = 0
+        while True:
+            block = stream.read(CHUNK)
+            if not block:
+                break
+            block += stream.readline()  # to the end of its last line
+            try:
+                table = read_series(_from_csv(header + block, name), x, y)
+            except SeqtoolError as e:  # the reader counts from the chunk's first row
+                raise SeqtoolError(re.sub(r"\b(row|line) (\d+)", lambda m: f"{m[1]} {int(m[2]) + rows}", str(e), count=1)) from None
+            rows += int(table.lengths.sum())
+            yield table
+        if rows == 0:
+            raise SeqtoolError(f"{name}: a header but no rows")
+
+
+def read_table_bytes(data: bytes, name: str) -> Table:
+    from .tables import _from_npz
+
+    return _from_npz(data, name)
+
+
+class _Writer:
+    """Appends series tables, chunk after chunk, to the arrays of a table folder; checks
+    what a chunk cannot see alone (a series that comes back, t across chunks)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.files, self.rows, self.digest = folder, {}, 0, hashlib.sha256()
+        self.ids: list[str] = []
+        self.lengths: list[int] = []
+        self.first_row: dict[str, int] = {}
+        self.names = self.t_kind = self.last_t = None
+
+    def add(self, table: SeriesTable) -> None:
+        ids, lengths = table.ids, table.lengths.tolist()
+        if self.names is None:
+            self.names = (table.x_names, table.y_names)
+            self.t_kind = None if "t" not in table.columns else ("number" if table.columns["t"].dtype.kind == "f" else "date")
+        t = table.columns.get("t")
+        if t is not None and t.dtype.kind != "f":  # dates, kept as written by the reader: stored as datetime64
+            t = dates_of(t).astype("datetime64[ns]")
+        if self.ids and ids[0] == self.ids[-1]:  # the last series goes on
+            if t is not None and not t[0] > self.last_t:
+                raise SeqtoolError(f"{table.source}: row {self.rows + 1}, column 't': {t[0]} does not increase on {self.last_t} (rows of a series must be ordered by t)")
+            self.lengths[-1] += lengths[0]
+            ids, lengths = ids[1:], lengths[1:]
+        starts = self.rows + np.concatenate([[0], np.cumsum(table.lengths)])[-len(ids) - 1 : -1] if ids else []
+        for sid, start in zip(ids, starts):
+            if sid in self.first_row:
+                raise SeqtoolError(
+                    f"{table.source}: row {int(start) + 1}: series {sid!r} continues after other series "
+                    f"(it started at row {self.first_row[sid] + 1}); rows of one series must be contiguous"
+                )
+            self.first_row[sid] = int(start)
+        self.ids += ids
+        self.lengths += lengths
+        arrays = {"x": table.x, "y": table.y, "t": t}
+        for key, a in arrays.items():
+            if a is not None:
+                a = np.ascontiguousarray(a)
+                if key not in self.files:
+                    self.files[key] = _NpyAppender(self.folder / f"{key}.npy", a.dtype, a.shape[1:])
+                self.files[key].append(a)
+                if key != "t":
+                    self.digest.update(a.tobytes())
+        self.last_t = t[-1] if t is not None else None
+        self.rows += len(table.x)
+
+    def close(self) -> dict:
+        for f in self.files.values():
+            f.close()
+        offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+        np.save(self.folder / "offsets.npy", offsets)
+        np.save(self.folder / "series.npy", np.array(self.ids, dtype=str))
+        x_names, y_names = self.names
+        self.digest.update(json.dumps([x_names, y_names, offsets.tolist()[-1], len(self.ids)]).encode())
+        self.digest.update(offsets.tobytes())
+        meta = {
+            "format": FORMAT, "version": VERSION, "x_names": x_names, "y_names": y_names,
+            "rows": self.rows, "series": len(self.ids), "t": self.t_kind, "sha256": self.digest.hexdigest(),
+        }  # fmt: skip
+        (self.folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        return meta
+
+
+class _NpyAppender:
+    """An .npy file written row block by row block: a header with room for any row count,
+    rewritten with the true count at the end."""
+
+    HEADER = 128
+
+    def __init__(self, path: Path, dtype, tail: tuple):
+        self.file, self.dtype, self.tail, self.rows = open(path, "wb"), dtype, tail, 0
+        self.file.write(b"\0" * self.HEADER)
+
+    def append(self, a: np.ndarray) -> None:
+        if a.dtype != self.dtype or a.shape[1:] != self.tail:
+            raise SeqtoolError(f"a later part of the table holds {a.dtype} values where the first held {self.dtype}")
+        self.file.write(a.tobytes())
+        self.rows += len(a)
+
+    def close(self) -> None:
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (self.rows, *self.tail)})
+        self.file.seek(0)
+        self.file.write(b"\x93NUMPY\x01\x00" + (self.HEADER - 10).to_bytes(2, "little") + text.ljust(self.HEADER - 11).encode("latin1") + b"\n")
+        self.file.close()
+
+
+def _write_moments(folder: Path, meta: dict) -> None:
+    """moments.npy: each column's count, mean, std and largest magnitude in each block, about
+    4M rows read at a time."""
+    values = [_Array(folder / f"{k}.npy") for k in ("x", "y") if (folder / f"{k}.npy").exists()]
+    starts = _blocks(np.load(folder / "offsets.npy"))
+    out = np.empty((len(starts) - 1, sum(v.shape[1] for v in values), 4))
+    step = max(1, (1 << 22) // BLOCK)  # blocks per pass: about 4M rows
+    for b in range(0, len(starts) - 1, step):
+        end = min(b + step, len(starts) - 1)
+        first, stop = starts[b], starts[end]
+        cuts = starts[b:end] - first
+        a = np.concatenate([v.read(first, stop) for v in values], axis=1)
+        out[b : b + len(cuts)] = _block_moments(a, cuts)
+    np.save(folder / "moments.npy", out)
+
+
+def _blocks(offsets: np.ndarray) -> np.ndarray:
+    """The first row of every block (each series' rows in blocks of BLOCK), and the end."""
+    lengths = np.diff(offsets)
+    each = -(-lengths // BLOCK)
+    within = np.arange(int(each.sum())) - np.repeat(np.cumsum(each) - each, each)
+    return np.concatenate([np.repeat(offsets[:-1], each) + within * BLOCK, offsets[-1:]])
+
+
+def _block_moments(a: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """[blocks, columns, 4] moments of the rows of `a` in blocks starting at `cuts`."""
+    has = ~np.isnan(a)
+    v = np.where(has, a, 0.0)
+    count = np.add.reduceat(has, cuts, axis=0).astype(np.float64)
+    mean = np.add.reduceat(v, cuts, axis=0) / np.maximum(count, 1)
+    sizes = np.diff(np.append(cuts, len(a)))
+    d = np.where(has, a - np.repeat(mean, sizes, axis=0), 0.0)
+    std = np.sqrt(np.add.reduceat(d * d, cuts, axis=0) / np.maximum(count, 1))
+    big = np.maximum.reduceat(np.abs(v), cuts, axis=0)
+    return np.stack([count, mean, std, big], axis=-1)
+
+
+# --- reading: a folder, whole or in place -------------------------------------------------
+
+
+class _Array:
+    """An .npy file read by offset (os.pread), never mapped: pages a process maps stay in
+    its resident memory, so what training reads of a big table would pile up there."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            self.shape, fortran, self.dtype = read(f)
+            self.offset = f.tell()
+        if fortran or len(self.shape) not in (1, 2):
+            raise ValueError(f"{path.name} is not an array of rows")
+        self.path, self.fd = path, os.open(path, os.O_RDONLY)
+        self.row = self.dtype.itemsize * (self.shape[1] if len(self.shape) == 2 else 1)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+
+    def read(self, first: int, stop: int) -> np.ndarray:
+        """Rows first:stop."""
+        count = max(0, min(stop, len(self)) - first)
+        data = os.pread(self.fd, count * self.row, self.offset + first * self.row)
+        if len(data) != count * self.row:
+            raise SeqtoolError(f"{self.path}: a damaged table folder (the file ends early)")
+        return np.frombuffer(data, self.dtype).reshape((count, *self.shape[1:])).copy()
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows `index` [B, W] (each line of it rows close together, as windows and streams
+        are): one read per line."""
+        lo, hi = index.min(axis=1), index.max(axis=1) + 1
+        return np.stack([self.read(a, b)[i - a] for a, b, i in zip(lo.tolist(), hi.tolist(), index)])
+
+
+
+class Folder:
+    """A table folder, opened: nothing is read until used."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.source = str(path)
+        try:
+            meta = json.loads((self.path / "meta.json").read_text())
+        except (OSError, ValueError):
+            raise SeqtoolError(f"{path}: a folder, but not a seqtool table folder (no readable meta.json; make one with seqtool convert)") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise SeqtoolError(f"{path}: meta.json is not a seqtool table folder's")
+        if meta.get("version") != VERSION:
+            raise SeqtoolError(f"{path}: table folder version {meta.get('version')!r}; this seqtool reads version {VERSION}")
+        try:
+            self.x = _Array(self.path / "x.npy")
+            self.y = _Array(self.path / "y.npy") if meta["y_names"] else None
+            self.t = _Array(self.path / "t.npy") if meta["t"] else None
+            self.offsets = np.load(self.path / "offsets.npy")
+            self.moments = np.load(self.path / "moments.npy")
+        except (OSError, ValueError, KeyError) as e:
+            raise SeqtoolError(f"{path}: a damaged table folder ({e})") from None
+        self.meta, self.x_names, self.y_names = meta, list(meta["x_names"]), list(meta["y_names"])
+        if self.x.shape != (meta["rows"], len(self.x_names)) or self.offsets[-1] != meta["rows"]:
+            raise SeqtoolError(f"{path}: a damaged table folder (x.npy or offsets.npy does not match meta.json)")
+        self.lengths = np.diff(self.offsets)
+
+    def check_columns(self, x: str | None, y: str | None) -> None:
+        """--x and --y must name the columns the folder holds (or be left out)."""
+        for flag, given, held in (("x", x, self.x_names), ("y", y, self.y_names)):
+            if given is not None and [n.strip() for n in given.split(",")] != held:
+                raise SeqtoolError(f"{self.source}: holds {flag} columns {','.join(held) or '(none)'}; --{flag} {given} names others (convert the CSV again with --{flag} {given})")
+
+    def table(self, series: np.ndarray | None = None, first: int = 0, stop: int | None = None) -> SeriesTable:
+        """Series `series` (all by default), rows first:stop of each, read into memory."""
+        series = np.arange(len(self.lengths)) if series is None else series
+        ends = np.minimum(self.offsets[series + 1], self.offsets[series] + (stop if stop is not None else self.lengths.max()))
+        begins = np.minimum(self.offsets[series] + first, ends)
+        spans = list(zip(begins.tolist(), ends.tolist()))
+        ids = np.load(self.path / "series.npy")[series]
+        columns = {"series": np.repeat(ids, ends - begins).astype(object)}
+        for name, array in (("t", self.t), ("x", self.x), ("y", self.y)):
+            if array is None:
+                continue
+            values = np.concatenate([array.read(b, e) for b, e in spans]) if spans else array.read(0, 0)
+            if name == "t":
+                whole_days = values.dtype.kind == "M" and (values == values.astype("datetime64[D]")).all()
+                columns["t"] = values if values.dtype.kind == "f" else np.datetime_as_string(values, unit="D" if whole_days else "s").astype(object)
+            else:
+                columns.update({n: values[:, j] for j, n in enumerate(self.x_names if name == "x" else self.y_names)})
+        return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)
+
+    def in_place(self, config) -> bool:
+        """Whether `train` reads it in place: next-step, without --diff or --time-features."""
+        return not self.y_names and config.diff is None and not config.time_features
+
+    def moments_of(self, series: np.ndarray, stop: int | None = None) -> tuple[np.ndarray, ...]:
+        """count, mean, std, largest magnitude of each input column over the rows of
+        `series` (up to row `stop` of each), combined from the blocks (Chan et al.); a
+        block that `stop` cuts is read."""
+        each = -(-self.lengths // BLOCK)
+        first = np.cumsum(each) - each
+        take = np.concatenate([np.arange(f, f + (n if stop is None else stop // BLOCK)) for f, n in zip(first[series], each[series])])
+        parts = [self.moments[take, : self.x.shape[1]]]
+        if stop is not None and stop % BLOCK:
+            for s in series.tolist():
+                begin = self.offsets[s] + (stop // BLOCK) * BLOCK
+                end = min(self.offsets[s] + stop, self.offsets[s + 1])
+                if end > begin:
+                    parts.append(_block_moments(self.x.read(begin, end), np.zeros(1, np.int64)))
+        m = np.concatenate(parts)
+        count, mean, std, big = (m[..., k] for k in range(4))
+        n = count.sum(axis=0)
+        total = (count * mean).sum(axis=0) / np.maximum(n, 1)
+        scale = np.maximum(big.max(axis=0), np.finfo(float).tiny)  # squares of values up to 1e150 stay finite
+        var = (count * ((std / scale) ** 2 + ((mean - total) / scale) ** 2)).sum(axis=0) / np.maximum(n, 1)
+        return n, total, scale * np.sqrt(var), big.max(axis=0)
+
+    def split(self, config) -> tuple[np.ndarray, np.ndarray, SeriesTable | None, int]:
+        """The training rows (first row and length of each training series) and the
+        validation table, as `dataset.split` splits: whole series held out, or one series'
+        tail. Validation keeps at most VAL_ROWS rows; one series' tail is read with
+        LEAD_WINDOWS windows before it (the lead-in, not scored). Returns (starts, lengths,
+        validation, rows of its lead-in)."""
+        from .dataset import held_out, tail_start
+
+        n = len(self.lengths)
+        if config.val <= 0:
+            return self.offsets[:-1], self.lengths, None, 0
+        if n >= 2:
+            held = held_out(n, config.val, config.seed)
+            train = np.setdiff1d(np.arange(n), held)
+            order = np.random.default_rng(config.seed).permutation(held)
+            room = np.cumsum(self.lengths[order]) <= VAL_ROWS
+            chosen = np.sort(order[: max(1, int(room.sum()))])
+            return self.offsets[train], self.lengths[train], self.table(chosen, 0, VAL_ROWS), 0
+        length = int(self.lengths[0])
+        cut = tail_start(length, config.val)
+        lead = min(cut, LEAD_WINDOWS * (config.window or 50))
+        val = self.table(np.zeros(1, np.int64), cut - lead, min(length, cut + VAL_ROWS))
+        return self.offsets[:1], np.array([cut]), val, lead
+
+    def scaling(self, starts: np.ndarray, lengths: np.ndarray) -> Scaling:
+        """The standardisation of the training rows, from the blocks' moments."""
+        index = np.searchsorted(self.offsets, starts)
+        stop = int(lengths[0]) if len(index) == 1 and lengths[0] < self.lengths[index[0]] else None
+        _, mean, std, big = self.moments_of(index, stop)
+        mean, std = spread(mean, std, big, self.x_names, self.source)
+        return Scaling(mean, std, mean.copy(), std.copy())
+
+
+class MappedRows:
+    """Training rows of a table read in place (the `dataset.Rows` interface): series
+    `starts`/`lengths` of the mapped inputs; a batch's rows are gathered, their next-step
+    targets taken from the row after (none at a series' last training row), and
+    standardised as they are taken."""
+
+    def __init__(self, folder: Folder, starts: np.ndarray, lengths: np.ndarray, scaling: Scaling, device):
+        import torch
+
+        self.folder, self.scaling, self.device = folder, scaling, device
+        self.starts, self.lengths = np.asarray(starts, np.int64), torch.from_numpy(np.asarray(lengths, np.int64))
+        self.last = self.starts + self.lengths.numpy() - 1
+        self.width = folder.x.shape[1]
+
+    def take(self, index):
+        import torch
+
+        i = index.cpu().numpy().reshape(-1, index.shape[-1])
+        both = self.folder.x.take(np.concatenate([i, np.minimum(i + 1, len(self.folder.x) - 1)], axis=1))
+        x, y = both[:, : i.shape[1]], both[:, i.shape[1] :]
+        y[self.last[np.searchsorted(self.starts, i, side="right") - 1] == i] = np.nan
+        x, y = x.reshape(*index.shape, -1), y.reshape(*index.shape, -1)
+        x = self.scaling.inputs(x, self.folder.x_names, self.folder.source)
+        return torch.from_numpy(x).to(self.device), torch.from_numpy(self.scaling.targets(y)).to(self.device)
+
+    def targets_in(self, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        """Rows in [first, stop) of the training series but their last rows."""
+        return np.maximum(stop - first, 0) - (np.searchsorted(self.last, stop) - np.searchsorted(self.last, first))
+
+    def target_count(self) -> int:
+        return int(self.lengths.sum()) - len(self.starts)
+

@@ -1,0 +1,183 @@
+"""Tables bigger than memory (issue 14): `seqtool convert` streams a CSV into a table folder;
+`train` reads a next-step folder in place and trains as it would from the CSV; the shuffle
+and the windows need no array as long as the table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import one_error_line
+
+from seqtool import mapped, tasks
+from seqtool.batches import Windows, _Shuffle
+from seqtool.dataset import Rows, inputs_and_targets, split
+from seqtool.scaling import Scaling
+from seqtool.tables import read_series, write_table
+from seqtool.training import TrainConfig, train
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 300 bytes and blocks of 16 rows, so that series cross both."""
+    monkeypatch.setattr(mapped, "CHUNK", 300)
+    monkeypatch.setattr(mapped, "BLOCK", 16)
+
+
+def _ragged(tmp_path, name="r.csv"):
+    """Series of 1, 5, 40 and 97 steps with t and a text column convert leaves out."""
+    rng = np.random.default_rng(0)
+    lines = ["series,t,x0,x1,note"]
+    for sid, n in (("a", 40), ("b", 1), ("c", 97), ("d", 5)):
+        for k in range(n):
+            lines.append(f"{sid},{0.5 * k},{rng.normal():.6f},{100 + rng.normal():.4f},n{k}")
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_convert_reads_what_the_csv_reader_reads_across_chunks(tmp_path, cli, small_chunks):
+    csv = _ragged(tmp_path)
+    result = cli("convert", csv, "-o", tmp_path / "r.seq")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{tmp_path / 'r.seq'}\n" and "143 rows of 4 series" in result.stderr
+    want, got = read_series(csv), read_series(tmp_path / "r.seq")
+    assert got.ids == want.ids and got.lengths.tolist() == [40, 1, 97, 5]
+    assert got.x_names == ["x0", "x1"] and got.y_names == []
+    np.testing.assert_array_equal(got.x, want.x)
+    np.testing.assert_array_equal(got.columns["t"], want.columns["t"])
+    assert np.load(tmp_path / "r.seq" / "x.npy", mmap_mode="r").shape == (143, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.seq"]  # no temporary folder left
+
+
+def test_convert_keeps_targets_dates_and_reads_standard_input(tmp_path, sh):
+    text = "series,t,x,y\n" + "".join(f"s{k // 7},2024-01-{k % 7 + 1:02d},{k},{'' if k % 3 else k / 2}\n" for k in range(21))
+    (tmp_path / "m.csv").write_text(text)
+    done = sh("seqtool convert - -o m.seq < m.csv")
+    assert done.returncode == 0, done.stderr
+    want, got = read_series(tmp_path / "m.csv"), read_series(tmp_path / "m.seq")
+    assert got.y_names == ["y"] and got.ids == ["s0", "s1", "s2"]
+    np.testing.assert_array_equal(got.y, want.y)  # empty targets stay NaN
+    np.testing.assert_array_equal(got.columns["t"], want.columns["t"])  # dates stay dates
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("series,x\n" + "a,1\n" * 40 + "b,2\n" * 40 + "a,3\n", ["row 81: series 'a' continues after other series", "started at row 1"]),
+        ("series,x\n" + "a,1\n" * 60 + "a,oops\n", ["row 61, column 'x'", "not a number"]),
+        ("series,t,x\n" + "".join(f"a,{k},1\n" for k in range(50)) + "a,3,1\n", ["column 't'", "does not increase"]),
+        ("series,x\n", ["no rows"]),
+    ],
+)
+def test_convert_names_the_row_of_the_whole_file(tmp_path, cli, small_chunks, text, fragments):
+    (tmp_path / "bad.csv").write_text(text)
+    one_error_line(cli("convert", tmp_path / "bad.csv", "-o", tmp_path / "bad.seq"), *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]  # nothing written
+
+
+def test_convert_refuses_an_existing_folder_and_train_a_folder_of_something_else(tmp_path, cli):
+    write_table(tasks.sine(n_series=2, length=30, seed=0), tmp_path / "s.csv")
+    (tmp_path / "s.seq").mkdir()
+    one_error_line(cli("convert", tmp_path / "s.csv", "-o", tmp_path / "s.seq"), "exists")
+    one_error_line(cli("train", tmp_path / "s.seq", "-o", tmp_path / "m.pt"), "not a seqtool table folder", "seqtool convert")
+    assert cli("convert", tmp_path / "s.csv", "-o", tmp_path / "t.seq").exit_code == 0
+    one_error_line(cli("train", tmp_path / "t.seq", "--x", "value", "-o", tmp_path / "m.pt"), "holds x columns x", "--x value")
+
+
+def test_the_blocks_moments_standardise_as_the_training_rows_would(tmp_path, small_chunks):
+    """Scaling from the folder's block moments equals Scaling.fit on the same training part:
+    whole series held out, and one series' head (a block cut by the tail)."""
+    mapped.convert(_ragged(tmp_path), tmp_path / "r.seq")
+    folder, table = mapped.Folder(tmp_path / "r.seq"), read_series(tmp_path / "r.csv")
+    xs, ys = inputs_and_targets(table, "next-step")
+    (train_x, train_y), _ = split(xs, ys, 0.25, 3)
+    starts, lengths, _, _ = folder.split(TrainConfig(val=0.25, seed=3))
+    got, want = folder.scaling(starts, lengths), Scaling.fit(train_x, train_y, True)
+    np.testing.assert_allclose(got.x_mean, want.x_mean, rtol=1e-12)
+    np.testing.assert_allclose(got.x_std, want.x_std, rtol=1e-12)
+    write_table(tasks.sine(n_series=1, length=203, seed=1), tmp_path / "one.csv")
+    mapped.convert(tmp_path / "one.csv", tmp_path / "one.seq")
+    one = mapped.Folder(tmp_path / "one.seq")
+    starts, lengths, val, lead = one.split(TrainConfig(val=0.1, window=10))
+    assert lengths.tolist() == [183] and lead == 183 and len(val.x) == 203  # the lead-in: all 100 windows there are
+    xs, ys = inputs_and_targets(read_series(tmp_path / "one.csv"), "next-step")
+    want = Scaling.fit([xs[0][:183]], [ys[0][:183]], True)
+    np.testing.assert_allclose(one.scaling(starts, lengths).x_std, want.x_std, rtol=1e-12)
+
+
+def test_mapped_rows_give_the_rows_and_next_step_targets_of_the_table_in_memory(tmp_path):
+    mapped.convert(_ragged(tmp_path), tmp_path / "r.seq")
+    folder, table = mapped.Folder(tmp_path / "r.seq"), read_series(tmp_path / "r.csv")
+    xs, ys = inputs_and_targets(table, "next-step")
+    scaling = Scaling.fit(xs, ys, True)
+    memory = Rows.of(xs, ys, scaling)
+    rows = mapped.MappedRows(folder, folder.offsets[:-1], folder.lengths, scaling, "cpu")
+    index = torch.arange(143).reshape(11, 13)
+    for got, want in zip(rows.take(index), memory.take(index)):
+        torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+    first, stop = np.array([0, 0, 35, 40, 41, 130]), np.array([40, 39, 45, 41, 143, 143])
+    assert rows.targets_in(first, stop).tolist() == memory.targets_in(first, stop).tolist() == [39, 39, 8, 0, 100, 11]
+    assert rows.target_count() == memory.target_count() == 139
+
+
+@pytest.mark.parametrize("options", ["--window 20", "--stateful --window 10", "--val 0 --window 30 --stride 7"])
+def test_training_from_a_folder_is_training_from_the_csv(tmp_path, sh, options):
+    """The same batches and the same standardisation: the same weights, through real pipes."""
+    done = sh(
+        "seqtool gen sine -n 12 --length 150 --seed 4 | tee s.csv | seqtool convert - -o s.seq 2>/dev/null"
+        f" && seqtool train s.csv {options} --steps 60 --hidden 8 --threads 1 -o csv.pt -q"
+        f" && seqtool train s.seq {options} --steps 60 --hidden 8 --threads 1 -o seq.pt -q",
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    a, b = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("csv", "seq"))
+    for k in a["weights"]:
+        torch.testing.assert_close(a["weights"][k], b["weights"][k], rtol=0, atol=1e-6)
+    assert a["history"][-1]["train_loss"] == pytest.approx(b["history"][-1]["train_loss"], rel=1e-4)
+
+
+def test_one_long_series_trains_in_place_with_a_bounded_validation(tmp_path, monkeypatch):
+    monkeypatch.setattr(mapped, "VAL_ROWS", 300)
+    write_table(tasks.sine(n_series=1, length=20_000, seed=2), tmp_path / "long.csv")
+    mapped.convert(tmp_path / "long.csv", tmp_path / "long.seq")
+    result = train(tmp_path / "long.seq", tmp_path / "m.pt", TrainConfig(hidden=16, steps=300, window=20), quiet=True)
+    assert result.val_loss < 0.01  # a sine is learned; validation read 2000 + 300 rows, not the series
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert ckpt["data"]["source"] == str(tmp_path / "long.seq") and ckpt["model"]["n_in"] == 1
+
+
+def test_a_folder_with_targets_or_differencing_is_read_into_memory_and_trains(tmp_path):
+    write_table(tasks.sincos(n_series=6, length=80, seed=0), tmp_path / "sc.csv")
+    mapped.convert(tmp_path / "sc.csv", tmp_path / "sc.seq")
+    config = TrainConfig(hidden=8, steps=40, window=20, stateful=True)
+    a = train(tmp_path / "sc.csv", tmp_path / "a.pt", config, quiet=True)
+    b = train(tmp_path / "sc.seq", tmp_path / "b.pt", config, quiet=True)
+    assert a.train_loss == b.train_loss and a.val_loss == b.val_loss
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 65, 1000, 4099])
+def test_the_shuffle_is_a_permutation_that_changes_each_epoch(n, monkeypatch):
+    whole = _Shuffle(5, n)(0, np.arange(n))
+    assert sorted(whole.tolist()) == list(range(n))
+    if n > 7:
+        assert not np.array_equal(whole, _Shuffle(5, n)(1, np.arange(n)))
+        assert not np.array_equal(whole, _Shuffle(6, n)(0, np.arange(n)))
+    monkeypatch.setattr(_Shuffle, "CACHED", 0)  # uncached: computed at the positions asked
+    at = np.array([n - 1, 0, n // 2])
+    np.testing.assert_array_equal(_Shuffle(5, n)(0, at), whole[at])
+
+
+def test_windows_are_found_by_arithmetic_as_listed_one_by_one():
+    lengths = np.array([3, 50, 7, 23, 10])
+    x = [np.zeros((n, 1)) for n in lengths]
+    rows = Rows.of(x, x, Scaling.fit(x, x, True))
+    w = Windows(rows, window=10, stride=4, batch=4, seed=0)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    listed = []
+    for i, n in enumerate(lengths.tolist()):
+        if n >= 10:
+            s = list(range(0, n - 10 + 1, 4))
+            s += [n - 10] if s[-1] != n - 10 else []
+            listed += [offsets[i] + k for k in s]
+    assert w.count == len(listed) and w.first(np.arange(w.count)).tolist() == listed
