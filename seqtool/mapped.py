@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +34,17 @@ import numpy as np
 
 from .errors import SeqtoolError
 from .scaling import Scaling, spread
-from .tables import SeriesTable, Table, _from_csv, dates_of, read_series
+from .tables import NPZ_MAGIC, SeriesTable, _from_csv, _from_npz, dates_of, read_series, stdin
 
 FORMAT, VERSION = "seqtool-table", 1
 BLOCK = 1 << 16  # rows of a series per block of moments
 CHUNK = 16 << 20  # bytes of CSV parsed at a time by convert
 VAL_ROWS = 1 << 18  # rows of validation at most, for a table read in place (each evaluation runs them)
 LEAD_WINDOWS = 100  # one series' validation tail starts this many windows earlier (its lead-in)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
 def is_folder(source) -> bool:
@@ -70,8 +73,8 @@ def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y
     if not dest.parent.is_dir():
         raise SeqtoolError(f"{dest}: its folder {dest.parent} does not exist")
     tmp = dest.parent / f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         writer = _Writer(tmp)
         for table in _chunks(source, x, y):
             writer.add(table)
@@ -87,45 +90,48 @@ def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y
 
 
 def _chunks(source, x, y):
-    """The table, as series tables of consecutive rows, CHUNK bytes of CSV each; error
-    lines name rows and lines of the whole file."""
-    stream = sys.stdin.buffer if source is None or str(source) == "-" else None
-    name = "<stdin>" if stream is not None else str(source)
-    if stream is None:
+    """The table, as series tables of consecutive rows, CHUNK bytes of CSV each (a chunk
+    ends at a line end outside quotes); error lines name rows and lines of the whole file."""
+    name = "<stdin>" if source is None or str(source) == "-" else str(source)
+    if name == "<stdin>":
+        stream = stdin()
+    else:
         try:
             stream = open(source, "rb")
         except FileNotFoundError:
             raise SeqtoolError(f"{name}: no such file") from None
         except IsADirectoryError:
             raise SeqtoolError(f"{name}: is a folder, not a table") from None
+        except OSError as e:
+            raise SeqtoolError(f"{name}: cannot read: {e.strerror or e}") from None
     with stream:
-        head = stream.read(4)
-        if head.startswith(b"PK"):  # npz
-            yield read_series(read_table_bytes(head + stream.read(), name), x, y)
+        header = stream.readline()
+        if header.startswith(NPZ_MAGIC):  # npz cannot stream: read whole
+            yield read_series(_from_npz(header + stream.read(), name), x, y)
             return
-        header = head + stream.readline()
         if not header.strip():
             raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
-        rows = 0
-        while True:
-            block = stream.read(CHUNK)
-            if not block:
-                break
+        rows, last = 0, (None, 0)  # the last series read, and its first row in the file
+        while block := stream.read(CHUNK):
             block += stream.readline()  # to the end of its last line
+            while block.count(b'"') % 2 and (more := stream.readline()):  # a quoted cell goes on
+                block += more
+            if not block.strip():
+                continue
             try:
                 table = read_series(_from_csv(header + block, name), x, y)
             except SeqtoolError as e:  # the reader counts from the chunk's first row
-                raise SeqtoolError(re.sub(r"\b(row|line) (\d+)", lambda m: f"{m[1]} {int(m[2]) + rows}", str(e), count=1)) from None
+                text = re.sub(r"\b(row|line) (\d+)", lambda m: f"{m[1]} {int(m[2]) + rows}", str(e))
+                if f"series {last[0]!r} continues" in text:  # it began in an earlier chunk
+                    text = re.sub(r"started at row \d+", f"started at row {last[1] + 1}", text)
+                raise SeqtoolError(text) from None
+            ids = table.ids
+            if not (len(ids) == 1 and ids[0] == last[0]):
+                last = (ids[-1], rows + int(table.offsets[-2]))
             rows += int(table.lengths.sum())
             yield table
         if rows == 0:
             raise SeqtoolError(f"{name}: a header but no rows")
-
-
-def read_table_bytes(data: bytes, name: str) -> Table:
-    from .tables import _from_npz
-
-    return _from_npz(data, name)
 
 
 class _Writer:
@@ -145,8 +151,8 @@ class _Writer:
             self.names = (table.x_names, table.y_names)
             self.t_kind = None if "t" not in table.columns else ("number" if table.columns["t"].dtype.kind == "f" else "date")
         t = table.columns.get("t")
-        if t is not None and t.dtype.kind != "f":  # dates, kept as written by the reader: stored as datetime64
-            t = dates_of(t).astype("datetime64[ns]")
+        if t is not None:
+            t = self._times(t, table.source)
         if self.ids and ids[0] == self.ids[-1]:  # the last series goes on
             if t is not None and not t[0] > self.last_t:
                 raise SeqtoolError(f"{table.source}: row {self.rows + 1}, column 't': {t[0]} does not increase on {self.last_t} (rows of a series must be ordered by t)")
@@ -173,6 +179,22 @@ class _Writer:
                     self.digest.update(a.tobytes())
         self.last_t = t[-1] if t is not None else None
         self.rows += len(table.x)
+
+    def _times(self, t: np.ndarray, source: str) -> np.ndarray:
+        """t as stored: float64, or dates as datetime64 in the unit of the first chunk's
+        dates (a later date that unit cannot hold exactly is refused)."""
+        kind = "number" if t.dtype.kind == "f" else "date"
+        if kind != self.t_kind:
+            raise SeqtoolError(f"{source}: column 't' holds {kind}s from row {self.rows + 1}, {self.t_kind}s before")
+        if kind == "number":
+            return t
+        dates = dates_of(t)
+        if "t" not in self.files:
+            return dates
+        stored = dates.astype(self.files["t"].dtype)
+        if (stored != dates).any():
+            raise SeqtoolError(f"{source}: column 't' is finer from row {self.rows + 1} than the first rows' {np.datetime_data(stored.dtype)[0]} (convert keeps the unit of the first dates)")
+        return stored
 
     def close(self) -> dict:
         for f in self.files.values():
@@ -307,22 +329,43 @@ class Folder:
         if meta.get("version") != VERSION:
             raise SeqtoolError(f"{path}: table folder version {meta.get('version')!r}; this seqtool reads version {VERSION}")
         try:
-            self.x = _Array(self.path / "x.npy")
-            self.y = _Array(self.path / "y.npy") if meta["y_names"] else None
-            self.t = _Array(self.path / "t.npy") if meta["t"] else None
-            self.offsets = np.load(self.path / "offsets.npy")
-            self.moments = np.load(self.path / "moments.npy")
-        except (OSError, ValueError, KeyError) as e:
-            raise SeqtoolError(f"{path}: a damaged table folder ({e})") from None
-        self.meta, self.x_names, self.y_names = meta, list(meta["x_names"]), list(meta["y_names"])
-        if self.x.shape != (meta["rows"], len(self.x_names)) or self.offsets[-1] != meta["rows"]:
-            raise SeqtoolError(f"{path}: a damaged table folder (x.npy or offsets.npy does not match meta.json)")
-        self.lengths = np.diff(self.offsets)
+            self._open(meta)
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            why = f"meta.json has no {e}" if isinstance(e, KeyError) else _first_line(e)
+            raise SeqtoolError(f"{path}: a damaged table folder ({why})") from None
+
+    def _open(self, meta: dict) -> None:
+        """The arrays, each checked against meta.json and the others (ValueError if not)."""
+        names = lambda key: [str(n) for n in meta[key]] if isinstance(meta[key], list) else None  # noqa: E731
+        self.meta, self.x_names, self.y_names = meta, names("x_names"), names("y_names")
+        rows = meta["rows"]
+        if not self.x_names or self.y_names is None or not isinstance(rows, int) or meta["t"] not in (None, "number", "date"):
+            raise ValueError("meta.json's x_names, y_names, rows or t")
+        self.x = _Array(self.path / "x.npy")
+        self.y = _Array(self.path / "y.npy") if self.y_names else None
+        self.t = _Array(self.path / "t.npy") if meta["t"] else None
+        self.offsets = np.load(self.path / "offsets.npy")
+        self.moments = np.load(self.path / "moments.npy")
+        ids = np.load(self.path / "series.npy", mmap_mode="r")
+        self.lengths = np.diff(self.offsets) if self.offsets.ndim == 1 else np.zeros(0, np.int64)
+        width = len(self.x_names) + len(self.y_names)
+        checks = {
+            "x.npy": self.x.shape == (rows, len(self.x_names)) and self.x.dtype == np.float64,
+            "y.npy": self.y is None or (self.y.shape == (rows, len(self.y_names)) and self.y.dtype == np.float64),
+            "t.npy": self.t is None or (self.t.shape == (rows,) and self.t.dtype.kind == ("f" if meta["t"] == "number" else "M")),
+            "offsets.npy": self.offsets.ndim == 1 and self.offsets.dtype.kind == "i" and len(self.offsets) >= 2
+            and self.offsets[0] == 0 and self.offsets[-1] == rows and (self.lengths > 0).all(),
+            "series.npy": ids.shape == (len(self.lengths),) and ids.dtype.kind == "U",
+            "moments.npy": self.moments.shape == (int((-(-self.lengths // BLOCK)).sum()), width, 4),
+        }
+        bad = [name for name, fine in checks.items() if not fine]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} do not fit meta.json and each other")
 
     def check_columns(self, x: str | None, y: str | None) -> None:
-        """--x and --y must name the columns the folder holds (or be left out)."""
+        """--x and --y must name the columns the folder holds (or be left out; --y "": none)."""
         for flag, given, held in (("x", x, self.x_names), ("y", y, self.y_names)):
-            if given is not None and [n.strip() for n in given.split(",")] != held:
+            if given is not None and [n.strip() for n in given.split(",") if n.strip()] not in (held, [] if flag == "y" else held):
                 raise SeqtoolError(f"{self.source}: holds {flag} columns {','.join(held) or '(none)'}; --{flag} {given} names others (convert the CSV again with --{flag} {given})")
 
     def table(self, series: np.ndarray | None = None, first: int = 0, stop: int | None = None) -> SeriesTable:
@@ -338,8 +381,7 @@ class Folder:
                 continue
             values = np.concatenate([array.read(b, e) for b, e in spans]) if spans else array.read(0, 0)
             if name == "t":
-                whole_days = values.dtype.kind == "M" and (values == values.astype("datetime64[D]")).all()
-                columns["t"] = values if values.dtype.kind == "f" else np.datetime_as_string(values, unit="D" if whole_days else "s").astype(object)
+                columns["t"] = values if values.dtype.kind == "f" else np.datetime_as_string(values).astype(object)
             else:
                 columns.update({n: values[:, j] for j, n in enumerate(self.x_names if name == "x" else self.y_names)})
         return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)

@@ -169,9 +169,14 @@ def read_table(source: str | Path | None = None) -> Table:
 
 
 def as_table(source: str | Path | Table | SeriesTable | None) -> Table:
-    """A table from a path, stdin (None or '-'), or a table already in memory."""
+    """A table from a path, stdin (None or '-'), a table folder (`seqtool convert`, read
+    whole), or a table already in memory."""
+    from . import mapped
+
     if isinstance(source, Table):
         return source
+    if mapped.is_folder(source):
+        source = mapped.Folder(source).table()
     if isinstance(source, SeriesTable):
         roles = {"x": source.x_names, "y": source.y_names}
         return Table(dict(source.columns), source.source, roles)
@@ -189,14 +194,7 @@ def read_series(
     `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
     inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
     `missing_inputs` accepts empty input cells, as in a rollout past the end of the data.
-    A table folder (`seqtool convert`) is read whole.
     """
-    from . import mapped
-
-    if mapped.is_folder(source):
-        folder = mapped.Folder(source)
-        folder.check_columns(x, y)
-        return folder.table()
     table = as_table(source)
     src, names = table.source, list(table.columns)
     x_names = columns_of(table, "x", x)
@@ -292,13 +290,19 @@ def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> N
 
 
 def _read_stdin() -> bytes:
+    stream = stdin()
+    return stream.read() if isinstance(stream.read(0), bytes) else stream.read().encode("utf-8")
+
+
+def stdin():
+    """Standard input to read a table from (binary where it can be); closed or a terminal
+    is refused."""
     stream = sys.stdin
     if stream is None or stream.closed:
         raise SeqtoolError("no input: give a table file, or pipe one in (stdin is closed)")
     if stream.isatty():
         raise SeqtoolError("no input: give a table file, or pipe one in (stdin is a terminal)")
-    buffer = getattr(stream, "buffer", None)
-    return buffer.read() if buffer is not None else stream.read().encode("utf-8")
+    return getattr(stream, "buffer", None) or stream
 
 
 def _from_csv(data: bytes, source: str) -> Table:

@@ -181,3 +181,56 @@ def test_windows_are_found_by_arithmetic_as_listed_one_by_one():
             s += [n - 10] if s[-1] != n - 10 else []
             listed += [offsets[i] + k for k in s]
     assert w.count == len(listed) and w.first(np.arange(w.count)).tolist() == listed
+
+
+# --- found by review -------------------------------------------------------------------------
+
+
+def test_a_short_header_quotes_dates_of_any_century_and_blank_chunks_survive_the_chunks(tmp_path, cli, small_chunks):
+    """A header of 2 bytes, a quoted cell with a line break, blank lines where a chunk
+    ends, dates before 1678: as the whole-file reader reads them."""
+    (tmp_path / "x.csv").write_text("x\n" + "".join(f"{k}\n" for k in range(200)))
+    (tmp_path / "q.csv").write_text("series,x,note\n" + "".join(f'a,{k},"two\nlines"\n' for k in range(60)) + "\n" * 400)
+    (tmp_path / "d.csv").write_text("t,x\n" + "".join(f"{1659 + k}-01-01,{k}\n" for k in range(120)))
+    for name in ("x", "q", "d"):
+        assert cli("convert", tmp_path / f"{name}.csv", "-o", tmp_path / f"{name}.seq").exit_code == 0, name
+        want, got = read_series(tmp_path / f"{name}.csv"), read_series(tmp_path / f"{name}.seq")
+        np.testing.assert_array_equal(got.x, want.x)
+        assert got.lengths.tolist() == want.lengths.tolist()
+    assert read_series(tmp_path / "d.seq").columns["t"][:2].tolist() == ["1659-01-01", "1660-01-01"]
+
+
+def test_every_command_reads_a_folder(tmp_path, cli, small_model):
+    assert cli("convert", small_model / "sine.csv", "-o", tmp_path / "s.seq").exit_code == 0
+    for command in (["predict", small_model / "m.pt"], ["rollout", small_model / "m.pt"], ["backtest", small_model / "m.pt", "--horizon", "3"]):
+        via_csv = cli(*command, small_model / "sine.csv", "-q")
+        via_folder = cli(*command, tmp_path / "s.seq", "-q")
+        assert via_folder.exit_code == 0 and via_folder.stdout == via_csv.stdout, command[0]
+    assert cli("info", tmp_path / "s.seq", "--y", "").exit_code == 0  # --y "": no targets, as a CSV
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda d: (d / "series.npy").unlink(), "series.npy"),
+        (lambda d: np.save(d / "series.npy", np.array(["a"])), "series.npy"),
+        (lambda d: np.save(d / "moments.npy", np.zeros(3)), "moments.npy"),
+        (lambda d: np.save(d / "offsets.npy", np.array([0, 50, 20, 120])), "offsets.npy"),
+        (lambda d: np.save(d / "x.npy", np.zeros((120, 1), np.int32)), "x.npy"),
+        (lambda d: (d / "meta.json").write_text('{"format": "seqtool-table", "version": 1}'), "meta.json"),
+    ],
+)
+def test_a_damaged_folder_is_refused_in_one_line(tmp_path, cli, damage, fragment):
+    write_table(tasks.sine(n_series=3, length=40, seed=0), tmp_path / "s.csv")
+    mapped.convert(tmp_path / "s.csv", tmp_path / "s.seq")
+    damage(tmp_path / "s.seq")
+    for command in (["info"], ["train", "-o", tmp_path / "m.pt"]):
+        one_error_line(cli(*command[:1], tmp_path / "s.seq", *command[1:]), "a damaged table folder", fragment)
+
+
+def test_errors_name_rows_of_the_whole_file_and_a_csv_may_begin_with_pk(tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(mapped, "CHUNK", 40)
+    (tmp_path / "b.csv").write_text("series,x\n" + "c,1\n" * 30 + "a,1\n" * 5 + "b,1\n" * 5 + "a,1\n" * 3)
+    one_error_line(cli("convert", tmp_path / "b.csv", "-o", tmp_path / "b.seq"), "series 'a'", "started at row 31")
+    (tmp_path / "pk.csv").write_text("PKxx,x\n1,2\n")
+    assert cli("convert", tmp_path / "pk.csv", "-o", tmp_path / "pk.seq").exit_code == 0
