@@ -126,7 +126,7 @@ class Damaged:
 
 def _check_model(ckpt: dict, damaged: Damaged) -> None:
     """What predict, rollout and gradnorm use: model, data, norm, weights, each field checked."""
-    from .config import CELLS
+    from .config import CELLS, LOSSES
     from .limits import LIMITS
 
     for key in ("model", "data", "norm", "weights"):
@@ -134,10 +134,12 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
             damaged(f"no '{key}'")
     model, data, norm = ckpt["model"], ckpt["data"], ckpt["norm"]
     fields = {"n_in", "n_out", "cell", "hidden", "layers", "dropout"}
-    if not fields <= set(model) <= fields | {"learned_start"}:  # learned_start: since stop 20
-        damaged(f"model has fields {sorted(model)}, expected {sorted(fields)} and learned_start")
+    if not fields <= set(model) <= fields | {"learned_start", "loss"}:  # learned_start: since stop 20; loss: since stop 21
+        damaged(f"model has fields {sorted(model)}, expected {sorted(fields)}, learned_start and loss")
     if not isinstance(model.get("learned_start", False), bool):
         damaged(f"model.learned_start is {model['learned_start']!r:.60}, expected true or false")
+    if model.get("loss", "mse") not in LOSSES:
+        damaged(f"model.loss is {model['loss']!r:.60}, not one of {', '.join(LOSSES)}")
     if model["cell"] not in CELLS:
         damaged(f"model.cell is {model['cell']!r}, not one of {', '.join(CELLS)}")
     for key in ("hidden", "layers", "dropout"):

@@ -242,19 +242,20 @@ def predict(
     data: Data = None,
     warmup: Annotated[int, typer.Option(help=f"Leave the first K steps of each series out of the metrics, {span('warmup')}.")] = 0,
     season: Season = None,
+    level: Annotated[float, typer.Option(help=f"The interval's level in percent, {span('level')}, for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi.")] = 80.0,
     metrics: Metrics = None,
     output: TableOut = None,
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
-    """Teacher-forced predictions: the table plus yhat; metrics on stderr, beside the
-    naive forecasts' on the same steps.
+    """Teacher-forced predictions: the table plus yhat (and an interval, for a model of a
+    distribution); metrics on stderr, beside the naive forecasts' on the same steps.
 
     Example: seqtool gen sine --seed 1 | seqtool predict model.pt --warmup 5 > pred.csv
     """
     from .inference import predict as run
 
-    run(model, data, warmup=warmup, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
+    run(model, data, warmup=warmup, season=season, level=level, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
 
 @app.command()

@@ -46,11 +46,13 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.0
     learned_start: bool = False  # the state each series starts from is learned (stateful training), not zero
+    loss: str = "mse"  # the head: a point forecast (mse), or a distribution of the next value (gaussian, studentt)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+LOSSES = ("mse", "gaussian", "studentt")
 SCHEDULES = ("cosine", "plateau", "none")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -75,6 +77,7 @@ class TrainConfig:
     hidden: int = _option(ModelConfig.hidden, "Units per layer, {span}.")
     layers: int = _option(ModelConfig.layers, "Stacked recurrent layers, {span}.")
     dropout: float = _option(ModelConfig.dropout, "Dropout between stacked layers, {span}.")
+    loss: str = _option("mse", "mse (a point forecast), or gaussian or studentt: a distribution of each next value, trained by its likelihood; forecasts then have intervals.", LOSSES)
     lr: float = _option(1e-2, "Learning rate, {span}.")
     optimizer: str = _option("adam", "adam, or sgd (momentum 0.9).", OPTIMIZERS)
     batch: int = _option(32, "Windows (or streams) per step, {span}.")

@@ -19,7 +19,7 @@ from .checkpoint import build_model, load_checkpoint
 from .dataset import MAPPING, NEXT_STEP, positions, predicted, ranges
 from .errors import RunFailed, SeqtoolError
 from .limits import check_all, fits_in_memory
-from .metrics import naive_forecasts, report, scale, score
+from .metrics import interval_scores, naive_forecasts, report, scale, score
 from .scaling import Scaling, check_magnitude
 from .tables import TABLE_FORMATS, SeriesTable, as_table, dates_of, numbered, read_series, write_table
 from .threads import use as use_threads
@@ -124,16 +124,40 @@ class Model:
     def one_step(self, table: SeriesTable) -> np.ndarray:
         """Teacher-forced forecasts [rows, G] on the original scale, in the rows of the truth
         they estimate (NaN where there is none: a next-step series' first 1 + order rows)."""
+        return self.forecasts(table)["point"]
+
+    @property
+    def intervals(self) -> bool:
+        """Whether the model forecasts a distribution (`--loss gaussian|studentt`)."""
+        return hasattr(self.net.head, "quantile")
+
+    def forecasts(self, table: SeriesTable, level: float | None = None) -> dict[str, np.ndarray]:
+        """`one_step`'s forecasts ("point") and, with `level` (a model with intervals), the
+        interval's bounds at `level` percent ("lo", "hi"), and for a Gaussian its scale
+        ("scale"): each [rows, G] on the original scale (a quantile of a differenced value
+        plus the true past is that of the value; the shift leaves the scale)."""
+        from .models import StudentTHead, over_series
+
         z, lengths = self.view(table)
-        out, _ = self.teacher_forced(z, lengths)
-        values = self.outputs(out, "predictions")
+        out, _ = over_series(self.net, z, lengths)
+        head, got = self.net.head, {}
+        got["point"] = self.outputs(head.point(out), "predictions")
+        if level:
+            tail = (1 - level / 100) / 2
+            got["lo"], got["hi"] = (self.outputs(head.quantile(out, q), "intervals") for q in (tail, 1 - tail))
+            if not isinstance(head, StudentTHead):
+                got["scale"] = head.parts(out)[1].double().numpy() * self.scaling.y_std
+        return {key: self._aligned(table, lengths, v, shift=key != "scale") for key, v in got.items()}
+
+    def _aligned(self, table: SeriesTable, lengths: np.ndarray, values: np.ndarray, shift: bool = True) -> np.ndarray:
+        """Model outputs in the rows of the truth they estimate; with `shift`, differencing undone."""
         if self.task == MAPPING:
             return values
         order, starts = self.scaling.diff.order, table.offsets[:-1]
         d = np.full((len(table.x), values.shape[1]), np.nan)
         model_starts = np.cumsum(lengths) - lengths
         d[ranges(starts + order + 1, lengths - 1)] = values[ranges(model_starts, lengths - 1)]
-        return self.scaling.diff.undo(d, table.x)
+        return self.scaling.diff.undo(d, table.x) if shift else d
 
     def baselines(self, table: SeriesTable, origin: np.ndarray, season: int | None):
         """The naive and seasonal naive forecasts of every row of `table`, knowing each
@@ -164,26 +188,34 @@ def predict(
     *,
     warmup: int = 0,
     season: int | None = None,
+    level: float = 80.0,
     metrics: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
     threads: int | None = None,
 ) -> tuple[SeriesTable, dict]:
     """`seqtool predict`: teacher-forced outputs for every step, state carried through each
-    series; the table goes to `output` (a file, '-' for stdout, None: returned only)."""
-    check_all(warmup=warmup, threads=threads)
+    series; the table goes to `output` (a file, '-' for stdout, None: returned only). A
+    model with intervals adds each output's interval at `level` percent (`yhat_lo`,
+    `yhat_hi`) and its coverage, width and CRPS to the metrics."""
+    check_all(warmup=warmup, threads=threads, level=level)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = Model(model)
     table = m.read(data)
     m.use_threads(threads, len(table.lengths))
     season = m.season_of(season, table.lengths)
-    yhat = m.one_step(table)
-    truth = table.x if m.task == NEXT_STEP else table.y
-    result = _with_columns(table, dict(zip(m.yhat_names, yhat.T)))
+    got = m.forecasts(table, level if m.intervals else None)
+    yhat, truth = got["point"], table.x if m.task == NEXT_STEP else table.y
+    columns = dict(zip(m.yhat_names, yhat.T))
+    for key in ("lo", "hi"):
+        columns.update({f"{name}_{key}": b for name, b in zip(m.yhat_names, got[key].T)} if key in got else {})
+    result = _with_columns(table, columns)
     step = positions(table.lengths)
     naive, seasonal = m.baselines(table, step, season)
     denominator = _denominator(table, truth, np.ones(len(step), dtype=bool))
     scores = _scores(yhat, truth, step >= warmup, naive, seasonal, denominator, season)
+    if "lo" in got and truth is not None and scores["steps"]:
+        scores.update(interval_scores(truth, got, level, step >= warmup))
     scores.update(warmup=warmup, mode="teacher-forced")
     report("predict", scores, f"teacher-forced, warm-up {warmup}", metrics, quiet)
     _write(result, output)

@@ -86,6 +86,7 @@ LIMITS: dict[str, Limit] = {
     "free_steps": _int("steps", 0, BILLION),
     "horizon": _int("horizon", 0, BILLION),
     "backtest_horizon": _int("horizon", 1, 1_000_000),
+    "level": _real("level", 0, 100, lo_open=True, hi_open=True),
     # gradnorm
     "init_scale": _real("init-scale", 0, 1000, lo_open=True),
     "forget_bias": _real("forget-bias", -100, 100),

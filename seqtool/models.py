@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -32,6 +34,86 @@ class PointHead(nn.Linear):
         return out
 
 
+class GaussianHead(nn.Linear):
+    """A Gaussian of each output's next value: its mean and its scale (softplus, so > 0),
+    trained by the negative log-likelihood on the standardised scale (NaN: no target).
+    `point` is the mean; `quantile` and `sample` are the distribution's."""
+
+    PARAMS = 2
+    MIN_SCALE = 1e-4  # of the standardised scale: a floor, so that the likelihood stays finite
+
+    def __init__(self, hidden: int, n_out: int):
+        super().__init__(hidden, self.PARAMS * n_out)
+        self.n_out = n_out
+
+    def parts(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The distribution's parameters from the layer's outputs [..., PARAMS * n_out]."""
+        loc, raw = out.split(self.n_out, dim=-1)[:2]
+        return loc, nn.functional.softplus(raw) + self.MIN_SCALE
+
+    def distribution(self, out: torch.Tensor):
+        return torch.distributions.Normal(*self.parts(out))
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+        """The mean negative log-likelihood over the steps that have a target, and their count."""
+        if mask is None:
+            mask = ~torch.isnan(y)
+        count = mask.sum()
+        nll = -self.distribution(out).log_prob(torch.nan_to_num(y))
+        return torch.where(mask, nll, 0.0).sum() / count.clamp(min=1), count
+
+    def point(self, out: torch.Tensor) -> torch.Tensor:
+        return self.parts(out)[0]
+
+    def quantile(self, out: torch.Tensor, q: float) -> torch.Tensor:
+        loc, scale = self.parts(out)
+        return loc + scale * torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(q, dtype=out.dtype))
+
+
+class StudentTHead(GaussianHead):
+    """A Student-t of each output's next value: location, scale and degrees of freedom
+    (2 + softplus: more than 2, so the mean and variance exist), for heavy tails."""
+
+    PARAMS = 3
+
+    def parts(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        loc, raw, raw_df = out.split(self.n_out, dim=-1)
+        return loc, nn.functional.softplus(raw) + self.MIN_SCALE, 2.0 + nn.functional.softplus(raw_df)
+
+    def distribution(self, out: torch.Tensor):
+        loc, scale, df = self.parts(out)
+        return torch.distributions.StudentT(df, loc, scale)
+
+    def quantile(self, out: torch.Tensor, q: float) -> torch.Tensor:
+        loc, scale, df = self.parts(out)
+        return loc + scale * t_quantile(df, q)
+
+
+def t_quantile(df: torch.Tensor, q: float) -> torch.Tensor:
+    """The standard Student-t's quantile q at `df` degrees of freedom (torch has no icdf of
+    it): bisection on the CDF, which is 1/2 + the integral of the density from 0, by
+    Gauss-Legendre on u = atan(x) (a smooth integrand on a finite range)."""
+    d = df.double()
+    nodes, weights = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(64))
+    log_norm = torch.lgamma((d + 1) / 2) - torch.lgamma(d / 2) - 0.5 * torch.log(d * math.pi)
+
+    def cdf(x):
+        u = torch.atan(x)[..., None] * (nodes + 1) / 2  # [..., 64] points on [0, atan x]
+        t = torch.tan(u)
+        density = torch.exp(log_norm[..., None] - (d[..., None] + 1) / 2 * torch.log1p(t * t / d[..., None])) / torch.cos(u) ** 2
+        return 0.5 + (density * weights).sum(-1) * torch.atan(x) / 2
+
+    lo, hi = torch.full_like(d, -1e3), torch.full_like(d, 1e3)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        below = cdf(mid) < q
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return ((lo + hi) / 2).to(df.dtype)
+
+
+HEADS = {"mse": PointHead, "gaussian": GaussianHead, "studentt": StudentTHead}
+
+
 class SeqModel(nn.Module):
     """Maps inputs [batch, steps, n_in] to the head's outputs [batch, steps, n_out],
     carrying a state: h for rnn and gru, (h, c) for lstm."""
@@ -49,7 +131,7 @@ class SeqModel(nn.Module):
             batch_first=True,
             **extra,
         )
-        self.head = PointHead(config.hidden, config.n_out)
+        self.head = HEADS[config.loss](config.hidden, config.n_out)
         shape = (2 if config.cell == "lstm" else 1, config.layers, 1, config.hidden)
         self.start = nn.Parameter(torch.zeros(shape)) if config.learned_start else None
         if config.cell == "lstm":
@@ -97,7 +179,7 @@ def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_sta
 
     cfg = model.config
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    out = torch.empty(x.shape[0], cfg.n_out, dtype=x.dtype, device=x.device)
+    out = torch.empty(x.shape[0], model.head.out_features, dtype=x.dtype, device=x.device)
     shape = (cfg.layers, len(lengths), cfg.hidden)
     final = None
     if final_state:

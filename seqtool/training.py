@@ -318,7 +318,7 @@ class _Run:
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
             n_in=self.data.rows.width, n_out=len(outputs), cell=config.cell,
-            hidden=config.hidden, layers=config.layers, dropout=config.dropout,
+            hidden=config.hidden, layers=config.layers, dropout=config.dropout, loss=config.loss,
             learned_start=previous["model"].get("learned_start", False) if previous else config.stateful,
         )  # fmt: skip
         macs = work(self.model_config, math.ceil(min(config.batch, self.source.count) / world.size))

@@ -1,0 +1,96 @@
+"""Distribution heads (issue 15, items 1, 2 and the one-step part of 4): `train --loss
+gaussian|studentt` learns a distribution of each next value; `predict` writes its interval
+at `--level` and scores it (coverage, width, pinball, CRPS)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import one_error_line
+
+from seqtool import tasks
+from seqtool.checkpoint import load_checkpoint
+from seqtool.metrics import interval_scores
+from seqtool.models import GaussianHead, StudentTHead, t_quantile
+from seqtool.tables import write_table
+from seqtool.training import TrainConfig, train
+
+
+def test_the_heads_negative_log_likelihoods_are_torch_distributions():
+    torch.manual_seed(0)
+    out, y = torch.randn(4, 7, 6), torch.randn(4, 7, 2)
+    y[0, :3] = float("nan")  # no target there
+    known = ~torch.isnan(y)
+    gauss, student = GaussianHead(5, 2), StudentTHead(5, 2)
+    loss, count = gauss.loss(out[..., :4], y)
+    mean, scale = gauss.parts(out[..., :4])
+    want = -torch.distributions.Normal(mean, scale).log_prob(torch.nan_to_num(y))[known].mean()
+    assert int(count) == int(known.sum()) and torch.allclose(loss, want)
+    loss, _ = student.loss(out, y)
+    loc, scale, df = student.parts(out)
+    assert (df > 2).all() and (scale > 0).all()
+    assert torch.allclose(loss, -torch.distributions.StudentT(df, loc, scale).log_prob(torch.nan_to_num(y))[known].mean())
+    assert torch.equal(gauss.point(out[..., :4]), mean) and torch.equal(student.point(out), loc)
+
+
+def test_the_student_t_quantile_against_tables_and_samples():
+    df = torch.tensor([3.0, 5.0, 30.0])
+    np.testing.assert_allclose(t_quantile(df, 0.975).numpy(), [3.1824, 2.5706, 2.0423], atol=1e-4)  # printed tables
+    np.testing.assert_allclose(t_quantile(df, 0.1).numpy(), -t_quantile(df, 0.9).numpy(), atol=1e-6)
+    draws = torch.distributions.StudentT(torch.tensor(2.5)).sample((400_000,), ).numpy()
+    for q in (0.05, 0.5, 0.8):
+        assert float(t_quantile(torch.tensor(2.5), q)) == pytest.approx(np.quantile(draws, q), abs=0.02)
+
+
+def test_the_closed_form_crps_is_the_sample_estimate_and_coverage_counts_truths_inside():
+    rng = np.random.default_rng(0)
+    y = rng.normal(0.3, 1.5, size=(2000, 1))
+    point, scale = np.full_like(y, 0.0), np.full_like(y, 1.0)
+    got = {"point": point, "lo": point - 1.2816 * scale, "hi": point + 1.2816 * scale, "scale": scale}
+    scores = interval_scores(y, got, 80.0, np.ones(len(y), bool))
+    x = rng.normal(0.0, 1.0, size=(20_000, 2))  # CRPS = E|X - y| - E|X - X'| / 2
+    sample = np.mean([np.mean(np.abs(x[:, 0] - v)) - 0.5 * np.mean(np.abs(x[:, 0] - x[:, 1])) for v in y[:300, 0]])
+    exact = interval_scores(y[:300], {k: v[:300] for k, v in got.items()}, 80.0, np.ones(300, bool))["crps"]
+    assert exact == pytest.approx(sample, rel=0.02)
+    inside = np.mean((y > -1.2816) & (y < 1.2816))
+    assert scores["coverage"] == pytest.approx(inside) and scores["width"] == pytest.approx(2 * 1.2816)
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory):
+    """A Gaussian model of `gen sine --noise 0.1`, and a fresh noisy table."""
+    d = tmp_path_factory.mktemp("noisy")
+    write_table(tasks.sine(n_series=32, length=200, noise=0.1, seed=0), d / "train.csv")
+    write_table(tasks.sine(n_series=16, length=200, noise=0.1, seed=1), d / "fresh.csv")
+    train(d / "train.csv", d / "g.pt", TrainConfig(loss="gaussian", hidden=16, steps=600), quiet=True)
+    return d
+
+
+def test_predict_writes_the_interval_on_the_original_scale_and_it_covers_what_it_says(noisy, cli):
+    ckpt = load_checkpoint(noisy / "g.pt")
+    assert ckpt["model"]["loss"] == "gaussian" and ckpt["train"]["loss"] == "gaussian"
+    result = cli("predict", noisy / "g.pt", noisy / "fresh.csv", "--level", "80", "--metrics", noisy / "m.json", "-o", noisy / "p.csv")
+    assert result.exit_code == 0, result.stderr
+    from seqtool.tables import read_table
+
+    p = read_table(noisy / "p.csv")
+    lo, yhat, hi = (p.numbers(c, missing_ok=True) for c in ("yhat_lo", "yhat", "yhat_hi"))
+    known = ~np.isnan(yhat)
+    assert (lo[known] < yhat[known]).all() and (yhat[known] < hi[known]).all()
+    np.testing.assert_allclose((hi - yhat)[known], (yhat - lo)[known], rtol=1e-5)  # symmetric (float32 quantiles), in table units
+    m = json.loads((noisy / "m.json").read_text())
+    assert 0.72 <= m["coverage"] <= 0.88 and m["level"] == 80.0
+    sigma = m["width"] / (2 * 1.2816)
+    assert 0.08 <= sigma <= 0.16  # the noise is 0.1; the level is not known exactly from a noisy past
+    assert m["crps"] < m["mae"]
+
+
+def test_a_point_model_has_no_interval_and_bad_levels_and_losses_are_refused(noisy, small_model, cli):
+    result = cli("predict", small_model / "m.pt", small_model / "sine.csv", "-o", noisy / "q.csv")
+    assert result.exit_code == 0 and "yhat_lo" not in (noisy / "q.csv").read_text().splitlines()[0]
+    for level in ("0", "100", "-5", "nan"):
+        one_error_line(cli("predict", noisy / "g.pt", noisy / "fresh.csv", "--level", level), "--level")
+    one_error_line(cli("train", noisy / "train.csv", "--loss", "laplace", "-o", noisy / "x.pt"), "--loss", "'laplace' is not one of")
