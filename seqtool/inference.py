@@ -126,11 +126,6 @@ class Model:
         they estimate (NaN where there is none: a next-step series' first 1 + order rows)."""
         return self.forecasts(table)["point"]
 
-    @property
-    def intervals(self) -> bool:
-        """Whether the model forecasts a distribution (`--loss gaussian|studentt`)."""
-        return hasattr(self.net.head, "quantile")
-
     def forecasts(self, table: SeriesTable, level: float | None = None) -> dict[str, np.ndarray]:
         """`one_step`'s forecasts ("point") and, with `level` (a model with intervals), the
         interval's bounds at `level` percent ("lo", "hi"), and for a Gaussian its scale
@@ -204,7 +199,7 @@ def predict(
     table = m.read(data)
     m.use_threads(threads, len(table.lengths))
     season = m.season_of(season, table.lengths)
-    got = m.forecasts(table, level if m.intervals else None)
+    got = m.forecasts(table, level if hasattr(m.net.head, "quantile") else None)  # a distribution: intervals
     yhat, truth = got["point"], table.x if m.task == NEXT_STEP else table.y
     columns = dict(zip(m.yhat_names, yhat.T))
     for key in ("lo", "hi"):
