@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, bigtable, distributed, forecasting, gpu, memory, speed, startup, threads
+from . import accuracy, bigtable, calibration, distributed, forecasting, gpu, memory, speed, startup, threads
 from .common import Row, machine
 
 BENCHMARKS = {
@@ -24,6 +24,7 @@ BENCHMARKS = {
     "distributed": distributed.run,
     "gpu": gpu.run,
     "bigtable": bigtable.run,
+    "calibration": calibration.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = (
