@@ -170,6 +170,7 @@ XCols = Annotated[
 YCols = Annotated[
     Optional[str], typer.Option("--y", help="Target columns, comma-separated \\[default: y or y0,y1,...].")
 ]
+Level = Annotated[float, typer.Option(help=f"The interval's level in percent, {span('level')}, for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi.")]
 Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
 
 
@@ -242,7 +243,7 @@ def predict(
     data: Data = None,
     warmup: Annotated[int, typer.Option(help=f"Leave the first K steps of each series out of the metrics, {span('warmup')}.")] = 0,
     season: Season = None,
-    level: Annotated[float, typer.Option(help=f"The interval's level in percent, {span('level')}, for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi.")] = 80.0,
+    level: Level = 80.0,
     metrics: Metrics = None,
     output: TableOut = None,
     threads: Threads = None,
@@ -268,6 +269,9 @@ def rollout(
     ] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Free-running steps, {span('free_steps')} \\[default: to the end of each series].")] = None,
     horizon: Annotated[int, typer.Option(help=f"Go this many steps past the end of each series, {span('horizon')}.")] = 0,
+    samples: Annotated[int, typer.Option(help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean, yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
+    level: Level = 80.0,
+    paths: Annotated[Optional[Path], typer.Option("--paths", help="Write the sample paths to FILE (.csv or .npz): series, path, t, phase, yhat.")] = None,
     season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
@@ -280,7 +284,7 @@ def rollout(
     """
     from .inference import rollout as run
 
-    run(model, data, warmup=warmup, steps=steps, horizon=horizon, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
+    run(model, data, warmup=warmup, steps=steps, horizon=horizon, samples=samples, level=level, paths=paths, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
 
 @app.command()

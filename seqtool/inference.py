@@ -21,7 +21,7 @@ from .errors import RunFailed, SeqtoolError
 from .limits import check_all, fits_in_memory
 from .metrics import interval_scores, naive_forecasts, report, scale, score
 from .scaling import Scaling, check_magnitude
-from .tables import TABLE_FORMATS, SeriesTable, as_table, dates_of, numbered, read_series, write_table
+from .tables import TABLE_FORMATS, SeriesTable, Table, as_table, dates_of, numbered, read_series, write_table
 from .threads import use as use_threads
 from .threads import work
 from .timefeatures import TimeFeatures, extend
@@ -100,13 +100,14 @@ class Model:
         order = self.scaling.diff.order
         return self.time.ahead(table, steps - order, order + 1 if self.task == NEXT_STEP else 0)
 
-    def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False):
+    def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False, raw: bool = False):
         """Point forecasts [rows, n_out] over series stored end to end (`over_series`),
-        on the model's scale, and with `final_state` the state after each series."""
+        on the model's scale (with `raw`, the head's outputs), and with `final_state` the
+        state after each series."""
         from .models import over_series
 
         out, state = over_series(self.net, x, lengths, final_state)
-        return self.net.head.point(out), state
+        return (out if raw else self.net.head.point(out)), state
 
     def outputs(self, out, what: str, expected: np.ndarray | None = None) -> np.ndarray:
         """Outputs on the table's scale (differenced, for a model with --diff); outputs that
@@ -224,6 +225,9 @@ def rollout(
     warmup: int | None = None,
     steps: int | None = None,
     horizon: int = 0,
+    samples: int = 0,
+    level: float = 80.0,
+    paths: str | Path | None = None,
     season: int | None = None,
     metrics: str | Path | None = None,
     output: str | Path | None = None,
@@ -232,33 +236,62 @@ def rollout(
 ) -> tuple[SeriesTable, dict]:
     """`seqtool rollout`: warm up on the first `warmup` true steps of each series, then feed
     the model its own predictions: to the end of the series, for `steps` steps, or `horizon`
-    steps past the end. All series run together as one batch."""
-    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads)
+    steps past the end. All series run together as one batch. With `samples` N (a model of
+    a distribution), N paths per series, each fed its own draws, all in that batch: `yhat`
+    is their mean, `yhat_lo`/`yhat_hi` their quantiles at `level`; `paths` writes them."""
+    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples, level=level)
     if steps is not None and horizon:
         raise SeqtoolError("give --steps or --horizon, not both")
-    outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
+    if paths is not None and not samples:
+        raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
+    outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics"), (paths, TABLE_FORMATS, "table")], inputs=[model, data])
     m = next_step_model(model)
+    if samples and not hasattr(m.net.head, "sample"):
+        raise SeqtoolError(f"{model} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)")
     table = m.read(data)
-    m.use_threads(threads, len(table.lengths))
+    m.use_threads(threads, len(table.lengths) * max(samples, 1))
     season = m.season_of(season, table.lengths)
     k = _warmups(m, table, warmup, horizon)
     free = np.full(len(k), steps) if steps is not None else table.lengths - k + horizon
     total = k + free
-    width = len(table.columns) + len(m.yhat_names) + 2
+    width = len(table.columns) + (len(m.yhat_names) + 1) * (3 + max(samples, 1))
     fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")
 
-    yhat = _roll(m, table, k, free)
-    result = _extend(table, total, dict(zip(m.yhat_names, yhat.T)))
+    drawn = _roll(m, table, k, free, samples)
+    yhat = drawn.mean(axis=0) if samples else drawn
+    columns = dict(zip(m.yhat_names, yhat.T))
+    if samples:
+        tail = (1 - level / 100) / 2
+        bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0)}
+        for key, bound in bounds.items():
+            columns.update({f"{name}_{key}": b for name, b in zip(m.yhat_names, bound.T)})
+    result = _extend(table, total, columns)
     step, first_free = positions(total), np.repeat(k, total)
     result.columns["phase"] = np.where(step < first_free, "warmup", "free")
     start = np.repeat(table.offsets[:-1], total)
     naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
     denominator = _denominator(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
     scores = _scores(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
+    if samples and scores["steps"]:
+        scores.update(interval_scores(result.x, {"point": yhat, **bounds, "paths": drawn}, level, step >= first_free))
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     _write(result, output)
+    if paths is not None:
+        _write(_paths_table(result, drawn, m.yhat_names), paths)
     return result, scores
+
+
+def _paths_table(result: SeriesTable, drawn: np.ndarray, names: list[str]) -> Table:
+    """The sample paths in long form: `series` (where the table has one), `path`, `t`
+    (where it has one), `phase` and the outputs, path after path."""
+    n, rows = drawn.shape[:2]
+    columns = {key: np.tile(result.columns[key], n) for key in ("series", "t") if key in result.columns}
+    columns["path"] = np.repeat(np.arange(n), rows)
+    columns["phase"] = np.tile(result.columns["phase"], n)
+    columns.update({name: drawn[:, :, j].reshape(-1) for j, name in enumerate(names)})
+    order = ["series", "path", "t", "phase", *names]
+    return Table({key: columns[key] for key in order if key in columns}, result.source)
 
 
 def next_step_model(path: str | Path) -> Model:
@@ -293,18 +326,24 @@ def _warmups(m: Model, table: SeriesTable, warmup: int | None, horizon: int) -> 
     return np.full(len(lengths), warmup)
 
 
-def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.ndarray:
+def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray, paths: int = 0) -> np.ndarray:
     """Forecasts for the first k + free rows of each series, end to end ([rows, F] on the
     original scale; row r of a series holds the forecast of row r, the first 1 + order
     rows none): the network's (`_free_run`), with the differencing undone, from the true
-    values during the warm-up and from its own forecasts after."""
+    values during the warm-up and from its own forecasts after. With `paths` N: [N, rows, F],
+    each path integrated from its own draws."""
     import torch
 
     z, lengths = m.view(table)
-    order = m.scaling.diff.order
     known = None if m.time is None else torch.from_numpy(m.known(table, k + free).astype(np.float32))
-    forecast, expected = _free_run(m, z, lengths, k - order, free, known)
+    forecast, expected = _free_run(m, z, lengths, k - m.scaling.diff.order, free, known, paths)
     d = m.outputs(forecast, "forecasts", expected)
+    return np.stack([_undone(m, table, k, free, p) for p in d]) if paths else _undone(m, table, k, free, d)
+
+
+def _undone(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """One run's forecasts of the differenced series as forecasts of the series."""
+    order = m.scaling.diff.order
     if not order:
         return d
     total = k + free
@@ -321,7 +360,7 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray) -> np.n
     return out
 
 
-def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray, known=None):
+def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray, known=None, paths: int = 0):
     """The network's forecasts for the first k + free of its rows `z` of each series (series
     i: lengths[i] rows end to end), on its scale, and which rows hold one (all but the first).
     `known`: the time features of those k + free rows of each series, end to end, fed beside
@@ -332,42 +371,48 @@ def _free_run(m: Model, z, lengths: np.ndarray, k: np.ndarray, free: np.ndarray,
     series in one batch, one step per iteration, each fed its own last forecast; the series
     with the most free steps first, so the batch shrinks to the rows still running and the
     work follows the rows. The loop runs on the model's scale (a next-step model's inputs
-    and outputs share one) with torch's cell functions.
+    and outputs share one) with torch's cell functions. With `paths` N > 0 (a distribution
+    head), N sample paths of each series run side by side in the batch, each from the
+    series' warm state, fed its own draws (ancestral sampling): forecasts [N, rows, F].
     """
     import torch
 
     from .models import Stepper, map_state
 
-    total = k + free
+    total, n = k + free, max(paths, 1)
     starts = np.cumsum(total) - total  # of each series in the output
     model_starts = np.cumsum(lengths) - lengths
-    warm, state = m.teacher_forced(z[torch.from_numpy(ranges(model_starts, k))], k, final_state=True)
-    forecast = torch.full((int(total.sum()), len(m.x_names)), float("nan"))
+    raw, state = m.teacher_forced(z[torch.from_numpy(ranges(model_starts, k))], k, final_state=True, raw=True)
+    warm, head = m.net.head.point(raw), m.net.head
+    forecast = torch.full((n, int(total.sum()), len(m.x_names)), float("nan"))
     keep = positions(k) < np.repeat(total - 1, k)  # the k-th output: only if a free row follows
-    forecast[torch.from_numpy(ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]
+    forecast[:, torch.from_numpy(ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]
 
     order = np.argsort(-free, kind="stable")  # the batch is always a prefix of this order
     running = np.searchsorted(-free[order], -np.arange(int(free.max(initial=0))), side="left")[1:]
-    index = torch.from_numpy(order)
-    prev = warm[torch.from_numpy(np.cumsum(k) - 1)][index]  # each series' first free forecast
+    index = torch.from_numpy(np.repeat(order, n))  # a series' paths side by side
+    last = raw[torch.from_numpy(np.cumsum(k) - 1)][index]
+    prev = head.sample(last) if paths else head.point(last)  # each series' (path's) first free forecast
+    first = torch.from_numpy((starts + k)[order][free[order] > 0])
+    forecast[:, first] = prev.view(-1, n, prev.shape[-1])[: len(first)].transpose(0, 1)
     step = Stepper(m.net)
     states = step.split(map_state(lambda s: s[:, index], state))
     outs = []
     with torch.no_grad():
         for j, a in enumerate(running.tolist(), 1):  # a: the series with more than j free steps
-            if a < len(prev):
-                states = [map_state(lambda s: s[:a], st) for st in states]
-                prev = prev[:a]
-            fed = prev if known is None else torch.cat([prev, known[torch.from_numpy((starts + k - 1 + j)[order[:a]])]], 1)
-            prev, states = step(fed, states)
+            if a * n < len(prev):
+                states = [map_state(lambda s: s[: a * n], st) for st in states]
+                prev = prev[: a * n]
+            fed = prev if known is None else torch.cat([prev, known[torch.from_numpy(np.repeat((starts + k - 1 + j)[order[:a]], n))]], 1)
+            prev, states = step(fed, states, draw=paths > 0)
             outs.append(prev)
     if outs:
         j = np.repeat(np.arange(1, len(running) + 1), running)
         rows = (starts + k)[order][positions(running)] + j
-        forecast[torch.from_numpy(rows)] = torch.cat(outs)
-    expected = np.ones(len(forecast), dtype=bool)
+        forecast[:, torch.from_numpy(rows)] = torch.cat(outs).view(-1, n, forecast.shape[-1]).transpose(0, 1)
+    expected = np.ones(forecast.shape[1], dtype=bool)
     expected[starts] = False
-    return forecast, expected
+    return (forecast if paths else forecast[0]), expected
 
 
 def _denominator(table: SeriesTable, truth: np.ndarray | None, history: np.ndarray) -> np.ndarray | None:

@@ -87,6 +87,7 @@ LIMITS: dict[str, Limit] = {
     "horizon": _int("horizon", 0, BILLION),
     "backtest_horizon": _int("horizon", 1, 1_000_000),
     "level": _real("level", 0, 100, lo_open=True, hi_open=True),
+    "samples": _int("samples", 0, 100_000),
     # gradnorm
     "init_scale": _real("init-scale", 0, 1000, lo_open=True),
     "forget_bias": _real("forget-bias", -100, 100),

@@ -87,15 +87,21 @@ def _errors(forecast: np.ndarray, truth: np.ndarray, mask: np.ndarray, denominat
 def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarray) -> dict:
     """How good the intervals are on the scored rows with a known truth: `coverage`, the
     share of truths inside [lo, hi] (calibrated: level / 100); `width`, their mean width;
-    `pinball`, the mean quantile loss at the two bounds; and `crps` (lower is better) for a
-    Gaussian forecast ("scale" in `got`), in closed form (Gneiting and Raftery 2007)."""
+    `pinball`, the mean quantile loss at the two bounds; and `crps` (lower is better): from
+    sample paths ("paths" in `got`, [N, rows, G]), or for a Gaussian forecast ("scale") in
+    closed form (Gneiting and Raftery 2007)."""
     lo, hi, point = got["lo"], got["hi"], got["point"]
     mask = scored[:, None] & ~np.isnan(truth) & ~np.isnan(lo)
     y, lo, hi, point = truth[mask], lo[mask], hi[mask], point[mask]
     tail = (1 - level / 100) / 2
     pinball = (np.maximum(tail * (y - lo), (tail - 1) * (y - lo)) + np.maximum((1 - tail) * (y - hi), -tail * (y - hi))) / 2
     result = {"level": level, "coverage": float(np.mean((lo <= y) & (y <= hi))), "width": float(np.mean(hi - lo)), "pinball": float(np.mean(pinball)), "crps": None}
-    if "scale" in got:
+    if "paths" in got:  # the sample estimate: E|X - y| - E|X - X'| / 2, from sorted draws
+        x = np.sort(got["paths"][:, mask], axis=0)
+        n = len(x)
+        spread = (2 * np.arange(1, n + 1) - n - 1)[:, None] * x
+        result["crps"] = float(np.mean(np.abs(x - y).mean(axis=0) - spread.sum(axis=0) / n**2))
+    elif "scale" in got:
         sigma = got["scale"][mask]
         z = (y - point) / sigma
         phi, cdf = np.exp(-z * z / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + _erf(z / math.sqrt(2)))

@@ -69,6 +69,10 @@ class GaussianHead(nn.Linear):
         loc, scale = self.parts(out)
         return loc + scale * torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(q, dtype=out.dtype))
 
+    def sample(self, out: torch.Tensor) -> torch.Tensor:
+        """One draw of each next value (torch's global generator: `--seed` sets it)."""
+        return self.distribution(out).sample()
+
 
 class StudentTHead(GaussianHead):
     """A Student-t of each output's next value: location, scale and degrees of freedom
@@ -260,11 +264,13 @@ class Stepper:
             return [(h[i], c[i]) for i in range(len(self.weights))]
         return [state[i] for i in range(len(self.weights))]
 
-    def __call__(self, x: torch.Tensor, states: list):
-        """x [B, n_in] -> the point forecast [B, n_out] and the new per-layer states."""
+    def __call__(self, x: torch.Tensor, states: list, draw: bool = False):
+        """x [B, n_in] -> the point forecast [B, n_out] (with `draw`, a draw from the head's
+        distribution) and the new per-layer states."""
         new = []
         for weights, state in zip(self.weights, states):
             state = self.cell(x, state, *weights)
             x = state[0] if self.lstm else state
             new.append(state)
-        return self.head.point(nn.functional.linear(x, self.head.weight, self.head.bias)), new
+        out = nn.functional.linear(x, self.head.weight, self.head.bias)
+        return (self.head.sample(out) if draw else self.head.point(out)), new

@@ -94,3 +94,68 @@ def test_a_point_model_has_no_interval_and_bad_levels_and_losses_are_refused(noi
     for level in ("0", "100", "-5", "nan"):
         one_error_line(cli("predict", noisy / "g.pt", noisy / "fresh.csv", "--level", level), "--level")
     one_error_line(cli("train", noisy / "train.csv", "--loss", "laplace", "-o", noisy / "x.pt"), "--loss", "'laplace' is not one of")
+
+
+# --- sample paths (item 3) --------------------------------------------------------------------
+
+
+def test_each_sample_path_carries_its_own_state_and_is_fed_its_own_draws(noisy, monkeypatch):
+    """With the draw made deterministic (the mean plus 0.05 x the path's index), path p of
+    the batch is the free run of a single series fed mean + 0.05 p at every step."""
+    from seqtool.inference import _free_run, next_step_model
+    from seqtool.models import Stepper
+    from seqtool.tables import read_series
+
+    m = next_step_model(noisy / "g.pt")
+    table = read_series(noisy / "fresh.csv")
+    z, lengths = m.view(table)
+    z, lengths = z[: lengths[0]], lengths[:1]  # one series
+    monkeypatch.setattr(GaussianHead, "sample", lambda self, out: self.point(out) + 0.05 * torch.arange(len(out))[:, None])
+    k, free = np.array([30]), np.array([12])
+    paths, _ = _free_run(m, z, lengths, k, free, paths=3)
+    assert paths.shape == (3, 42, 1)
+    step = Stepper(m.net)
+    warm, state = m.teacher_forced(z[:30], k, final_state=True, raw=True)
+    for p in range(3):
+        prev = m.net.head.point(warm[-1:]) + 0.05 * p
+        states, got = step.split(state), [prev]
+        for _ in range(11):
+            prev, states = step(prev, states)
+            prev = prev + 0.05 * p
+            got.append(prev)
+        torch.testing.assert_close(paths[p, 30:, 0], torch.cat(got)[:, 0])
+
+
+def test_rollout_quantiles_are_those_of_the_paths_and_cover_a_free_run(noisy, cli):
+    result = cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--warmup", "20", "--steps", "20", "--samples", "300",
+                 "--paths", noisy / "paths.csv", "--metrics", noisy / "r.json", "-o", noisy / "r.csv", "--level", "80")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    from seqtool.tables import read_table
+
+    r, p = read_table(noisy / "r.csv"), read_table(noisy / "paths.csv")
+    assert list(p.columns) == ["series", "path", "t", "phase", "yhat"]
+    draws = p.numbers("yhat", missing_ok=True).reshape(300, -1)
+    free = r.columns["phase"] == "free"
+    column = lambda name: r.numbers(name, missing_ok=True)[free]  # noqa: E731
+    np.testing.assert_allclose(column("yhat_lo"), np.quantile(draws, 0.1, axis=0)[free])
+    np.testing.assert_allclose(column("yhat_hi"), np.quantile(draws, 0.9, axis=0)[free])
+    np.testing.assert_allclose(column("yhat"), draws.mean(axis=0)[free])
+    m = json.loads((noisy / "r.json").read_text())
+    assert 0.72 <= m["coverage"] <= 0.88 and m["crps"] < m["mae"]
+
+
+def test_the_sample_crps_is_the_closed_form_for_many_draws():
+    rng = np.random.default_rng(1)
+    y = rng.normal(0.0, 1.3, size=(400, 1))
+    point, scale = np.zeros_like(y), np.ones_like(y)
+    base = {"point": point, "lo": point - 1.28, "hi": point + 1.28}
+    exact = interval_scores(y, {**base, "scale": scale}, 80.0, np.ones(len(y), bool))["crps"]
+    drawn = interval_scores(y, {**base, "paths": rng.normal(0.0, 1.0, size=(4000, 400, 1))}, 80.0, np.ones(len(y), bool))["crps"]
+    assert drawn == pytest.approx(exact, rel=0.02)
+
+
+def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_model, cli):
+    one_error_line(cli("rollout", small_model / "m.pt", small_model / "sine.csv", "--samples", "10"), "forecasts points", "--loss gaussian")
+    one_error_line(cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--paths", noisy / "none.csv"), "--paths", "--samples")
+    one_error_line(cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--samples", "-1"), "--samples")
+    assert not (noisy / "none.csv").exists()
