@@ -202,9 +202,7 @@ def predict(
     season = m.season_of(season, table.lengths)
     got = m.forecasts(table, level if hasattr(m.net.head, "quantile") else None)  # a distribution: intervals
     yhat, truth = got["point"], table.x if m.task == NEXT_STEP else table.y
-    columns = dict(zip(m.yhat_names, yhat.T))
-    for key in ("lo", "hi"):
-        columns.update({f"{name}_{key}": b for name, b in zip(m.yhat_names, got[key].T)} if key in got else {})
+    columns = {**dict(zip(m.yhat_names, yhat.T)), **_interval_columns(m.yhat_names, got)}
     result = _with_columns(table, columns)
     step = positions(table.lengths)
     naive, seasonal = m.baselines(table, step, season)
@@ -259,13 +257,9 @@ def rollout(
 
     drawn = _roll(m, table, k, free, samples)
     yhat = drawn.mean(axis=0) if samples else drawn
-    columns = dict(zip(m.yhat_names, yhat.T))
-    if samples:
-        tail = (1 - level / 100) / 2
-        bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0)}
-        for key, bound in bounds.items():
-            columns.update({f"{name}_{key}": b for name, b in zip(m.yhat_names, bound.T)})
-    result = _extend(table, total, columns)
+    tail = (1 - level / 100) / 2
+    bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0)} if samples else {}
+    result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **_interval_columns(m.yhat_names, bounds)})
     step, first_free = positions(total), np.repeat(k, total)
     result.columns["phase"] = np.where(step < first_free, "warmup", "free")
     start = np.repeat(table.offsets[:-1], total)
@@ -280,6 +274,15 @@ def rollout(
     if paths is not None:
         _write(_paths_table(result, drawn, m.yhat_names), paths)
     return result, scores
+
+
+def _interval_columns(names: list[str], bounds: dict) -> dict[str, np.ndarray]:
+    """The columns of an interval's bounds ("lo", "hi" in `bounds`, [rows, G]): yhat_lo, ..."""
+    columns = {}
+    for key in ("lo", "hi"):
+        if key in bounds:
+            columns.update({f"{name}_{key}": bounds[key][:, j] for j, name in enumerate(names)})
+    return columns
 
 
 def _paths_table(result: SeriesTable, drawn: np.ndarray, names: list[str]) -> Table:
