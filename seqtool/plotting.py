@@ -382,6 +382,15 @@ def _save(fig, path: Path, fallback: str) -> Path:
     return path
 
 
+def _band(ax, view, name: str, sl, t, where, color, j: int) -> None:
+    """The interval of forecast column `name` (its _lo and _hi columns), where it has one,
+    as a band under the forecast at the rows `where`."""
+    if f"{name}_lo" not in view.columns or f"{name}_hi" not in view.columns:
+        return
+    lo, hi = _col(view, f"{name}_lo", sl), _col(view, f"{name}_hi", sl)
+    ax.fill_between(t[where], lo[where], hi[where], color=color, alpha=0.2, lw=0, label="interval" if j == 0 else None)
+
+
 def _yhat_names(table) -> list[str]:
     return of_role(list(table.columns), "yhat")
 
@@ -499,6 +508,7 @@ def _draw_predict(fig, views, ids, rows, cols, logy) -> None:
                     ax.plot(t, truth, color=TRUTH, lw=3, alpha=0.45, label="truth")
                 color = f"C{n}" if several else PRED
                 ax.plot(t, yhat, "--", color=color, lw=1.4, label=f"{label}" if several else "prediction")
+                _band(ax, view, name, sl, t, np.ones(len(t), bool), color, j)
                 err_ax.plot(t, yhat - truth, color=color, lw=1)
             truth_drawn = True
         ax.set_title(f"series {_literal(ids[k])}", fontsize=10)
@@ -531,6 +541,7 @@ def _draw_rollout(fig, views, ids, rows, cols, logy) -> None:
                     ax.plot(t[warm], yhat[warm], ":", color=PRED, lw=1.4, label="warm-up (teacher-forced)" if j == 0 else None)
                 color = f"C{n + 1}" if several else FREE
                 ax.plot(t[free], yhat[free], color=color, lw=1.3, label=(label if several else "free-running") if j == 0 else None)
+                _band(ax, view, name, sl, t, free, color, j)
                 errors.append((yhat - truth)[free])
             if n == 0 and free.any():
                 start = t[np.argmax(free)]

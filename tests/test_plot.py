@@ -283,3 +283,18 @@ def test_dates_as_time_are_drawn(tmp_path):
     data.write_text("t,x\n2024-01-01,1\n2024-01-02,2\n2024-01-04,1.5\n")
     (path,) = plot([data])
     assert imread(path)[..., :3].var() > 0.01
+
+
+def test_an_interval_is_drawn_as_a_band_between_its_bounds(tables):
+    """yhat_lo and yhat_hi (predict of a distribution, rollout with --samples) under the
+    forecast: a band spanning exactly the bounds, on the rows that have them."""
+    for name, rows in (("predict", slice(None)), ("rollout", slice(10, None))):
+        table = read_table(tables / f"{name}.csv")
+        yhat = table.numbers("yhat", missing_ok=True)
+        table.columns["yhat_lo"], table.columns["yhat_hi"] = yhat - 0.25, yhat + 0.5
+        fig = figure([(name, table)])
+        assert "interval" in labels_of(fig)
+        [band] = fig.axes[0].collections[-1:]
+        ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+        first = yhat[: int((table.columns["series"] == table.columns["series"][0]).sum())][rows]
+        assert np.nanmin(ys) == pytest.approx(np.nanmin(first) - 0.25) and np.nanmax(ys) == pytest.approx(np.nanmax(first) + 0.5)
