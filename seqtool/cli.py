@@ -272,6 +272,7 @@ def rollout(
     samples: Annotated[int, typer.Option(help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean, yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
     level: Level = 80.0,
     paths: Annotated[Optional[Path], typer.Option("--paths", help="Write the sample paths to FILE (.csv or .npz): series, path, t, phase, yhat.")] = None,
+    seed: Seed = 0,
     season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
@@ -284,7 +285,7 @@ def rollout(
     """
     from .inference import rollout as run
 
-    run(model, data, warmup=warmup, steps=steps, horizon=horizon, samples=samples, level=level, paths=paths, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
+    run(model, data, warmup=warmup, steps=steps, horizon=horizon, samples=samples, level=level, paths=paths, seed=seed, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
 
 @app.command()

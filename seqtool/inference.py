@@ -226,6 +226,7 @@ def rollout(
     samples: int = 0,
     level: float = 80.0,
     paths: str | Path | None = None,
+    seed: int = 0,
     season: int | None = None,
     metrics: str | Path | None = None,
     output: str | Path | None = None,
@@ -235,17 +236,17 @@ def rollout(
     """`seqtool rollout`: warm up on the first `warmup` true steps of each series, then feed
     the model its own predictions: to the end of the series, for `steps` steps, or `horizon`
     steps past the end. All series run together as one batch. With `samples` N (a model of
-    a distribution), N paths per series, each fed its own draws, all in that batch: `yhat`
-    is their mean, `yhat_lo`/`yhat_hi` their quantiles at `level`; `paths` writes them."""
-    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples, level=level)
+    a distribution), N paths per series, each fed its own draws (from `seed`), all in that
+    batch: `yhat` is their mean, `yhat_lo`/`yhat_hi` their quantiles at `level`; `paths`
+    writes them."""
+    import torch
+
+    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples, level=level, seed=seed)
     if steps is not None and horizon:
         raise SeqtoolError("give --steps or --horizon, not both")
-    if paths is not None and not samples:
-        raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics"), (paths, TABLE_FORMATS, "table")], inputs=[model, data])
     m = next_step_model(model)
-    if samples and not hasattr(m.net.head, "sample"):
-        raise SeqtoolError(f"{model} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)")
+    _check_sampling(m, samples, paths)
     table = m.read(data)
     m.use_threads(threads, len(table.lengths) * max(samples, 1))
     season = m.season_of(season, table.lengths)
@@ -255,6 +256,7 @@ def rollout(
     width = len(table.columns) + (len(m.yhat_names) + 1) * (3 + max(samples, 1))
     fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")
 
+    torch.manual_seed(seed)  # the draws of the paths
     drawn = _roll(m, table, k, free, samples)
     yhat = drawn.mean(axis=0) if samples else drawn
     tail = (1 - level / 100) / 2
@@ -274,6 +276,13 @@ def rollout(
     if paths is not None:
         _write(_paths_table(result, drawn, m.yhat_names), paths)
     return result, scores
+
+
+def _check_sampling(m: Model, samples: int, paths) -> None:
+    if paths is not None and not samples:
+        raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
+    if samples and not hasattr(m.net.head, "sample"):
+        raise SeqtoolError(f"{m.path} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)")
 
 
 def _interval_columns(names: list[str], bounds: dict) -> dict[str, np.ndarray]:
