@@ -72,7 +72,7 @@ def test_rollout_undoes_the_differencing_of_an_oracle(trend, monkeypatch):
     table = m.read(trend / "trend.csv")
     z, lengths = m.view(table)
 
-    def oracle(m, z, lengths, k, free, known=None):
+    def oracle(m, z, lengths, k, free, known=None, paths=0):
         rows = []
         for i, n in enumerate(k + free):
             part = z[int(np.sum(lengths[:i])) :][:n]
