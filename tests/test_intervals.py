@@ -159,3 +159,24 @@ def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_mo
     one_error_line(cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--paths", noisy / "none.csv"), "--paths", "--samples")
     one_error_line(cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--samples", "-1"), "--samples")
     assert not (noisy / "none.csv").exists()
+
+
+def test_intervals_of_a_differenced_model_are_on_the_original_scale(tmp_path):
+    """With --diff 1 the model forecasts standardised differences; the interval of a value
+    is that of its difference, rescaled, plus the true past: mean +- z sigma y_std."""
+    from seqtool.inference import Model, _roll
+    from seqtool.tables import read_series
+
+    write_table(tasks.trend(length=120, seed=0), tmp_path / "trend.csv")
+    train(tmp_path / "trend.csv", tmp_path / "d.pt", TrainConfig(loss="gaussian", diff="1", hidden=8, steps=100, window=24), quiet=True)
+    m = Model(tmp_path / "d.pt")
+    table = read_series(tmp_path / "trend.csv")
+    got = m.forecasts(table, 80.0)
+    known = ~np.isnan(got["point"][:, 0])
+    assert known.sum() == len(table.x) - 2  # the first 1 + order rows have none
+    np.testing.assert_allclose(got["hi"][known] - got["lo"][known], 2 * 1.2815515655446004 * got["scale"][known], rtol=1e-5)
+    np.testing.assert_allclose(got["point"][known], m.one_step(table)[known])
+    assert np.all(np.abs(got["point"][known] - table.x[known]) < 20 * got["scale"][known])  # the level, not a difference
+    paths = _roll(m, table, np.array([100]), np.array([20]), 50)  # 50 sample paths, integrated from their own draws
+    assert paths.shape == (50, 120, 1) and np.isfinite(paths[:, 100:]).all()
+    assert np.abs(paths[:, 100:].mean(axis=0)[:, 0] - table.x[100:, 0]).mean() < 10 * got["scale"][known].mean()
