@@ -22,9 +22,9 @@ import numpy as np
 from . import outputs
 from .dataset import positions, ranges
 from .errors import SeqtoolError
-from .inference import Model, next_step_model
+from .inference import Model, _interval_columns, next_step_model
 from .limits import check_all, fits_in_memory
-from .metrics import line, naive_forecasts, report, scale, score
+from .metrics import interval_scores, line, naive_forecasts, report, scale, score
 from .tables import TABLE_FORMATS, SeriesTable, Table, numbered, write_table
 
 
@@ -35,6 +35,9 @@ def backtest(
     horizon: int,
     start: float = 0.8,
     stride: int = 1,
+    samples: int = 0,
+    level: float = 80.0,
+    seed: int = 0,
     season: int | None = None,
     metrics: str | Path | None = None,
     output: str | Path | None = None,
@@ -42,18 +45,28 @@ def backtest(
     threads: int | None = None,
 ) -> tuple[Table, dict]:
     """`seqtool backtest`: the table of forecasts from every origin, and the metrics
-    (overall and for each h), the model's beside the naive forecasts' on the same steps."""
-    check_all(backtest_horizon=horizon, stride=stride, threads=threads)
+    (overall and for each h), the model's beside the naive forecasts' on the same steps.
+    With `samples` N (a model of a distribution): N paths from each origin, their mean as
+    yhat and their quantiles at `level` as yhat_lo, yhat_hi, scored as rollout's."""
+    import torch
+
+    from .inference import _check_sampling
+
+    check_all(backtest_horizon=horizon, stride=stride, threads=threads, samples=samples, level=level, seed=seed)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
+    _check_sampling(m, samples, None)
     table = m.read(data)
     season = m.season_of(season, table.lengths)
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
     m.use_threads(threads, len(origin))
     width = len(table.columns) + 3 * len(m.x_names) + 3
     fits_in_memory(float(len(origin)) * horizon * width * 8 * 3, f"a backtest of {len(origin):,} origins x {horizon} steps")
-    yhat = forecasts(m, table, series, origin, horizon)
-    result, scores = _table_and_scores(m, table, series, origin, yhat, season)
+    torch.manual_seed(seed)  # the draws of the paths
+    drawn = forecasts(m, table, series, origin, horizon, samples)
+    tail = (1 - level / 100) / 2
+    bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0), "paths": drawn, "level": level} if samples else {}
+    result, scores = _table_and_scores(m, table, series, origin, drawn.mean(axis=0) if samples else drawn, season, bounds)
     report("backtest", scores, f"{len(origin)} origins x {horizon} steps", metrics, quiet)
     if not quiet and scores["by_h"]:
         ends = [s for s in (scores["by_h"][0], scores["by_h"][-1]) if s["mae"] is not None]
@@ -89,32 +102,38 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
     return series, begin[series] + stride * positions(counts)
 
 
-def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarray, horizon: int) -> np.ndarray:
-    """Free-running forecasts [origins, horizon, F] on the original scale, all origins in one batch."""
+def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarray, horizon: int, paths: int = 0) -> np.ndarray:
+    """Free-running forecasts [origins, horizon, F] on the original scale, all origins in one
+    batch; with `paths` N, N sample paths from each origin (`inference._free_run`'s
+    ancestral sampling), [N, origins, horizon, F]."""
     import torch
 
-    from .models import Stepper
+    from .models import Stepper, map_state
 
     z, lengths = m.view(table)
-    order, width = m.scaling.diff.order, len(m.x_names)
+    order, width, n = m.scaling.diff.order, len(m.x_names), max(paths, 1)
     rows = origin - 1 - order
     step = Stepper(m.net)
-    first, states = _states_at(m, step, z, lengths, series, rows)
+    raw, states = _states_at(m, step, z, lengths, series, rows)
+    each = torch.arange(len(origin)).repeat_interleave(n)  # an origin's paths side by side
+    states = [map_state(lambda s: s[each], st) for st in states]
+    first = m.net.head.sample(raw[each]) if paths else m.net.head.point(raw)
     outs, prev = [first], first
-    at = torch.from_numpy((np.cumsum(lengths) - lengths)[series] + rows)  # each origin's row of z
+    at = torch.from_numpy((np.cumsum(lengths) - lengths)[series] + rows)[each]  # each origin's row of z
     with torch.no_grad():
         for h in range(1, horizon):
             fed = prev if z.shape[1] == width else torch.cat([prev, z[at + h, width:]], 1)  # the time features
-            prev, states = step(fed, states)
+            prev, states = step(fed, states, draw=paths > 0)
             outs.append(prev)
-    d = m.outputs(torch.stack(outs, 1).reshape(-1, first.shape[1]), "forecasts").reshape(len(origin), horizon, -1)
+    d = m.outputs(torch.stack(outs, 1).reshape(-1, first.shape[1]), "forecasts").reshape(len(origin), n, horizon, -1).swapaxes(0, 1)
     starts = table.offsets[series]
     last = table.x[ranges(starts + origin - order, np.full_like(origin, order))].reshape(len(origin), order, len(m.x_names))
-    return m.scaling.diff.integrate(last, d)
+    drawn = np.stack([m.scaling.diff.integrate(last, p) for p in d])
+    return drawn if paths else drawn[0]
 
 
 def _states_at(m: Model, step, z, lengths: np.ndarray, series: np.ndarray, rows: np.ndarray):
-    """The network's output and per-layer state after row rows[p] of series series[p]
+    """The head's outputs and per-layer state after row rows[p] of series series[p]
     (its rows of `z`, end to end), for every p, teacher-forced: the module up to each
     series' first such row, then one cell step per row through the last."""
     import torch
@@ -131,14 +150,14 @@ def _states_at(m: Model, step, z, lengths: np.ndarray, series: np.ndarray, rows:
     span = last[used] - first[used] + 1
     where = np.searchsorted(used, series)  # each origin's place in the batch of used series
     at = rows - first[series]  # ... and the step of the pass after which its state is taken
-    out = torch.empty(len(rows), len(m.x_names))
+    out = torch.empty(len(rows), m.net.head.out_features)
     taken = [map_state(lambda s: s.new_empty((len(rows),) + s.shape[1:]), st) for st in states]
     order = np.argsort(at, kind="stable")
     bounds = np.searchsorted(at[order], np.arange(int(span.max()) + 1))
     with torch.no_grad():
         for j in range(int(span.max())):
             read = torch.from_numpy(model_starts[used] + first[used] + np.minimum(j, span - 1))
-            prev, states = step(z[read], states)
+            prev, states = step(z[read], states, raw=True)
             picked = order[bounds[j] : bounds[j + 1]]
             if len(picked):
                 p, b = torch.from_numpy(picked), torch.from_numpy(where[picked])
@@ -166,8 +185,9 @@ def _warm_states(m: Model, z, starts: np.ndarray, count: np.ndarray, step) -> li
     return step.split(state if cfg.cell == "lstm" else state[0])
 
 
-def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season) -> tuple[Table, dict]:
-    """The backtest table (DESIGN.md section 2) and its metrics: overall and for each h."""
+def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season, bounds: dict) -> tuple[Table, dict]:
+    """The backtest table (DESIGN.md section 2) and its metrics: overall and for each h; an
+    interval's columns and scores where `bounds` holds one (lo, hi, paths, level)."""
     count, horizon = len(origin), yhat.shape[1]
     h = np.tile(np.arange(1, horizon + 1), count)
     at = np.repeat(origin, horizon) + h - 1  # the step each row forecasts
@@ -182,6 +202,8 @@ def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season
     columns.update({n: c[rows] for n, c in table.columns.items() if n not in ("series", "t")})
     n = len(m.x_names)
     columns.update(zip(m.yhat_names, yhat.T))
+    flat = {k: bounds[k].reshape(count * horizon, -1) for k in ("lo", "hi") if k in bounds}
+    columns.update(_interval_columns(m.yhat_names, flat))
     columns.update(zip(numbered("naive", n), naive.T))
     if seasonal is not None:
         columns.update(zip(numbered("seasonal_naive", n), seasonal.T))
@@ -191,6 +213,9 @@ def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season
     denominator = scale(table.x, table.offsets, history)
     truth = table.x[rows]
     scores = {**score(yhat, truth, np.ones(len(h), bool), naive, seasonal, denominator), "season": season}
+    if flat and scores["steps"]:
+        drawn = bounds["paths"].reshape(len(bounds["paths"]), count * horizon, -1)
+        scores.update(interval_scores(truth, {"point": yhat, **flat, "paths": drawn}, bounds["level"], np.ones(len(h), bool)))
     by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]
     scores.update(mode="backtest", horizon=horizon, origins=count, by_h=by_h)
     return Table(columns, table.source), scores

@@ -295,6 +295,9 @@ def backtest(
     horizon: Annotated[int, typer.Option(help=f"Steps to forecast from each origin, {span('backtest_horizon')}.", show_default=False)] = ...,  # type: ignore[assignment]
     start: Annotated[float, typer.Option(help="First origin: a fraction of each series in (0, 1), or a step index (a whole number >= 1).")] = 0.8,
     stride: Annotated[int, typer.Option(help=f"Steps between origins, {span('stride')}.")] = 1,
+    samples: Annotated[int, typer.Option(help=f"Sample paths from each origin, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean, yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
+    level: Level = 80.0,
+    seed: Seed = 0,
     season: Season = None,
     metrics: Metrics = None,
     output: TableOut = None,
@@ -309,7 +312,7 @@ def backtest(
     """
     from .backtesting import backtest as run
 
-    run(model, data, horizon=horizon, start=start, stride=stride, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
+    run(model, data, horizon=horizon, start=start, stride=stride, samples=samples, level=level, seed=seed, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
 
 # --- plot --------------------------------------------------------------------------------

@@ -264,13 +264,13 @@ class Stepper:
             return [(h[i], c[i]) for i in range(len(self.weights))]
         return [state[i] for i in range(len(self.weights))]
 
-    def __call__(self, x: torch.Tensor, states: list, draw: bool = False):
+    def __call__(self, x: torch.Tensor, states: list, draw: bool = False, raw: bool = False):
         """x [B, n_in] -> the point forecast [B, n_out] (with `draw`, a draw from the head's
-        distribution) and the new per-layer states."""
+        distribution; with `raw`, the head's outputs) and the new per-layer states."""
         new = []
         for weights, state in zip(self.weights, states):
             state = self.cell(x, state, *weights)
             x = state[0] if self.lstm else state
             new.append(state)
         out = nn.functional.linear(x, self.head.weight, self.head.bias)
-        return (self.head.sample(out) if draw else self.head.point(out)), new
+        return (out if raw else self.head.sample(out) if draw else self.head.point(out)), new

@@ -180,3 +180,27 @@ def test_intervals_of_a_differenced_model_are_on_the_original_scale(tmp_path):
     paths = _roll(m, table, np.array([100]), np.array([20]), 50)  # 50 sample paths, integrated from their own draws
     assert paths.shape == (50, 120, 1) and np.isfinite(paths[:, 100:]).all()
     assert np.abs(paths[:, 100:].mean(axis=0)[:, 0] - table.x[100:, 0]).mean() < 10 * got["scale"][known].mean()
+
+
+def test_backtest_samples_paths_from_every_origin(noisy, small_model, cli):
+    """h = 1 of the paths is a draw of the one-step distribution: their mean is predict's
+    forecast at that row within sampling error; the bounds hold the mean; scores added."""
+    result = cli("backtest", noisy / "g.pt", noisy / "fresh.csv", "--horizon", "5", "--samples", "2000",
+                 "--metrics", noisy / "b.json", "-o", noisy / "b.csv")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    from seqtool.tables import read_table
+
+    b = read_table(noisy / "b.csv")
+    lo, yhat, hi = (b.numbers(c) for c in ("yhat_lo", "yhat", "yhat_hi"))
+    assert (lo < yhat).all() and (yhat < hi).all()
+    cli("predict", noisy / "g.pt", noisy / "fresh.csv", "-o", noisy / "pb.csv", "-q")
+    p = read_table(noisy / "pb.csv")
+    one = b.numbers("h") == 1
+    offsets = np.concatenate([[0], np.cumsum(np.unique(p.columns["series"], return_counts=True)[1])])
+    ids = sorted(set(p.columns["series"].tolist()), key=p.columns["series"].tolist().index)
+    row = [offsets[ids.index(s)] + int(o) for s, o in zip(b.columns["series"][one], b.numbers("origin")[one])]
+    want, sigma = p.numbers("yhat", missing_ok=True)[row], (p.numbers("yhat_hi", missing_ok=True) - p.numbers("yhat_lo", missing_ok=True))[row] / 2.563
+    assert np.all(np.abs(yhat[one] - want) < 4 * sigma / np.sqrt(2000))
+    m = json.loads((noisy / "b.json").read_text())
+    assert 0.6 <= m["coverage"] <= 0.95 and m["crps"] is not None
+    one_error_line(cli("backtest", small_model / "m.pt", small_model / "sine.csv", "--horizon", "3", "--samples", "5"), "forecasts points")
