@@ -675,7 +675,8 @@ def _draw_errors(ax, inputs, truths, logy: bool) -> None:
 
 
 def _draw_origins(ax, table: Table, truths: list[str], sid: str, logy: bool) -> None:
-    """The truth of one series over time, and the forecasts of at most 6 origins, evenly spaced."""
+    """The truth of one series over time, and the forecasts of at most 6 origins, evenly
+    spaced (each with its interval as a band, where the table has one)."""
     rows = np.ones(len(table), bool) if "series" not in table.columns else np.asarray(table.columns["series"]).astype(str) == sid
     t, origin, h = _times(table)[rows], table.numbers("origin")[rows], table.numbers("h")[rows]
     _, first = np.unique(t, return_index=True)
@@ -689,6 +690,9 @@ def _draw_origins(ax, table: Table, truths: list[str], sid: str, logy: bool) -> 
         for j, name in enumerate(_yhat_names(table)):
             yhat = table.numbers(name, True)[rows][at]
             ax.plot(t[at], yhat, color=f"C{k}", lw=1.3, marker=".", ms=4, label=f"origin {o:g}" if j == 0 else None)
+            if f"{name}_lo" in table.columns and f"{name}_hi" in table.columns:  # an interval, as a band
+                lo, hi = (table.numbers(f"{name}_{end}", True)[rows][at] for end in ("lo", "hi"))
+                ax.fill_between(t[at], lo, hi, color=f"C{k}", alpha=0.15, lw=0, label="interval" if j == k == 0 else None)
     ax.set_title(f"series {_literal(sid)}: forecasts from {len(shown)} of {len(origins)} origins", fontsize=10)
     _style(ax, logy, "t")
     _date_ticks(ax, t)

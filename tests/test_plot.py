@@ -298,3 +298,16 @@ def test_an_interval_is_drawn_as_a_band_between_its_bounds(tables):
         ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
         first = yhat[: int((table.columns["series"] == table.columns["series"][0]).sum())][rows]
         assert np.nanmin(ys) == pytest.approx(np.nanmin(first) - 0.25) and np.nanmax(ys) == pytest.approx(np.nanmax(first) + 0.5)
+
+
+def test_a_backtest_draws_each_shown_origins_interval_as_a_band():
+    table = backtest_table(n_series=1)
+    yhat = table.numbers("yhat")
+    table.columns["yhat_lo"], table.columns["yhat_hi"] = yhat - 0.5, yhat + 1.0
+    fig = figure([("b", table)])
+    ax = fig.axes[-1]
+    origins = [l for l in ax.get_lines() if str(l.get_label()).startswith("origin")]
+    assert len(ax.collections) == len(origins) > 1 and ax.collections[0].get_label() == "interval"
+    for line, band in zip(origins, ax.collections):
+        ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+        assert ys.min() == pytest.approx(np.min(line.get_ydata()) - 0.5) and ys.max() == pytest.approx(np.max(line.get_ydata()) + 1.0)
