@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import BIN, Row
+from .common import BIN, ENV, Row
 
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 ROWS, LENGTH = 100_000_000, 1_000
 TRAIN = ["--steps", "100", "--threads", "1"]
 

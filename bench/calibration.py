@@ -16,36 +16,29 @@ the same table (in one process, the same model; at least 10x).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from .common import BIN, Row
+from .common import Row, interleaved, sh
 
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 Z80 = 1.2815515655446004  # the standard normal's 90% quantile: an 80% interval is mean +- Z80 sigma
-
-
-def _sh(command: str, cwd: Path) -> None:
-    subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=ENV, check=True, capture_output=True)
 
 
 def run() -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        _sh("seqtool gen sine --noise 0.1 --seed 101 -o fresh.csv", d)
+        sh("seqtool gen sine --noise 0.1 --seed 101 -o fresh.csv", d)
         for seed in (0, 1, 2):
-            _sh(f"seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed} -o g{seed}.pt", d)
-            _sh(f"seqtool predict g{seed}.pt fresh.csv --level 80 --metrics m{seed}.json -q > /dev/null", d)
+            sh(f"seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed} -o g{seed}.pt", d)
+            sh(f"seqtool predict g{seed}.pt fresh.csv --level 80 --metrics m{seed}.json -q > /dev/null", d)
             m = json.loads((d / f"m{seed}.json").read_text())
             sigma = m["width"] / (2 * Z80)
             what = f"`seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed}`; fresh --seed 101, {m['steps']} steps"
             rows.append(Row(f"seed {seed}: learned one-step scale", sigma, "", "0.085-0.115", abs(sigma / 0.1 - 1) <= 0.15, what))
             rows.append(Row(f"seed {seed}: 80% interval coverage", m["coverage"], "", "0.75-0.85", 0.75 <= m["coverage"] <= 0.85, f"CRPS {m['crps']:.4f}, MAE {m['mae']:.4f}"))
-            _sh(f"seqtool rollout g{seed}.pt fresh.csv --warmup 20 --steps 20 --samples 200 --seed {seed} --metrics f{seed}.json -q > /dev/null", d)
+            sh(f"seqtool rollout g{seed}.pt fresh.csv --warmup 20 --steps 20 --samples 200 --seed {seed} --metrics f{seed}.json -q > /dev/null", d)
             f = json.loads((d / f"f{seed}.json").read_text())
             rows.append(Row(f"seed {seed}: 80% coverage, 20 free steps from paths", f["coverage"], "", "0.75-0.85", 0.75 <= f["coverage"] <= 0.85, f"200 paths per series; width {f['width']:.3f}, CRPS {f['crps']:.4f}"))
         rows += _airline(d)
@@ -56,11 +49,11 @@ def run() -> list[Row]:
 def _airline(d: Path) -> list[Row]:
     from .forecasting import HOLD, ROOT
 
-    _sh(f"head -n -{HOLD} {ROOT / 'data' / 'airline.csv'} > head.csv", d)
-    _sh("seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 --cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 -o air.pt", d)
+    sh(f"head -n -{HOLD} {ROOT / 'data' / 'airline.csv'} > head.csv", d)
+    sh("seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 --cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 -o air.pt", d)
     rows = []
     for level in (50, 80, 95):
-        _sh(f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} --metrics air{level}.json -q > /dev/null", d)
+        sh(f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} --metrics air{level}.json -q > /dev/null", d)
         m = json.loads((d / f"air{level}.json").read_text())
         rows.append(Row(f"airline held-out tail: {level}% one-step coverage", m["coverage"], "", "reported", True, f"{m['steps']} months; width {m['width']:.1f}, MAE {m['mae']:.1f}"))
     return rows
@@ -71,7 +64,6 @@ def _speed(model: Path) -> list[Row]:
     from seqtool.inference import rollout
     from seqtool.tables import write_table
 
-    from .common import interleaved
 
     write_table(tasks.sine(n_series=1000, noise=0.1, seed=5), model.parent / "many.csv")
     kw = dict(warmup=10, steps=100, quiet=True, threads=1)
@@ -84,11 +76,11 @@ def _speed(model: Path) -> list[Row]:
     rows = [Row("sample paths: one batch / 100 point rollouts, in one process", ratio, "x", ">= 10", ratio >= 10, note)]
     command = f"seqtool rollout {model.name} many.csv --warmup 10 --steps 100 --threads 1 -q > /dev/null"
     start = time.perf_counter()
-    _sh(command.replace("rollout", "rollout --samples 100", 1), model.parent)
+    sh(command.replace("rollout", "rollout --samples 100", 1), model.parent)
     one = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(5):
-        _sh(command, model.parent)
+        sh(command, model.parent)
     each = (time.perf_counter() - start) / 5
     note = f"`seqtool rollout --samples 100` {one:.1f} s; one point `seqtool rollout` {each:.1f} s (mean of 5), x 100"
     rows.append(Row("sample paths: one command / 100 point commands", 100 * each / one, "x", ">= 10", 100 * each >= 10 * one, note))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # the venv's seqtool first
 
 
 @dataclass
@@ -38,12 +39,15 @@ def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def sh(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a shell pipeline (pipefail) with the venv's seqtool first on PATH; its output, text."""
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=ENV, capture_output=True, text=True, check=True)
+
+
 def command(*argv: str) -> Callable[[], None]:
     """A callable that runs a command with the venv's bin first on PATH, output discarded."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-
     def run() -> None:
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
     return run
 

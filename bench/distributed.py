@@ -8,16 +8,14 @@ every rank would compute the same validation loss, which is not data-parallel wo
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
-from .common import BIN, Row
+from .common import ENV, Row
 
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 MODES = {"1 process x 1 thread": "--threads 1", "1 process x 2 threads": "--threads 2", "2 processes x 1 thread": "--threads 1 --nproc 2"}
 MODELS = {  # name: (options, steps, repeats)
     "LSTM 64 x batch 256": ("--hidden 64 --batch 256 --window 50", 300, 3),

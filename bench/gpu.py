@@ -12,15 +12,12 @@ which runs cuDNN's LSTM in float16) and left out of seqtool: slower at every siz
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
-from .common import BIN, Row
+from .common import Row, sh
 
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 MODELS = {  # name: (options, steps)
     "LSTM 32 x batch 32 (the default)": ("--hidden 32 --batch 32", 300),
     "LSTM 64 x batch 256": ("--hidden 64 --batch 256", 300),
@@ -30,12 +27,8 @@ WINDOW = 50
 MODES = {"CPU": "--device cpu", "GPU": "--device cuda"}
 
 
-def _sh(command: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=ENV, capture_output=True, text=True, check=True)
-
-
 def _samples_per_second(d: Path, options: str, steps: int) -> float:
-    _sh(f"seqtool train d.csv {options} --window {WINDOW} --steps {steps} --val 0 -o m.pt --log log.csv -q", d)
+    sh(f"seqtool train d.csv {options} --window {WINDOW} --steps {steps} --val 0 -o m.pt --log log.csv -q", d)
     seconds = float((d / "log.csv").read_text().splitlines()[-1].split(",")[-1])  # the training seconds, unrounded
     return steps * int(re.search(r"--batch (\d+)", options).group(1)) * WINDOW / seconds
 
@@ -49,14 +42,14 @@ def run() -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        _sh("seqtool gen sine -n 1024 --length 400 -o d.csv", d)
+        sh("seqtool gen sine -n 1024 --length 400 -o d.csv", d)
         for model, (options, steps) in MODELS.items():
             rate = {mode: _samples_per_second(d, f"{options} {flags}", steps) for mode, flags in MODES.items()}
             note = f"{card}; {steps} steps of {WINDOW}-step windows: " + ", ".join(f"{m} {r:,.0f} samples/s" for m, r in rate.items())
             rows.append(Row(f"{model}: GPU / CPU", rate["GPU"] / rate["CPU"], "x", "beside", True, note))
-        done = _sh("seqtool gen sine | seqtool train --cell lstm --device cuda -o s.pt 2>&1 >/dev/null", d)
+        done = sh("seqtool gen sine | seqtool train --cell lstm --device cuda -o s.pt 2>&1 >/dev/null", d)
         seconds = float(re.search(r"in ([\d.]+) s", done.stdout).group(1))
-        _sh("seqtool gen sine --seed 1 | seqtool rollout s.pt --warmup 10 --metrics m.json -q > /dev/null", d)
+        sh("seqtool gen sine --seed 1 | seqtool rollout s.pt --warmup 10 --metrics m.json -q > /dev/null", d)
         mse = json.loads((d / "m.json").read_text())["mse"]
         what = f"`seqtool gen sine | seqtool train --cell lstm --device cuda`, trained in {seconds:.1f} s"
         rows.append(Row("sine LSTM on the GPU, free-running MSE", mse, "", "<= 1e-4", mse <= 1e-4, f"{what}; fresh --seed 1, 40 steps after a 10-step warm-up"))

@@ -10,16 +10,14 @@ reaches MAE <= 0.01 on a fresh 1,500-step series in at most 30 s of training.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .common import BIN, Row, interleaved
+from .common import ENV, Row, interleaved
 
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 RUNS = {  # name: (data command, train options)
     "sine default": ("seqtool gen sine -o d.csv", ""),
     "long series": ("seqtool gen integral -n 1 --length 100000 -o d.npz", "--stateful"),

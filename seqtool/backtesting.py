@@ -22,7 +22,7 @@ import numpy as np
 from . import outputs
 from .dataset import positions, ranges
 from .errors import SeqtoolError
-from .inference import Model, _interval_columns, next_step_model
+from .inference import Model, check_sampling, interval_columns, next_step_model
 from .limits import check_all, fits_in_memory
 from .metrics import interval_scores, line, naive_forecasts, report, scale, score
 from .tables import TABLE_FORMATS, SeriesTable, Table, numbered, write_table
@@ -50,12 +50,10 @@ def backtest(
     yhat and their quantiles at `level` as yhat_lo, yhat_hi, scored as rollout's."""
     import torch
 
-    from .inference import _check_sampling
-
     check_all(backtest_horizon=horizon, stride=stride, threads=threads, samples=samples, level=level, seed=seed)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
-    _check_sampling(m, samples, None)
+    check_sampling(m, samples, None)
     table = m.read(data)
     season = m.season_of(season, table.lengths)
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
@@ -203,7 +201,7 @@ def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season
     n = len(m.x_names)
     columns.update(zip(m.yhat_names, yhat.T))
     flat = {k: bounds[k].reshape(count * horizon, -1) for k in ("lo", "hi") if k in bounds}
-    columns.update(_interval_columns(m.yhat_names, flat))
+    columns.update(interval_columns(m.yhat_names, flat))
     columns.update(zip(numbered("naive", n), naive.T))
     if seasonal is not None:
         columns.update(zip(numbered("seasonal_naive", n), seasonal.T))

@@ -202,7 +202,7 @@ def predict(
     season = m.season_of(season, table.lengths)
     got = m.forecasts(table, level if hasattr(m.net.head, "quantile") else None)  # a distribution: intervals
     yhat, truth = got["point"], table.x if m.task == NEXT_STEP else table.y
-    columns = {**dict(zip(m.yhat_names, yhat.T)), **_interval_columns(m.yhat_names, got)}
+    columns = {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, got)}
     result = _with_columns(table, columns)
     step = positions(table.lengths)
     naive, seasonal = m.baselines(table, step, season)
@@ -246,7 +246,7 @@ def rollout(
         raise SeqtoolError("give --steps or --horizon, not both")
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics"), (paths, TABLE_FORMATS, "table")], inputs=[model, data])
     m = next_step_model(model)
-    _check_sampling(m, samples, paths)
+    check_sampling(m, samples, paths)
     table = m.read(data)
     m.use_threads(threads, len(table.lengths) * max(samples, 1))
     season = m.season_of(season, table.lengths)
@@ -261,7 +261,7 @@ def rollout(
     yhat = drawn.mean(axis=0) if samples else drawn
     tail = (1 - level / 100) / 2
     bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0)} if samples else {}
-    result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **_interval_columns(m.yhat_names, bounds)})
+    result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
     step, first_free = positions(total), np.repeat(k, total)
     result.columns["phase"] = np.where(step < first_free, "warmup", "free")
     start = np.repeat(table.offsets[:-1], total)
@@ -278,14 +278,14 @@ def rollout(
     return result, scores
 
 
-def _check_sampling(m: Model, samples: int, paths) -> None:
+def check_sampling(m: Model, samples: int, paths) -> None:
     if paths is not None and not samples:
         raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
     if samples and not hasattr(m.net.head, "sample"):
         raise SeqtoolError(f"{m.path} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)")
 
 
-def _interval_columns(names: list[str], bounds: dict) -> dict[str, np.ndarray]:
+def interval_columns(names: list[str], bounds: dict) -> dict[str, np.ndarray]:
     """The columns of an interval's bounds ("lo", "hi" in `bounds`, [rows, G]): yhat_lo, ..."""
     columns = {}
     for key in ("lo", "hi"):

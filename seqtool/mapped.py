@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import SeqtoolError
 from .scaling import Scaling, spread
-from .tables import NPZ_MAGIC, SeriesTable, _from_csv, _from_npz, dates_of, read_series, stdin
+from .tables import NPZ_MAGIC, SeriesTable, _from_csv, _from_npz, dates_of, opened, read_series
 
 FORMAT, VERSION = "seqtool-table", 1
 BLOCK = 1 << 16  # rows of a series per block of moments
@@ -92,19 +92,7 @@ def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y
 def _chunks(source, x, y):
     """The table, as series tables of consecutive rows, CHUNK bytes of CSV each (a chunk
     ends at a line end outside quotes); error lines name rows and lines of the whole file."""
-    name = "<stdin>" if source is None or str(source) == "-" else str(source)
-    if name == "<stdin>":
-        stream = stdin()
-    else:
-        try:
-            stream = open(source, "rb")
-        except FileNotFoundError:
-            raise SeqtoolError(f"{name}: no such file") from None
-        except IsADirectoryError:
-            raise SeqtoolError(f"{name}: is a folder, not a table") from None
-        except OSError as e:
-            raise SeqtoolError(f"{name}: cannot read: {e.strerror or e}") from None
-    with stream:
+    with opened(source) as (name, stream):
         header = stream.readline()
         if header.startswith(NPZ_MAGIC):  # npz cannot stream: read whole
             yield read_series(_from_npz(header + stream.read(), name), x, y)

@@ -9,13 +9,15 @@ formats.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -149,18 +151,10 @@ def read_table(source: str | Path | None = None) -> Table:
 
     The format is detected from the content, so npz bytes arrive through a pipe too.
     """
-    if source is None or str(source) == "-":
-        name, data = "<stdin>", _read_stdin()
-    else:
-        name = str(source)
-        try:
-            data = Path(source).read_bytes()
-        except FileNotFoundError:
-            raise SeqtoolError(f"{name}: no such file") from None
-        except IsADirectoryError:
-            raise SeqtoolError(f"{name}: is a folder, not a table") from None
-        except OSError as e:
-            raise SeqtoolError(f"{name}: cannot read: {e.strerror or e}") from None
+    with opened(source) as (name, stream):
+        data = stream.read()
+    if isinstance(data, str):  # a standard input without a binary buffer
+        data = data.encode("utf-8")
     if not data or data.isspace():  # isspace: no copy of a large input
         raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
     if data.startswith(NPZ_MAGIC):
@@ -289,20 +283,30 @@ def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> N
 # --- reading -------------------------------------------------------------------------
 
 
-def _read_stdin() -> bytes:
-    stream = stdin()
-    return stream.read() if isinstance(stream.read(0), bytes) else stream.read().encode("utf-8")
-
-
-def stdin():
-    """Standard input to read a table from (binary where it can be); closed or a terminal
-    is refused."""
-    stream = sys.stdin
-    if stream is None or stream.closed:
-        raise SeqtoolError("no input: give a table file, or pipe one in (stdin is closed)")
-    if stream.isatty():
-        raise SeqtoolError("no input: give a table file, or pipe one in (stdin is a terminal)")
-    return getattr(stream, "buffer", None) or stream
+@contextlib.contextmanager
+def opened(source: str | Path | None) -> Iterator[tuple[str, BinaryIO]]:
+    """A table's name and a stream to read it from: the file `source`, or standard input
+    for None or '-' (binary where it can be; closed or a terminal is refused). A file that
+    cannot be opened is refused in one line; a file is closed after use, stdin is not."""
+    if source is None or str(source) == "-":
+        stream = sys.stdin
+        if stream is None or stream.closed:
+            raise SeqtoolError("no input: give a table file, or pipe one in (stdin is closed)")
+        if stream.isatty():
+            raise SeqtoolError("no input: give a table file, or pipe one in (stdin is a terminal)")
+        yield "<stdin>", getattr(stream, "buffer", None) or stream
+        return
+    name = str(source)
+    try:
+        f = open(source, "rb")
+    except FileNotFoundError:
+        raise SeqtoolError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise SeqtoolError(f"{name}: is a folder, not a table") from None
+    except OSError as e:
+        raise SeqtoolError(f"{name}: cannot read: {e.strerror or e}") from None
+    with f:
+        yield name, f
 
 
 def _from_csv(data: bytes, source: str) -> Table:

@@ -225,22 +225,33 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff.lags)
     val = held_out = None
     if val_x:
-        val_y = [y.copy() for y in val_y]
-        for y in val_y:
-            y[: config.burn_in] = np.nan
-        _has_targets(val_y, table, "validation", config.burn_in)
-        val = Rows.of(val_x, val_y, scaling, table.x_names, table.source).to(device)
+        val, scored = _validation(val_x, val_y, table, scaling, config, device, config.burn_in, diff.order)
         if task == NEXT_STEP:  # as read: the naive forecasts repeat the values, not their differences
             rows = split(table.split(np.arange(int(table.lengths.sum()))[:, None]), xs, config.val, config.seed)[1][0]
-            scored = [np.concatenate([np.zeros(diff.order + 1, bool), ~np.isnan(y[:-1]).any(axis=1)]) for y in val_y]
             held_out = (_rows_of(table, [r[:, 0] for r in rows]), scored)
-    info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
-    if config.season is not None:
-        info["season"] = config.season
+    info = _info(table, task, config)
     if time is not None:
         info["time"] = time.to_dict()
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
     return _Data(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
+
+
+def _validation(xs, ys, table, scaling: Scaling, config: TrainConfig, device, skip: int, order: int = 0) -> tuple[Rows, list]:
+    """The validation rows, the first `skip` steps of each series left out of the loss (the
+    burn-in, a lead-in); and for each series the rows a next-step forecast is scored on as
+    read (none in the first 1 + `order` rows). A part without targets is refused."""
+    ys = [y.copy() for y in ys]
+    for y in ys:
+        y[:skip] = np.nan
+    _has_targets(ys, table, "validation", config.burn_in)
+    scored = [np.concatenate([np.zeros(order + 1, bool), ~np.isnan(y[:-1]).any(axis=1)]) for y in ys]
+    return Rows.of(xs, ys, scaling, table.x_names, table.source).to(device), scored
+
+
+def _info(table, task: str, config: TrainConfig) -> dict:
+    """The checkpoint's "data": column names, task, source, and the season asked for."""
+    info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
+    return {**info, "season": config.season} if config.season is not None else info
 
 
 def _prepare_in_place(folder: mapped.Folder, config: TrainConfig, device) -> _Data:
@@ -253,16 +264,10 @@ def _prepare_in_place(folder: mapped.Folder, config: TrainConfig, device) -> _Da
     scaling = folder.scaling(starts, lengths)
     val = held_out = None
     if val_table is not None:
-        xs, ys = inputs_and_targets(val_table, NEXT_STEP)
-        for y in ys:
-            y[: max(config.burn_in, lead)] = np.nan
-        _has_targets(ys, val_table, "validation", config.burn_in)
-        val = Rows.of(xs, ys, scaling, folder.x_names, folder.source).to(device)
-        held_out = (val_table, [np.concatenate([[False], ~np.isnan(y[:-1]).any(axis=1)]) for y in ys])
-    info = {"x_names": folder.x_names, "y_names": [], "task": NEXT_STEP, "source": folder.source}
-    if config.season is not None:
-        info["season"] = config.season
-    return _Data(folder.meta["sha256"], scaling, mapped.MappedRows(folder, starts, lengths, scaling, device), val, info, held_out)
+        val, scored = _validation(*inputs_and_targets(val_table, NEXT_STEP), val_table, scaling, config, device, max(config.burn_in, lead))
+        held_out = (val_table, scored)
+    rows = mapped.MappedRows(folder, starts, lengths, scaling, device)
+    return _Data(folder.meta["sha256"], scaling, rows, val, _info(folder, NEXT_STEP, config), held_out)
 
 
 def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
