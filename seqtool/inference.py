@@ -129,10 +129,10 @@ class Model:
 
     def forecasts(self, table: SeriesTable, level: float | None = None) -> dict[str, np.ndarray]:
         """`one_step`'s forecasts ("point") and, with `level` (a model with intervals), the
-        interval's bounds at `level` percent ("lo", "hi"), and for a Gaussian its scale
-        ("scale"): each [rows, G] on the original scale (a quantile of a differenced value
+        interval's bounds at `level` percent ("lo", "hi"), its scale ("scale") and for a
+        Student-t its degrees of freedom ("df"): each [rows, G] on the original scale (a quantile of a differenced value
         plus the true past is that of the value; the shift leaves the scale)."""
-        from .models import StudentTHead, over_series
+        from .models import over_series
 
         z, lengths = self.view(table)
         out, _ = over_series(self.net, z, lengths)
@@ -141,9 +141,10 @@ class Model:
         if level:
             tail = (1 - level / 100) / 2
             got["lo"], got["hi"] = (self.outputs(head.quantile(out, q), "intervals") for q in (tail, 1 - tail))
-            if not isinstance(head, StudentTHead):
-                got["scale"] = head.parts(out)[1].double().numpy() * self.scaling.y_std
-        return {key: self._aligned(table, lengths, v, shift=key != "scale") for key, v in got.items()}
+            _, scale, *df = (p.double().numpy() for p in head.parts(out))  # a Student-t's df too
+            got["scale"] = scale * self.scaling.y_std
+            got.update(zip(["df"], df))
+        return {key: self._aligned(table, lengths, v, shift=key not in ("scale", "df")) for key, v in got.items()}
 
     def _aligned(self, table: SeriesTable, lengths: np.ndarray, values: np.ndarray, shift: bool = True) -> np.ndarray:
         """Model outputs in the rows of the truth they estimate; with `shift`, differencing undone."""

@@ -104,9 +104,29 @@ def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarr
     elif "scale" in got:
         sigma = got["scale"][mask]
         z = (y - point) / sigma
-        phi, cdf = np.exp(-z * z / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + _erf(z / math.sqrt(2)))
-        result["crps"] = float(np.mean(sigma * (z * (2 * cdf - 1) + 2 * phi - 1 / math.sqrt(math.pi))))
+        result["crps"] = float(np.mean(sigma * (_t_crps(z, got["df"][mask]) if "df" in got else _normal_crps(z))))
     return result
+
+
+def _normal_crps(z: np.ndarray) -> np.ndarray:
+    """The CRPS of the standard normal at z (Gneiting and Raftery 2007)."""
+    phi, cdf = np.exp(-z * z / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + _erf(z / math.sqrt(2)))
+    return z * (2 * cdf - 1) + 2 * phi - 1 / math.sqrt(math.pi)
+
+
+def _t_crps(z: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """The CRPS of the standard Student-t with df (> 1) degrees of freedom at z (Jordan,
+    Krueger and Lerch 2019, scoringRules)."""
+    import torch
+
+    from .models import t_cdf
+
+    z, v = torch.from_numpy(z), torch.from_numpy(df)
+    log_beta = lambda a, b: torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)  # noqa: E731
+    half = torch.tensor(0.5, dtype=v.dtype)
+    density = torch.exp(torch.lgamma((v + 1) / 2) - torch.lgamma(v / 2) - 0.5 * torch.log(v * math.pi) - (v + 1) / 2 * torch.log1p(z * z / v))
+    spread = 2 * torch.sqrt(v) * torch.exp(log_beta(half, v - 0.5) - 2 * log_beta(half, v / 2)) / (v - 1)
+    return (z * (2 * t_cdf(z, v) - 1) + 2 * density * (v + z * z) / (v - 1) - spread).numpy()
 
 
 def _erf(x: np.ndarray) -> np.ndarray:

@@ -107,24 +107,26 @@ def t_quantile(df: torch.Tensor, q: float) -> torch.Tensor:
 
 
 def _t_quantiles(d: torch.Tensor, q: float) -> torch.Tensor:
-    """The quantile q of the standard Student-t at each of `d`: bisection on the CDF, which
-    is 1/2 + the integral of the density from 0, by Gauss-Legendre on u = atan(x) (a smooth
-    integrand on a finite range)."""
-    nodes, weights = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(64))
-    log_norm = torch.lgamma((d + 1) / 2) - torch.lgamma(d / 2) - 0.5 * torch.log(d * math.pi)
-
-    def cdf(x):
-        u = torch.atan(x)[..., None] * (nodes + 1) / 2  # [..., 64] points on [0, atan x]
-        t = torch.tan(u)
-        density = torch.exp(log_norm[..., None] - (d[..., None] + 1) / 2 * torch.log1p(t * t / d[..., None])) / torch.cos(u) ** 2
-        return 0.5 + (density * weights).sum(-1) * torch.atan(x) / 2
-
+    """The quantile q of the standard Student-t at each of `d`: bisection on `t_cdf`."""
     lo, hi = torch.full_like(d, -1e3), torch.full_like(d, 1e3)
     for _ in range(60):
         mid = (lo + hi) / 2
-        below = cdf(mid) < q
+        below = t_cdf(mid, d) < q
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     return (lo + hi) / 2
+
+
+def t_cdf(x: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
+    """The standard Student-t's CDF at x with df degrees of freedom, elementwise (torch has
+    none): 1/2 + the density's integral from 0, by 64-point Gauss-Legendre on u = atan(t)
+    (a smooth integrand on a finite range)."""
+    nodes, weights = (torch.from_numpy(a).to(x.dtype) for a in np.polynomial.legendre.leggauss(64))
+    d = df[..., None]
+    log_norm = torch.lgamma((d + 1) / 2) - torch.lgamma(d / 2) - 0.5 * torch.log(d * math.pi)
+    u = torch.atan(x)[..., None] * (nodes + 1) / 2  # [..., 64] points on [0, atan x]
+    t = torch.tan(u)
+    density = torch.exp(log_norm - (d + 1) / 2 * torch.log1p(t * t / d)) / torch.cos(u) ** 2
+    return 0.5 + (density * weights).sum(-1) * torch.atan(x) / 2
 
 
 HEADS = {"mse": PointHead, "gaussian": GaussianHead, "studentt": StudentTHead}
@@ -261,6 +263,8 @@ class Stepper:
     module machinery a step costs a fraction of a one-step call of the fused module.
     """
 
+    BLOCK = 4096  # rows stepped at a time on the CPU
+
     def __init__(self, model: SeqModel):
         cfg = model.config
         self.lstm = cfg.cell == "lstm"
@@ -278,11 +282,28 @@ class Stepper:
 
     def __call__(self, x: torch.Tensor, states: list, draw: bool = False, raw: bool = False):
         """x [B, n_in] -> the point forecast [B, n_out] (with `draw`, a draw from the head's
-        distribution; with `raw`, the head's outputs) and the new per-layer states."""
+        distribution; with `raw`, the head's outputs) and the new per-layer states. On the
+        CPU a batch of more than BLOCK rows steps BLOCK rows at a time: a step of 100,000
+        rows at once leaves the cache and costs twice as much per row (bench/RESULTS.md)."""
+        if len(x) <= self.BLOCK or x.is_cuda:  # a GPU wants the whole batch
+            out, new = self._step(x, states)
+        else:
+            blocks = [self._step(x[i : i + self.BLOCK], [map_state(lambda s: s[i : i + self.BLOCK], st) for st in states]) for i in range(0, len(x), self.BLOCK)]
+            out = torch.cat([o for o, _ in blocks])
+            new = [_joined([b[layer] for _, b in blocks]) for layer in range(len(states))]
+        return (out if raw else self.head.sample(out) if draw else self.head.point(out)), new
+
+    def _step(self, x: torch.Tensor, states: list) -> tuple[torch.Tensor, list]:
         new = []
         for weights, state in zip(self.weights, states):
             state = self.cell(x, state, *weights)
             x = state[0] if self.lstm else state
             new.append(state)
-        out = nn.functional.linear(x, self.head.weight, self.head.bias)
-        return (out if raw else self.head.sample(out) if draw else self.head.point(out)), new
+        return nn.functional.linear(x, self.head.weight, self.head.bias), new
+
+
+def _joined(states: list):
+    """One layer's states of consecutive blocks of rows as one state."""
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(s) for s in zip(*states))
+    return torch.cat(states)

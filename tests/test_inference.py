@@ -137,11 +137,13 @@ def test_rollout_options_are_checked(models, cli):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_stepper_steps_like_the_module(cell):
+@pytest.mark.parametrize("block", [4096, 3])  # 3: a batch of 4 rows steps in two blocks
+def test_stepper_steps_like_the_module(cell, block, monkeypatch):
     import torch
 
     from seqtool.models import ModelConfig, SeqModel, Stepper
 
+    monkeypatch.setattr(Stepper, "BLOCK", block)
     torch.manual_seed(0)
     net = SeqModel(ModelConfig(n_in=2, n_out=3, cell=cell, hidden=5, layers=2)).eval()
     x = torch.randn(4, 6, 2)

@@ -88,6 +88,14 @@ def test_predict_writes_the_interval_on_the_original_scale_and_it_covers_what_it
     assert m["crps"] < m["mae"]
 
 
+def test_a_student_t_model_scores_its_interval_and_crps(noisy, cli):
+    train(noisy / "train.csv", noisy / "t.pt", TrainConfig(loss="studentt", hidden=16, steps=600), quiet=True)
+    result = cli("predict", noisy / "t.pt", noisy / "fresh.csv", "--warmup", "10", "--metrics", noisy / "t.json", "-o", "/dev/null")
+    assert result.exit_code == 0, result.stderr
+    m = json.loads((noisy / "t.json").read_text())
+    assert 0.72 <= m["coverage"] <= 0.88 and m["crps"] is not None and 0.5 * m["mae"] < m["crps"] < m["mae"]
+
+
 def test_a_point_model_has_no_interval_and_bad_levels_and_losses_are_refused(noisy, small_model, cli):
     result = cli("predict", small_model / "m.pt", small_model / "sine.csv", "-o", noisy / "q.csv")
     assert result.exit_code == 0 and "yhat_lo" not in (noisy / "q.csv").read_text().splitlines()[0]
@@ -152,6 +160,21 @@ def test_the_sample_crps_is_the_closed_form_for_many_draws():
     exact = interval_scores(y, {**base, "scale": scale}, 80.0, np.ones(len(y), bool))["crps"]
     drawn = interval_scores(y, {**base, "paths": rng.normal(0.0, 1.0, size=(4000, 400, 1))}, 80.0, np.ones(len(y), bool))["crps"]
     assert drawn == pytest.approx(exact, rel=0.02)
+
+
+def test_the_student_t_crps_closed_form_is_the_sample_estimate():
+    rng = np.random.default_rng(2)
+    y = rng.standard_t(3.0, size=(400, 1)) * 0.7 + 0.2
+    for df in (2.5, 4.0, 50.0):
+        point, scale, dfs = np.zeros_like(y), np.full_like(y, 0.7), np.full_like(y, df)
+        base = {"point": point, "lo": point - 1.28, "hi": point + 1.28}
+        exact = interval_scores(y, {**base, "scale": scale, "df": dfs}, 80.0, np.ones(len(y), bool))["crps"]
+        draws = 0.7 * rng.standard_t(df, size=(8000, 400, 1))
+        drawn = interval_scores(y, {**base, "paths": draws}, 80.0, np.ones(len(y), bool))["crps"]
+        assert exact == pytest.approx(drawn, rel=0.02)
+    normal = interval_scores(y, {**base, "scale": scale}, 80.0, np.ones(len(y), bool))["crps"]
+    many = interval_scores(y, {**base, "scale": scale, "df": np.full_like(y, 1e5)}, 80.0, np.ones(len(y), bool))["crps"]
+    assert many == pytest.approx(normal, rel=1e-4)  # a t of many df is the normal
 
 
 def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_model, cli):
