@@ -12,9 +12,11 @@ Beside them: `--loss studentt` (seed 0) on the same data, its coverage and its c
 CRPS against that of the true N(., 0.1) (0.1 / sqrt(pi) = 0.0564). The airline series'
 held-out tail (its last 24 months, never trained on; the settings are bench/forecasting.py's,
 chosen on the training part) with --loss gaussian: one-step coverage at 50, 80 and 95%,
-reported. And the speed of sampling: 1,000 series x 100 free steps x 100 paths in one
-`rollout --samples 100`, against 100 point rollouts of the same table: as commands (the
-issue's target, at least 10x), and in one process (the same arithmetic; reported).
+reported, as learned and with --log-values (added after this tail showed the first too
+narrow: for that choice the tail is not unseen). And the speed of sampling: 1,000 series
+x 100 free steps x 100 paths in one `rollout --samples 100`, against 100 point rollouts
+of the same table: as commands (the issue's target, at least 10x), and in one process
+(the same arithmetic; reported).
 """
 
 from __future__ import annotations
@@ -61,15 +63,18 @@ def _predicted(d: Path, model: str, warmup: int) -> dict:
 
 
 def _airline(d: Path) -> list[Row]:
+    """One-step coverage on the airline's held-out tail: the raw differences (seed 0), and
+    the same settings with --log-values (seeds 0-2), at 50, 80 and 95%."""
     from .forecasting import HOLD, ROOT
 
     sh(f"head -n -{HOLD} {ROOT / 'data' / 'airline.csv'} > head.csv", d)
-    sh("seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 --cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 -o air.pt", d)
     rows = []
-    for level in (50, 80, 95):
-        sh(f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} --metrics air{level}.json -q > /dev/null", d)
-        m = json.loads((d / f"air{level}.json").read_text())
-        rows.append(Row(f"airline held-out tail: {level}% one-step coverage", m["coverage"], "", "reported", True, f"{m['steps']} months; width {m['width']:.1f}, MAE {m['mae']:.1f}"))
+    for name, extra, seed in [("airline held-out tail", "", 0)] + [(f"airline held-out tail, --log-values, seed {s}", "--log-values", s) for s in (0, 1, 2)]:
+        sh(f"seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 {extra} --cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 --seed {seed} -o air.pt", d)
+        for level in (50, 80, 95):
+            sh(f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} --metrics air.json -q > /dev/null", d)
+            m = json.loads((d / "air.json").read_text())
+            rows.append(Row(f"{name}: {level}% one-step coverage", m["coverage"], "", "reported", True, f"{m['steps']} months; width {m['width']:.1f}, MAE {m['mae']:.1f}, CRPS {m['crps']:.2f}"))
     return rows
 
 

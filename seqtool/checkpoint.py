@@ -11,7 +11,8 @@ Layout of the dict:
                              time (optional: --time-features' column and cycles; the model's
                              inputs are then the x columns and a sine/cosine pair per cycle)
     norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split),
-                             lags (optional: the --diff lags, applied before standardising)
+                             lags (optional: the --diff lags, applied before standardising),
+                             log (optional: true with --log-values, applied before the lags)
     weights                  the weights to use: best on validation, else the last
     train                    every training setting, so --resume continues with them
     resume                   weights, optimizer, scheduler, step, torch_rng, carry, ... (see training)
@@ -162,6 +163,8 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     lags = norm.get("lags", [])
     if not isinstance(lags, list) or not all(_count(lag) for lag in lags) or (lags and task != "next-step"):
         damaged(f"norm.lags is {lags!r:.60}; expected differencing lags (whole numbers >= 1) of a next-step model")
+    if norm.get("log", False) not in (True, False) or (norm.get("log") and task != "next-step"):
+        damaged(f"norm.log is {norm.get('log')!r:.60}; expected true or false (true only for a next-step model)")
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")
 

@@ -95,6 +95,7 @@ class TrainConfig:
     x: str | None = _option(None, "Input columns, comma-separated \\[default: x or x0,x1,...].")
     y: str | None = _option(None, "Target columns, comma-separated \\[default: y or y0,y1,...].")
     diff: str | None = _option(None, "Difference the series at these lags in turn (1: a trend; 1,12: and a season of 12) and learn the differences; forecasts are undone to the original scale.")
+    log_values: bool = _option(False, "Learn the logarithm of the series (all values positive), where it grows by a factor; forecasts are taken back by exp (a median).")
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     time_features: bool = _option(False, "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: for seasons longer than a window.")
     period: str | None = _option(None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates.")
@@ -144,7 +145,7 @@ class TrainConfig:
             window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
             val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed,
         )  # fmt: skip
-        for name in ("stateful", "time_features"):
+        for name in ("stateful", "time_features", "log_values"):
             if not isinstance(getattr(self, name), bool):
                 raise SeqtoolError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.save_every, (int, float)) and 0 <= self.save_every < math.inf):

@@ -51,13 +51,14 @@ def inputs_and_targets(
 
 
 def _series_and_targets(table: SeriesTable, task: str, diff: Differencing) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Inputs and targets of each series, differenced where asked."""
+    """Inputs and targets of each series, logged and differenced where asked."""
     xs = table.split(table.x)
     if task == MAPPING:
-        if diff.lags:
+        if diff.active:
+            option = "--diff" if diff.lags else "--log-values"
             raise SeqtoolError(
-                f"{table.source}: --diff is for next-step forecasting; this table has targets "
-                f"({', '.join(table.y_names)}), so its model maps inputs to targets: drop --diff"
+                f"{table.source}: {option} is for next-step forecasting; this table has targets "
+                f"({', '.join(table.y_names)}), so its model maps inputs to targets: drop {option}"
             )
         if table.y is None:
             return xs, [np.full((len(x), 0), np.nan) for x in xs]
@@ -69,7 +70,11 @@ def _series_and_targets(table: SeriesTable, task: str, diff: Differencing) -> tu
                 f"{table.source}: series {table.ids[short[0]]!r} has {table.lengths[short[0]]} steps; "
                 f"--diff {diff} needs at least {diff.order + 2} (the first {diff.order} only feed the differencing)"
             )
-        xs = [diff.difference(x) for x in xs]
+    if diff.active:
+        try:
+            xs = [diff.difference(x) for x in xs]
+        except SeqtoolError as e:
+            raise SeqtoolError(f"{table.source}: {e}") from None
     ys = []
     for x in xs:
         y = np.full_like(x, np.nan)

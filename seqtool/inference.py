@@ -85,9 +85,12 @@ class Model:
         import torch
 
         x, order = table.x, self.scaling.diff.order
-        if order:
+        if self.scaling.diff.active:
             step = positions(table.lengths)
-            x = self.scaling.diff.difference(x)[step[order:] >= order]
+            try:
+                x = self.scaling.diff.difference(x)[step[order:] >= order]
+            except SeqtoolError as e:
+                raise SeqtoolError(f"{table.source}: {e}") from None
         if self.time is not None:
             x = np.concatenate([x, self.known(table, table.lengths)], axis=1)
         z = self.scaling.inputs(x, self.x_names, table.source)
@@ -129,8 +132,9 @@ class Model:
 
     def forecasts(self, table: SeriesTable, level: float | None = None) -> dict[str, np.ndarray]:
         """`one_step`'s forecasts ("point") and, with `level` (a model with intervals), the
-        interval's bounds at `level` percent ("lo", "hi"), its scale ("scale") and for a
-        Student-t its degrees of freedom ("df"): each [rows, G] on the original scale (a quantile of a differenced value
+        interval's bounds at `level` percent ("lo", "hi"), its scale ("scale"; "log_scale",
+        of the log, with --log-values) and for a Student-t its degrees of freedom ("df"): each
+        [rows, G] on the original scale (a quantile of a differenced value
         plus the true past is that of the value; the shift leaves the scale)."""
         from .models import over_series
 
@@ -142,9 +146,9 @@ class Model:
             tail = (1 - level / 100) / 2
             got["lo"], got["hi"] = (self.outputs(head.quantile(out, q), "intervals") for q in (tail, 1 - tail))
             _, scale, *df = (p.double().numpy() for p in head.parts(out))  # a Student-t's df too
-            got["scale"] = scale * self.scaling.y_std
+            got["log_scale" if self.scaling.log else "scale"] = scale * self.scaling.y_std
             got.update(zip(["df"], df))
-        return {key: self._aligned(table, lengths, v, shift=key not in ("scale", "df")) for key, v in got.items()}
+        return {key: self._aligned(table, lengths, v, shift=key in ("point", "lo", "hi")) for key, v in got.items()}
 
     def _aligned(self, table: SeriesTable, lengths: np.ndarray, values: np.ndarray, shift: bool = True) -> np.ndarray:
         """Model outputs in the rows of the truth they estimate; with `shift`, differencing undone."""

@@ -16,7 +16,7 @@ A table folder (format "seqtool-table", version 1):
                   the rows
 
 Every command reads such a folder (`read_series` loads it whole); `train` of a next-step
-table without --diff or --time-features reads it in place: batches gather their rows from
+table without --diff, --log-values or --time-features reads it in place: batches gather their rows from
 the maps and standardise them as they go, so memory does not grow with the table.
 """
 
@@ -375,8 +375,8 @@ class Folder:
         return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)
 
     def in_place(self, config) -> bool:
-        """Whether `train` reads it in place: next-step, without --diff or --time-features."""
-        return not self.y_names and config.diff is None and not config.time_features
+        """Whether `train` reads it in place: next-step, without --diff, --log-values or --time-features."""
+        return not self.y_names and config.diff is None and not config.log_values and not config.time_features
 
     def moments_of(self, series: np.ndarray, stop: int | None = None) -> tuple[np.ndarray, ...]:
         """count, mean, std, largest magnitude of each input column over the rows of

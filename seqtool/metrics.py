@@ -88,8 +88,9 @@ def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarr
     """How good the intervals are on the scored rows with a known truth: `coverage`, the
     share of truths inside [lo, hi] (calibrated: level / 100); `width`, their mean width;
     `pinball`, the mean quantile loss at the two bounds; and `crps` (lower is better): from
-    sample paths ("paths" in `got`, [N, rows, G]), or for a Gaussian forecast ("scale") in
-    closed form (Gneiting and Raftery 2007)."""
+    sample paths ("paths" in `got`, [N, rows, G]), else in closed form: a Gaussian
+    ("scale"), a Student-t ("scale", "df") or, with --log-values, a log-normal ("log_scale");
+    none for a log-t, whose mean is infinite."""
     lo, hi, point = got["lo"], got["hi"], got["point"]
     mask = scored[:, None] & ~np.isnan(truth) & ~np.isnan(lo)
     y, lo, hi, point = truth[mask], lo[mask], hi[mask], point[mask]
@@ -105,6 +106,8 @@ def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarr
         sigma = got["scale"][mask]
         z = (y - point) / sigma
         result["crps"] = float(np.mean(sigma * (_t_crps(z, got["df"][mask]) if "df" in got else _normal_crps(z))))
+    elif "log_scale" in got and "df" not in got:  # a log-normal (--log-values); of a log-t the mean is infinite
+        result["crps"] = float(np.mean(_lognormal_crps(y, np.log(point), got["log_scale"][mask])))
     return result
 
 
@@ -112,6 +115,14 @@ def _normal_crps(z: np.ndarray) -> np.ndarray:
     """The CRPS of the standard normal at z (Gneiting and Raftery 2007)."""
     phi, cdf = np.exp(-z * z / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + _erf(z / math.sqrt(2)))
     return z * (2 * cdf - 1) + 2 * phi - 1 / math.sqrt(math.pi)
+
+
+def _lognormal_crps(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The CRPS of the log-normal of log-mean mu and log-scale sigma at y > 0 (Baran and
+    Lerch 2015); its median exp(mu) is the point forecast."""
+    cdf = lambda v: 0.5 * (1 + _erf(v / math.sqrt(2)))  # noqa: E731
+    z = (np.log(y) - mu) / sigma
+    return y * (2 * cdf(z) - 1) - 2 * np.exp(mu + sigma**2 / 2) * (cdf(z - sigma) + cdf(sigma / math.sqrt(2)) - 1)
 
 
 def _t_crps(z: np.ndarray, df: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The one transform between the table's scale and the model's (`Scaling`): differencing
-(optional), then standardisation; and the representable-range rules it enforces."""
+"""The one transform between the table's scale and the model's (`Scaling`): the logarithm
+and differencing (each optional), then standardisation; and the representable-range rules it enforces."""
 
 from __future__ import annotations
 
@@ -18,30 +18,31 @@ STATS = ("x_mean", "x_std", "y_mean", "y_std")
 @dataclass
 class Scaling:
     """The transform between a table's scale and the model's, both ways: a next-step
-    series differenced at `lags` in turn (`--diff 1,12`: d = (1 - B^12)(1 - B) x), then
-    each column standardised by the mean and std of the training split. Fitted by `train`,
-    stored in the checkpoint (its `norm` section) and restored from it by every command
-    that runs the model; nothing else scales values. The differencing is `diff`; the
-    statistics are those of the differenced series."""
+    series logged (`--log-values`) and differenced at `lags` in turn (`--diff 1,12`: d = (1 -
+    B^12)(1 - B) x), then each column standardised by the mean and std of the training
+    split. Fitted by `train`, stored in the checkpoint (its `norm` section) and restored
+    from it by every command that runs the model; nothing else scales values. The log and
+    the differencing are `diff`; the statistics are those of the series they give."""
 
     x_mean: np.ndarray
     x_std: np.ndarray
     y_mean: np.ndarray
     y_std: np.ndarray
     lags: tuple[int, ...] = ()
+    log: bool = False
 
     @classmethod
     def fit(
         cls, xs: list[np.ndarray], ys: list[np.ndarray], next_step: bool,
         x_names: list[str] | None = None, y_names: list[str] | None = None, source: str = "table",
-        lags: tuple[int, ...] = (),
+        lags: tuple[int, ...] = (), log: bool = False,
     ) -> Scaling:  # fmt: skip
-        """Statistics of the training split (already differenced at `lags`). A column whose
+        """Statistics of the training split (already logged and differenced: `diff`). A column whose
         values or spread cannot be represented (see `_moments`) is refused, naming it. A
         next-step model's outputs are fed back as its inputs: one scale for both."""
         x_mean, x_std = _moments(np.concatenate(xs), x_names, source)
         if next_step:
-            return cls(x_mean, x_std, x_mean.copy(), x_std.copy(), tuple(lags))
+            return cls(x_mean, x_std, x_mean.copy(), x_std.copy(), tuple(lags), log)
         y_mean, y_std = _moments(np.concatenate(ys), y_names, source)
         return cls(x_mean, x_std, y_mean, y_std)
 
@@ -49,15 +50,15 @@ class Scaling:
         import torch
 
         d = {k: torch.as_tensor(getattr(self, k), dtype=torch.float64) for k in STATS}
-        return {**d, "lags": list(self.lags)} if self.lags else d
+        return {**d, **({"lags": list(self.lags)} if self.lags else {}), **({"log": True} if self.log else {})}
 
     @classmethod
     def from_dict(cls, d) -> Scaling:
-        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in STATS}, lags=tuple(d.get("lags", ())))
+        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in STATS}, lags=tuple(d.get("lags", ())), log=d.get("log", False))
 
     @property
     def diff(self) -> Differencing:
-        return Differencing(self.lags)
+        return Differencing(self.lags, self.log)
 
     def inputs(self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32) -> np.ndarray:
         """Inputs [..., F] on the model's scale (float32 unless asked); a value too far from
@@ -78,15 +79,23 @@ class Scaling:
 
 @dataclass(frozen=True)
 class Differencing:
-    """Differencing at `lags` in turn: D = prod (1 - B^lag) = 1 - sum_k c_k B^k
-    (`coefficients`). It needs the `order` = sum(lags) values before a step, so the first
-    `order` steps of a series only feed it. Undone with the true past for a one-step
-    forecast (`undo`), and with its own forecasts for a free run (`integrate`)."""
+    """The series' own transform: its logarithm with `log` (a multiplicative trend or
+    season made additive), then differencing at `lags` in turn: D = prod (1 - B^lag) = 1 -
+    sum_k c_k B^k (`coefficients`). It needs the `order` = sum(lags) values before a step,
+    so the first `order` steps of a series only feed it. Undone with the true past for a
+    one-step forecast (`undo`), and with its own forecasts for a free run (`integrate`),
+    then exp: monotone, so quantiles stay quantiles (a mean becomes a median)."""
 
     lags: tuple[int, ...] = ()
+    log: bool = False
 
     def __str__(self) -> str:
         return ",".join(map(str, self.lags))
+
+    @property
+    def active(self) -> bool:
+        """Whether it changes the series at all."""
+        return bool(self.lags) or self.log
 
     @property
     def order(self) -> int:
@@ -103,7 +112,10 @@ class Differencing:
         return np.concatenate([[0.0], -poly[1:]])
 
     def difference(self, x: np.ndarray) -> np.ndarray:
-        """x [T, F] differenced at every step that has `order` steps before it: [T - order, F]."""
+        """x [T, F] transformed at every step that has `order` steps before it: [T - order, F]."""
+        return self._differenced(self._logged(x))
+
+    def _differenced(self, x: np.ndarray) -> np.ndarray:
         c, n = self.coefficients(), len(x) - self.order
         d = x[self.order :].copy()
         for k in range(1, self.order + 1):
@@ -112,26 +124,41 @@ class Differencing:
         return d
 
     def undo(self, d: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """One-step forecasts: d [T, F] forecasts of the differenced series at every step of
-        x [T, F] (rows before `order` ignored), plus what the true past adds back."""
-        if not self.lags:
+        """One-step forecasts: d [T, F] forecasts of the transformed series at every step of
+        x [T, F] (rows before `order` ignored), plus what the true past adds back, then exp."""
+        if not self.active:
             return d
-        out = np.full_like(d, np.nan)
-        out[self.order :] = d[self.order :] + x[self.order :] - self.difference(x)
-        return out
+        v, out = self._logged(x), np.full_like(d, np.nan)
+        out[self.order :] = d[self.order :] + v[self.order :] - self._differenced(v)
+        return self._exp(out)
 
     def integrate(self, last: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """Free-running forecasts [B, n, F]: d [B, n, F] forecasts of the differenced series
+        """Free-running forecasts [B, n, F]: d [B, n, F] forecasts of the transformed series
         for the n steps after `last` [B, order, F], the last true values, each step's value
-        built on the ones before (its own forecasts once past the known)."""
-        if not self.lags:
+        built on the ones before (its own forecasts once past the known), then exp."""
+        if not self.active:
             return d
         c, p = self.coefficients(), self.order
-        buffer = np.concatenate([last, np.zeros_like(d)], axis=1)
+        buffer = np.concatenate([self._logged(last), np.zeros_like(d)], axis=1)
         for j in range(d.shape[1]):
             past = buffer[:, j : p + j][:, ::-1]  # x[t-1], x[t-2], ..., x[t-p]
             buffer[:, p + j] = d[:, j] + np.einsum("k,bkf->bf", c[1:], past)
-        return buffer[:, p:]
+        return self._exp(buffer[:, p:])
+
+    def _logged(self, x: np.ndarray) -> np.ndarray:
+        """x, or with `log` its logarithm; a value that is not positive is refused."""
+        if not self.log:
+            return x
+        bad = x <= 0
+        if bad.any():
+            raise SeqtoolError(f"--log-values models the logarithm of the series, so every value must be positive; got {x[bad].flat[0]:.6g}")
+        return np.log(x)
+
+    def _exp(self, v: np.ndarray) -> np.ndarray:
+        if not self.log:
+            return v
+        with np.errstate(over="ignore"):
+            return np.exp(v)
 
 def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per column, ignoring NaN (no target).

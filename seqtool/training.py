@@ -216,13 +216,13 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     if isinstance(table, mapped.Folder):
         return _prepare_in_place(table, config, device)
     task = task_of(table)
-    diff = Differencing(config.lags())
+    diff = Differencing(config.lags(), config.log_values)
     time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
     xs, ys = inputs_and_targets(table, task, diff, time)
     (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
     _has_targets(train_y, table, "training")
     series = [x[:, : len(table.x_names)] for x in train_x]  # not the time features: they are not scaled
-    scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff.lags)
+    scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff.lags, diff.log)
     val = held_out = None
     if val_x:
         val, scored = _validation(val_x, val_y, table, scaling, config, device, config.burn_in, diff.order)

@@ -17,7 +17,7 @@ from seqtool.errors import SeqtoolError
 from seqtool.inference import predict, rollout
 from seqtool.metrics import naive_forecasts, scale, score
 from seqtool.scaling import Differencing
-from seqtool.tables import SeriesTable, read_table, write_table
+from seqtool.tables import SeriesTable, Table, read_table, write_table
 from seqtool.training import TrainConfig, train
 
 SMALL = dict(hidden=8, steps=60, window=24, batch=16)
@@ -351,3 +351,62 @@ def test_time_features_need_a_time_column(calendar, cli, tmp_path):
     one_error_line(cli("train", tmp_path / "plain.csv", "--time-features", "-o", tmp_path / "m.pt"), "needs a time column")
     (tmp_path / "nodate.csv").write_text("value\n" + "\n".join(str(v) for v in range(40)) + "\n")
     one_error_line(cli("predict", calendar / "tf.pt", tmp_path / "nodate.csv"), "reads time features from column 'date'")
+
+
+# --- --log-values: the logarithm, for series that grow by a factor ------------------------
+
+
+@pytest.mark.parametrize("lags", [(), (1,), (1, 12)])
+def test_logged_differencing_round_trips_and_undoes_an_oracle(lags):
+    x = 100 * np.exp(np.cumsum(np.random.default_rng(2).normal(0.01, 0.05, size=(60, 2)), axis=0))
+    diff = Differencing(lags, log=True)
+    d = diff.difference(x)
+    np.testing.assert_allclose(d, _by_hand(np.log(x), lags), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(diff.integrate(x[None, : diff.order], d[None])[0], x[diff.order :], rtol=1e-12)
+    full = np.full_like(x, np.nan)
+    full[diff.order :] = d
+    np.testing.assert_allclose(diff.undo(full, x)[diff.order :], x[diff.order :], rtol=1e-12)
+    with pytest.raises(SeqtoolError, match="every value must be positive; got 0"):
+        diff.difference(np.vstack([x, [[1.0, 0.0]]]))
+
+
+@pytest.fixture(scope="module")
+def growth(tmp_path_factory):
+    """Three series that grow by a factor, their season growing with them (all positive),
+    and a Gaussian model of them with --log-values --diff 1."""
+    d = tmp_path_factory.mktemp("growth")
+    base = tasks.trend(n_series=3, length=96, seed=0)
+    table = SeriesTable.from_arrays(list(100 * np.exp(0.3 * base.x[:, 0].reshape(3, 96))), t=[np.arange(96.0)] * 3)
+    write_table(table, d / "growth.csv")
+    train(table, d / "log.pt", TrainConfig(**SMALL, diff="1", log_values=True, loss="gaussian", season=12), quiet=True)
+    return d
+
+
+def test_a_logged_model_forecasts_on_the_original_scale_with_intervals_even_in_log(growth, cli):
+    assert load_checkpoint(growth / "log.pt")["norm"]["log"] is True
+    result = cli("predict", growth / "log.pt", growth / "growth.csv", "--metrics", growth / "m.json", "-o", growth / "p.csv")
+    assert result.exit_code == 0, result.stderr
+    p = read_table(growth / "p.csv")
+    lo, yhat, hi, x = (p.numbers(c, missing_ok=True) for c in ("yhat_lo", "yhat", "yhat_hi", "x"))
+    known = ~np.isnan(yhat)
+    assert known.sum() == 3 * 94 and (0 < lo[known]).all() and (lo < yhat)[known].all() and (yhat < hi)[known].all()
+    np.testing.assert_allclose((hi / yhat)[known], (yhat / lo)[known], rtol=1e-5)  # symmetric in log: exp(mu +- z s)
+    assert np.median(np.abs(yhat - x)[known] / x[known]) < 0.3  # on the series' scale (values 30-500)
+    m = json.loads((growth / "m.json").read_text())
+    assert m["crps"] is not None and 0 < m["crps"] < m["mae"]
+    result = cli("rollout", growth / "log.pt", growth / "growth.csv", "--warmup", "60", "--samples", "30", "--paths", growth / "paths.csv", "-o", "/dev/null", "-q")
+    assert result.exit_code == 0, result.stderr
+    drawn = read_table(growth / "paths.csv").numbers("yhat", missing_ok=True)
+    assert (~np.isnan(drawn)).sum() == 30 * 3 * 94 and (drawn[~np.isnan(drawn)] > 0).all()  # every path positive
+
+
+def test_the_log_is_refused_where_a_value_is_not_positive_and_for_a_mapping_table(growth, cli, tmp_path):
+    table = read_table(growth / "growth.csv")
+    x = table.numbers("x")
+    x[100] = -1.5
+    write_table(Table({**table.columns, "x": x}, "bad"), tmp_path / "bad.csv")
+    one_error_line(cli("train", tmp_path / "bad.csv", "--log-values", "-o", tmp_path / "never.pt"), "bad.csv", "--log-values", "must be positive; got -1.5")
+    one_error_line(cli("predict", growth / "log.pt", tmp_path / "bad.csv"), "bad.csv", "must be positive; got -1.5")
+    assert not (tmp_path / "never.pt").exists()
+    with pytest.raises(SeqtoolError, match="--log-values is for next-step forecasting"):
+        train(tasks.sincos(n_series=2, length=40), tmp_path / "m.pt", TrainConfig(**SMALL, log_values=True), quiet=True)

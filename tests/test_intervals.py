@@ -177,6 +177,17 @@ def test_the_student_t_crps_closed_form_is_the_sample_estimate():
     assert many == pytest.approx(normal, rel=1e-4)  # a t of many df is the normal
 
 
+def test_the_log_normal_crps_of_a_logged_model_is_the_sample_estimate():
+    rng = np.random.default_rng(3)
+    mu, sigma = np.full((300, 1), 4.0), np.full((300, 1), 0.3)
+    y = np.exp(rng.normal(4.1, 0.35, size=(300, 1)))
+    base = {"point": np.exp(mu), "lo": np.exp(mu - 1.28 * sigma), "hi": np.exp(mu + 1.28 * sigma)}
+    exact = interval_scores(y, {**base, "log_scale": sigma}, 80.0, np.ones(300, bool))["crps"]
+    drawn = interval_scores(y, {**base, "paths": np.exp(rng.normal(4.0, 0.3, size=(8000, 300, 1)))}, 80.0, np.ones(300, bool))["crps"]
+    assert exact == pytest.approx(drawn, rel=0.02)
+    assert interval_scores(y, {**base, "log_scale": sigma, "df": np.full_like(y, 5.0)}, 80.0, np.ones(300, bool))["crps"] is None  # a log-t has no mean
+
+
 def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_model, cli):
     one_error_line(cli("rollout", small_model / "m.pt", small_model / "sine.csv", "--samples", "10"), "forecasts points", "--loss gaussian")
     one_error_line(cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--paths", noisy / "none.csv"), "--paths", "--samples")
