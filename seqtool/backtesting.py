@@ -22,7 +22,7 @@ import numpy as np
 from . import outputs
 from .dataset import positions, ranges
 from .errors import SeqtoolError
-from .inference import Model, check_sampling, interval_columns, next_step_model
+from .inference import Model, check_sampling, from_paths, interval_columns, next_step_model
 from .limits import check_all, fits_in_memory
 from .metrics import interval_scores, line, naive_forecasts, report, scale, score
 from .tables import TABLE_FORMATS, SeriesTable, Table, numbered, write_table
@@ -62,9 +62,8 @@ def backtest(
     fits_in_memory(float(len(origin)) * horizon * width * 8 * 3, f"a backtest of {len(origin):,} origins x {horizon} steps")
     torch.manual_seed(seed)  # the draws of the paths
     drawn = forecasts(m, table, series, origin, horizon, samples)
-    tail = (1 - level / 100) / 2
-    bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0), "paths": drawn, "level": level} if samples else {}
-    result, scores = _table_and_scores(m, table, series, origin, drawn.mean(axis=0) if samples else drawn, season, bounds)
+    yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
+    result, scores = _table_and_scores(m, table, series, origin, yhat, season, {**bounds, "level": level})
     report("backtest", scores, f"{len(origin)} origins x {horizon} steps", metrics, quiet)
     if not quiet and scores["by_h"]:
         ends = [s for s in (scores["by_h"][0], scores["by_h"][-1]) if s["mae"] is not None]
@@ -185,7 +184,8 @@ def _warm_states(m: Model, z, starts: np.ndarray, count: np.ndarray, step) -> li
 
 def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season, bounds: dict) -> tuple[Table, dict]:
     """The backtest table (DESIGN.md section 2) and its metrics: overall and for each h; an
-    interval's columns and scores where `bounds` holds one (lo, hi, paths, level)."""
+    interval's columns and scores where `bounds` holds one (lo, hi, level; paths for the
+    CRPS)."""
     count, horizon = len(origin), yhat.shape[1]
     h = np.tile(np.arange(1, horizon + 1), count)
     at = np.repeat(origin, horizon) + h - 1  # the step each row forecasts
@@ -212,8 +212,9 @@ def _table_and_scores(m: Model, table: SeriesTable, series, origin, yhat, season
     truth = table.x[rows]
     scores = {**score(yhat, truth, np.ones(len(h), bool), naive, seasonal, denominator), "season": season}
     if flat and scores["steps"]:
-        drawn = bounds["paths"].reshape(len(bounds["paths"]), count * horizon, -1)
-        scores.update(interval_scores(truth, {"point": yhat, **flat, "paths": drawn}, bounds["level"], np.ones(len(h), bool)))
+        paths = bounds.get("paths")
+        drawn = {} if paths is None else {"paths": paths.reshape(len(paths), count * horizon, -1)}
+        scores.update(interval_scores(truth, {"point": yhat, **flat, **drawn}, bounds["level"], np.ones(len(h), bool)))
     by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]
     scores.update(mode="backtest", horizon=horizon, origins=count, by_h=by_h)
     return Table(columns, table.source), scores

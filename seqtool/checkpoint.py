@@ -163,7 +163,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     lags = norm.get("lags", [])
     if not isinstance(lags, list) or not all(_count(lag) for lag in lags) or (lags and task != "next-step"):
         damaged(f"norm.lags is {lags!r:.60}; expected differencing lags (whole numbers >= 1) of a next-step model")
-    if norm.get("log", False) not in (True, False) or (norm.get("log") and task != "next-step"):
+    if not isinstance(norm.get("log", False), bool) or (norm.get("log") and task != "next-step"):
         damaged(f"norm.log is {norm.get('log')!r:.60}; expected true or false (true only for a next-step model)")
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")

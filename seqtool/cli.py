@@ -269,7 +269,7 @@ def rollout(
     ] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Free-running steps, {span('free_steps')} \\[default: to the end of each series].")] = None,
     horizon: Annotated[int, typer.Option(help=f"Go this many steps past the end of each series, {span('horizon')}.")] = 0,
-    samples: Annotated[int, typer.Option(help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean, yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
+    samples: Annotated[int, typer.Option(help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
     level: Level = 80.0,
     paths: Annotated[Optional[Path], typer.Option("--paths", help="Write the sample paths to FILE (.csv or .npz): series, path, t, phase, yhat.")] = None,
     seed: Seed = 0,
@@ -295,7 +295,7 @@ def backtest(
     horizon: Annotated[int, typer.Option(help=f"Steps to forecast from each origin, {span('backtest_horizon')}.", show_default=False)] = ...,  # type: ignore[assignment]
     start: Annotated[float, typer.Option(help="First origin: a fraction of each series in (0, 1), or a step index (a whole number >= 1).")] = 0.8,
     stride: Annotated[int, typer.Option(help=f"Steps between origins, {span('stride')}.")] = 1,
-    samples: Annotated[int, typer.Option(help=f"Sample paths from each origin, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean, yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
+    samples: Annotated[int, typer.Option(help=f"Sample paths from each origin, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
     level: Level = 80.0,
     seed: Seed = 0,
     season: Season = None,

@@ -71,10 +71,7 @@ def _series_and_targets(table: SeriesTable, task: str, diff: Differencing) -> tu
                 f"--diff {diff} needs at least {diff.order + 2} (the first {diff.order} only feed the differencing)"
             )
     if diff.active:
-        try:
-            xs = [diff.difference(x) for x in xs]
-        except SeqtoolError as e:
-            raise SeqtoolError(f"{table.source}: {e}") from None
+        xs = [diff.difference(x, table.source) for x in xs]
     ys = []
     for x in xs:
         y = np.full_like(x, np.nan)

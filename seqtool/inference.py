@@ -87,10 +87,7 @@ class Model:
         x, order = table.x, self.scaling.diff.order
         if self.scaling.diff.active:
             step = positions(table.lengths)
-            try:
-                x = self.scaling.diff.difference(x)[step[order:] >= order]
-            except SeqtoolError as e:
-                raise SeqtoolError(f"{table.source}: {e}") from None
+            x = self.scaling.diff.difference(x, table.source)[step[order:] >= order]
         if self.time is not None:
             x = np.concatenate([x, self.known(table, table.lengths)], axis=1)
         z = self.scaling.inputs(x, self.x_names, table.source)
@@ -132,10 +129,9 @@ class Model:
 
     def forecasts(self, table: SeriesTable, level: float | None = None) -> dict[str, np.ndarray]:
         """`one_step`'s forecasts ("point") and, with `level` (a model with intervals), the
-        interval's bounds at `level` percent ("lo", "hi"), its scale ("scale"; "log_scale",
-        of the log, with --log-values) and for a Student-t its degrees of freedom ("df"): each
-        [rows, G] on the original scale (a quantile of a differenced value
-        plus the true past is that of the value; the shift leaves the scale)."""
+        bounds at `level` percent ("lo", "hi"), the scale ("scale", or "log_scale" of the log
+        with --log-values) and a Student-t's "df": [rows, G] each, in the rows they forecast;
+        quantiles stay quantiles through the undoing (a shift by the true past, exp)."""
         from .models import over_series
 
         z, lengths = self.view(table)
@@ -242,8 +238,8 @@ def rollout(
     the model its own predictions: to the end of the series, for `steps` steps, or `horizon`
     steps past the end. All series run together as one batch. With `samples` N (a model of
     a distribution), N paths per series, each fed its own draws (from `seed`), all in that
-    batch: `yhat` is their mean, `yhat_lo`/`yhat_hi` their quantiles at `level`; `paths`
-    writes them."""
+    batch: `yhat` is their mean (`from_paths`), `yhat_lo`/`yhat_hi` their quantiles at
+    `level`; `paths` writes them."""
     import torch
 
     check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples, level=level, seed=seed)
@@ -263,9 +259,7 @@ def rollout(
 
     torch.manual_seed(seed)  # the draws of the paths
     drawn = _roll(m, table, k, free, samples)
-    yhat = drawn.mean(axis=0) if samples else drawn
-    tail = (1 - level / 100) / 2
-    bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0)} if samples else {}
+    yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
     result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
     step, first_free = positions(total), np.repeat(k, total)
     result.columns["phase"] = np.where(step < first_free, "warmup", "free")
@@ -274,13 +268,25 @@ def rollout(
     denominator = _denominator(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
     scores = _scores(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     if samples and scores["steps"]:
-        scores.update(interval_scores(result.x, {"point": yhat, **bounds, "paths": drawn}, level, step >= first_free))
+        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free))
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     _write(result, output)
     if paths is not None:
         _write(_paths_table(result, drawn, m.yhat_names), paths)
     return result, scores
+
+
+def from_paths(m: Model, drawn: np.ndarray, level: float) -> tuple[np.ndarray, dict]:
+    """Sample paths [N, ...] as a forecast: their mean (their median for a model with
+    --log-values, as its one-step yhat), their quantiles at `level` ("lo", "hi"), and the
+    paths for the sample CRPS ("paths"; not of a logged Student-t: its CRPS is infinite)."""
+    from .models import StudentTHead
+
+    tail = (1 - level / 100) / 2
+    point = np.median(drawn, axis=0) if m.scaling.log else drawn.mean(axis=0)
+    bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0)}
+    return point, bounds if m.scaling.log and isinstance(m.net.head, StudentTHead) else {**bounds, "paths": drawn}
 
 
 def check_sampling(m: Model, samples: int, paths) -> None:
@@ -361,7 +367,7 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray, paths: 
 def _undone(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray, d: np.ndarray) -> np.ndarray:
     """One run's forecasts of the differenced series as forecasts of the series."""
     order = m.scaling.diff.order
-    if not order:
+    if not m.scaling.diff.active:
         return d
     total = k + free
     out = np.full((int(total.sum()), d.shape[1]), np.nan)
@@ -369,7 +375,7 @@ def _undone(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray, d: np
     out[ranges(out_starts + order, total - order)] = d
     warm = ranges(out_starts, k)
     out[warm] = m.scaling.diff.undo(out[warm], table.x[ranges(table.offsets[:-1], k)])
-    last = table.x[ranges(table.offsets[:-1] + k - order, np.full_like(k, order))].reshape(len(k), order, -1)
+    last = table.x[ranges(table.offsets[:-1] + k - order, np.full_like(k, order))].reshape(len(k), order, d.shape[1])
     running = np.arange(int(free.max(initial=0)))[None, :] < free[:, None]
     steps = np.zeros(running.shape + d.shape[1:])
     steps[running] = out[ranges(out_starts + k, free)]

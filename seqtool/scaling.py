@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SeqtoolError
+from .errors import RunFailed, SeqtoolError
 
 MAX_MAGNITUDE = 1e150  # squared errors of values up to this stay finite in float64
 MIN_SPREAD = 1e-150  # ... and those of a spread down to this stay above zero
@@ -111,9 +111,9 @@ class Differencing:
             poly = np.convolve(poly, step)
         return np.concatenate([[0.0], -poly[1:]])
 
-    def difference(self, x: np.ndarray) -> np.ndarray:
+    def difference(self, x: np.ndarray, source: str = "the series") -> np.ndarray:
         """x [T, F] transformed at every step that has `order` steps before it: [T - order, F]."""
-        return self._differenced(self._logged(x))
+        return self._differenced(self._logged(x, source))
 
     def _differenced(self, x: np.ndarray) -> np.ndarray:
         c, n = self.coefficients(), len(x) - self.order
@@ -145,20 +145,28 @@ class Differencing:
             buffer[:, p + j] = d[:, j] + np.einsum("k,bkf->bf", c[1:], past)
         return self._exp(buffer[:, p:])
 
-    def _logged(self, x: np.ndarray) -> np.ndarray:
+    def _logged(self, x: np.ndarray, source: str = "the series") -> np.ndarray:
         """x, or with `log` its logarithm; a value that is not positive is refused."""
         if not self.log:
             return x
         bad = x <= 0
         if bad.any():
-            raise SeqtoolError(f"--log-values models the logarithm of the series, so every value must be positive; got {x[bad].flat[0]:.6g}")
+            raise SeqtoolError(f"{source}: --log-values models the logarithm of the series, so every value must be positive; got {x[bad].flat[0]:.6g}")
         return np.log(x)
 
     def _exp(self, v: np.ndarray) -> np.ndarray:
+        """exp of logged forecasts; one beyond MAX_MAGNITUDE is a failed run, not an output."""
         if not self.log:
             return v
         with np.errstate(over="ignore"):
-            return np.exp(v)
+            out = np.exp(v)
+        far = out > MAX_MAGNITUDE
+        if far.any():
+            raise RunFailed(
+                f"--log-values: {int(far.sum())} forecasts, taken back by exp, exceed {MAX_MAGNITUDE:g} "
+                f"(the model's log forecasts grew past {np.log(MAX_MAGNITUDE):.0f}): a shorter --horizon or --steps?"
+            )
+        return out
 
 def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per column, ignoring NaN (no target).

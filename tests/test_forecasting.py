@@ -400,6 +400,22 @@ def test_a_logged_model_forecasts_on_the_original_scale_with_intervals_even_in_l
     assert (~np.isnan(drawn)).sum() == 30 * 3 * 94 and (drawn[~np.isnan(drawn)] > 0).all()  # every path positive
 
 
+def test_a_logged_model_without_lags_rolls_out_on_the_original_scale(growth):
+    train(growth / "growth.csv", growth / "nolags.pt", TrainConfig(**SMALL, log_values=True), quiet=True)
+    free, _ = rollout(growth / "nolags.pt", growth / "growth.csv", warmup=40, quiet=True)
+    one, _ = predict(growth / "nolags.pt", growth / "growth.csv", quiet=True)
+    k = free.offsets[:-1] + 40  # the first free step forecasts from the last true value, as predict does
+    np.testing.assert_allclose(free.columns["yhat"][k], one.columns["yhat"][k], rtol=1e-5)
+    assert (free.columns["yhat"][free.offsets[:-1] + 60] > 20).all()  # exp'd: the series' scale, not its log (3-6)
+
+
+def test_forecasts_that_exp_past_the_representable_are_a_failed_run():
+    from seqtool.errors import RunFailed
+
+    with pytest.raises(RunFailed, match="exceed 1e[+]150"):
+        Differencing((1,), log=True).integrate(np.ones((1, 1, 1)), np.full((1, 800, 1), 1.0))  # log grows by 1 a step
+
+
 def test_the_log_is_refused_where_a_value_is_not_positive_and_for_a_mapping_table(growth, cli, tmp_path):
     table = read_table(growth / "growth.csv")
     x = table.numbers("x")

@@ -173,8 +173,8 @@ def test_the_student_t_crps_closed_form_is_the_sample_estimate():
         drawn = interval_scores(y, {**base, "paths": draws}, 80.0, np.ones(len(y), bool))["crps"]
         assert exact == pytest.approx(drawn, rel=0.02)
     normal = interval_scores(y, {**base, "scale": scale}, 80.0, np.ones(len(y), bool))["crps"]
-    many = interval_scores(y, {**base, "scale": scale, "df": np.full_like(y, 1e5)}, 80.0, np.ones(len(y), bool))["crps"]
-    assert many == pytest.approx(normal, rel=1e-4)  # a t of many df is the normal
+    for many in (1e5, 1e12):  # a t of many df is the normal
+        assert interval_scores(y, {**base, "scale": scale, "df": np.full_like(y, many)}, 80.0, np.ones(len(y), bool))["crps"] == pytest.approx(normal, rel=1e-4)
 
 
 def test_the_log_normal_crps_of_a_logged_model_is_the_sample_estimate():
@@ -186,6 +186,19 @@ def test_the_log_normal_crps_of_a_logged_model_is_the_sample_estimate():
     drawn = interval_scores(y, {**base, "paths": np.exp(rng.normal(4.0, 0.3, size=(8000, 300, 1)))}, 80.0, np.ones(300, bool))["crps"]
     assert exact == pytest.approx(drawn, rel=0.02)
     assert interval_scores(y, {**base, "log_scale": sigma, "df": np.full_like(y, 5.0)}, 80.0, np.ones(300, bool))["crps"] is None  # a log-t has no mean
+
+
+def test_paths_of_a_logged_model_give_their_median_and_of_a_logged_t_no_crps():
+    from types import SimpleNamespace
+
+    from seqtool.inference import from_paths
+
+    drawn = np.exp(np.random.default_rng(4).normal(size=(999, 5, 1)))
+    for head, log in [(GaussianHead(4, 1), False), (GaussianHead(4, 1), True), (StudentTHead(4, 1), True)]:
+        point, bounds = from_paths(SimpleNamespace(scaling=SimpleNamespace(log=log), net=SimpleNamespace(head=head)), drawn, 80.0)
+        np.testing.assert_array_equal(point, np.median(drawn, axis=0) if log else drawn.mean(axis=0))
+        np.testing.assert_array_equal(bounds["hi"], np.quantile(drawn, 0.9, axis=0))
+        assert ("paths" in bounds) == (not isinstance(head, StudentTHead))
 
 
 def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_model, cli):
