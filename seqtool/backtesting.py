@@ -125,7 +125,7 @@ def forecasts(m: Model, table: SeriesTable, series: np.ndarray, origin: np.ndarr
     d = m.outputs(torch.stack(outs, 1).reshape(-1, first.shape[1]), "forecasts").reshape(len(origin), n, horizon, -1).swapaxes(0, 1)
     starts = table.offsets[series]
     last = table.x[ranges(starts + origin - order, np.full_like(origin, order))].reshape(len(origin), order, len(m.x_names))
-    drawn = np.stack([m.scaling.diff.integrate(last, p) for p in d])
+    drawn = m.scaling.diff.integrate(np.tile(last, (n, 1, 1)), d.reshape(n * len(origin), horizon, -1)).reshape(d.shape)
     return drawn if paths else drawn[0]
 
 

@@ -142,8 +142,8 @@ class Model:
             tail = (1 - level / 100) / 2
             got["lo"], got["hi"] = (self.outputs(head.quantile(out, q), "intervals") for q in (tail, 1 - tail))
             _, scale, *df = (p.double().numpy() for p in head.parts(out))  # a Student-t's df too
-            got["log_scale" if self.scaling.log else "scale"] = scale * self.scaling.y_std
-            got.update(zip(["df"], df))
+            got["log_scale" if self.scaling.diff.log else "scale"] = scale * self.scaling.y_std
+            got.update({"df": df[0]} if df else {})
         return {key: self._aligned(table, lengths, v, shift=key in ("point", "lo", "hi")) for key, v in got.items()}
 
     def _aligned(self, table: SeriesTable, lengths: np.ndarray, values: np.ndarray, shift: bool = True) -> np.ndarray:
@@ -284,9 +284,9 @@ def from_paths(m: Model, drawn: np.ndarray, level: float) -> tuple[np.ndarray, d
     from .models import StudentTHead
 
     tail = (1 - level / 100) / 2
-    point = np.median(drawn, axis=0) if m.scaling.log else drawn.mean(axis=0)
+    point = np.median(drawn, axis=0) if m.scaling.diff.log else drawn.mean(axis=0)
     bounds = {"lo": np.quantile(drawn, tail, axis=0), "hi": np.quantile(drawn, 1 - tail, axis=0)}
-    return point, bounds if m.scaling.log and isinstance(m.net.head, StudentTHead) else {**bounds, "paths": drawn}
+    return point, bounds if m.scaling.diff.log and isinstance(m.net.head, StudentTHead) else {**bounds, "paths": drawn}
 
 
 def check_sampling(m: Model, samples: int, paths) -> None:
@@ -361,25 +361,28 @@ def _roll(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray, paths: 
     known = None if m.time is None else torch.from_numpy(m.known(table, k + free).astype(np.float32))
     forecast, expected = _free_run(m, z, lengths, k - m.scaling.diff.order, free, known, paths)
     d = m.outputs(forecast, "forecasts", expected)
-    return np.stack([_undone(m, table, k, free, p) for p in d]) if paths else _undone(m, table, k, free, d)
+    return _undone(m, table, k, free, d) if paths else _undone(m, table, k, free, d[None])[0]
 
 
 def _undone(m: Model, table: SeriesTable, k: np.ndarray, free: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """One run's forecasts of the differenced series as forecasts of the series."""
-    order = m.scaling.diff.order
-    if not m.scaling.diff.active:
+    """N runs' forecasts [N, rows', F] of the transformed series as forecasts of the series
+    [N, rows, F]: the warm-up's, teacher-forced and so the same in every run, undone once
+    with the true past; the free steps of all runs integrated in one batch."""
+    diff, n, width = m.scaling.diff, len(d), d.shape[2]
+    if not diff.active:
         return d
-    total = k + free
-    out = np.full((int(total.sum()), d.shape[1]), np.nan)
+    order, total = diff.order, k + free
+    out = np.full((n, int(total.sum()), width), np.nan)
     out_starts = np.cumsum(total) - total
-    out[ranges(out_starts + order, total - order)] = d
+    out[:, ranges(out_starts + order, total - order)] = d
     warm = ranges(out_starts, k)
-    out[warm] = m.scaling.diff.undo(out[warm], table.x[ranges(table.offsets[:-1], k)])
-    last = table.x[ranges(table.offsets[:-1] + k - order, np.full_like(k, order))].reshape(len(k), order, d.shape[1])
+    out[:, warm] = diff.undo(out[0, warm], table.x[ranges(table.offsets[:-1], k)])
+    last = table.x[ranges(table.offsets[:-1] + k - order, np.full_like(k, order))].reshape(len(k), order, width)
     running = np.arange(int(free.max(initial=0)))[None, :] < free[:, None]
-    steps = np.zeros(running.shape + d.shape[1:])
-    steps[running] = out[ranges(out_starts + k, free)]
-    out[ranges(out_starts + k, free)] = m.scaling.diff.integrate(last, steps)[running]
+    steps = np.zeros((n,) + running.shape + (width,))
+    steps[:, running] = out[:, ranges(out_starts + k, free)]
+    whole = diff.integrate(np.tile(last, (n, 1, 1)), steps.reshape(n * len(k), -1, width)).reshape(steps.shape)
+    out[:, ranges(out_starts + k, free)] = whole[:, running]
     return out
 
 

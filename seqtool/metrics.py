@@ -113,16 +113,15 @@ def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarr
 
 def _normal_crps(z: np.ndarray) -> np.ndarray:
     """The CRPS of the standard normal at z (Gneiting and Raftery 2007)."""
-    phi, cdf = np.exp(-z * z / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + _erf(z / math.sqrt(2)))
-    return z * (2 * cdf - 1) + 2 * phi - 1 / math.sqrt(math.pi)
+    phi = np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    return z * (2 * _normal_cdf(z) - 1) + 2 * phi - 1 / math.sqrt(math.pi)
 
 
 def _lognormal_crps(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """The CRPS of the log-normal of log-mean mu and log-scale sigma at y > 0 (Baran and
     Lerch 2015); its median exp(mu) is the point forecast."""
-    cdf = lambda v: 0.5 * (1 + _erf(v / math.sqrt(2)))  # noqa: E731
     z = (np.log(y) - mu) / sigma
-    return y * (2 * cdf(z) - 1) - 2 * np.exp(mu + sigma**2 / 2) * (cdf(z - sigma) + cdf(sigma / math.sqrt(2)) - 1)
+    return y * (2 * _normal_cdf(z) - 1) - 2 * np.exp(mu + sigma**2 / 2) * (_normal_cdf(z - sigma) + _normal_cdf(sigma / math.sqrt(2)) - 1)
 
 
 def _t_crps(z: np.ndarray, df: np.ndarray) -> np.ndarray:
@@ -135,14 +134,14 @@ def _t_crps(z: np.ndarray, df: np.ndarray) -> np.ndarray:
     z, v = torch.from_numpy(z), torch.from_numpy(df).clamp(max=1e5)  # beyond, the normal's (lgamma differences lose precision)
     log_beta = lambda a, b: torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)  # noqa: E731
     half = torch.tensor(0.5, dtype=v.dtype)
-    density = torch.exp(torch.lgamma((v + 1) / 2) - torch.lgamma(v / 2) - 0.5 * torch.log(v * math.pi) - (v + 1) / 2 * torch.log1p(z * z / v))
+    density = torch.distributions.StudentT(v).log_prob(z).exp()
     spread = 2 * torch.sqrt(v) * torch.exp(log_beta(half, v - 0.5) - 2 * log_beta(half, v / 2)) / (v - 1)
     cdf = torch.cat([t_cdf(a, b) for a, b in zip(z.split(1 << 16), v.split(1 << 16))])  # [rows, 64] at a time
     return (z * (2 * cdf - 1) + 2 * density * (v + z * z) / (v - 1) - spread).numpy()
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    return np.vectorize(math.erf, otypes=[float])(x)
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.vectorize(math.erf, otypes=[float])(z / math.sqrt(2)))
 
 
 def losses(scores: dict) -> list[tuple[str, float]]:

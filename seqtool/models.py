@@ -263,7 +263,7 @@ class Stepper:
     module machinery a step costs a fraction of a one-step call of the fused module.
     """
 
-    BLOCK = 4096  # rows stepped at a time on the CPU
+    BLOCK = 4096  # rows stepped at a time
 
     def __init__(self, model: SeqModel):
         cfg = model.config
@@ -282,10 +282,10 @@ class Stepper:
 
     def __call__(self, x: torch.Tensor, states: list, draw: bool = False, raw: bool = False):
         """x [B, n_in] -> the point forecast [B, n_out] (with `draw`, a draw from the head's
-        distribution; with `raw`, the head's outputs) and the new per-layer states. On the
-        CPU a batch of more than BLOCK rows steps BLOCK rows at a time: a step of 100,000
-        rows at once leaves the cache and costs twice as much per row (bench/RESULTS.md)."""
-        if len(x) <= self.BLOCK or x.is_cuda:  # a GPU wants the whole batch
+        distribution; with `raw`, the head's outputs) and the new per-layer states. A batch
+        of more than BLOCK rows steps BLOCK rows at a time: on the CPU, where forecasts run,
+        a step of 100,000 rows at once leaves the cache and costs twice as much per row."""
+        if len(x) <= self.BLOCK:
             out, new = self._step(x, states)
         else:
             blocks = [self._step(x[i : i + self.BLOCK], [map_state(lambda s: s[i : i + self.BLOCK], st) for st in states]) for i in range(0, len(x), self.BLOCK)]

@@ -15,68 +15,6 @@ CONSTANT = 2.0**-46  # a spread within ~64 rounding steps of the values is no sp
 STATS = ("x_mean", "x_std", "y_mean", "y_std")
 
 
-@dataclass
-class Scaling:
-    """The transform between a table's scale and the model's, both ways: a next-step
-    series logged (`--log-values`) and differenced at `lags` in turn (`--diff 1,12`: d = (1 -
-    B^12)(1 - B) x), then each column standardised by the mean and std of the training
-    split. Fitted by `train`, stored in the checkpoint (its `norm` section) and restored
-    from it by every command that runs the model; nothing else scales values. The log and
-    the differencing are `diff`; the statistics are those of the series they give."""
-
-    x_mean: np.ndarray
-    x_std: np.ndarray
-    y_mean: np.ndarray
-    y_std: np.ndarray
-    lags: tuple[int, ...] = ()
-    log: bool = False
-
-    @classmethod
-    def fit(
-        cls, xs: list[np.ndarray], ys: list[np.ndarray], next_step: bool,
-        x_names: list[str] | None = None, y_names: list[str] | None = None, source: str = "table",
-        lags: tuple[int, ...] = (), log: bool = False,
-    ) -> Scaling:  # fmt: skip
-        """Statistics of the training split (already logged and differenced: `diff`). A column whose
-        values or spread cannot be represented (see `_moments`) is refused, naming it. A
-        next-step model's outputs are fed back as its inputs: one scale for both."""
-        x_mean, x_std = _moments(np.concatenate(xs), x_names, source)
-        if next_step:
-            return cls(x_mean, x_std, x_mean.copy(), x_std.copy(), tuple(lags), log)
-        y_mean, y_std = _moments(np.concatenate(ys), y_names, source)
-        return cls(x_mean, x_std, y_mean, y_std)
-
-    def to_dict(self):
-        import torch
-
-        d = {k: torch.as_tensor(getattr(self, k), dtype=torch.float64) for k in STATS}
-        return {**d, **({"lags": list(self.lags)} if self.lags else {}), **({"log": True} if self.log else {})}
-
-    @classmethod
-    def from_dict(cls, d) -> Scaling:
-        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in STATS}, lags=tuple(d.get("lags", ())), log=d.get("log", False))
-
-    @property
-    def diff(self) -> Differencing:
-        return Differencing(self.lags, self.log)
-
-    def inputs(self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32) -> np.ndarray:
-        """Inputs [..., F] on the model's scale (float32 unless asked); a value too far from
-        the training data to be represented is refused, naming its column. Columns past the
-        F of the series (known inputs: time features) pass as they are."""
-        width = len(self.x_mean)
-        z = _standardise(x[..., :width], self.x_mean, self.x_std, names, source, dtype)
-        return z if x.shape[-1] == width else np.concatenate([z, x[..., width:].astype(dtype)], axis=-1)
-
-    def targets(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """Targets [..., G] on the model's scale (NaN stays NaN: no target)."""
-        return _standardise(y, self.y_mean, self.y_std, None, "targets", dtype)
-
-    def outputs(self, out: np.ndarray) -> np.ndarray:
-        """Model outputs [..., G] back on the table's scale, float64."""
-        return np.asarray(out, dtype=np.float64) * self.y_std + self.y_mean
-
-
 @dataclass(frozen=True)
 class Differencing:
     """The series' own transform: its logarithm with `log` (a multiplicative trend or
@@ -167,6 +105,64 @@ class Differencing:
                 f"(the model's log forecasts grew past {np.log(MAX_MAGNITUDE):.0f}): a shorter --horizon or --steps?"
             )
         return out
+
+
+@dataclass
+class Scaling:
+    """The transform between a table's scale and the model's, both ways: a next-step
+    series logged (`--log-values`) and differenced at `lags` in turn (`--diff 1,12`: d = (1 -
+    B^12)(1 - B) x), then each column standardised by the mean and std of the training
+    split. Fitted by `train`, stored in the checkpoint (its `norm` section) and restored
+    from it by every command that runs the model; nothing else scales values. The log and
+    the differencing are `diff`; the statistics are those of the series they give."""
+
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+    diff: Differencing = Differencing()
+
+    @classmethod
+    def fit(
+        cls, xs: list[np.ndarray], ys: list[np.ndarray], next_step: bool,
+        x_names: list[str] | None = None, y_names: list[str] | None = None, source: str = "table",
+        diff: Differencing = Differencing(),
+    ) -> Scaling:  # fmt: skip
+        """Statistics of the training split (already transformed by `diff`). A column whose
+        values or spread cannot be represented (see `_moments`) is refused, naming it. A
+        next-step model's outputs are fed back as its inputs: one scale for both."""
+        x_mean, x_std = _moments(np.concatenate(xs), x_names, source)
+        if next_step:
+            return cls(x_mean, x_std, x_mean.copy(), x_std.copy(), diff)
+        y_mean, y_std = _moments(np.concatenate(ys), y_names, source)
+        return cls(x_mean, x_std, y_mean, y_std)
+
+    def to_dict(self):
+        import torch
+
+        d = {k: torch.as_tensor(getattr(self, k), dtype=torch.float64) for k in STATS}
+        return {**d, **({"lags": list(self.diff.lags)} if self.diff.lags else {}), **({"log": True} if self.diff.log else {})}
+
+    @classmethod
+    def from_dict(cls, d) -> Scaling:
+        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in STATS}, diff=Differencing(tuple(d.get("lags", ())), d.get("log", False)))
+
+    def inputs(self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32) -> np.ndarray:
+        """Inputs [..., F] on the model's scale (float32 unless asked); a value too far from
+        the training data to be represented is refused, naming its column. Columns past the
+        F of the series (known inputs: time features) pass as they are."""
+        width = len(self.x_mean)
+        z = _standardise(x[..., :width], self.x_mean, self.x_std, names, source, dtype)
+        return z if x.shape[-1] == width else np.concatenate([z, x[..., width:].astype(dtype)], axis=-1)
+
+    def targets(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """Targets [..., G] on the model's scale (NaN stays NaN: no target)."""
+        return _standardise(y, self.y_mean, self.y_std, None, "targets", dtype)
+
+    def outputs(self, out: np.ndarray) -> np.ndarray:
+        """Model outputs [..., G] back on the table's scale, float64."""
+        return np.asarray(out, dtype=np.float64) * self.y_std + self.y_mean
+
 
 def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per column, ignoring NaN (no target).

@@ -222,7 +222,7 @@ def _prepare(table: SeriesTable, config: TrainConfig, device) -> _Data:
     (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
     _has_targets(train_y, table, "training")
     series = [x[:, : len(table.x_names)] for x in train_x]  # not the time features: they are not scaled
-    scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff.lags, diff.log)
+    scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff)
     val = held_out = None
     if val_x:
         val, scored = _validation(val_x, val_y, table, scaling, config, device, config.burn_in, diff.order)

@@ -195,7 +195,7 @@ def test_paths_of_a_logged_model_give_their_median_and_of_a_logged_t_no_crps():
 
     drawn = np.exp(np.random.default_rng(4).normal(size=(999, 5, 1)))
     for head, log in [(GaussianHead(4, 1), False), (GaussianHead(4, 1), True), (StudentTHead(4, 1), True)]:
-        point, bounds = from_paths(SimpleNamespace(scaling=SimpleNamespace(log=log), net=SimpleNamespace(head=head)), drawn, 80.0)
+        point, bounds = from_paths(SimpleNamespace(scaling=SimpleNamespace(diff=SimpleNamespace(log=log)), net=SimpleNamespace(head=head)), drawn, 80.0)
         np.testing.assert_array_equal(point, np.median(drawn, axis=0) if log else drawn.mean(axis=0))
         np.testing.assert_array_equal(bounds["hi"], np.quantile(drawn, 0.9, axis=0))
         assert ("paths" in bounds) == (not isinstance(head, StudentTHead))
