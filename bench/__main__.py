@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, bigtable, calibration, distributed, forecasting, gpu, memory, speed, startup, threads
+from . import accuracy, bigtable, calibration, distributed, forecasting, gpu, kernels, memory, speed, startup, threads
 from .common import Row, machine
 
 BENCHMARKS = {
@@ -25,6 +25,7 @@ BENCHMARKS = {
     "gpu": gpu.run,
     "bigtable": bigtable.run,
     "calibration": calibration.run,
+    "kernels": kernels.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = (
