@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEQTOOL := $(BIN)/seqtool
 
-.PHONY: install test demo bench plots clean
+.PHONY: install test test-kernels floors demo bench plots clean
 
 install: $(STAMP)
 
@@ -19,6 +19,16 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
+
+# The pinned runs under other kernels than this CPU's best (ATen's portable code; on x86-64
+# also MKL's compatible mode and oneDNN's SSE4.1): other last bits, the same behaviour.
+KERNELS := ATEN_CPU_CAPABILITY=default $(if $(filter x86_64,$(shell uname -m)),MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41)
+test-kernels: $(STAMP)
+	$(KERNELS) $(BIN)/python -m pytest -q tests/test_pinned.py
+
+# Every dependency at the floor pyproject.toml gives, in .venv-floors; the suite on them.
+floors:
+	PYTHON=$(PYTHON) .ci/floors
 
 demo: $(STAMP)
 	mkdir -p out
@@ -46,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf out plots .pytest_cache
+	rm -rf out plots .pytest_cache .venv-floors

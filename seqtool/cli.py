@@ -154,10 +154,9 @@ def _with_options(options: list[inspect.Parameter], before: str) -> Callable[[Ca
 
 
 def _given(ctx: typer.Context, names: Any) -> list[str]:
-    """The options among `names` that the command line gave (a default does not count), as --NAME."""
-    from typer._click.core import ParameterSource
-
-    return [f"--{n.replace('_', '-')}" for n in names if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+    """The options among `names` that the command line gave (a default does not count), as --NAME.
+    (click's ParameterSource is compared by name: typer has vendored click since 0.26.)"""
+    return [f"--{n.replace('_', '-')}" for n in names if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]
 
 
 Data = Annotated[

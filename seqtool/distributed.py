@@ -13,6 +13,7 @@ rank hangs; the job ends with one line that names the rank (`launch`).
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -234,7 +235,10 @@ def launch(nproc: int, argv: list[str], out: str) -> None:
         if name.startswith("torch.distributed"):  # its banners and reports: one line below says what matters
             logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ[LAUNCHED] = "1"
-    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "--", "seqtool", *argv])
+    loopback = next((name for _, name in socket.if_nameindex() if name.startswith("lo")), None)
+    if loopback and "GLOO_SOCKET_IFNAME" not in os.environ:  # not the host name, which may not resolve
+        os.environ["GLOO_SOCKET_IFNAME"] = loopback
+    args = parse_args(["--standalone", "--local-addr=127.0.0.1", f"--nproc-per-node={nproc}", "--module", "--", "seqtool", *argv])
     try:
         run(args)
     except SignalException:  # passed on to every rank: rank 0 saved and said so

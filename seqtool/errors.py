@@ -83,7 +83,8 @@ def signals_stop() -> contextlib.AbstractContextManager:
 @contextlib.contextmanager
 def warnings_as_lines() -> Iterator[None]:
     """A library warning or logged message (numpy, torch, matplotlib) becomes one
-    `seqtool: warning: ...` line on stderr."""
+    `seqtool: warning: ...` line on stderr; a library's deprecation of its own API is
+    not shown, under any outer filter (pytest shows them)."""
 
     def show(message, category=None, filename=None, lineno=None, file=None, line=None):
         print(f"seqtool: warning: {' '.join(str(message).split())}", file=sys.stderr)
@@ -98,6 +99,8 @@ def warnings_as_lines() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show
+            for category in (DeprecationWarning, PendingDeprecationWarning):  # for developers, not users
+                warnings.filterwarnings("ignore", category=category)
             yield
     finally:
         root.removeHandler(handler)

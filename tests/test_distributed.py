@@ -1,4 +1,4 @@
-"""Data-parallel training (issue 14) on torch.distributed with gloo: real launchers (torchrun
+"""Data-parallel training on torch.distributed with gloo: real launchers (torchrun
 and `train --nproc`), two processes, tiny models."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from seqtool.distributed import Shard, World
 from seqtool.tables import write_table
 
 FLAGS = "--hidden 8 --window 20 --threads 1"
+TORCHRUN = "GLOO_SOCKET_IFNAME=lo torchrun --local-addr 127.0.0.1"  # as `--nproc` does: the host's name may not resolve
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
@@ -48,7 +49,7 @@ def test_two_processes_write_one_checkpoint_like_one_process_and_both_launchers_
     ranks' shares of them gathered after every step."""
     write_table(tasks.integral(n_series=1, length=3000, seed=0), tmp_path / "long.csv")
     for out, launch in [
-        ("torchrun.pt", "torchrun --standalone --nproc-per-node 2 -m seqtool train"),
+        ("torchrun.pt", f"{TORCHRUN} --standalone --nproc-per-node 2 -m seqtool train"),
         ("nproc.pt", "seqtool train --nproc 2"),
         ("one.pt", "seqtool train"),
     ]:
@@ -69,7 +70,7 @@ def test_two_launchers_joined_by_a_rendezvous_train_together(sine, tmp_path):
     """The multi-node path: two torchrun launchers (one process each) meet at a c10d
     rendezvous and train one model."""
     rdzv = f"--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{_port()} --rdzv-id seqtool-test"
-    cmd = f"torchrun {rdzv} -m seqtool train sine.csv {FLAGS} --batch 16 --steps 60 -o nodes.pt -q"
+    cmd = f"{TORCHRUN} {rdzv} -m seqtool train sine.csv {FLAGS} --batch 16 --steps 60 -o nodes.pt -q"
     procs = [subprocess.Popen(["bash", "-c", cmd], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True) for _ in range(2)]
     try:
         errs = [p.communicate(timeout=180)[1] for p in procs]

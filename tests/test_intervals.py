@@ -1,4 +1,4 @@
-"""Distribution heads (issue 15, items 1, 2 and the one-step part of 4): `train --loss
+"""Distribution heads: `train --loss
 gaussian|studentt` learns a distribution of each next value; `predict` writes its interval
 at `--level` and scores it (coverage, width, pinball, CRPS)."""
 
@@ -40,9 +40,10 @@ def test_the_student_t_quantile_against_tables_and_samples():
     df = torch.tensor([3.0, 5.0, 30.0])
     np.testing.assert_allclose(t_quantile(df, 0.975).numpy(), [3.1824, 2.5706, 2.0423], atol=1e-4)  # printed tables
     np.testing.assert_allclose(t_quantile(df, 0.1).numpy(), -t_quantile(df, 0.9).numpy(), atol=1e-6)
+    torch.manual_seed(0)
     draws = torch.distributions.StudentT(torch.tensor(2.5)).sample((400_000,), ).numpy()
-    for q in (0.05, 0.5, 0.8):
-        assert float(t_quantile(torch.tensor(2.5), q)) == pytest.approx(np.quantile(draws, q), abs=0.02)
+    for q in (0.05, 0.5, 0.8):  # the sample quantile's standard error at 0.05: 0.009
+        assert float(t_quantile(torch.tensor(2.5), q)) == pytest.approx(np.quantile(draws, q), abs=0.04)
 
 
 def test_the_closed_form_crps_is_the_sample_estimate_and_coverage_counts_truths_inside():
