@@ -1,4 +1,4 @@
-"""Tables bigger than memory (issue 14): a 100M-row CSV converted to a table folder, then
+"""Tables bigger than memory: a 100M-row CSV converted to a table folder, then
 trained in place: peak resident memory of `convert` and `train`, and the time from the
 start of `train` to its first optimizer step; beside them, 1M rows trained from CSV and
 from a folder, measured in the same run.

@@ -1,4 +1,4 @@
-"""Calibration of the distribution heads (issue 15): `seqtool gen sine --noise 0.1` trained
+"""Calibration of the distribution heads: `seqtool gen sine --noise 0.1` trained
 with `--loss gaussian`, three training seeds, judged on a fresh table (--seed 101) after a
 20-step warm-up (the first steps of a series do not yet know its phase, so their honest
 scale is wider than the noise's; the scale over all steps is in the note):

@@ -1,4 +1,4 @@
-"""Data-parallel training (issue 14): samples per second of 2 processes x 1 thread against
+"""Data-parallel training: samples per second of 2 processes x 1 thread against
 1 process x 1 thread and 1 process x 2 threads, the same global batch, in one run.
 
 Target: 2 processes at least 1.6x one process on one thread. Throughput is from the

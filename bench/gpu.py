@@ -1,4 +1,4 @@
-"""Training on a GPU (issue 14): samples per second on the CPU and on the GPU for three
+"""Training on a GPU: samples per second on the CPU and on the GPU for three
 model sizes, in one run on one machine, and the sine accuracy target on the GPU.
 
 Throughput is from the training seconds of each run's log (start-up left out), with

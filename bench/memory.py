@@ -1,7 +1,7 @@
 """Memory in proportion to rows: a ragged table (one long series and many short ones)
 against an even table of the same number of rows, through train, predict and rollout.
 
-Before issue 10 everything was padded to the longest series: the ragged table trained
+When everything was padded to the longest series, the ragged table trained
 at 1.79 GB against 0.38 GB, predict asked for 9.8 GB and rollout did not finish in 7 min.
 """
 

@@ -1,4 +1,4 @@
-"""Defaults that serve (issue 13): the thread count train chooses, alone and three at
+"""Defaults that serve: the thread count train chooses, alone and three at
 once, against --threads 1; one long series cut into streams, against one stream.
 
 Targets: three default trainings at once take at most 1.2x the time of the same three

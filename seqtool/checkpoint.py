@@ -4,7 +4,7 @@ field by field so that a file edited by hand is refused with the field that is w
 
 Layout of the dict:
 
-    format, version          "seqtool-checkpoint", 1
+    format, version          "seqtool-checkpoint", 2 (below)
     model                    ModelConfig as a dict (cell, hidden, layers, dropout, n_in, n_out)
     data                     x_names, y_names, task ("next-step" or "mapping"), source,
                              season (optional: the season length --season named),
@@ -17,6 +17,13 @@ Layout of the dict:
     train                    every training setting, so --resume continues with them
     resume                   weights, optimizer, scheduler, step, torch_rng, carry, ... (see training)
     history                  one dict per evaluation: the rows of `train --log`
+
+Format versions; this seqtool reads both and writes 2:
+
+    1   model.learned_start, model.loss and resume.acc.steps may be missing (read as false,
+        "mse" and the count of steps with targets); a stateful run of one long series may
+        carry the state of streams cut otherwise than today (such a run is not resumed)
+    2   those three fields always present
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from .errors import SeqtoolError
 from .outputs import is_device, open_output, target
 
 FORMAT = "seqtool-checkpoint"
-VERSION = 1
+VERSION = 2
 TASKS = ("next-step", "mapping")
 
 
@@ -80,7 +87,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise SeqtoolError(f"{name}: not a seqtool checkpoint (no '{FORMAT}' format mark)")
     version = ckpt.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SeqtoolError(f"{name}: not a seqtool checkpoint (format version {version!r:.20})")
+    if version > VERSION:
         raise SeqtoolError(
             f"{name}: checkpoint format version {version} is newer than this seqtool reads "
             f"({VERSION}); upgrade seqtool"
@@ -134,9 +143,9 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
         if not isinstance(ckpt.get(key), dict):
             damaged(f"no '{key}'")
     model, data, norm = ckpt["model"], ckpt["data"], ckpt["norm"]
-    fields = {"n_in", "n_out", "cell", "hidden", "layers", "dropout"}
-    if not fields <= set(model) <= fields | {"learned_start", "loss"}:  # learned_start: since stop 20; loss: since stop 21
-        damaged(f"model has fields {sorted(model)}, expected {sorted(fields)}, learned_start and loss")
+    fields, later = {"n_in", "n_out", "cell", "hidden", "layers", "dropout"}, {"learned_start", "loss"}
+    if not (fields | (later if ckpt["version"] >= 2 else set())) <= set(model) <= fields | later:
+        damaged(f"model has fields {sorted(model)}, expected {sorted(fields | later)}")
     if not isinstance(model.get("learned_start", False), bool):
         damaged(f"model.learned_start is {model['learned_start']!r:.60}, expected true or false")
     if model.get("loss", "mse") not in LOSSES:
@@ -254,7 +263,7 @@ def check_resume(ckpt: dict, name: str) -> None:
     if not 1 <= state["threads"] <= 1024:
         damaged(f"resume.threads is {state['threads']}, expected a whole number in [1, 1024]")
     sums = state["acc"]
-    for key in ("loss", "n", "grad", "clipped"):  # "steps": added in stop 9, optional
+    for key in ("loss", "n", "grad", "clipped", *(("steps",) if ckpt["version"] >= 2 else ())):
         if not isinstance(sums.get(key), (int, float)) or not 0 <= sums[key] < math.inf:
             damaged(f"resume.acc.{key} is {sums.get(key)!r:.60}, expected a non-negative number")
     if set(sums) - set(EMPTY_ACC):

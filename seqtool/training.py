@@ -586,14 +586,14 @@ def _restore(run: _Run, previous: dict) -> None:
     run.step, run.seconds = state["step"], state["seconds"]
     run.carry = map_state(lambda s: s.to(device), state["carry"])
     run.best = _Best.from_resume(state)
-    run.acc = {**EMPTY_ACC, "steps": state["acc"]["n"], **state["acc"]}  # "steps": since stop 9
+    run.acc = {**EMPTY_ACC, "steps": state["acc"]["n"], **state["acc"]}  # format 1 may lack "steps"
     run.history = list(previous["history"])[: state["history_len"]]
     if run.step > run.total:
         damaged(f"resume.step {run.step} is past the end of the run ({run.total} steps)")
     if run.carry is not None and run.step > 0:  # the streams of its last step: this run's own?
         held, streams = parts(run.carry)[0].shape[1], len(getattr(run.source, "inner", run.source).batch(run.step - 1)[0])
         if held != streams:
-            damaged(f"resume.carry holds the state of {held} streams, where this run reads {streams} (a seqtool before stop 20 cut long series otherwise); train anew")
+            damaged(f"resume.carry holds the state of {held} streams, where this run reads {streams} (a checkpoint of format 1 may come from a seqtool that cut long series otherwise); train anew")
 
 
 def _load_optimizer(opt, saved: dict) -> None:

@@ -1,4 +1,4 @@
-"""On a GPU (issue 14): training with --device cuda, and its checkpoint on the CPU. Skipped
+"""On a GPU: training with --device cuda, and its checkpoint on the CPU. Skipped
 where torch sees no CUDA device (CI never has one)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tables bigger than memory (issue 14): `seqtool convert` streams a CSV into a table folder;
+"""Tables bigger than memory: `seqtool convert` streams a CSV into a table folder;
 `train` reads a next-step folder in place and trains as it would from the CSV; the shuffle
 and the windows need no array as long as the table."""
 

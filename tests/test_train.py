@@ -15,7 +15,7 @@ import torch
 from conftest import BIN, faulty_source, one_error_line
 
 from seqtool import tasks
-from seqtool.checkpoint import FORMAT, build_model, load_checkpoint, save_checkpoint
+from seqtool.checkpoint import FORMAT, VERSION, build_model, load_checkpoint, save_checkpoint
 from seqtool.errors import RunFailed, SeqtoolError
 from seqtool.inference import predict
 from seqtool.models import ModelConfig, SeqModel
@@ -145,9 +145,13 @@ def test_resume_takes_settings_from_the_checkpoint(tmp_path, cli):
 
 def test_checkpoint_is_plain_weights_only_data(tmp_path):
     out = tmp_path / "m.pt"
-    train(small_sine(tmp_path), out, TrainConfig(**SMALL, cell="gru"), quiet=True)
+    umask = os.umask(0o022)  # a hardened machine's 077 would give 0600 to every new file
+    try:
+        train(small_sine(tmp_path), out, TrainConfig(**SMALL, cell="gru"), quiet=True)
+    finally:
+        os.umask(umask)
     ckpt = torch.load(out, weights_only=True)
-    assert ckpt["format"] == FORMAT and ckpt["version"] == 1
+    assert ckpt["format"] == FORMAT and ckpt["version"] == VERSION == 2
     assert ckpt["model"]["cell"] == "gru" and ckpt["data"]["task"] == "next-step"
     assert ckpt["data"]["x_names"] == ["x"]
     assert isinstance(ckpt["resume"]["torch_rng"], torch.Tensor)
@@ -210,9 +214,30 @@ def test_damaged_and_future_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "cut.pt")
 
 
+def test_format_1_may_lack_the_later_fields_and_format_2_may_not(tmp_path):
+    """Format 1 files may lack model.learned_start, model.loss and resume.acc.steps: they
+    predict and resume. In format 2 each is required."""
+    data, out = small_sine(tmp_path), tmp_path / "m.pt"
+    train(data, out, TrainConfig(**{**SMALL, "steps": 20}), quiet=True)
+    ckpt = torch.load(out, weights_only=True)
+    for key in ("learned_start", "loss"):
+        del ckpt["model"][key]
+    del ckpt["resume"]["acc"]["steps"]
+    torch.save({**ckpt, "version": 2}, tmp_path / "bad.pt")
+    with pytest.raises(SeqtoolError, match=r"damaged seqtool checkpoint: model has fields \['cell'"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({**ckpt, "version": 1, "train": {**ckpt["train"], "steps": 40}}, out)
+    assert predict(out, data, quiet=True)[1]["steps"] > 0
+    train(data, out, resume=True, quiet=True)
+    again = load_checkpoint(out)
+    assert again["version"] == 2 and again["model"]["learned_start"] is False and again["model"]["loss"] == "mse"
+    assert again["resume"]["step"] == 40 and again["resume"]["acc"]["steps"] >= 0
+
+
 def test_a_carried_state_of_other_streams_is_refused_on_resume(tmp_path):
     """A stateful checkpoint whose carried state holds other streams than the run reads
-    (one written before stop 20 cut a long series otherwise) is refused in one line."""
+    (a file of format 1 may come from a seqtool that cut a long series otherwise) is
+    refused in one line."""
     data, out = tmp_path / "long.csv", tmp_path / "m.pt"
     write_table(tasks.integral(n_series=1, length=3000, seed=0), data)
     train(data, out, TrainConfig(hidden=8, steps=80, window=10, batch=8, stateful=True), quiet=True)
