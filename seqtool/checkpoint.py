@@ -21,8 +21,9 @@ Layout of the dict:
 Format versions; this seqtool reads both and writes 2:
 
     1   model.learned_start, model.loss and resume.acc.steps may be missing (read as false,
-        "mse" and the count of steps with targets); a stateful run of one long series may
-        carry the state of streams cut otherwise than today (such a run is not resumed)
+        "mse", and acc.n: the log row after resuming averages the gradient norm over the
+        targets, as such a file's seqtool did); a stateful run of one long series may carry
+        the state of streams cut otherwise than today (such a run is not resumed)
     2   those three fields always present
 """
 
@@ -91,7 +92,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise SeqtoolError(f"{name}: not a seqtool checkpoint (format version {version!r:.20})")
     if version > VERSION:
         raise SeqtoolError(
-            f"{name}: checkpoint format version {version} is newer than this seqtool reads "
+            f"{name}: checkpoint format version {version!r:.20} is newer than this seqtool reads "
             f"({VERSION}); upgrade seqtool"
         )
     _check_model(ckpt, Damaged(name))
@@ -263,7 +264,7 @@ def check_resume(ckpt: dict, name: str) -> None:
     if not 1 <= state["threads"] <= 1024:
         damaged(f"resume.threads is {state['threads']}, expected a whole number in [1, 1024]")
     sums = state["acc"]
-    for key in ("loss", "n", "grad", "clipped", *(("steps",) if ckpt["version"] >= 2 else ())):
+    for key in ("loss", "n", "grad", "clipped", *(("steps",) if ckpt["version"] >= 2 or "steps" in sums else ())):
         if not isinstance(sums.get(key), (int, float)) or not 0 <= sums[key] < math.inf:
             damaged(f"resume.acc.{key} is {sums.get(key)!r:.60}, expected a non-negative number")
     if set(sums) - set(EMPTY_ACC):

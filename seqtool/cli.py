@@ -38,6 +38,9 @@ class _Main(TyperGroup):
         extra["standalone_mode"] = False
         with signals_stop(), warnings_as_lines():
             code = guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug)
+        from .distributed import end
+
+        end(code)  # a rank of a distributed job: now
         sys.exit(code)
 
     def invoke(self, ctx: Any) -> Any:

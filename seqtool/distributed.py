@@ -12,6 +12,7 @@ rank hangs; the job ends with one line that names the rank (`launch`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -158,6 +159,17 @@ def _kept(out) -> str:
     return f"the last checkpoint stays in {out}" if os.path.exists(out) else f"no checkpoint was saved to {out} yet"
 
 
+def end(code: int) -> None:
+    """A process of a distributed job ends at once, its output flushed, without the exit
+    of the interpreter: a thread torch.distributed leaves behind can abort it there with
+    SIGABRT ("terminate called without an active exception") after its work is done."""
+    if world().size > 1:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+
+
 def leave(w: World) -> None:
     if w.size > 1:
         import torch.distributed as dist
@@ -235,8 +247,12 @@ def launch(nproc: int, argv: list[str], out: str) -> None:
         if name.startswith("torch.distributed"):  # its banners and reports: one line below says what matters
             logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ[LAUNCHED] = "1"
-    loopback = next((name for _, name in socket.if_nameindex() if name.startswith("lo")), None)
-    if loopback and "GLOO_SOCKET_IFNAME" not in os.environ:  # not the host name, which may not resolve
+    interfaces = [name for _, name in socket.if_nameindex()]
+    given = os.environ.get("GLOO_SOCKET_IFNAME", "")
+    if given and not set(given.split(",")) <= set(interfaces):
+        raise SeqtoolError(f"GLOO_SOCKET_IFNAME={given}: no such network interface here ({', '.join(interfaces)})")
+    loopback = next((name for name in interfaces if name.startswith("lo")), None)
+    if loopback and not given:  # not the host name, which may not resolve
         os.environ["GLOO_SOCKET_IFNAME"] = loopback
     args = parse_args(["--standalone", "--local-addr=127.0.0.1", f"--nproc-per-node={nproc}", "--module", "--", "seqtool", *argv])
     try:

@@ -84,7 +84,7 @@ def signals_stop() -> contextlib.AbstractContextManager:
 def warnings_as_lines() -> Iterator[None]:
     """A library warning or logged message (numpy, torch, matplotlib) becomes one
     `seqtool: warning: ...` line on stderr; a library's deprecation of its own API is
-    not shown, under any outer filter (pytest shows them)."""
+    not shown, under any outer filter, unless python -W or PYTHONWARNINGS asks for it."""
 
     def show(message, category=None, filename=None, lineno=None, file=None, line=None):
         print(f"seqtool: warning: {' '.join(str(message).split())}", file=sys.stderr)
@@ -99,8 +99,9 @@ def warnings_as_lines() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show
-            for category in (DeprecationWarning, PendingDeprecationWarning):  # for developers, not users
-                warnings.filterwarnings("ignore", category=category)
+            if not sys.warnoptions and not os.environ.get("PYTHONWARNINGS"):  # for developers, who ask
+                for category in (DeprecationWarning, PendingDeprecationWarning):
+                    warnings.filterwarnings("ignore", category=category)
             yield
     finally:
         root.removeHandler(handler)

@@ -44,10 +44,17 @@ class Report:
     extra: dict = field(default_factory=dict)
 
     @property
+    def last(self) -> int:
+        """The last step t (from 1) whose state the loss reaches: T, or before it where the
+        last steps have no target (a next-step model's last step predicts nothing)."""
+        reached = np.flatnonzero(self.grad[-1].mean(axis=1) > 0)
+        return int(reached[-1]) + 1 if len(reached) else self.grad.shape[1]
+
+    @property
     def ratio(self) -> float:
-        """||dL/dh_1|| / ||dL/dh_T|| for the top layer, means over the batch."""
+        """||dL/dh_1|| / ||dL/dh_last|| for the top layer, means over the batch."""
         mean = self.grad[-1].mean(axis=1)
-        return float(mean[0] / mean[-1]) if mean[-1] > 0 else math.inf
+        return float(mean[0] / mean[self.last - 1]) if mean[self.last - 1] > 0 else math.inf
 
     def verdict(self) -> str:
         r = self.ratio
@@ -277,7 +284,7 @@ def _report(reports: list[Report], path, quiet: bool) -> None:
                 "ratio_first_to_last": r.ratio,
                 "verdict": r.verdict(),
                 "grad_norm_first": float(r.grad[-1, 0].mean()),
-                "grad_norm_last": float(r.grad[-1, -1].mean()),
+                "grad_norm_last": float(r.grad[-1, r.last - 1].mean()),
                 "param_grad_norm": math.sqrt(sum(v * v for v in r.params.values())),
                 "param_grad_norms": r.params,
                 "largest_singular_value": r.sigma,
@@ -289,10 +296,9 @@ def _report(reports: list[Report], path, quiet: bool) -> None:
     if quiet:
         return
     for r in reports:
-        steps = r.grad.shape[1]
         top = max((v for k, v in r.sigma.items() if "[" not in k), default=float("nan"))
         print(
-            f"seqtool: gradnorm {r.cell}: gradient at t=1 is {r.ratio:.2g} of that at t={steps}: "
+            f"seqtool: gradnorm {r.cell}: gradient at t=1 is {r.ratio:.2g} of that at t={r.last}: "
             f"{r.verdict()} (largest singular value of W_hh {top:.3g})",
             file=sys.stderr,
         )

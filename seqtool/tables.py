@@ -267,17 +267,22 @@ def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> N
     t = check_table_output(dest)
     if t is None:
         with write_errors("<stdout>"):
-            _write_csv(table.columns, sys.stdout)
             sys.stdout.flush()
+            _write_utf8(table.columns, sys.stdout.buffer)  # UTF-8 whatever the locale, as files
+            sys.stdout.buffer.flush()
         return
     with open_output(t) as f:
         if format_of(t, TABLE_FORMATS) == ".npz":
             np.savez(f, **_npz_arrays(table))
         else:
-            text = io.TextIOWrapper(f, encoding="utf-8", newline="", write_through=False)
-            _write_csv(table.columns, text)
-            text.flush()
-            text.detach()
+            _write_utf8(table.columns, f)
+
+
+def _write_utf8(columns: dict[str, np.ndarray], stream: BinaryIO) -> None:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=False)
+    _write_csv(columns, text)
+    text.flush()
+    text.detach()
 
 
 # --- reading -------------------------------------------------------------------------

@@ -180,3 +180,8 @@ def test_a_distributed_run_resumes_in_another_number_of_processes(sh, sine, tmp_
     assert done["train"]["world_size"] == 1 and done["resume"]["step"] == 600
     steps = [row["step"] for row in done["history"]]
     assert steps == list(range(25, 601, 25)) and done["history"][-1]["train_loss"] < done["history"][0]["train_loss"] / 10
+
+
+def test_an_interface_that_is_not_here_is_refused_in_one_line(sh, sine):
+    result = sh(f"GLOO_SOCKET_IFNAME=nosuch0 seqtool train sine.csv {FLAGS} --steps 5 --nproc 2 -o m.pt")
+    one_error_line(result, "GLOO_SOCKET_IFNAME=nosuch0: no such network interface here (")

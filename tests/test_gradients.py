@@ -133,6 +133,20 @@ def test_a_trained_checkpoint_on_its_data(tmp_path, cli):
     assert len(both.stdout.splitlines()) == 1 + 30
 
 
+def test_a_next_step_model_is_judged_at_its_last_step_with_a_target(tmp_path, cli):
+    """The last step of a next-step table predicts nothing: its gradient is 0, and the
+    verdict compares t=1 with the step before (it said "inf: exploding")."""
+    data = tmp_path / "sine.csv"
+    write_table(tasks.sine(n_series=16, length=30, seed=0), data)
+    train(data, tmp_path / "m.pt", TrainConfig(hidden=8, steps=30, window=20), quiet=True)
+    result = cli("gradnorm", tmp_path / "m.pt", data, "--summary", tmp_path / "s.json")
+    assert result.exit_code == 0, result.stderr
+    assert float(result.stdout.splitlines()[-1].split(",")[3]) == 0.0  # t=30: no target
+    summary = json.loads((tmp_path / "s.json").read_text())["lstm"]
+    assert 0 < summary["ratio_first_to_last"] < float("inf") and summary["grad_norm_last"] > 0
+    assert "of that at t=29:" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args, fragments",
     [

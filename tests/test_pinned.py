@@ -126,8 +126,9 @@ def _columns(name: str, path: Path) -> dict[str, np.ndarray]:
 
 
 def differences(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict[str, float]:
-    """Each array's largest difference, relative to its largest magnitude (inf: another
-    shape, other text, NaN in other places, an array missing on either side)."""
+    """Each array's largest difference, relative to its largest magnitude; gradient norms,
+    which span many orders (a vanishing one is what gradnorm shows), relative to each value.
+    inf: another shape, other text, NaN or zeros in other places, an array missing."""
     out = {}
     for key in sorted(set(got) | set(want)):
         if key.endswith("/sha256"):
@@ -139,6 +140,12 @@ def differences(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict
             out[key] = 0.0 if np.array_equal(a, b) else np.inf
         elif not np.array_equal(np.isnan(a), np.isnan(b)):
             out[key] = np.inf
+        elif "/grad_norm" in key:
+            if not np.array_equal(a == 0, b == 0):
+                out[key] = np.inf
+            else:
+                nonzero = ~np.isnan(b) & (b != 0)
+                out[key] = float(np.abs(a[nonzero] / b[nonzero] - 1).max(initial=0.0))
         else:
             known = ~np.isnan(b)
             scale = float(np.abs(b[known]).max(initial=0.0)) or 1.0
@@ -216,6 +223,12 @@ def _dump(out: str, threads: int, change: str) -> None:
 
 
 if __name__ == "__main__":
+    ROOT = Path(__file__).resolve().parent.parent  # this tree's seqtool, whatever the venv installed
+    sys.path.insert(0, str(ROOT))
+    import seqtool
+
+    if not Path(seqtool.__file__).resolve().is_relative_to(ROOT):
+        sys.exit(f"tests/test_pinned.py: seqtool comes from {seqtool.__file__}, not from {ROOT}")
     if sys.argv[1:] == ["renew"]:
         _renew()
     elif len(sys.argv) in (3, 4, 5) and sys.argv[1] == "dump":

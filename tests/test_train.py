@@ -206,6 +206,10 @@ def test_damaged_and_future_checkpoints_are_refused(tmp_path):
     torch.save({**ckpt, "version": 99}, tmp_path / "future.pt")
     with pytest.raises(SeqtoolError, match="version 99 is newer"):
         load_checkpoint(tmp_path / "future.pt")
+    for version in (True, 1.0, "2", 0, -1, None):
+        torch.save({**ckpt, "version": version}, tmp_path / "odd.pt")
+        with pytest.raises(SeqtoolError, match=r"not a seqtool checkpoint \(format version"):
+            load_checkpoint(tmp_path / "odd.pt")
     torch.save({**ckpt, "model": {**ckpt["model"], "hidden": 9}}, tmp_path / "bad.pt")
     with pytest.raises(SeqtoolError, match="damaged seqtool checkpoint"):
         build_model(load_checkpoint(tmp_path / "bad.pt"), name="bad.pt")
@@ -226,6 +230,11 @@ def test_format_1_may_lack_the_later_fields_and_format_2_may_not(tmp_path):
     torch.save({**ckpt, "version": 2}, tmp_path / "bad.pt")
     with pytest.raises(SeqtoolError, match=r"damaged seqtool checkpoint: model has fields \['cell'"):
         load_checkpoint(tmp_path / "bad.pt")
+    for steps in ("x", None, -1):  # may be missing in format 1, never wrong
+        acc = {**ckpt["resume"]["acc"], "steps": steps}
+        torch.save({**ckpt, "version": 1, "resume": {**ckpt["resume"], "acc": acc}}, tmp_path / "odd.pt")
+        with pytest.raises(SeqtoolError, match=r"resume.acc.steps is .*, expected a non-negative number"):
+            train(data, tmp_path / "odd.pt", resume=True, quiet=True)
     torch.save({**ckpt, "version": 1, "train": {**ckpt["train"], "steps": 40}}, out)
     assert predict(out, data, quiet=True)[1]["steps"] > 0
     train(data, out, resume=True, quiet=True)

@@ -299,3 +299,14 @@ def test_json_has_no_infinity():
     finally:
         sys.stdout = old
     assert json.loads(text) == {"mse": None, "deep": {"ratio": None}, "steps": 3}
+
+
+def test_a_table_goes_to_stdout_as_utf8_whatever_the_locale(work, tmp_path):
+    """As to a file: a Latin-1 terminal encoding failed with an UnicodeEncodeError (exit 1)."""
+    lines = (work / "sine.csv").read_text().splitlines()
+    (tmp_path / "n.csv").write_text("\n".join([lines[0] + ",温度"] + [line + ",é" for line in lines[1:]]) + "\n", encoding="utf-8")
+    result = subprocess.run([BIN / "seqtool", "predict", work / "m.pt", tmp_path / "n.csv", "-q"],
+                            env={**env(), "PYTHONIOENCODING": "latin-1"}, capture_output=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode("utf-8").splitlines()
+    assert out[0] == "series,t,x,温度,yhat" and out[1].split(",")[3] == "é" and len(out) == len(lines)

@@ -129,7 +129,7 @@ def test_what_users_send_is_accepted(tmp_path):
 
 def io_path(tmp_path, text: str):
     path = tmp_path / "u.csv"
-    path.write_text(text, newline="")
+    path.write_text(text, encoding="utf-8", newline="")
     return path
 
 
