@@ -268,8 +268,12 @@ def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> N
     if t is None:
         with write_errors("<stdout>"):
             sys.stdout.flush()
-            _write_utf8(table.columns, sys.stdout.buffer)  # UTF-8 whatever the locale, as files
-            sys.stdout.buffer.flush()
+            if hasattr(sys.stdout, "buffer"):  # UTF-8 whatever the locale, as files
+                _write_utf8(table.columns, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            else:  # a text stream of its own (a notebook's, StringIO)
+                _write_csv(table.columns, sys.stdout)
+                sys.stdout.flush()
         return
     with open_output(t) as f:
         if format_of(t, TABLE_FORMATS) == ".npz":
