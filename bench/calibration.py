@@ -79,9 +79,9 @@ def _airline(d: Path) -> list[Row]:
 
 
 def _speed(model: Path) -> list[Row]:
-    from seqtool import tasks
-    from seqtool.inference import rollout
-    from seqtool.tables import write_table
+    from seqtool.data import generators as tasks
+    from seqtool.forecast.rollout import rollout
+    from seqtool.data.tables import write_table
 
 
     write_table(tasks.sine(n_series=1000, noise=0.1, seed=5), model.parent / "many.csv")

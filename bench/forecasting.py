@@ -144,9 +144,9 @@ def tune(name: str, top: int = 3) -> dict[str, str]:
     and backtest scores it from origins T-48..T-25; the score is the mean over h = 1, 12, 24
     of MAE / seasonal naive MAE. All of GRID with seed 0; then the best `top` with --diff and
     without, with seeds 1 and 2 too; the best mean over the three seeds of each is returned."""
-    from seqtool.backtesting import backtest
+    from seqtool.forecast.backtest import backtest
     from seqtool.config import TrainConfig
-    from seqtool.training import train
+    from seqtool.training.run import train
 
     make, data_options, _ = SERIES[name]
     x = "value" if "--x value" in data_options else None
@@ -190,11 +190,12 @@ def backtest_speed(d: Path) -> list[Row]:
 
     import torch
 
-    from seqtool import inference
-    from seqtool.backtesting import backtest
-    from seqtool.tables import SeriesTable
-    from seqtool.tasks import trend
-    from seqtool.training import TrainConfig, train
+    from seqtool.forecast import rollout as rolling
+    from seqtool.forecast.backtest import backtest
+    from seqtool.data.tables import SeriesTable
+    from seqtool.data.generators import trend
+    from seqtool.config import TrainConfig
+    from seqtool.training.run import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -210,7 +211,7 @@ def backtest_speed(d: Path) -> list[Row]:
         def loop(tables, model) -> tuple[float, np.ndarray]:
             t0, out = time.perf_counter(), []
             for o, tab in zip(origins, tables):
-                result, _ = inference.rollout(model, tab, warmup=o, steps=horizon, quiet=True)
+                result, _ = rolling.rollout(model, tab, warmup=o, steps=horizon, quiet=True)
                 out.append(result.columns["yhat"][result.columns["phase"] == "free"])
             return time.perf_counter() - t0, np.stack(out)
 
@@ -222,8 +223,8 @@ def backtest_speed(d: Path) -> list[Row]:
         fast = statistics.median(times)
         assert scores["origins"] == count
         ours = result.columns["yhat"].reshape(count, horizon)
-        loaded = inference.next_step_model(path)
-        with mock.patch.object(inference, "next_step_model", lambda _: loaded):  # the checkpoint, loaded once
+        loaded = rolling.next_step_model(path)
+        with mock.patch.object(rolling, "next_step_model", lambda _: loaded):  # the checkpoint, loaded once
             slow, once = loop(cut, path)
         public, each = loop([table] * count, path)
         gap = max(float(np.max(np.abs(ours - once))), float(np.max(np.abs(ours - each))))
@@ -234,8 +235,8 @@ def backtest_speed(d: Path) -> list[Row]:
     same = gap <= 1e-4 * max(scale, 1.0)
     return [
         Row("backtest 1,000 origins x 24: speed-up over 1,000 rollouts", ratio, "x", ">= 20", ratio >= 20 and same,
-            f"{fast:.2f} s (median of 5) vs {slow:.1f} s: `seqtool.backtesting.backtest(model, table, horizon=24, "
-            f"start={start})` against `seqtool.inference.rollout(model, table[:origin + 24], warmup=origin, steps=24)` "
+            f"{fast:.2f} s (median of 5) vs {slow:.1f} s: `seqtool.forecast.backtest.backtest(model, table, horizon=24, "
+            f"start={start})` against `seqtool.forecast.rollout.rollout(model, table[:origin + 24], warmup=origin, steps=24)` "
             f"for each origin, the checkpoint loaded once, the cut tables made in memory beforehand; as the public "
             f"call stands (the full table, the checkpoint loaded by every call) the loop takes {public:.1f} s, "
             f"{public / fast:.0f}x. gen trend --length {length} --seed 1; an LSTM (defaults, --diff 1, 300 steps); "

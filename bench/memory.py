@@ -20,7 +20,7 @@ TRAIN = ["--window", "5", "--burn-in", "2", "--steps", "200", "--hidden", "32", 
 
 
 def tables(d: Path) -> dict[str, Path]:
-    from seqtool.tables import SeriesTable, write_table
+    from seqtool.data.tables import SeriesTable, write_table
 
     rng = np.random.default_rng(0)
     ragged = [np.sin(np.arange(LONG) * 0.1)] + [np.sin(rng.uniform(0, 6) + np.arange(SHORT) * 0.1) for _ in range(N_SHORT)]

@@ -97,7 +97,7 @@ def _tutorial_checkpoint(rnn, head, path: Path) -> None:
     tools are scored by the same predict/rollout code."""
     import torch
 
-    from seqtool.checkpoint import save_checkpoint
+    from seqtool.model.checkpoint import save_checkpoint
 
     one, zero = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
     weights = {f"rnn.{k}": v for k, v in rnn.state_dict().items()} | {f"head.{k}": v for k, v in head.state_dict().items()}
@@ -110,7 +110,8 @@ def _tutorial_checkpoint(rnn, head, path: Path) -> None:
 
 
 def _scores(path: Path, fresh) -> tuple[float, float]:
-    from seqtool.inference import predict, rollout
+    from seqtool.forecast.predict import predict
+    from seqtool.forecast.rollout import rollout
 
     tf = predict(path, fresh, warmup=5, quiet=True)[1]["mse"]
     free = rollout(path, fresh, warmup=10, quiet=True)[1]["mse"]
@@ -118,8 +119,9 @@ def _scores(path: Path, fresh) -> tuple[float, float]:
 
 
 def time_to_accuracy(d: Path) -> list[Row]:
-    from seqtool.tasks import sine
-    from seqtool.training import TrainConfig, train
+    from seqtool.data.generators import sine
+    from seqtool.config import TrainConfig
+    from seqtool.training.run import train
 
     fresh = sine(seed=1)
     data = sine(seed=0)
@@ -161,8 +163,9 @@ def time_to_accuracy(d: Path) -> list[Row]:
 def training_overhead(d: Path) -> list[Row]:
     import torch
 
-    from seqtool.tasks import sine
-    from seqtool.training import TrainConfig, train
+    from seqtool.data.generators import sine
+    from seqtool.config import TrainConfig
+    from seqtool.training.run import train
 
     data = sine(n_series=512, length=100, seed=0)
     x = torch.tensor(np.stack(data.split(data.x)), dtype=torch.float32)  # [512, 100, 1]
@@ -182,9 +185,10 @@ def training_overhead(d: Path) -> list[Row]:
 
 
 def rollout_speed(d: Path) -> list[Row]:
-    from seqtool.inference import rollout
-    from seqtool.tasks import sine
-    from seqtool.training import TrainConfig, train
+    from seqtool.forecast.rollout import rollout
+    from seqtool.data.generators import sine
+    from seqtool.config import TrainConfig
+    from seqtool.training.run import train
 
     train(sine(seed=0), d / "r.pt", TrainConfig(steps=300), quiet=True)
     big = sine(n_series=1000, length=1000, span=200, seed=3)
@@ -215,8 +219,9 @@ def rollout_speed(d: Path) -> list[Row]:
 
 
 def scale(d: Path) -> list[Row]:
-    from seqtool.tables import read_series, write_table
-    from seqtool.tasks import sine
+    from seqtool.data.tables import write_table
+    from seqtool.data.reading import read_series
+    from seqtool.data.generators import sine
 
     table = sine(n_series=1000, length=1000, span=200, seed=0)
     rows = []

@@ -11,17 +11,17 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "generate": "tasks",
-    "read_table": "tables",
-    "read_series": "tables",
-    "write_table": "tables",
-    "Table": "tables",
-    "SeriesTable": "tables",
+    "generate": "data.generators",
+    "read_table": "data.tables",
+    "read_series": "data.reading",
+    "write_table": "data.tables",
+    "Table": "data.tables",
+    "SeriesTable": "data.tables",
     "SeqtoolError": "errors",
-    "train": "training",
-    "predict": "inference",
-    "rollout": "inference",
-    "backtest": "backtesting",
+    "train": "training.run",
+    "predict": "forecast.predict",
+    "rollout": "forecast.rollout",
+    "backtest": "forecast.backtest",
 }
 
 

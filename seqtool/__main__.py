@@ -1,3 +1,3 @@
-from .cli import main
+from seqtool.cli import main
 
 main()

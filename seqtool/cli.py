@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
-from .config import DEVICES, GRAD_LOSSES, GRAD_TASKS, IMAGE_FORMATS, ModelConfig, TrainConfig
-from .errors import Interrupted, PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
-from .limits import interval as span
+from seqtool import __version__
+from seqtool.config import DEVICES, GRAD_LOSSES, GRAD_TASKS, IMAGE_FORMATS, ModelConfig, TrainConfig
+from seqtool.errors import Interrupted, PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
+from seqtool.limits import interval as span
 
 if TYPE_CHECKING:
-    from .tasks import Kind
+    from seqtool.data.generators import Kind
 
 
 class _Main(TyperGroup):
@@ -38,7 +38,7 @@ class _Main(TyperGroup):
         extra["standalone_mode"] = False
         with signals_stop(), warnings_as_lines():
             code = guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug)
-        from .distributed import end
+        from seqtool.training.distributed import end
 
         end(code)  # a rank of a distributed job: now
         sys.exit(code)
@@ -71,7 +71,7 @@ class _Kinds(TyperGroup):
 
     def _kinds(self) -> dict[str, Any]:
         if not self.commands:
-            from .tasks import COMMANDS
+            from seqtool.data.generators import COMMANDS
 
             for kind in COMMANDS.values():
                 self.add_command(_gen_command(kind), kind.name)
@@ -225,13 +225,13 @@ def train(
 
     Example: seqtool gen sine | seqtool train --cell lstm
     """
-    from .training import train as run
+    from seqtool.training.run import train as run
 
     given = _given(ctx, options) if resume else []
     if given:
         raise SeqtoolError(f"--resume continues with the settings saved in {out}; drop {', '.join(given)}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:  # under a launcher already: its processes are these
-        from .distributed import check_input, launch
+        from seqtool.training.distributed import check_input, launch
 
         check_input(nproc, data, f"--nproc {nproc}")
         return launch(nproc, sys.argv[1:], str(out))
@@ -256,7 +256,7 @@ def predict(
 
     Example: seqtool gen sine --seed 1 | seqtool predict model.pt --warmup 5 > pred.csv
     """
-    from .inference import predict as run
+    from seqtool.forecast.predict import predict as run
 
     run(model, data, warmup=warmup, season=season, level=level, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
@@ -285,7 +285,7 @@ def rollout(
 
     Example: seqtool rollout model.pt data/daily_temperature.csv --horizon 30
     """
-    from .inference import rollout as run
+    from seqtool.forecast.rollout import rollout as run
 
     run(model, data, warmup=warmup, steps=steps, horizon=horizon, samples=samples, level=level, paths=paths, seed=seed, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
@@ -312,7 +312,7 @@ def backtest(
 
     Example: seqtool backtest air.pt data/airline.csv --horizon 12 | seqtool plot -o bt.png
     """
-    from .backtesting import backtest as run
+    from seqtool.forecast.backtest import backtest as run
 
     run(model, data, horizon=horizon, start=start, stride=stride, samples=samples, level=level, seed=seed, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
 
@@ -348,15 +348,15 @@ def plot(
     seqtool plot out/*.csv --outdir plots/;
     seqtool plot lstm.csv gru.csv --overlay -o losses.png
     """
-    from .plotting import parse_size
-    from .plotting import plot as run
+    from seqtool.plotting import parse_size
+    from seqtool.plotting import plot as run
 
     paths = run(
         files or [None], output=output, outdir=outdir, overlay=overlay, labels=label, fmt=format,
         title=title, size=parse_size(size), dpi=dpi, logy=logy,
         series=series.split(",") if series else None, x=x, y=y,
     )  # fmt: skip
-    from .outputs import to_stdout
+    from seqtool.outputs import to_stdout
 
     for path in paths:  # an image that went to standard output is not followed by its name
         if not to_stdout(path):
@@ -396,7 +396,7 @@ def gradnorm(
     Examples: seqtool gradnorm --cell rnn,lstm,gru --length 100 | seqtool plot -o g.png;
     seqtool gradnorm model.pt data.csv
     """
-    from .gradients import gradnorm as run
+    from seqtool.gradients import gradnorm as run
 
     model, data = _model_and_data(inputs or [])
     given = _given(ctx, _FRESH) if model is not None else []
@@ -416,7 +416,7 @@ def _model_and_data(inputs: list[str]) -> tuple[Optional[str], Optional[str]]:
         raise SeqtoolError("gradnorm takes at most a MODEL and a DATA path")
     if len(inputs) == 2:
         return inputs[0], inputs[1]
-    from .checkpoint import is_checkpoint
+    from seqtool.model.checkpoint import is_checkpoint
 
     if len(inputs) == 1 and inputs[0] != "-" and is_checkpoint(inputs[0]):
         return inputs[0], None
@@ -432,7 +432,8 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
 
     Example: seqtool info data/daily_temperature.csv --x value
     """
-    from .tables import describe, read_series
+    from seqtool.data.tables import describe
+    from seqtool.data.reading import read_series
 
     for key, value in describe(read_series(data, x, y)).items():
         typer.echo(f"{key + ':':15} {value}")
@@ -450,7 +451,7 @@ def convert(
 
     Example: seqtool convert big.csv --x value -o big.seq && seqtool train big.seq
     """
-    from .mapped import convert as run
+    from seqtool.data.folders import convert as run
 
     done = run(data, out, x, y)
     typer.echo(done.path)
@@ -469,7 +470,7 @@ def _gen_command(kind: Kind) -> Any:
     """The click command `seqtool gen KIND`: the kind's declared options, then --output."""
 
     def command(output: Output = None, **options: Any) -> None:
-        from .tables import check_table_output, write_table
+        from seqtool.data.tables import check_table_output, write_table
 
         check_table_output(output)
         write_table(kind.function(**options), output)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import SeqtoolError
-from .limits import LIMITS, check_all
+from seqtool.errors import SeqtoolError
+from seqtool.limits import LIMITS, check_all
 
 
 @dataclass(frozen=True)

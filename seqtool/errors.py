@@ -1,4 +1,4 @@
-"""One error type for everything a user can get wrong, and the exit codes (DESIGN.md section 4)."""
+"""One error type for everything a user can get wrong, and the exit codes (docs/errors.md)."""
 
 from __future__ import annotations
 

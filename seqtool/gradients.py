@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outputs
-from .config import CELLS, GRAD_LOSSES, GRAD_TASKS, ModelConfig
-from .dataset import NEXT_STEP, inputs_and_targets, predicted, task_of
-from .errors import SeqtoolError
-from .limits import check_all, fits_in_memory
-from .scaling import Scaling
-from .tables import TABLE_FORMATS, SeriesTable, Table, write_table
-from .threads import use as use_threads
-from .threads import work
+from seqtool import outputs
+from seqtool.config import CELLS, GRAD_LOSSES, GRAD_TASKS, ModelConfig
+from seqtool.data.examples import NEXT_STEP, inputs_and_targets, predicted, task_of
+from seqtool.errors import SeqtoolError
+from seqtool.limits import check_all, fits_in_memory
+from seqtool.data.scaling import Scaling
+from seqtool.data.tables import TABLE_FORMATS, SeriesTable, Table, write_table
+from seqtool.threads import use as use_threads
+from seqtool.threads import work
 
 
 @dataclass
@@ -111,9 +111,9 @@ def gradnorm(
 
 
 def _of_checkpoint(path, data, batch: int, loss: str, threads: int | None) -> Report:
-    from .inference import Model
+    from seqtool.forecast.forecaster import Forecaster
 
-    m = Model(path)
+    m = Forecaster(path)
     table = m.read(data)
     x, y = _tensors(table, *inputs_and_targets(table, m.task, m.scaling.diff, m.time), m.scaling, batch)
     return _measure(m.net, x, y, loss, threads)
@@ -123,8 +123,8 @@ def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init
     """A fresh model of each cell, all from the same seed, standardised on the data itself."""
     import torch
 
-    from .models import SeqModel, set_forget_bias
-    from .tables import read_series
+    from seqtool.model.network import SeqModel, set_forget_bias
+    from seqtool.data.reading import read_series
 
     table = read_series(data)
     kind = task_of(table)
@@ -240,7 +240,7 @@ def _data(data, task: str, length: int, batch: int, seed: int):
     """The given table, or a generated one: `batch` sequences of `length` steps."""
     if data is not None:
         return data
-    from .tasks import KINDS
+    from seqtool.data.generators import KINDS
 
     if task not in GRAD_TASKS:
         raise SeqtoolError(f"--task must be one of {', '.join(GRAD_TASKS)}, got {task!r}")

@@ -13,7 +13,7 @@ import numbers
 import os
 from dataclasses import dataclass
 
-from .errors import SeqtoolError
+from seqtool.errors import SeqtoolError
 
 
 @dataclass(frozen=True)

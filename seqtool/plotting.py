@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outputs
-from .config import IMAGE_FORMATS
-from .errors import SeqtoolError
-from .limits import check_all
-from .outputs import check_format
-from .tables import SeriesTable, Table, columns_of, of_role, read_series, read_table, times_of
+from seqtool import outputs
+from seqtool.config import IMAGE_FORMATS
+from seqtool.errors import SeqtoolError
+from seqtool.limits import check_all
+from seqtool.outputs import check_format
+from seqtool.data.tables import SeriesTable, Table, columns_of, of_role, read_table, times_of
+from seqtool.data.reading import read_series
 
 FORMATS = tuple(f".{f}" for f in IMAGE_FORMATS)
 MAX_PANELS = 6
@@ -372,7 +373,7 @@ def _save(fig, path: Path, fallback: str) -> Path:
     through to a device or pipe, in the format its name gives (else `fallback`)."""
     import io
 
-    from .outputs import open_output
+    from seqtool.outputs import open_output
 
     suffix = path.suffix.lower() if path.suffix.lower() in FORMATS else fallback
     buffer = io.BytesIO()

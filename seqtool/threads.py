@@ -14,8 +14,8 @@ import os
 import statistics
 import time
 
-from .config import CELLS, ModelConfig
-from .limits import cores
+from seqtool.config import CELLS, ModelConfig
+from seqtool.limits import cores
 
 # Multiply-adds per time step of the recurrence that pay for one more thread. Measured on
 # 2 cores, whole `train` commands on sine, 1 thread against 2: an LSTM of 32 units at batch

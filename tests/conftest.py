@@ -58,9 +58,10 @@ def one_error_line(result, *fragments: str) -> None:
 def small_model(tmp_path_factory) -> Path:
     """A folder with sine.csv (8 series x 60 steps) and m.pt, an LSTM of 8 units trained
     on it for 30 steps: for tests that need a checkpoint, not a good one."""
-    from seqtool import tasks
-    from seqtool.tables import write_table
-    from seqtool.training import TrainConfig, train
+    from seqtool.data import generators as tasks
+    from seqtool.data.tables import write_table
+    from seqtool.config import TrainConfig
+    from seqtool.training.run import train
 
     folder = tmp_path_factory.mktemp("small_model")
     write_table(tasks.sine(n_series=8, length=60, seed=0), folder / "sine.csv")
@@ -71,7 +72,7 @@ def small_model(tmp_path_factory) -> Path:
 def faulty_source(fault):
     """A batch source for `train(source=...)`: the real one, each step's batch passed
     through fault(step, (x, y, t0)), which may change it or act (remove a folder, ...)."""
-    from seqtool.batches import batches
+    from seqtool.training.batches import batches
 
     class Faulty:
         def __init__(self, inner):

@@ -75,8 +75,8 @@ def _argv(values: dict) -> list[str]:
 
 @pytest.fixture
 def captured(monkeypatch):
-    """seqtool.training.train replaced by a recorder of what the command passes it."""
-    import seqtool.training
+    """seqtool.training.run.train replaced by a recorder of what the command passes it."""
+    import seqtool.training.run
 
     calls: list[tuple] = []
 
@@ -87,7 +87,7 @@ def captured(monkeypatch):
         calls.append((data, out, config, kwargs))
         return Result()
 
-    monkeypatch.setattr(seqtool.training, "train", record)
+    monkeypatch.setattr(seqtool.training.run, "train", record)
     return calls
 
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 from conftest import faulty_source
 
-from seqtool import tasks
-from seqtool.checkpoint import load_checkpoint
-from seqtool.inference import predict
-from seqtool.tables import write_table
-from seqtool.training import TrainConfig, train
+from seqtool.data import generators as tasks
+from seqtool.model.checkpoint import load_checkpoint
+from seqtool.forecast.predict import predict
+from seqtool.data.tables import write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 

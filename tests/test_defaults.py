@@ -12,15 +12,16 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool import tasks, threads
-from seqtool.batches import Streams, cut
-from seqtool.checkpoint import build_model, load_checkpoint
+from seqtool.data import generators as tasks
+from seqtool import threads
+from seqtool.training.batches import Streams, cut
+from seqtool.model.checkpoint import build_model, load_checkpoint
 from seqtool.config import ModelConfig, TrainConfig
-from seqtool.dataset import Rows
-from seqtool.models import over_series
-from seqtool.scaling import Scaling
-from seqtool.tables import write_table
-from seqtool.training import train
+from seqtool.data.examples import Rows
+from seqtool.model.network import over_series
+from seqtool.data.scaling import Scaling
+from seqtool.data.tables import write_table
+from seqtool.training.run import train
 
 
 def _judged(sh, tmp_path, kind: str, extra: str = "") -> tuple[dict, object]:

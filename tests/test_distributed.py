@@ -15,10 +15,10 @@ import pytest
 import torch
 from conftest import BIN, one_error_line
 
-from seqtool import tasks
-from seqtool.checkpoint import load_checkpoint
-from seqtool.distributed import Shard, World
-from seqtool.tables import write_table
+from seqtool.data import generators as tasks
+from seqtool.model.checkpoint import load_checkpoint
+from seqtool.training.distributed import Shard, World
+from seqtool.data.tables import write_table
 
 FLAGS = "--hidden 8 --window 20 --threads 1"
 TORCHRUN = "GLOO_SOCKET_IFNAME=lo torchrun --local-addr 127.0.0.1"  # as `--nproc` does: the host's name may not resolve

@@ -10,15 +10,19 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool import inference, tasks
-from seqtool.backtesting import backtest
-from seqtool.checkpoint import load_checkpoint
+from seqtool.forecast import freerun
+from seqtool.forecast.forecaster import Forecaster
+from seqtool.data import generators as tasks
+from seqtool.forecast.backtest import backtest
+from seqtool.model.checkpoint import load_checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.inference import predict, rollout
-from seqtool.metrics import naive_forecasts, scale, score
-from seqtool.scaling import Differencing
-from seqtool.tables import SeriesTable, Table, read_table, write_table
-from seqtool.training import TrainConfig, train
+from seqtool.forecast.predict import predict
+from seqtool.forecast.rollout import rollout
+from seqtool.forecast.metrics import naive_forecasts, scale, score
+from seqtool.data.scaling import Differencing
+from seqtool.data.tables import SeriesTable, Table, read_table, write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 SMALL = dict(hidden=8, steps=60, window=24, batch=16)
 
@@ -68,7 +72,7 @@ def test_an_oracle_of_the_true_differences_reproduces_the_series():
 def test_rollout_undoes_the_differencing_of_an_oracle(trend, monkeypatch):
     """`rollout`'s own bookkeeping (warm-up undone with the truth, free steps integrated
     from the last true values), fed the true standardised differences, gives the series."""
-    m = inference.Model(trend / "diff.pt")
+    m = Forecaster(trend / "diff.pt")
     table = m.read(trend / "trend.csv")
     z, lengths = m.view(table)
 
@@ -82,7 +86,7 @@ def test_rollout_undoes_the_differencing_of_an_oracle(trend, monkeypatch):
         expected = ~torch.isnan(forecast[:, 0]).numpy()
         return forecast, expected
 
-    monkeypatch.setattr(inference, "_free_run", oracle)
+    monkeypatch.setattr(freerun, "_free_run", oracle)
     result, _ = rollout(trend / "diff.pt", trend / "trend.csv", warmup=30, quiet=True)
     x, yhat = result.columns["x"], result.columns["yhat"]
     first = np.concatenate([np.arange(n) < 2 for n in result.lengths])  # row 0 and the differencing's
@@ -273,7 +277,7 @@ def _dated(n: int, start: str, unit: str = "D", values=None) -> SeriesTable:
 
 
 def test_time_features_follow_the_calendar_and_the_spacing():
-    from seqtool.timefeatures import TimeFeatures
+    from seqtool.data.timefeatures import TimeFeatures
 
     daily = TimeFeatures.choose(_dated(30, "2024-02-20"))
     assert daily.column == "date" and daily.cycles == (("days", 7.0), ("days", 365.25))
@@ -289,7 +293,7 @@ def test_time_features_follow_the_calendar_and_the_spacing():
 
 
 def test_monthly_dates_go_on_by_whole_months():
-    from seqtool.timefeatures import extend
+    from seqtool.data.timefeatures import extend
 
     dates = np.array(["2023-11-01", "2023-12-01"], dtype="datetime64[D]")
     assert extend(dates, 5).astype(str).tolist() == ["2023-11-01", "2023-12-01", "2024-01-01", "2024-02-01", "2024-03-01"]

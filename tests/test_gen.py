@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import one_error_line
 
-from seqtool import tasks
-from seqtool.tables import read_series, read_table, write_table
+from seqtool.data import generators as tasks
+from seqtool.data.tables import read_table, write_table
+from seqtool.data.reading import read_series
 
 KINDS = list(tasks.KINDS)
 
@@ -29,9 +30,9 @@ def gen(cli, *args: str):
 
 
 def _table(text: str):
-    from seqtool.tables import _from_csv
+    from seqtool.data.tables import from_csv
 
-    return _from_csv(text.encode(), "<stdout>")
+    return from_csv(text.encode(), "<stdout>")
 
 
 def test_gen_help_lists_every_kind_with_a_line(cli):
@@ -134,7 +135,7 @@ def test_adding_has_two_markers_and_one_target(cli):
         assert np.isnan(y[:-1]).all()
         assert y[-1] == pytest.approx(x[marks, 0].sum(), abs=1e-15)
     always_one = np.nanmean((table.y[:, 0] - 1.0) ** 2)
-    assert 0.13 < always_one < 0.2  # the baseline of TASKS.md, about 0.167
+    assert 0.13 < always_one < 0.2  # always predicting 1: about 0.167
 
 
 def test_lorenz_follows_the_lorenz_equations(cli):
@@ -294,7 +295,7 @@ def test_gen_and_help_do_not_import_torch_matplotlib_or_pandas():
 def test_generate_is_the_command_as_a_function(cli):
     table = tasks.generate("adding", n_series=2, length=10, seed=3)
     buffer = io.StringIO()
-    from seqtool.tables import _write_csv
+    from seqtool.data.tables import _write_csv
 
     _write_csv(table.columns, buffer)
     assert buffer.getvalue() == cli("gen", "adding", "-n", "2", "-l", "10", "--seed", "3").stdout

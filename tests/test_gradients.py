@@ -8,11 +8,12 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool import tasks
+from seqtool.data import generators as tasks
 from seqtool.gradients import gradnorm, unrolled
-from seqtool.models import ModelConfig, SeqModel
-from seqtool.tables import read_table, write_table
-from seqtool.training import TrainConfig, train
+from seqtool.model.network import ModelConfig, SeqModel
+from seqtool.data.tables import read_table, write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 
 def tiny(cell: str, layers: int = 1, seed: int = 0, learned_start: bool = False) -> SeqModel:

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from conftest import one_error_line
 
-from seqtool import tasks
-from seqtool.inference import predict, rollout
-from seqtool.tables import SeriesTable, read_table, write_table
-from seqtool.training import TrainConfig, train
+from seqtool.data import generators as tasks
+from seqtool.forecast.predict import predict
+from seqtool.forecast.rollout import rollout
+from seqtool.data.tables import SeriesTable, read_table, write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 FAST = TrainConfig(hidden=8, steps=80, window=20, batch=16)
 
@@ -141,7 +143,7 @@ def test_rollout_options_are_checked(models, cli):
 def test_stepper_steps_like_the_module(cell, block, monkeypatch):
     import torch
 
-    from seqtool.models import ModelConfig, SeqModel, Stepper
+    from seqtool.model.network import ModelConfig, SeqModel, Stepper
 
     monkeypatch.setattr(Stepper, "BLOCK", block)
     torch.manual_seed(0)
@@ -165,8 +167,8 @@ def test_stepper_steps_like_the_module(cell, block, monkeypatch):
 def test_series_of_any_lengths_give_what_each_gives_alone(cell, budget, monkeypatch):
     import torch
 
-    from seqtool import models
-    from seqtool.models import ModelConfig, SeqModel, over_series
+    from seqtool.model import network as models
+    from seqtool.model.network import ModelConfig, SeqModel, over_series
 
     monkeypatch.setattr(models, "BUDGET", budget)
     torch.manual_seed(0)

@@ -11,12 +11,13 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool import tasks
-from seqtool.checkpoint import load_checkpoint
-from seqtool.metrics import interval_scores
-from seqtool.models import GaussianHead, StudentTHead, t_quantile
-from seqtool.tables import write_table
-from seqtool.training import TrainConfig, train
+from seqtool.data import generators as tasks
+from seqtool.model.checkpoint import load_checkpoint
+from seqtool.forecast.metrics import interval_scores
+from seqtool.model.network import GaussianHead, StudentTHead, t_quantile
+from seqtool.data.tables import write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 
 def test_the_heads_negative_log_likelihoods_are_torch_distributions():
@@ -75,7 +76,7 @@ def test_predict_writes_the_interval_on_the_original_scale_and_it_covers_what_it
     assert ckpt["model"]["loss"] == "gaussian" and ckpt["train"]["loss"] == "gaussian"
     result = cli("predict", noisy / "g.pt", noisy / "fresh.csv", "--level", "80", "--metrics", noisy / "m.json", "-o", noisy / "p.csv")
     assert result.exit_code == 0, result.stderr
-    from seqtool.tables import read_table
+    from seqtool.data.tables import read_table
 
     p = read_table(noisy / "p.csv")
     lo, yhat, hi = (p.numbers(c, missing_ok=True) for c in ("yhat_lo", "yhat", "yhat_hi"))
@@ -111,9 +112,10 @@ def test_a_point_model_has_no_interval_and_bad_levels_and_losses_are_refused(noi
 def test_each_sample_path_carries_its_own_state_and_is_fed_its_own_draws(noisy, monkeypatch):
     """With the draw made deterministic (the mean plus 0.05 x the path's index), path p of
     the batch is the free run of a single series fed mean + 0.05 p at every step."""
-    from seqtool.inference import _free_run, next_step_model
-    from seqtool.models import Stepper
-    from seqtool.tables import read_series
+    from seqtool.forecast.forecaster import next_step_model
+    from seqtool.forecast.freerun import _free_run
+    from seqtool.model.network import Stepper
+    from seqtool.data.reading import read_series
 
     m = next_step_model(noisy / "g.pt")
     table = read_series(noisy / "fresh.csv")
@@ -139,7 +141,7 @@ def test_rollout_quantiles_are_those_of_the_paths_and_cover_a_free_run(noisy, cl
     result = cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--warmup", "20", "--steps", "20", "--samples", "300",
                  "--paths", noisy / "paths.csv", "--metrics", noisy / "r.json", "-o", noisy / "r.csv", "--level", "80")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    from seqtool.tables import read_table
+    from seqtool.data.tables import read_table
 
     r, p = read_table(noisy / "r.csv"), read_table(noisy / "paths.csv")
     assert list(p.columns) == ["series", "path", "t", "phase", "yhat"]
@@ -192,7 +194,7 @@ def test_the_log_normal_crps_of_a_logged_model_is_the_sample_estimate():
 def test_paths_of_a_logged_model_give_their_median_and_of_a_logged_t_no_crps():
     from types import SimpleNamespace
 
-    from seqtool.inference import from_paths
+    from seqtool.forecast.intervals import from_paths
 
     drawn = np.exp(np.random.default_rng(4).normal(size=(999, 5, 1)))
     for head, log in [(GaussianHead(4, 1), False), (GaussianHead(4, 1), True), (StudentTHead(4, 1), True)]:
@@ -212,20 +214,22 @@ def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_mo
 def test_intervals_of_a_differenced_model_are_on_the_original_scale(tmp_path):
     """With --diff 1 the model forecasts standardised differences; the interval of a value
     is that of its difference, rescaled, plus the true past: mean +- z sigma y_std."""
-    from seqtool.inference import Model, _roll
-    from seqtool.tables import read_series
+    from seqtool.forecast.forecaster import Forecaster
+    from seqtool.forecast.freerun import roll
+    from seqtool.forecast.predict import one_step, teacher_forced
+    from seqtool.data.reading import read_series
 
     write_table(tasks.trend(length=120, seed=0), tmp_path / "trend.csv")
     train(tmp_path / "trend.csv", tmp_path / "d.pt", TrainConfig(loss="gaussian", diff="1", hidden=8, steps=100, window=24), quiet=True)
-    m = Model(tmp_path / "d.pt")
+    m = Forecaster(tmp_path / "d.pt")
     table = read_series(tmp_path / "trend.csv")
-    got = m.forecasts(table, 80.0)
+    got = teacher_forced(m, table, 80.0)
     known = ~np.isnan(got["point"][:, 0])
     assert known.sum() == len(table.x) - 2  # the first 1 + order rows have none
     np.testing.assert_allclose(got["hi"][known] - got["lo"][known], 2 * 1.2815515655446004 * got["scale"][known], rtol=1e-5)
-    np.testing.assert_allclose(got["point"][known], m.one_step(table)[known])
+    np.testing.assert_allclose(got["point"][known], one_step(m, table)[known])
     assert np.all(np.abs(got["point"][known] - table.x[known]) < 20 * got["scale"][known])  # the level, not a difference
-    paths = _roll(m, table, np.array([100]), np.array([20]), 50)  # 50 sample paths, integrated from their own draws
+    paths = roll(m, table, np.array([100]), np.array([20]), 50)  # 50 sample paths, integrated from their own draws
     assert paths.shape == (50, 120, 1) and np.isfinite(paths[:, 100:]).all()
     assert np.abs(paths[:, 100:].mean(axis=0)[:, 0] - table.x[100:, 0]).mean() < 10 * got["scale"][known].mean()
 
@@ -236,7 +240,7 @@ def test_backtest_samples_paths_from_every_origin(noisy, small_model, cli):
     result = cli("backtest", noisy / "g.pt", noisy / "fresh.csv", "--horizon", "5", "--samples", "2000",
                  "--metrics", noisy / "b.json", "-o", noisy / "b.csv")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    from seqtool.tables import read_table
+    from seqtool.data.tables import read_table
 
     b = read_table(noisy / "b.csv")
     lo, yhat, hi = (b.numbers(c) for c in ("yhat_lo", "yhat", "yhat_hi"))

@@ -9,12 +9,16 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool import mapped, tasks
-from seqtool.batches import Windows, _Shuffle
-from seqtool.dataset import Rows, inputs_and_targets, split
-from seqtool.scaling import Scaling
-from seqtool.tables import read_series, write_table
-from seqtool.training import TrainConfig, train
+from seqtool.data import folders as mapped
+from seqtool.training.inplace import FolderRows
+from seqtool.data import generators as tasks
+from seqtool.training.batches import Windows, _Shuffle
+from seqtool.data.examples import Rows, inputs_and_targets, split
+from seqtool.data.scaling import Scaling
+from seqtool.data.tables import write_table
+from seqtool.data.reading import read_series
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 
 @pytest.fixture
@@ -112,7 +116,7 @@ def test_mapped_rows_give_the_rows_and_next_step_targets_of_the_table_in_memory(
     xs, ys = inputs_and_targets(table, "next-step")
     scaling = Scaling.fit(xs, ys, True)
     memory = Rows.of(xs, ys, scaling)
-    rows = mapped.MappedRows(folder, folder.offsets[:-1], folder.lengths, scaling, "cpu")
+    rows = FolderRows(folder, folder.offsets[:-1], folder.lengths, scaling, "cpu")
     index = torch.arange(143).reshape(11, 13)
     for got, want in zip(rows.take(index), memory.take(index)):
         torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)

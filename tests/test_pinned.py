@@ -71,12 +71,14 @@ def run(folder: Path, threads: int = 1, change: dict | None = None, names=tuple(
     """The pinned runs `names` in `folder`, as named arrays: each run's weights, the columns
     of each table it writes, and each table file's sha256. `change` alters the training
     settings, to show that the comparison catches it: {"steps": ["+", 1], "lr": ["*", 1.001]}."""
-    from seqtool import tasks
-    from seqtool.checkpoint import load_checkpoint
+    from seqtool.data import generators as tasks
+    from seqtool.model.checkpoint import load_checkpoint
     from seqtool.gradients import gradnorm
-    from seqtool.inference import predict, rollout
-    from seqtool.tables import write_table
-    from seqtool.training import TrainConfig, train
+    from seqtool.forecast.predict import predict
+    from seqtool.forecast.rollout import rollout
+    from seqtool.data.tables import write_table
+    from seqtool.config import TrainConfig
+    from seqtool.training.run import train
 
     got: dict[str, np.ndarray] = {}
     tables: dict[str, Path] = {}
@@ -113,7 +115,7 @@ def _changed(config, change: dict):
 def _columns(name: str, path: Path) -> dict[str, np.ndarray]:
     """A written table read back with seqtool's reader: numbers as float64 (empty cells NaN), text as text."""
     from seqtool.errors import SeqtoolError
-    from seqtool.tables import read_table
+    from seqtool.data.tables import read_table
 
     table = read_table(path)
     out = {f"{name}/columns": np.array(list(table.columns))}

@@ -11,12 +11,14 @@ import pytest
 from conftest import one_error_line
 from matplotlib.image import imread
 
-from seqtool import tasks
+from seqtool.data import generators as tasks
 from seqtool.errors import SeqtoolError
-from seqtool.inference import predict, rollout
+from seqtool.forecast.predict import predict
+from seqtool.forecast.rollout import rollout
 from seqtool.plotting import figure, kind_of, plot
-from seqtool.tables import Table, read_table, write_table
-from seqtool.training import TrainConfig, train
+from seqtool.data.tables import Table, read_table, write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +268,7 @@ def test_ambiguous_truth_is_refused_naming_the_candidates_and_x(tmp_path, cli):
 
 
 def test_npz_remembers_the_truth_where_the_columns_leave_it_open(tmp_path):
-    from seqtool.tables import read_series
+    from seqtool.data.reading import read_series
 
     value = np.arange(12.0) % 5
     table = Table({"value": value, "humidity": np.full(12, 0.7), "yhat": value + 0.5})

@@ -13,7 +13,8 @@ import pytest
 from conftest import BIN, one_error_line
 
 from seqtool.errors import SeqtoolError
-from seqtool.tables import SeriesTable, Table, read_series, read_table, write_table
+from seqtool.data.tables import SeriesTable, Table, read_table, write_table
+from seqtool.data.reading import read_series
 
 MIXED = (
     "series,t,x,y,note\n"

@@ -14,13 +14,14 @@ import pytest
 import torch
 from conftest import BIN, faulty_source, one_error_line
 
-from seqtool import tasks
-from seqtool.checkpoint import FORMAT, VERSION, build_model, load_checkpoint, save_checkpoint
+from seqtool.data import generators as tasks
+from seqtool.model.checkpoint import FORMAT, VERSION, build_model, load_checkpoint, save_checkpoint
 from seqtool.errors import RunFailed, SeqtoolError
-from seqtool.inference import predict
-from seqtool.models import ModelConfig, SeqModel
-from seqtool.tables import write_table
-from seqtool.training import TrainConfig, train
+from seqtool.forecast.predict import predict
+from seqtool.model.network import ModelConfig, SeqModel
+from seqtool.data.tables import write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 SMALL = dict(hidden=8, steps=60, window=20, batch=16)
 
@@ -309,7 +310,7 @@ def test_log_rows_and_plain_progress(tmp_path, cli):
     progress = [l for l in result.stderr.splitlines() if l.startswith("seqtool: step")]
     assert progress[0].startswith("seqtool: step 25/100") and progress[-1].startswith("seqtool: step 100/100")
     assert result.stderr.splitlines()[-1].startswith("seqtool: trained lstm (1 x 8)")
-    from seqtool.tables import read_table
+    from seqtool.data.tables import read_table
 
     log = read_table(tmp_path / "log.csv")
     assert list(log.columns) == ["epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "seconds"]
@@ -329,7 +330,7 @@ def test_cli_defaults_are_the_library_defaults():
     from typer.main import get_command
 
     from seqtool.cli import app
-    from seqtool.training import TrainConfig
+    from seqtool.config import TrainConfig
 
     command = get_command(app).commands["train"]
     library = TrainConfig()
@@ -337,7 +338,7 @@ def test_cli_defaults_are_the_library_defaults():
         if hasattr(library, param.name) and param.name != "steps":
             assert param.default == getattr(library, param.name), param.name
     for name in ("predict", "rollout"):
-        function = getattr(__import__("seqtool.inference", fromlist=[name]), name)
+        function = getattr(__import__(f"seqtool.forecast.{name}", fromlist=[name]), name)
         defaults = {k: p.default for k, p in inspect.signature(function).parameters.items()}
         for param in get_command(app).commands[name].params:
             if param.name in defaults and param.name not in ("data", "model"):
@@ -348,7 +349,7 @@ def test_steps_without_targets_are_left_out_of_the_logged_averages(tmp_path):
     """A stateful run over a long and a short series: the short stream's chunks past its
     end have no target. Their steps teach nothing and are not averaged in as a loss of 0:
     an interval with no target at all logs NaN."""
-    from seqtool.tables import SeriesTable, read_table
+    from seqtool.data.tables import SeriesTable, read_table
 
     t = np.arange(300) * 0.2
     write_table(SeriesTable.from_arrays([np.sin(t), np.sin(t[:10])]), tmp_path / "ragged.csv")
@@ -364,7 +365,7 @@ def test_stateful_burn_in_longer_than_a_chunk_spans_the_chunks(tmp_path):
     """With --stateful, --burn-in K leaves out the first K steps of each stream even when
     they span several chunks: targets only at steps 4 and 5, --window 4 --burn-in 6: nothing
     to learn, refused; --burn-in 4: trained."""
-    from seqtool.tables import SeriesTable
+    from seqtool.data.tables import SeriesTable
 
     y = np.full(12, np.nan)
     y[4:6] = 1.0
@@ -380,8 +381,8 @@ def test_stateful_burn_in_longer_than_a_chunk_spans_the_chunks(tmp_path):
 def test_the_log_grows_during_the_run(tmp_path, suffix):
     """At each evaluation the log holds every row so far (a CSV appended and flushed, an npz
     rewritten), so `tail -f` and `seqtool plot` follow a run; at the end it is the table."""
-    from seqtool.tables import read_table
-    from seqtool.training import history_table
+    from seqtool.data.tables import read_table
+    from seqtool.training.report import history_table
 
     seen = {}
 
@@ -401,3 +402,26 @@ def test_the_log_grows_during_the_run(tmp_path, suffix):
         assert np.array_equal(grown.numbers(name, True), whole.numbers(name, True), equal_nan=True), name
     if suffix == ".csv":
         assert (tmp_path / "log.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+
+def test_a_resume_field_is_declared_in_one_place(tmp_path):
+    """A field added to `RunState` alone is saved, loaded and checked with the others: a real
+    run's state round-trips with it, and a bad value of it is refused by name."""
+    from dataclasses import field, make_dataclass
+
+    from seqtool.model.checkpoint import Damaged
+    from seqtool.training.state import RunState
+
+    train(small_sine(tmp_path), tmp_path / "m.pt", TrainConfig(**{**SMALL, "steps": 5}), quiet=True)
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert RunState.from_dict(ckpt["resume"]).to_dict().keys() == ckpt["resume"].keys()
+    Extended = make_dataclass("Extended", [("tokens", int, field(default=0))], bases=(RunState,))
+    state = Extended.from_dict({**ckpt["resume"], "tokens": 7})
+    assert (state.tokens, state.step) == (7, 5)
+    saved = state.to_dict()
+    assert saved["tokens"] == 7 and set(saved) == set(ckpt["resume"]) | {"tokens"}
+    Extended.check(saved, ckpt, Damaged("m.pt"))
+    with pytest.raises(SeqtoolError, match=r"^m\.pt: damaged seqtool checkpoint: resume\.tokens is -1, expected a non-negative int$"):
+        Extended.check({**saved, "tokens": -1}, ckpt, Damaged("m.pt"))
+    with pytest.raises(SeqtoolError, match=r"resume\.tokens is None, expected a non-negative int"):
+        Extended.check(ckpt["resume"], ckpt, Damaged("m.pt"))

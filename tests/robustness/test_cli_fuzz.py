@@ -74,7 +74,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqtool import tasks
+from seqtool.data import generators as tasks
 from seqtool.limits import LIMITS
 
 EXAMPLES = 40  # examples per command in CI: the whole file runs in 40-50 s on 2 cores (measured)
@@ -547,11 +547,13 @@ class World:
 def world(tmp_path_factory):
     import torch
 
-    from seqtool import tasks
+    from seqtool.data import generators as tasks
     from seqtool.gradients import gradnorm
-    from seqtool.inference import predict, rollout
-    from seqtool.tables import write_table
-    from seqtool.training import TrainConfig, train
+    from seqtool.forecast.predict import predict
+    from seqtool.forecast.rollout import rollout
+    from seqtool.data.tables import write_table
+    from seqtool.config import TrainConfig
+    from seqtool.training.run import train
 
     debug = os.environ.pop("SEQTOOL_DEBUG", None)  # --debug adds tracebacks on purpose
     threads = torch.get_num_threads()

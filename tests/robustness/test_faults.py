@@ -15,11 +15,12 @@ import pytest
 import torch
 from conftest import BIN, faulty_source, one_error_line
 
-from seqtool import tasks
-from seqtool.checkpoint import load_checkpoint
+from seqtool.data import generators as tasks
+from seqtool.model.checkpoint import load_checkpoint
 from seqtool.errors import RunFailed
-from seqtool.tables import write_table
-from seqtool.training import TrainConfig, train
+from seqtool.data.tables import write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 CONFIG = dict(hidden=8, steps=200, window=10, batch=16, save_every=0.0)
 

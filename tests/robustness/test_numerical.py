@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from seqtool import tasks
-from seqtool.tables import write_table
+from seqtool.data import generators as tasks
+from seqtool.data.tables import write_table
 
 
 def test_explosion_is_reported_and_clipping_rescues_the_same_run(tmp_path, cli):
@@ -22,7 +22,7 @@ def test_explosion_is_reported_and_clipping_rescues_the_same_run(tmp_path, cli):
     assert rescued.exit_code == 0, rescued.stderr
     summary = rescued.stderr.splitlines()[-1]
     assert float(re.search(r"train loss (\S+),", summary)[1]) < 1e-3
-    from seqtool.tables import read_table
+    from seqtool.data.tables import read_table
 
     log = read_table(tmp_path / "log.csv")
     assert log.numbers("clipped").sum() > 0  # clipping did the work, and the log says so

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, one_error_line
 
-from seqtool.checkpoint import load_checkpoint
+from seqtool.model.checkpoint import load_checkpoint
 from seqtool.outputs import _HOST, writer_lock
 
 

@@ -9,13 +9,15 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool import limits, tasks
+from seqtool import limits
+from seqtool.data import generators as tasks
 from seqtool.errors import SeqtoolError
-from seqtool.inference import predict
+from seqtool.forecast.predict import predict
 from seqtool.limits import LIMITS
-from seqtool.scaling import Scaling
-from seqtool.tables import SeriesTable, write_table
-from seqtool.training import TrainConfig, train
+from seqtool.data.scaling import Scaling
+from seqtool.data.tables import SeriesTable, write_table
+from seqtool.config import TrainConfig
+from seqtool.training.run import train
 
 
 @pytest.fixture(scope="module")

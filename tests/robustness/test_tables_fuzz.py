@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seqtool.errors import SeqtoolError
-from seqtool.tables import SeriesTable, read_series, write_table
+from seqtool.data.tables import SeriesTable, write_table
+from seqtool.data.reading import read_series
 
 EXAMPLES = 150  # inputs tried per property; the note of the hardening issue quotes them
 # derandomize: CI sees the same inputs every run; explore with --hypothesis-seed=random
@@ -99,7 +100,7 @@ def test_malformed_csv_is_a_table_or_a_clean_error(header, rows, sep, newline, b
 @FAST
 @given(st.binary(min_size=1, max_size=2000), st.integers(0, 2000))
 def test_truncated_npz_is_a_clean_error(tmp_path, noise, cut):
-    from seqtool.tasks import sine
+    from seqtool.data.generators import sine
 
     write_table(sine(n_series=3, length=20), tmp_path / "s.npz")
     data = (tmp_path / "s.npz").read_bytes()
@@ -181,7 +182,7 @@ def test_the_command_line_never_shows_a_traceback(cli, pieces):
     bom=st.booleans(),
 )
 def test_the_c_parser_path_reads_what_the_csv_module_reads(monkeypatch, width, cells, sep, newline, bom):
-    import seqtool.tables as tables
+    import seqtool.data.tables as tables
 
     header = ["x", "y", "t", "note"][:width]
     rows = [cells[i : i + width] for i in range(0, len(cells) - width + 1, width)]
@@ -191,7 +192,7 @@ def test_the_c_parser_path_reads_what_the_csv_module_reads(monkeypatch, width, c
     for limit in (0, 1 << 40):  # the C parser path, then the csv module alone
         monkeypatch.setattr(tables, "FAST_CSV_BYTES", limit)
         try:
-            table = tables._from_csv(data, "t.csv")
+            table = tables.from_csv(data, "t.csv")
             results.append({k: v.tolist() for k, v in table.columns.items()})
         except SeqtoolError as e:
             results.append(str(e))

@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN.md section 3): one file of plain types and tensors, written atomically,
+"""Checkpoints (docs/formats.md, Checkpoints): one file of plain types and tensors, written atomically,
 loaded with `torch.load(weights_only=True)` so that a file can never run code, and checked
 field by field so that a file edited by hand is refused with the field that is wrong.
 
@@ -15,7 +15,7 @@ Layout of the dict:
                              log (optional: true with --log-values, applied before the lags)
     weights                  the weights to use: best on validation, else the last
     train                    every training setting, so --resume continues with them
-    resume                   weights, optimizer, scheduler, step, torch_rng, carry, ... (see training)
+    resume                   the run's state (`training.state.RunState`)
     history                  one dict per evaluation: the rows of `train --log`
 
 Format versions; this seqtool reads both and writes 2:
@@ -29,13 +29,12 @@ Format versions; this seqtool reads both and writes 2:
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from pathlib import Path
 
-from .errors import SeqtoolError
-from .outputs import is_device, open_output, target
+from seqtool.errors import SeqtoolError
+from seqtool.outputs import is_device, open_output, target
 
 FORMAT = "seqtool-checkpoint"
 VERSION = 2
@@ -111,16 +110,16 @@ def _why_not(path, error: Exception) -> str:
 
 def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint"):
     """The network of a checkpoint, with its weights; tensors that disagree with the config are refused."""
-    from .config import ModelConfig
-    from .models import SeqModel
+    from seqtool.config import ModelConfig
+    from seqtool.model.network import SeqModel
 
     damaged = Damaged(name)
     try:
         model = SeqModel(ModelConfig(**ckpt["model"]))
     except (TypeError, ValueError, KeyError) as e:
-        damaged(f"model ({_first_line(e)})")
+        damaged(f"model ({first_line(e)})")
     weights = ckpt["weights"] if weights is None else weights
-    _check_weights(weights, model, damaged, "weights")
+    check_weights(weights, model, damaged, "weights")
     model.load_state_dict(weights)
     return model.eval()
 
@@ -137,8 +136,8 @@ class Damaged:
 
 def _check_model(ckpt: dict, damaged: Damaged) -> None:
     """What predict, rollout and gradnorm use: model, data, norm, weights, each field checked."""
-    from .config import CELLS, LOSSES
-    from .limits import LIMITS
+    from seqtool.config import CELLS, LOSSES
+    from seqtool.limits import LIMITS
 
     for key in ("model", "data", "norm", "weights"):
         if not isinstance(ckpt.get(key), dict):
@@ -191,7 +190,7 @@ def _check_time(time, damaged: Damaged) -> int:
     return 2 * len(cycles)
 
 
-def _check_weights(weights, model, damaged: Damaged, what: str) -> None:
+def check_weights(weights, model, damaged: Damaged, what: str) -> None:
     """Every tensor of the network, of its shape, finite."""
     import torch
 
@@ -226,72 +225,6 @@ def _names(value) -> bool:
     return isinstance(value, list) and all(isinstance(n, str) and n for n in value) and len(set(value)) == len(value)
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:160] if text else type(e).__name__
-
-
-def check_resume(ckpt: dict, name: str) -> None:
-    """What --resume uses besides the model, field by field: the settings, the training
-    state (weights, carried state, sums, counters) and the history. The optimizer,
-    scheduler and RNG states are checked where they are loaded (training._restore)."""
-    from .config import ModelConfig, TrainConfig
-    from .models import SeqModel
-    from .training import EMPTY_ACC, LOG_COLUMNS
-
-    damaged = Damaged(name)
-    if "resume" not in ckpt or "train" not in ckpt:
-        raise SeqtoolError(f"{name}: this checkpoint holds no training state to resume")
-    settings, state, history = ckpt["train"], ckpt["resume"], ckpt.get("history")
-    if not isinstance(settings, dict):
-        damaged("train is not a dict of settings")
-    try:
-        TrainConfig(**settings).check()
-    except TypeError as e:
-        damaged(f"train ({_first_line(e)})")
-    except SeqtoolError as e:
-        damaged(f"train: {e}")
-    if not isinstance(state, dict):
-        damaged("resume is not a dict")
-    kinds = {"step": int, "seconds": float, "best_step": int, "bad_evals": int, "history_len": int,
-             "threads": int, "best_val": float, "fingerprint": str, "acc": dict, "optimizer": dict,
-             "scheduler": dict}  # fmt: skip
-    for key, kind in kinds.items():
-        value = state.get(key)
-        ok = isinstance(value, kind) and not isinstance(value, bool)
-        if not ok or (kind in (int, float) and not value >= 0) or (kind is int and value > 10**15):
-            damaged(f"resume.{key} is {value!r:.60}, expected a {'non-negative ' if kind in (int, float) else ''}{kind.__name__}")
-    if not 1 <= state["threads"] <= 1024:
-        damaged(f"resume.threads is {state['threads']}, expected a whole number in [1, 1024]")
-    sums = state["acc"]
-    for key in ("loss", "n", "grad", "clipped", *(("steps",) if ckpt["version"] >= 2 or "steps" in sums else ())):
-        if not isinstance(sums.get(key), (int, float)) or not 0 <= sums[key] < math.inf:
-            damaged(f"resume.acc.{key} is {sums.get(key)!r:.60}, expected a non-negative number")
-    if set(sums) - set(EMPTY_ACC):
-        damaged(f"resume.acc has unknown fields {sorted(set(sums) - set(EMPTY_ACC))}")
-    model = SeqModel(ModelConfig(**ckpt["model"]))
-    _check_weights(state.get("weights"), model, damaged, "resume.weights")
-    if state.get("best_weights") is not None:
-        _check_weights(state["best_weights"], model, damaged, "resume.best_weights")
-    _check_carry(state.get("carry"), ckpt["model"], damaged)
-    if not isinstance(history, list) or len(history) < state["history_len"]:
-        damaged("history is not the list of log rows the training state refers to")
-    for row in history:
-        if not isinstance(row, dict) or any(not isinstance(row.get(k), (int, float)) for k in LOG_COLUMNS):
-            damaged(f"history row {row!r:.80} lacks one of {', '.join(LOG_COLUMNS)}")
-
-
-def _check_carry(carry, model: dict, damaged: Damaged) -> None:
-    """The carried state: None, or finite [layers, streams, hidden] tensors (a pair for an LSTM)."""
-    import torch
-
-    if carry is None:
-        return
-    parts = carry if isinstance(carry, tuple) else (carry,)
-    layers, hidden = model["layers"], model["hidden"]
-    for part in parts:
-        if (not isinstance(part, torch.Tensor) or part.dim() != 3 or part.shape[0] != layers
-                or part.shape[2] != hidden or not torch.isfinite(part).all()):  # fmt: skip
-            damaged(f"resume.carry should be finite [layers {layers}, streams, hidden {hidden}] tensors")
-    if len(parts) != (2 if model["cell"] == "lstm" else 1):
-        damaged(f"resume.carry should be {'a pair of tensors' if model['cell'] == 'lstm' else 'one tensor'}")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import CELLS, ModelConfig
+from seqtool.config import CELLS, ModelConfig
 
 BUDGET = 1 << 25  # hidden units x steps x series in one inference call: 128 MB of float32
 
@@ -19,8 +19,11 @@ class PointHead(nn.Linear):
 
     A head owns what its output means: `loss` (masked: NaN in y is no target) and `point`
     (the point forecast it implies). Training, gradnorm and inference go through these two,
-    so a head that outputs a distribution's parameters fits in the same place.
+    so a head that outputs a distribution's parameters fits in the same place;
+    `probabilistic` says whether it also has `quantile` and `sample`.
     """
+
+    probabilistic = False
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
         """The mean squared error over the steps that have a target (or `mask`), and their count."""
@@ -39,6 +42,7 @@ class GaussianHead(nn.Linear):
     trained by the negative log-likelihood on the standardised scale (NaN: no target).
     `point` is the mean; `quantile` and `sample` are the distribution's."""
 
+    probabilistic = True
     PARAMS = 2
     MIN_SCALE = 1e-4  # of the standardised scale: a floor, so that the likelihood stays finite
 
@@ -193,7 +197,7 @@ def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_sta
     in consecutive chunks with its state carried, so memory follows the rows, not the
     longest series times the number of series.
     """
-    from .dataset import length_groups
+    from seqtool.data.examples import length_groups
 
     cfg = model.config
     offsets = np.concatenate([[0], np.cumsum(lengths)])

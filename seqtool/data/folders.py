@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SeqtoolError
-from .scaling import Scaling, spread
-from .tables import NPZ_MAGIC, SeriesTable, _from_csv, _from_npz, dates_of, opened, read_series
+from seqtool.errors import SeqtoolError
+from seqtool.data.examples import held_out, tail_start
+from seqtool.data.scaling import Scaling, spread
+from seqtool.data.tables import NPZ_MAGIC, SeriesTable, dates_of, from_csv, from_npz, opened, series_of
 
 FORMAT, VERSION = "seqtool-table", 1
 BLOCK = 1 << 16  # rows of a series per block of moments
@@ -64,7 +65,7 @@ class Converted:
 
 def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y: str | None = None) -> Converted:
     """`seqtool convert`: a CSV (path or stdin) to a table folder at `dest`, CHUNK bytes at
-    a time, each chunk read and checked by the table reader (`read_series`), so a folder
+    a time, each chunk read and checked by the table reader (`tables.series_of`), so a folder
     holds what the CSV would give. Written to a temporary folder beside `dest`, renamed at
     the end: a failure leaves nothing. An npz input is read whole (npz cannot stream)."""
     dest = Path(dest)
@@ -95,7 +96,7 @@ def _chunks(source, x, y):
     with opened(source) as (name, stream):
         header = stream.readline()
         if header.startswith(NPZ_MAGIC):  # npz cannot stream: read whole
-            yield read_series(_from_npz(header + stream.read(), name), x, y)
+            yield series_of(from_npz(header + stream.read(), name), x, y)
             return
         if not header.strip():
             raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
@@ -107,7 +108,7 @@ def _chunks(source, x, y):
             if not block.strip():
                 continue
             try:
-                table = read_series(_from_csv(header + block, name), x, y)
+                table = series_of(from_csv(header + block, name), x, y)
             except SeqtoolError as e:  # the reader counts from the chunk's first row
                 text = re.sub(r"\b(row|line) (\d+)", lambda m: f"{m[1]} {int(m[2]) + rows}", str(e))
                 if f"series {last[0]!r} continues" in text:  # it began in an earlier chunk
@@ -406,8 +407,6 @@ class Folder:
         tail. Validation keeps at most VAL_ROWS rows; one series' tail is read with
         LEAD_WINDOWS windows before it (the lead-in, not scored). Returns (starts, lengths,
         validation, rows of its lead-in)."""
-        from .dataset import held_out, tail_start
-
         n = len(self.lengths)
         if config.val <= 0:
             return self.offsets[:-1], self.lengths, None, 0
@@ -431,37 +430,3 @@ class Folder:
         _, mean, std, big = self.moments_of(index, stop)
         mean, std = spread(mean, std, big, self.x_names, self.source)
         return Scaling(mean, std, mean.copy(), std.copy())
-
-
-class MappedRows:
-    """Training rows of a table read in place (the `dataset.Rows` interface): series
-    `starts`/`lengths` of the mapped inputs; a batch's rows are gathered, their next-step
-    targets taken from the row after (none at a series' last training row), and
-    standardised as they are taken."""
-
-    def __init__(self, folder: Folder, starts: np.ndarray, lengths: np.ndarray, scaling: Scaling, device):
-        import torch
-
-        self.folder, self.scaling, self.device = folder, scaling, device
-        self.starts, self.lengths = np.asarray(starts, np.int64), torch.from_numpy(np.asarray(lengths, np.int64))
-        self.last = self.starts + self.lengths.numpy() - 1
-        self.width = folder.x.shape[1]
-
-    def take(self, index):
-        import torch
-
-        i = index.cpu().numpy().reshape(-1, index.shape[-1])
-        both = self.folder.x.take(np.concatenate([i, np.minimum(i + 1, len(self.folder.x) - 1)], axis=1))
-        x, y = both[:, : i.shape[1]], both[:, i.shape[1] :]
-        y[self.last[np.searchsorted(self.starts, i, side="right") - 1] == i] = np.nan
-        x, y = x.reshape(*index.shape, -1), y.reshape(*index.shape, -1)
-        x = self.scaling.inputs(x, self.folder.x_names, self.folder.source)
-        return torch.from_numpy(x).to(self.device), torch.from_numpy(self.scaling.targets(y)).to(self.device)
-
-    def targets_in(self, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
-        """Rows in [first, stop) of the training series but their last rows."""
-        return np.maximum(stop - first, 0) - (np.searchsorted(self.last, stop) - np.searchsorted(self.last, first))
-
-    def target_count(self) -> int:
-        return int(self.lengths.sum()) - len(self.starts)
-

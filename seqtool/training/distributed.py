@@ -19,12 +19,12 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .errors import SeqtoolError
+from seqtool.errors import SeqtoolError
 
 TIMEOUT = 60  # seconds a collective waits for the other ranks
 LAUNCHED = "SEQTOOL_LAUNCHED"  # set by `launch` for its processes
 LOST = 3  # the exit of a process under `launch` that lost another: `launch` names that one
-SAID = (1, 2, 130)  # seqtool's own exits: the process said why (see errors.main)
+SAID = (1, 2, 130)  # seqtool's own exits: the process said why (`errors.guarded`)
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class World:
         (None for one process: threads.use chooses)."""
         if self.size == 1:
             return None
-        from .limits import cores
-        from .threads import choose
+        from seqtool.limits import cores
+        from seqtool.threads import choose
 
         return max(1, min(choose(macs), cores() // self.local_size))
 
@@ -84,7 +84,7 @@ class World:
         import torch
         import torch.distributed as dist
 
-        from .models import parts
+        from seqtool.model.network import parts
 
         mine = torch.stack(parts(state))  # [tensors, layers, rows, hidden]
         padded = mine.new_zeros(*mine.shape[:2], max(shares), *mine.shape[3:])
@@ -147,7 +147,7 @@ def is_lost(w: World, error: RuntimeError) -> bool:
 def lost(error: RuntimeError, out) -> None:
     """A collective failed because another rank is gone: one line (none under `launch`,
     which names the rank that failed), exit 1."""
-    from .errors import RunFailed
+    from seqtool.errors import RunFailed
 
     if os.environ.get(LAUNCHED):
         raise SystemExit(LOST)
@@ -218,14 +218,14 @@ class Shard:
 
     def own(self, state):
         """This rank's rows of a whole batch's state (the first row for an empty share)."""
-        from .models import map_state
+        from seqtool.model.network import map_state
 
         mine = self.mine if self.mine.start < self.mine.stop else slice(0, 1)
         return map_state(lambda s: s[:, mine].contiguous(), state)
 
     def whole(self, state):
         """The whole batch's state from this rank's rows of it and the others'."""
-        from .models import map_state
+        from seqtool.model.network import map_state
 
         shares = [len(range(self.n)[self._share(r)]) for r in range(self.world.size)]
         return self.world.gather(map_state(lambda s: s[:, : shares[self.world.rank]], state), shares)
@@ -241,7 +241,7 @@ def launch(nproc: int, argv: list[str], out: str) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    from .errors import RunFailed
+    from seqtool.errors import RunFailed
 
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("torch.distributed"):  # its banners and reports: one line below says what matters

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SeqtoolError
-from .tables import dates_of
+from seqtool.errors import SeqtoolError
+from seqtool.data.tables import dates_of
 
 DAY = np.timedelta64(1, "D")
 NAMES = {("days", 1.0): "hour of day", ("days", 7.0): "day of week", ("days", 365.25): "day of year", ("months", 12.0): "month"}

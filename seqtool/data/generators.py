@@ -1,4 +1,4 @@
-"""The generators behind `seqtool gen` (TASKS.md): the classic recurrent-network experiments.
+"""The generators behind `seqtool gen`: the classic recurrent-network experiments.
 
 Each returns a `SeriesTable` and depends on numpy only. The same seed gives the same
 table. `COMMANDS` declares what `seqtool gen KIND` shows of each: its summary, its
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SeqtoolError
-from .limits import LIMITS, check_all
-from .tables import SeriesTable
+from seqtool.errors import SeqtoolError
+from seqtool.limits import LIMITS, check_all
+from seqtool.data.tables import SeriesTable
 
 
 def _check(n_series: int, length: int, length_key: str = "length", **options) -> None:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SeqtoolError
-from .scaling import Differencing, Scaling
-from .tables import SeriesTable
-from .timefeatures import TimeFeatures
+from seqtool.errors import SeqtoolError
+from seqtool.data.scaling import Differencing, Scaling
+from seqtool.data.tables import SeriesTable
+from seqtool.data.timefeatures import TimeFeatures
 
 NEXT_STEP, MAPPING = "next-step", "mapping"
 
@@ -106,6 +106,16 @@ def split(
     return ([x[:cut]], [y_train]), ([x], [y_val])
 
 
+def held_out_rows(lengths: np.ndarray, val: float, seed: int) -> list[np.ndarray]:
+    """The rows (of the table as read) of each validation series that `split` makes of
+    series of these lengths: the held-out series, or the one series whole."""
+    if val <= 0:
+        return []
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = held_out(len(lengths), val, seed) if len(lengths) >= 2 else [0]
+    return [np.arange(offsets[i], offsets[i + 1]) for i in ids]
+
+
 def held_out(n: int, val: float, seed: int) -> np.ndarray:
     """The series (of n >= 2) held out for validation, sorted: a fraction `val`, at least one
     and never all, chosen by `seed`."""
@@ -127,7 +137,7 @@ class Rows:
     model's scale, NaN where a step has no target), series i in rows offsets[i]:offsets[i+1].
 
     What a batch source asks of training rows (`batches`): `starts`, `lengths`, `take` and
-    `targets_in`; `mapped.MappedRows` answers the same from a table read in place."""
+    `targets_in`; `training.inplace.FolderRows` answers the same from a table read in place."""
 
     x: object
     y: object

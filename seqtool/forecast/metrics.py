@@ -1,4 +1,4 @@
-"""How good a forecast is, and whether it beats the simple ones (DESIGN.md section 2: metrics).
+"""How good a forecast is, and whether it beats the simple ones (docs/formats.md, Metrics JSON).
 
 Every report sets the model beside the naive forecasts on exactly the same steps:
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outputs
+from seqtool import outputs
 
 ERROR_KEYS = ("mse", "rmse", "mae", "mase")
 
@@ -84,6 +84,12 @@ def _errors(forecast: np.ndarray, truth: np.ndarray, mask: np.ndarray, denominat
     return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(e))), "mase": mase}
 
 
+def tail(level: float) -> float:
+    """The probability below an interval at `level` percent (and above it): the interval is
+    the quantiles tail and 1 - tail."""
+    return (1 - level / 100) / 2
+
+
 def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarray) -> dict:
     """How good the intervals are on the scored rows with a known truth: `coverage`, the
     share of truths inside [lo, hi] (calibrated: level / 100); `width`, their mean width;
@@ -94,8 +100,8 @@ def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarr
     lo, hi, point = got["lo"], got["hi"], got["point"]
     mask = scored[:, None] & ~np.isnan(truth) & ~np.isnan(lo)
     y, lo, hi, point = truth[mask], lo[mask], hi[mask], point[mask]
-    tail = (1 - level / 100) / 2
-    pinball = (np.maximum(tail * (y - lo), (tail - 1) * (y - lo)) + np.maximum((1 - tail) * (y - hi), -tail * (y - hi))) / 2
+    q = tail(level)
+    pinball = (np.maximum(q * (y - lo), (q - 1) * (y - lo)) + np.maximum((1 - q) * (y - hi), -q * (y - hi))) / 2
     result = {"level": level, "coverage": float(np.mean((lo <= y) & (y <= hi))), "width": float(np.mean(hi - lo)), "pinball": float(np.mean(pinball)), "crps": None}
     if "paths" in got:  # the sample estimate: E|X - y| - E|X - X'| / 2, from sorted draws
         x = np.sort(got["paths"][:, mask], axis=0)
@@ -129,7 +135,7 @@ def _t_crps(z: np.ndarray, df: np.ndarray) -> np.ndarray:
     Krueger and Lerch 2019, scoringRules)."""
     import torch
 
-    from .models import t_cdf
+    from seqtool.model.network import t_cdf
 
     z, v = torch.from_numpy(z), torch.from_numpy(df).clamp(max=1e5)  # beyond, the normal's (lgamma differences lose precision)
     log_beta = lambda a, b: torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)  # noqa: E731

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import RunFailed, SeqtoolError
+from seqtool.errors import RunFailed, SeqtoolError
 
 MAX_MAGNITUDE = 1e150  # squared errors of values up to this stay finite in float64
 MIN_SPREAD = 1e-150  # ... and those of a spread down to this stay above zero

@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .dataset import Rows
-from .errors import SeqtoolError
+from seqtool.data.examples import Rows
+from seqtool.errors import SeqtoolError
 
 MIN_CHUNKS = 4  # the shortest stream `cut` makes, in windows
 
@@ -194,7 +194,7 @@ class Streams(_Whole):
         group, and each one that another continues ends with the group's last chunk)."""
         import torch
 
-        from .models import map_state, parts
+        from seqtool.model.network import map_state, parts
 
         if self.before is None:
             return None

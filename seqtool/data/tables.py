@@ -1,4 +1,4 @@
-"""Series tables (DESIGN.md section 2): read and write CSV and npz, from paths and pipes, and check them.
+"""Series tables (docs/formats.md, Tables): read and write CSV and npz, from paths and pipes, and check them.
 
 Two layers. `Table` is what a file holds: named columns in long form, one row per time
 step. `SeriesTable` is a table read as series: inputs `x*`, targets `y*`, optional
@@ -21,8 +21,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import SeqtoolError
-from .outputs import Target, check_format, format_of, open_output, write_errors
+from seqtool.errors import SeqtoolError
+from seqtool.outputs import Target, check_format, format_of, open_output, write_errors
 
 NPZ_MAGIC = b"PK\x03\x04"
 TABLE_FORMATS = (".csv", ".npz")
@@ -158,38 +158,22 @@ def read_table(source: str | Path | None = None) -> Table:
     if not data or data.isspace():  # isspace: no copy of a large input
         raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
     if data.startswith(NPZ_MAGIC):
-        return _from_npz(data, name)
-    return _from_csv(data, name)
+        return from_npz(data, name)
+    return from_csv(data, name)
 
 
-def as_table(source: str | Path | Table | SeriesTable | None) -> Table:
-    """A table from a path, stdin (None or '-'), a table folder (`seqtool convert`, read
-    whole), or a table already in memory."""
-    from . import mapped
-
-    if isinstance(source, Table):
-        return source
-    if mapped.is_folder(source):
-        source = mapped.Folder(source).table()
-    if isinstance(source, SeriesTable):
-        roles = {"x": source.x_names, "y": source.y_names}
-        return Table(dict(source.columns), source.source, roles)
-    return read_table(source)
-
-
-def read_series(
-    source: str | Path | Table | SeriesTable | None = None,
+def series_of(
+    table: Table,
     x: str | Sequence[str] | None = None,
     y: str | Sequence[str] | None = None,
     missing_inputs: bool = False,
 ) -> SeriesTable:
-    """Read a table (or take one) and check it as series, with inputs `x` and targets `y`.
+    """Check a table as series, with inputs `x` and targets `y`.
 
     `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
     inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
     `missing_inputs` accepts empty input cells, as in a rollout past the end of the data.
     """
-    table = as_table(source)
     src, names = table.source, list(table.columns)
     x_names = columns_of(table, "x", x)
     y_names = columns_of(table, "y", y)
@@ -318,7 +302,7 @@ def opened(source: str | Path | None) -> Iterator[tuple[str, BinaryIO]]:
         yield name, f
 
 
-def _from_csv(data: bytes, source: str) -> Table:
+def from_csv(data: bytes, source: str) -> Table:
     ends = _line_ends(data) if len(data) > FAST_CSV_BYTES else None  # large inputs only
     _check_line_lengths(data, ends, source)
     try:
@@ -415,7 +399,7 @@ def _check_line_lengths(data: bytes, ends: np.ndarray | None, source: str) -> No
         )
 
 
-def _from_npz(data: bytes, source: str) -> Table:
+def from_npz(data: bytes, source: str) -> Table:
     try:
         npz = np.load(io.BytesIO(data), allow_pickle=False)
         names = [str(n) for n in npz["columns"]]
@@ -461,7 +445,7 @@ def columns_of(table: Table, prefix: str, chosen: str | Sequence[str] | None = N
 
 
 def numbered(prefix: str, n: int) -> list[str]:
-    """The names of n columns of one role (DESIGN.md section 2): `x` alone, or x0, x1, ..."""
+    """The names of n columns of one role (docs/formats.md, Tables): `x` alone, or x0, x1, ..."""
     return [prefix] if n == 1 else [f"{prefix}{i}" for i in range(n)]
 
 
@@ -554,7 +538,7 @@ def csv_text(table: Table, header: bool = True) -> bytes:
 
 
 def _npz_arrays(table: Table | SeriesTable) -> dict[str, np.ndarray]:
-    """Series tables as [series, step, feature] arrays plus `lengths` (DESIGN.md section 2);
+    """Series tables as [series, step, feature] arrays plus `lengths` (docs/formats.md, Tables);
     other tables column by column. Floats stay float64, so CSV -> npz -> CSV is exact."""
     names = list(table.columns)
     arrays: dict[str, np.ndarray] = {"columns": np.array(names, dtype=str)}
@@ -577,7 +561,7 @@ def _npz_arrays(table: Table | SeriesTable) -> dict[str, np.ndarray]:
 
 
 def _member(name: str, series: bool = True) -> str:
-    """The npz member of a column other than inputs, targets and ids (DESIGN.md section 2):
+    """The npz member of a column other than inputs, targets and ids (docs/formats.md, Tables):
     a series table's `t`, or col_NAME."""
     return "t" if series and name == "t" else f"col_{name}"
 

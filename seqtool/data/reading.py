@@ -1,0 +1,34 @@
+"""Reading any source as a table: a CSV or npz file, standard input, a table folder, or a
+table already in memory; and as series (`read_series`), checked by `tables.series_of`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from seqtool.data.folders import Folder, is_folder
+from seqtool.data.tables import SeriesTable, Table, read_table, series_of
+
+
+def as_table(source: str | Path | Table | SeriesTable | None) -> Table:
+    """A table from a path, stdin (None or '-'), a table folder (`seqtool convert`, read
+    whole), or a table already in memory."""
+    if isinstance(source, Table):
+        return source
+    if is_folder(source):
+        source = Folder(source).table()
+    if isinstance(source, SeriesTable):
+        roles = {"x": source.x_names, "y": source.y_names}
+        return Table(dict(source.columns), source.source, roles)
+    return read_table(source)
+
+
+def read_series(
+    source: str | Path | Table | SeriesTable | None = None,
+    x: str | Sequence[str] | None = None,
+    y: str | Sequence[str] | None = None,
+    missing_inputs: bool = False,
+) -> SeriesTable:
+    """Read a table (or take one) and check it as series, with inputs `x` and targets `y`
+    (`tables.series_of`): no targets means next-step forecasting."""
+    return series_of(as_table(source), x, y, missing_inputs)

@@ -1,0 +1,157 @@
+"""A trained model ready to forecast (`Forecaster`): its network, the transform between the
+table's scale and the network's (`Scaling`), its columns, season and time features, and what
+it can give beside point forecasts (`intervals`, `samples`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqtool.data.examples import MAPPING, NEXT_STEP, positions, predicted
+from seqtool.data.reading import as_table, read_series
+from seqtool.data.scaling import Scaling, check_magnitude
+from seqtool.data.tables import SeriesTable, numbered
+from seqtool.data.timefeatures import TimeFeatures
+from seqtool.errors import RunFailed, SeqtoolError
+from seqtool.limits import check_all
+from seqtool.model.checkpoint import build_model, load_checkpoint
+from seqtool.model.network import over_series
+from seqtool.threads import use as use_threads
+from seqtool.threads import work
+
+
+class Forecaster:
+    """A checkpoint ready to run: network, transform (differencing, standardisation),
+    column names, season."""
+
+    def __init__(self, path: str | Path):
+        ckpt = load_checkpoint(path)
+        self._setup(build_model(ckpt, name=str(path)), Scaling.from_dict(ckpt["norm"]), ckpt["data"], str(path))
+
+    @classmethod
+    def of(cls, net, scaling: Scaling, info: dict, name: str = "the model") -> Forecaster:
+        """A network in memory (training's own, at the end of a run) as a Forecaster."""
+        m = cls.__new__(cls)
+        m._setup(net.eval(), scaling, info, name)
+        return m
+
+    def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
+        self.path, self.net, self.scaling = path, net, scaling
+        self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
+        self.task, self.season = info["task"], info.get("season")
+        self.time = TimeFeatures.from_dict(info.get("time"))
+        self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
+
+    @property
+    def intervals(self) -> bool:
+        """Whether the model gives intervals: a distribution head (`--loss gaussian|studentt`)."""
+        return self.net.head.probabilistic
+
+    @property
+    def samples(self) -> bool:
+        """Whether the model draws sample paths: a distribution head, as for intervals."""
+        return self.net.head.probabilistic
+
+    def use_threads(self, threads: int | None, batch: int) -> None:
+        """torch's threads for running `batch` series side by side (threads.py)."""
+        use_threads(threads, work(self.net.config, batch))
+
+    def read(self, data) -> SeriesTable:
+        """Read a table with this model's columns; a table without them is refused."""
+        table = as_table(data)
+        missing = [n for n in self.x_names if n not in table.columns]
+        if missing:
+            raise SeqtoolError(
+                f"{table.source}: the model {self.path} needs input column(s) "
+                f"{', '.join(self.x_names)}; missing {', '.join(missing)} "
+                f"(columns: {', '.join(table.columns)})"
+            )
+        if self.time is not None and self.time.column not in table.columns:
+            raise SeqtoolError(f"{table.source}: the model {self.path} reads time features from column {self.time.column!r}; the table has none")
+        has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
+        series = read_series(table, self.x_names, self.y_names if has_truth else [])
+        for name in series.x_names + series.y_names:  # the truth the metrics square
+            check_magnitude(series.columns[name], name, series.source)
+        short = np.flatnonzero(series.lengths <= self.scaling.diff.order)
+        if len(short):
+            raise SeqtoolError(
+                f"{series.source}: series {series.ids[short[0]]!r} has {series.lengths[short[0]]} steps; "
+                f"the model differences at lags {self.scaling.diff} (--diff), "
+                f"so a series needs more than {self.scaling.diff.order}"
+            )
+        return series
+
+    def view(self, table: SeriesTable):
+        """What the network reads: the inputs differenced and standardised, and the time
+        features ([rows', n_in] float32, each series without its first `order` steps), and
+        the series' lengths."""
+        x, order = table.x, self.scaling.diff.order
+        if self.scaling.diff.active:
+            step = positions(table.lengths)
+            x = self.scaling.diff.difference(x, table.source)[step[order:] >= order]
+        if self.time is not None:
+            x = np.concatenate([x, self.known(table, table.lengths)], axis=1)
+        z = self.scaling.inputs(x, self.x_names, table.source)
+        return torch.from_numpy(z), table.lengths - order
+
+    def known(self, table: SeriesTable, steps: np.ndarray) -> np.ndarray:
+        """The time features the network reads at its first steps[i] - order rows of each
+        series (past the end of the data where steps[i] is longer): of the step its output
+        estimates."""
+        order = self.scaling.diff.order
+        return self.time.ahead(table, steps - order, order + 1 if self.task == NEXT_STEP else 0)
+
+    def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False, raw: bool = False):
+        """Point forecasts [rows, n_out] over series stored end to end (`over_series`),
+        on the model's scale (with `raw`, the head's outputs), and with `final_state` the
+        state after each series."""
+        out, state = over_series(self.net, x, lengths, final_state)
+        return (out if raw else self.net.head.point(out)), state
+
+    def outputs(self, out, what: str, expected: np.ndarray | None = None) -> np.ndarray:
+        """Outputs on the table's scale (differenced, for a model with --diff); outputs that
+        are not finite numbers (in the rows `expected` to hold one: all by default) are a
+        failed run."""
+        values = self.scaling.outputs(out.double().numpy())
+        bad = ~np.isfinite(values) if expected is None else ~np.isfinite(values) & expected[:, None]
+        if bad.any():
+            raise RunFailed(
+                f"{self.path}: the model's {what} are not finite at {int(bad.any(axis=1).sum())} of "
+                f"{len(values)} steps (inputs far outside what it was trained on?)"
+            )
+        return values
+
+    def season_of(self, season: int | None, lengths: np.ndarray) -> int | None:
+        """The season the naive forecasts use: the one asked for, else the model's (none for
+        a table whose series are all too short for it)."""
+        check_all(season=season)
+        if season is None:
+            return self.season if self.season is not None and self.season < int(lengths.max()) else None
+        if season >= int(lengths.max()):
+            raise SeqtoolError(
+                f"season {season} is as long as the longest series ({int(lengths.max())} steps): "
+                f"no seasonal naive forecast can be made; give a shorter --season"
+            )
+        return season
+
+
+def next_step_model(path: str | Path) -> Forecaster:
+    """A model whose outputs can be fed back as its inputs; a mapping model is refused."""
+    m = Forecaster(path)
+    if m.task != NEXT_STEP:
+        raise SeqtoolError(
+            f"{m.path} maps inputs to targets ({', '.join(m.y_names)}), so its outputs cannot be "
+            f"fed back as inputs; free running needs a next-step model (trained without a target "
+            f"column): use seqtool predict"
+        )
+    return m
+
+
+def check_sampling(m: Forecaster, samples: int, paths) -> None:
+    if paths is not None and not samples:
+        raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
+    if samples and not m.samples:
+        raise SeqtoolError(f"{m.path} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)")
+

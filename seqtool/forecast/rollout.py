@@ -1,0 +1,134 @@
+"""`seqtool rollout`: warm up on the true steps of each series, then feed the model its own
+forecasts (`freerun.roll`): to the end of the series, for `--steps`, or `--horizon` steps
+past the end; point forecasts or sample paths. The table is cut or lengthened to the rows
+forecast, with a `phase` column (warmup, free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqtool import outputs
+from seqtool.data.examples import positions
+from seqtool.data.tables import TABLE_FORMATS, SeriesTable, dates_of
+from seqtool.data.timefeatures import extend
+from seqtool.errors import SeqtoolError
+from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_model
+from seqtool.forecast.freerun import roll
+from seqtool.forecast.intervals import from_paths, interval_columns, paths_table
+from seqtool.forecast.metrics import interval_scores, naive_forecasts, report
+from seqtool.forecast.predict import denominator_of, scores_of, write_if
+from seqtool.limits import check_all, fits_in_memory
+
+
+def rollout(
+    model: str | Path,
+    data=None,
+    *,
+    warmup: int | None = None,
+    steps: int | None = None,
+    horizon: int = 0,
+    samples: int = 0,
+    level: float = 80.0,
+    paths: str | Path | None = None,
+    seed: int = 0,
+    season: int | None = None,
+    metrics: str | Path | None = None,
+    output: str | Path | None = None,
+    quiet: bool = False,
+    threads: int | None = None,
+) -> tuple[SeriesTable, dict]:
+    """`seqtool rollout`: warm up on the first `warmup` true steps of each series, then feed
+    the model its own predictions: to the end of the series, for `steps` steps, or `horizon`
+    steps past the end. All series run together as one batch. With `samples` N (a model of
+    a distribution), N paths per series, each fed its own draws (from `seed`), all in that
+    batch: `yhat` is their mean (`from_paths`), `yhat_lo`/`yhat_hi` their quantiles at
+    `level`; `paths` writes them."""
+    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples, level=level, seed=seed)
+    if steps is not None and horizon:
+        raise SeqtoolError("give --steps or --horizon, not both")
+    outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics"), (paths, TABLE_FORMATS, "table")], inputs=[model, data])
+    m = next_step_model(model)
+    check_sampling(m, samples, paths)
+    table = m.read(data)
+    m.use_threads(threads, len(table.lengths) * max(samples, 1))
+    season = m.season_of(season, table.lengths)
+    k = _warmups(m, table, warmup, horizon)
+    free = np.full(len(k), steps) if steps is not None else table.lengths - k + horizon
+    total = k + free
+    width = len(table.columns) + (len(m.yhat_names) + 1) * (3 + max(samples, 1))
+    fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")
+
+    torch.manual_seed(seed)  # the draws of the paths
+    drawn = roll(m, table, k, free, samples)
+    yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
+    result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
+    step, first_free = positions(total), np.repeat(k, total)
+    result.columns["phase"] = np.where(step < first_free, "warmup", "free")
+    start = np.repeat(table.offsets[:-1], total)
+    naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
+    denominator = denominator_of(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
+    scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
+    if samples and scores["steps"]:
+        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free))
+    scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
+    report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
+    write_if(result, output)
+    if paths is not None:
+        write_if(paths_table(result, drawn, m.yhat_names), paths)
+    return result, scores
+
+
+def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int) -> np.ndarray:
+    """Steps of warm-up per series: `warmup`, or by default 10 (all of it with a horizon);
+    never fewer than the differencing needs (its order, plus one step the network reads)."""
+    lengths, need = table.lengths, m.scaling.diff.order + 1
+    if warmup is None:
+        return lengths if horizon else np.minimum(lengths, max(10, need))
+    if warmup < need:
+        raise SeqtoolError(
+            f"--warmup {warmup}: the model differences at lags {m.scaling.diff} "
+            f"(--diff), so it needs at least {need} steps of warm-up"
+        )
+    short = np.flatnonzero(lengths < warmup)
+    if len(short):
+        raise SeqtoolError(
+            f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than "
+            f"--warmup {warmup}"
+        )
+    return np.full(len(lengths), warmup)
+
+
+def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray]) -> SeriesTable:
+    """The table cut or lengthened to `total` rows per series, plus the `new` columns.
+
+    Past the end: the series id repeats, `t` (and a column of ISO dates) goes on with its
+    last spacing, inputs are empty (no truth), other columns are empty.
+    """
+    columns = {}
+    for name, col in table.columns.items():
+        if name in new or name == "phase":
+            continue
+        parts = []
+        for i, part in enumerate(table.split(col)):
+            parts.append(_lengthen(part, int(total[i]), name))
+        columns[name] = np.concatenate(parts)
+    columns.update(new)
+    return SeriesTable(columns, table.x_names, table.y_names, total.astype(np.int64), table.source)
+
+
+def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
+    if n <= len(part):
+        return part[:n]
+    extra = n - len(part)
+    if name == "series":
+        return np.concatenate([part, np.repeat(part[:1], extra)])
+    if part.dtype.kind == "f":
+        return extend(part, n) if name == "t" and len(part) >= 2 else np.concatenate([part, np.full(extra, np.nan)])
+    dates = dates_of(part)
+    if dates is not None and len(dates) >= 2:
+        return np.concatenate([part.astype(str), extend(dates, n)[len(part) :].astype(str)])
+    return np.concatenate([part.astype(str), np.full(extra, "")])
+

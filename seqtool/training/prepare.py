@@ -1,0 +1,161 @@
+"""From a table to what a run trains on (`Prepared`): targets, the split (`--val`), the
+standardisation of the training part, the rows on the device, `--window`'s default; a
+table folder of a next-step table is read in place (`inplace.FolderRows`)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqtool.config import WINDOW, TrainConfig
+from seqtool.data import folders
+from seqtool.data.examples import MAPPING, NEXT_STEP, Rows, held_out_rows, inputs_and_targets, split, task_of
+from seqtool.data.scaling import Differencing, Scaling
+from seqtool.data.tables import SeriesTable
+from seqtool.data.reading import read_series
+from seqtool.data.timefeatures import TimeFeatures
+from seqtool.errors import SeqtoolError
+from seqtool.training.inplace import FolderRows
+
+WHOLE_SERIES = 10_000  # the longest window that --window's default makes of a whole series
+
+
+def table_for(data, config: TrainConfig):
+    """The table to train on: a table folder that training reads in place (`folders`), or
+    a table read into memory."""
+    if folders.is_folder(data):
+        folder = folders.Folder(data)
+        folder.check_columns(config.x, config.y)
+        if folder.in_place(config):
+            return folder
+    return read_series(data, config.x, config.y)
+
+
+def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for a in xs + ys:
+        digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Prepared:
+    """What a run trains on: the split, standardised, stored end to end."""
+
+    fingerprint: str
+    scaling: Scaling
+    rows: Rows
+    val: Rows | None
+    info: dict  # the checkpoint's "data": column names, task, source
+    held_out: tuple[SeriesTable, list] | None = None  # next step: the validation series as read, their scored steps
+
+
+def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
+    """Targets, the split (`--val`), the standardisation of the training part. A split in
+    which no step has a target is refused; validation is scored like training (no loss
+    during the burn-in). With --diff, the series are differenced first (next step only)."""
+    if isinstance(table, folders.Folder):
+        return _prepare_in_place(table, config, device)
+    task = task_of(table)
+    diff = Differencing(config.lags(), config.log_values)
+    time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
+    xs, ys = inputs_and_targets(table, task, diff, time)
+    (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
+    _has_targets(train_y, table, "training")
+    series = [x[:, : len(table.x_names)] for x in train_x]  # not the time features: they are not scaled
+    scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff)
+    val = held_out = None
+    if val_x:
+        val, scored = _validation(val_x, val_y, table, scaling, config, device, config.burn_in, diff.order)
+        if task == NEXT_STEP:  # as read: the naive forecasts repeat the values, not their differences
+            held_out = (_rows_of(table, held_out_rows(table.lengths, config.val, config.seed)), scored)
+    info = _info(table, task, config)
+    if time is not None:
+        info["time"] = time.to_dict()
+    rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
+    return Prepared(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
+
+
+def _validation(xs, ys, table, scaling: Scaling, config: TrainConfig, device, skip: int, order: int = 0) -> tuple[Rows, list]:
+    """The validation rows, the first `skip` steps of each series left out of the loss (the
+    burn-in, a lead-in); and for each series the rows a next-step forecast is scored on as
+    read (none in the first 1 + `order` rows). A part without targets is refused."""
+    ys = [y.copy() for y in ys]
+    for y in ys:
+        y[:skip] = np.nan
+    _has_targets(ys, table, "validation", config.burn_in)
+    scored = [np.concatenate([np.zeros(order + 1, bool), ~np.isnan(y[:-1]).any(axis=1)]) for y in ys]
+    return Rows.of(xs, ys, scaling, table.x_names, table.source).to(device), scored
+
+
+def _info(table, task: str, config: TrainConfig) -> dict:
+    """The checkpoint's "data": column names, task, source, and the season asked for."""
+    info = {"x_names": table.x_names, "y_names": table.y_names or [], "task": task, "source": table.source}
+    return {**info, "season": config.season} if config.season is not None else info
+
+
+def _prepare_in_place(folder: folders.Folder, config: TrainConfig, device) -> Prepared:
+    """`prepare` of a next-step table folder read in place: the training rows stay in the
+    maps (`inplace.FolderRows`), standardised by the blocks' moments; the validation part,
+    bounded (`Folder.split`), is read into memory and scored as any other."""
+    starts, lengths, val_table, lead = folder.split(config)
+    if not (lengths >= 2).any():
+        raise SeqtoolError(f"{folder.source}: no training series has two steps, so no step has a target to learn")
+    scaling = folder.scaling(starts, lengths)
+    val = held_out = None
+    if val_table is not None:
+        val, scored = _validation(*inputs_and_targets(val_table, NEXT_STEP), val_table, scaling, config, device, max(config.burn_in, lead))
+        held_out = (val_table, scored)
+    rows = FolderRows(folder, starts, lengths, scaling, device)
+    return Prepared(folder.meta["sha256"], scaling, rows, val, _info(folder, NEXT_STEP, config), held_out)
+
+
+def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
+    """--window's default for this table: WINDOW steps; where targets are sparse (fewer than
+    one a window, on average), windows that cover whole series, since a target whose inputs
+    lie outside every window cannot be learned. What it chose, or where it cannot choose
+    the option that may be needed, is said in one line on stderr."""
+    lengths = rows.lengths.cpu().numpy()
+    longest, steps = int(lengths.max()), int(lengths.sum())
+    targets = rows.target_count()
+    say = (lambda line: None) if quiet else (lambda line: print(f"seqtool: {line}", file=sys.stderr))
+    if config.stateful or longest == WINDOW:
+        return WINDOW
+    if longest < WINDOW:
+        shorter = int((lengths < longest).sum())
+        left = f"; series shorter than that are left out ({shorter})" if shorter else ""
+        say(f"every series is shorter than {WINDOW} steps: each window covers a whole series (--window {longest}){left}")
+        return longest
+    if targets * WINDOW < steps:
+        sparse = f"targets are sparse (one step in {steps / max(targets, 1):.0f} has one)"
+        if longest <= WHOLE_SERIES:
+            say(f"{sparse}: each window covers a whole series (--window {longest}); give --window to choose")
+            return longest
+        say(f"{sparse} and series of {longest:,} steps are too long for one window: train with --stateful (carried state)")
+    elif task == MAPPING:
+        say(f"each window of {WINDOW} steps starts from a zero state, so a target can depend on the last {WINDOW} inputs only; if it depends on more (an integrator), train with --stateful")
+    return WINDOW
+
+
+def _rows_of(table: SeriesTable, rows: list[np.ndarray]) -> SeriesTable:
+    """The series made of these rows of `table` (one array of row indices per series)."""
+    every = np.concatenate(rows)
+    columns = {name: col[every] for name, col in table.columns.items()}
+    return SeriesTable(columns, table.x_names, table.y_names, np.array([len(r) for r in rows]), table.source)
+
+
+def _has_targets(ys: list[np.ndarray], table, part: str, burn_in: int = 0) -> None:
+    """Refuse a split in which no step has a target: nothing to learn, or to validate on."""
+    if any((~np.isnan(y)).any() for y in ys):
+        return
+    if part == "training":
+        names = ", ".join(table.y_names) if table.y_names else "the inputs (next step)"
+        raise SeqtoolError(f"{table.source}: no step of the training split has a target ({names} empty)")
+    raise SeqtoolError(
+        f"{table.source}: no step of the validation split has a target after its first {burn_in} "
+        f"steps (--burn-in); use a larger --val, or --val 0"
+    )
+
