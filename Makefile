@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEQTOOL := $(BIN)/seqtool
 
-.PHONY: install test test-kernels floors demo bench plots clean
+.PHONY: install test lint test-kernels floors demo bench plots clean
 
 install: $(STAMP)
 
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
+
+# The house rules a machine can check: ruff's lint and format, and the layers of the
+# package (import-linter, contracts in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # The pinned runs under other kernels than this CPU's best (ATen's portable code; on x86-64
 # also MKL's compatible mode and oneDNN's SSE4.1): other last bits, the same behaviour.

@@ -1,7 +1,7 @@
 """Run the benchmarks, print a table, and update their sections of bench/RESULTS.md.
 
-    python -m bench                  # all of them (make bench)
-    python -m bench startup          # only those named
+python -m bench                  # all of them (make bench)
+python -m bench startup          # only those named
 """
 
 from __future__ import annotations
@@ -28,10 +28,7 @@ BENCHMARKS = {
     "kernels": kernels.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
-HEADER = (
-    "# Benchmark results\n\n"
-    "Each section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"
-)
+HEADER = "# Benchmark results\n\nEach section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"
 
 
 def table(rows: list[Row]) -> str:

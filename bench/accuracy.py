@@ -47,8 +47,22 @@ def run() -> list[Row]:
         free = _metrics("seqtool gen sine --seed 1 | seqtool rollout sine.pt --warmup 10", d)
         cmd = "`seqtool gen sine | seqtool train --cell lstm`"
         rows += [
-            Row("sine LSTM, teacher-forced MSE", tf["mse"], "", "<= 1e-5", tf["mse"] <= 1e-5, f"{cmd}; fresh --seed 1, --warmup 5"),
-            Row("sine LSTM, free-running MSE", free["mse"], "", "<= 1e-4", free["mse"] <= 1e-4, "40 steps after a 10-step warm-up"),
+            Row(
+                "sine LSTM, teacher-forced MSE",
+                tf["mse"],
+                "",
+                "<= 1e-5",
+                tf["mse"] <= 1e-5,
+                f"{cmd}; fresh --seed 1, --warmup 5",
+            ),
+            Row(
+                "sine LSTM, free-running MSE",
+                free["mse"],
+                "",
+                "<= 1e-4",
+                free["mse"] <= 1e-4,
+                "40 steps after a 10-step warm-up",
+            ),
             Row("sine LSTM, pipeline wall time", wall, "s", "< 10 s", wall < 10, f"{cmd}, start-up included"),
         ]
         # sincos, three training seeds
@@ -64,18 +78,42 @@ def run() -> list[Row]:
         wall = _sh("seqtool gen integral | seqtool train --stateful --steps 6000 -o int.pt", d)
         mae = _metrics("seqtool gen integral -n 1 --length 1500 --seed 1 | seqtool predict int.pt", d)["mae"]
         rows += [
-            Row("integral stateful, MAE", mae, "", "<= 0.01", mae <= 0.01, "fresh 1500-step series; `seqtool gen integral | seqtool train --stateful --steps 6000`"),
+            Row(
+                "integral stateful, MAE",
+                mae,
+                "",
+                "<= 0.01",
+                mae <= 0.01,
+                "fresh 1500-step series; `seqtool gen integral | seqtool train --stateful --steps 6000`",
+            ),
             Row("integral stateful, wall time", wall, "s", "< 60 s", wall < 60, "the whole pipeline"),
         ]
         # adding, T = 100
         results = {}
         for cell in ("lstm", "rnn"):
-            wall = _sh(f"seqtool gen adding -n 10000 | seqtool train --cell {cell} --window 100 --batch 64 --steps 1500 -o add_{cell}.pt", d)
+            wall = _sh(
+                f"seqtool gen adding -n 10000 | seqtool train --cell {cell} --window 100 --batch 64 --steps 1500 -o add_{cell}.pt",
+                d,
+            )
             mse = _metrics(f"seqtool gen adding --seed 1 | seqtool predict add_{cell}.pt", d)["mse"]
             results[cell] = (mse, wall)
         (lstm, lstm_s), (rnn, rnn_s) = results["lstm"], results["rnn"]
         rows += [
-            Row("adding T=100, LSTM MSE", lstm, "", "< 0.01", lstm < 0.01, f"{lstm_s:.0f} s; `seqtool gen adding -n 10000 | seqtool train --window 100 --batch 64 --steps 1500`"),
-            Row("adding T=100, tanh RNN MSE, same budget", rnn, "", "> 0.1", rnn > 0.1, f"{rnn_s:.0f} s; always answering 1 scores about 0.167"),
+            Row(
+                "adding T=100, LSTM MSE",
+                lstm,
+                "",
+                "< 0.01",
+                lstm < 0.01,
+                f"{lstm_s:.0f} s; `seqtool gen adding -n 10000 | seqtool train --window 100 --batch 64 --steps 1500`",
+            ),
+            Row(
+                "adding T=100, tanh RNN MSE, same budget",
+                rnn,
+                "",
+                "> 0.1",
+                rnn > 0.1,
+                f"{rnn_s:.0f} s; always answering 1 scores about 0.167",
+            ),
         ]
     return rows

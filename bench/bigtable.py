@@ -66,11 +66,35 @@ def run() -> list[Row]:
         d = Path(tmp)
         small = d / "small.csv"
         write_csv(small, 1_000_000)
-        subprocess.run([seqtool, "convert", str(small), "-o", str(d / "small.seq")], env=ENV, check=True, capture_output=True)
-        csv_peak, _ = _run([seqtool, "train", str(small), *TRAIN, "-o", str(d / "a.pt"), "--log", str(d / "a.csv")], True)
-        folder_peak, _ = _run([seqtool, "train", str(d / "small.seq"), *TRAIN, "-o", str(d / "b.pt"), "--log", str(d / "b.csv")], True)
-        rows.append(Row("1M rows: train peak memory, from CSV", csv_peak, "MiB", "beside", True, "`seqtool train small.csv --steps 100`"))
-        rows.append(Row("1M rows: train peak memory, from a folder", folder_peak, "MiB", "beside", True, "`seqtool convert small.csv -o small.seq && seqtool train small.seq`"))
+        subprocess.run(
+            [seqtool, "convert", str(small), "-o", str(d / "small.seq")], env=ENV, check=True, capture_output=True
+        )
+        csv_peak, _ = _run(
+            [seqtool, "train", str(small), *TRAIN, "-o", str(d / "a.pt"), "--log", str(d / "a.csv")], True
+        )
+        folder_peak, _ = _run(
+            [seqtool, "train", str(d / "small.seq"), *TRAIN, "-o", str(d / "b.pt"), "--log", str(d / "b.csv")], True
+        )
+        rows.append(
+            Row(
+                "1M rows: train peak memory, from CSV",
+                csv_peak,
+                "MiB",
+                "beside",
+                True,
+                "`seqtool train small.csv --steps 100`",
+            )
+        )
+        rows.append(
+            Row(
+                "1M rows: train peak memory, from a folder",
+                folder_peak,
+                "MiB",
+                "beside",
+                True,
+                "`seqtool convert small.csv -o small.seq && seqtool train small.seq`",
+            )
+        )
 
         big = d / "big.csv"
         start = time.perf_counter()
@@ -80,11 +104,55 @@ def run() -> list[Row]:
         convert_peak, convert_s = _run([seqtool, "convert", str(big), "-o", str(d / "big.seq")])
         big.unlink()
         os.sync()  # the folder on disk, so that its writing does not slow the runs below
-        runs = [_run([seqtool, "train", str(d / "big.seq"), *TRAIN, "-o", str(d / f"c{k}.pt"), "--log", str(d / f"c{k}.csv")], True) for k in range(3)]
+        runs = [
+            _run(
+                [
+                    seqtool,
+                    "train",
+                    str(d / "big.seq"),
+                    *TRAIN,
+                    "-o",
+                    str(d / f"c{k}.pt"),
+                    "--log",
+                    str(d / f"c{k}.csv"),
+                ],
+                True,
+            )
+            for k in range(3)
+        ]
         peak, first = max(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        what = f"{ROWS:,} rows ({ROWS // LENGTH:,} series of {LENGTH}), a {size:.1f} GiB CSV (written in {written:.0f} s)"
-        rows.append(Row("100M rows: convert peak memory", convert_peak, "MiB", "beside", True, f"{what}; converted in {convert_s:.0f} s"))
-        rows.append(Row("100M rows: train peak memory", peak, "MiB", "< 1536", peak < 1536, f"`seqtool train big.seq {' '.join(TRAIN)}`, the most of 3 runs"))
+        what = (
+            f"{ROWS:,} rows ({ROWS // LENGTH:,} series of {LENGTH}), a {size:.1f} GiB CSV (written in {written:.0f} s)"
+        )
+        rows.append(
+            Row(
+                "100M rows: convert peak memory",
+                convert_peak,
+                "MiB",
+                "beside",
+                True,
+                f"{what}; converted in {convert_s:.0f} s",
+            )
+        )
+        rows.append(
+            Row(
+                "100M rows: train peak memory",
+                peak,
+                "MiB",
+                "< 1536",
+                peak < 1536,
+                f"`seqtool train big.seq {' '.join(TRAIN)}`, the most of 3 runs",
+            )
+        )
         seconds = ", ".join(f"{r[1]:.2f}" for r in runs)
-        rows.append(Row("100M rows: start to first step", first, "s", "<= 5", first <= 5, f"median of 3 runs ({seconds} s): importing torch and its optimizer (about 4 s), the folder opened, the validation rows read, the model built"))
+        rows.append(
+            Row(
+                "100M rows: start to first step",
+                first,
+                "s",
+                "<= 5",
+                first <= 5,
+                f"median of 3 runs ({seconds} s): importing torch and its optimizer (about 4 s), the folder opened, the validation rows read, the model built",
+            )
+        )
     return rows

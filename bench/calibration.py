@@ -38,19 +38,65 @@ def run() -> list[Row]:
         d = Path(tmp)
         sh("seqtool gen sine --noise 0.1 --seed 101 -o fresh.csv", d)
         for seed in (0, 1, 2):
-            sh(f"seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed} -o g{seed}.pt", d)
+            sh(
+                f"seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed} -o g{seed}.pt",
+                d,
+            )
             m, every = (_predicted(d, f"g{seed}.pt", warmup) for warmup in (20, 0))
             sigma = m["width"] / (2 * Z80)
             what = f"`seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed}`; fresh --seed 101, {m['steps']} steps after a 20-step warm-up; over all {every['steps']} steps {every['width'] / (2 * Z80):.3f}"
-            rows.append(Row(f"seed {seed}: learned one-step scale", sigma, "", "0.085-0.115", abs(sigma / 0.1 - 1) <= 0.15, what))
-            rows.append(Row(f"seed {seed}: 80% interval coverage", m["coverage"], "", "0.75-0.85", 0.75 <= m["coverage"] <= 0.85, f"CRPS {m['crps']:.4f}, MAE {m['mae']:.4f}; over all steps {every['coverage']:.3f}"))
-            sh(f"seqtool rollout g{seed}.pt fresh.csv --warmup 20 --steps 20 --samples 200 --seed {seed} --metrics f{seed}.json -q > /dev/null", d)
+            rows.append(
+                Row(
+                    f"seed {seed}: learned one-step scale", sigma, "", "0.085-0.115", abs(sigma / 0.1 - 1) <= 0.15, what
+                )
+            )
+            rows.append(
+                Row(
+                    f"seed {seed}: 80% interval coverage",
+                    m["coverage"],
+                    "",
+                    "0.75-0.85",
+                    0.75 <= m["coverage"] <= 0.85,
+                    f"CRPS {m['crps']:.4f}, MAE {m['mae']:.4f}; over all steps {every['coverage']:.3f}",
+                )
+            )
+            sh(
+                f"seqtool rollout g{seed}.pt fresh.csv --warmup 20 --steps 20 --samples 200 --seed {seed} --metrics f{seed}.json -q > /dev/null",
+                d,
+            )
             f = json.loads((d / f"f{seed}.json").read_text())
-            rows.append(Row(f"seed {seed}: 80% coverage, 20 free steps from paths", f["coverage"], "", "0.75-0.85", 0.75 <= f["coverage"] <= 0.85, f"200 paths per series; width {f['width']:.3f}, CRPS {f['crps']:.4f}"))
+            rows.append(
+                Row(
+                    f"seed {seed}: 80% coverage, 20 free steps from paths",
+                    f["coverage"],
+                    "",
+                    "0.75-0.85",
+                    0.75 <= f["coverage"] <= 0.85,
+                    f"200 paths per series; width {f['width']:.3f}, CRPS {f['crps']:.4f}",
+                )
+            )
         sh("seqtool gen sine --noise 0.1 --seed 0 | seqtool train --loss studentt --seed 0 -o t0.pt", d)
         t = _predicted(d, "t0.pt", 20)
-        rows.append(Row("studentt seed 0: 80% interval coverage", t["coverage"], "", "0.75-0.85", 0.75 <= t["coverage"] <= 0.85, f"after a 20-step warm-up; width {t['width']:.3f}"))
-        rows.append(Row("studentt seed 0: one-step CRPS", t["crps"], "", "reported", True, f"closed form; the true N(., 0.1): {0.1 / math.sqrt(math.pi):.4f}; MAE {t['mae']:.4f}"))
+        rows.append(
+            Row(
+                "studentt seed 0: 80% interval coverage",
+                t["coverage"],
+                "",
+                "0.75-0.85",
+                0.75 <= t["coverage"] <= 0.85,
+                f"after a 20-step warm-up; width {t['width']:.3f}",
+            )
+        )
+        rows.append(
+            Row(
+                "studentt seed 0: one-step CRPS",
+                t["crps"],
+                "",
+                "reported",
+                True,
+                f"closed form; the true N(., 0.1): {0.1 / math.sqrt(math.pi):.4f}; MAE {t['mae']:.4f}",
+            )
+        )
         rows += _airline(d)
         rows += _speed(d / "g0.pt")
     return rows
@@ -69,22 +115,38 @@ def _airline(d: Path) -> list[Row]:
 
     sh(f"head -n -{HOLD} {ROOT / 'data' / 'airline.csv'} > head.csv", d)
     rows = []
-    for name, extra, seed in [("airline held-out tail", "", 0)] + [(f"airline held-out tail, --log-values, seed {s}", "--log-values", s) for s in (0, 1, 2)]:
-        sh(f"seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 {extra} --cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 --seed {seed} -o air.pt", d)
+    for name, extra, seed in [("airline held-out tail", "", 0)] + [
+        (f"airline held-out tail, --log-values, seed {s}", "--log-values", s) for s in (0, 1, 2)
+    ]:
+        sh(
+            f"seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 {extra} --cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 --seed {seed} -o air.pt",
+            d,
+        )
         for level in (50, 80, 95):
-            sh(f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} --metrics air.json -q > /dev/null", d)
+            sh(
+                f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} --metrics air.json -q > /dev/null",
+                d,
+            )
             m = json.loads((d / "air.json").read_text())
-            rows.append(Row(f"{name}: {level}% one-step coverage", m["coverage"], "", "reported", True, f"{m['steps']} months; width {m['width']:.1f}, MAE {m['mae']:.1f}, CRPS {m['crps']:.2f}"))
+            rows.append(
+                Row(
+                    f"{name}: {level}% one-step coverage",
+                    m["coverage"],
+                    "",
+                    "reported",
+                    True,
+                    f"{m['steps']} months; width {m['width']:.1f}, MAE {m['mae']:.1f}, CRPS {m['crps']:.2f}",
+                )
+            )
     return rows
 
 
 def _speed(model: Path) -> list[Row]:
-    from seqtool.data import generators as tasks
-    from seqtool.forecast.rollout import rollout
+    from seqtool.data import generators
     from seqtool.data.tables import write_table
+    from seqtool.forecast.rollout import rollout
 
-
-    write_table(tasks.sine(n_series=1000, noise=0.1, seed=5), model.parent / "many.csv")
+    write_table(generators.sine(n_series=1000, noise=0.1, seed=5), model.parent / "many.csv")
     kw = dict(warmup=10, steps=100, quiet=True, threads=1)
     times = interleaved({
         "paths": lambda: rollout(model, model.parent / "many.csv", samples=100, output=None, **kw),
@@ -102,5 +164,14 @@ def _speed(model: Path) -> list[Row]:
         sh(command, model.parent)
     each = (time.perf_counter() - start) / 5
     note = f"`seqtool rollout --samples 100` {one:.1f} s; one point `seqtool rollout` {each:.1f} s (mean of 5), x 100"
-    rows.append(Row("sample paths: one command / 100 point commands", 100 * each / one, "x", ">= 10", 100 * each >= 10 * one, note))
+    rows.append(
+        Row(
+            "sample paths: one command / 100 point commands",
+            100 * each / one,
+            "x",
+            ">= 10",
+            100 * each >= 10 * one,
+            note,
+        )
+    )
     return rows

@@ -41,11 +41,14 @@ def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str
 
 def sh(command: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run a shell pipeline (pipefail) with the venv's seqtool first on PATH; its output, text."""
-    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=ENV, capture_output=True, text=True, check=True)
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=ENV, capture_output=True, text=True, check=True
+    )
 
 
 def command(*argv: str) -> Callable[[], None]:
     """A callable that runs a command with the venv's bin first on PATH, output discarded."""
+
     def run() -> None:
         subprocess.run(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 

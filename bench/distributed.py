@@ -16,7 +16,11 @@ from pathlib import Path
 
 from .common import ENV, Row
 
-MODES = {"1 process x 1 thread": "--threads 1", "1 process x 2 threads": "--threads 2", "2 processes x 1 thread": "--threads 1 --nproc 2"}
+MODES = {
+    "1 process x 1 thread": "--threads 1",
+    "1 process x 2 threads": "--threads 2",
+    "2 processes x 1 thread": "--threads 1 --nproc 2",
+}
 MODELS = {  # name: (options, steps, repeats)
     "LSTM 64 x batch 256": ("--hidden 64 --batch 256 --window 50", 300, 3),
     "LSTM 32 x batch 32 (the default)": ("--hidden 32 --batch 32 --window 50", 600, 1),
@@ -24,7 +28,15 @@ MODELS = {  # name: (options, steps, repeats)
 
 
 def _samples_per_second(d: Path, options: str, steps: int) -> float:
-    done = subprocess.run(f"seqtool train d.csv {options} --steps {steps} --val 0 -o m.pt", shell=True, cwd=d, env=ENV, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        f"seqtool train d.csv {options} --steps {steps} --val 0 -o m.pt",
+        shell=True,
+        cwd=d,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     seconds = float(re.search(r"in ([\d.]+) s", done.stderr).group(1))
     batch, window = (int(re.search(rf"--{k} (\d+)", options).group(1)) for k in ("batch", "window"))
     return steps * batch * window / seconds
@@ -42,8 +54,28 @@ def run() -> list[Row]:
                     rates[mode].append(_samples_per_second(d, f"{options} {flags}", steps))
             rate = {mode: statistics.median(r) for mode, r in rates.items()}
             one, threads, procs = rate.values()
-            note = f"{model}, {steps} steps, median of {repeats}: " + ", ".join(f"{m} {r:,.0f} samples/s" for m, r in rate.items())
+            note = f"{model}, {steps} steps, median of {repeats}: " + ", ".join(
+                f"{m} {r:,.0f} samples/s" for m, r in rate.items()
+            )
             target = model.startswith("LSTM 64")
-            rows.append(Row(f"{model}: 2 processes / 1 process x 1 thread", procs / one, "x", ">= 1.6" if target else "beside", procs >= 1.6 * one or not target, note))
-            rows.append(Row(f"{model}: 2 processes / 1 process x 2 threads", procs / threads, "x", "beside", True, "reported, no target"))
+            rows.append(
+                Row(
+                    f"{model}: 2 processes / 1 process x 1 thread",
+                    procs / one,
+                    "x",
+                    ">= 1.6" if target else "beside",
+                    procs >= 1.6 * one or not target,
+                    note,
+                )
+            )
+            rows.append(
+                Row(
+                    f"{model}: 2 processes / 1 process x 2 threads",
+                    procs / threads,
+                    "x",
+                    "beside",
+                    True,
+                    "reported, no target",
+                )
+            )
     return rows

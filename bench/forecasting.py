@@ -91,7 +91,10 @@ def _cut(src: Path, steps: int, dst: Path) -> None:
 
 def _backtest(model: str, horizon: int, start: int, d: Path, season: int | None = None) -> dict:
     also = f" --season {season}" if season else ""
-    _sh(f"seqtool backtest {model} full.csv --horizon {horizon} --start {start}{also} --metrics bt.json -q > /dev/null", d)
+    _sh(
+        f"seqtool backtest {model} full.csv --horizon {horizon} --start {start}{also} --metrics bt.json -q > /dev/null",
+        d,
+    )
     return json.loads((d / "bt.json").read_text())
 
 
@@ -108,7 +111,11 @@ def _series(name: str, d: Path) -> list[Row]:
         cmd = f"seqtool train part.csv {data_options}{settings} --season {SEASON} --seed 0 --threads 1 -q -o {model}"
         wall = _sh(cmd, d)
         scores[variant] = {k: _backtest(model, h, start, d) for k, h in HORIZONS.items()}
-        rows.append(Row(f"{name}: train, {variant}", wall, "s", "-", True, f"`{cmd}` (part.csv: steps 0..{T - HOLD - 1} of {T})"))
+        rows.append(
+            Row(
+                f"{name}: train, {variant}", wall, "s", "-", True, f"`{cmd}` (part.csv: steps 0..{T - HOLD - 1} of {T})"
+            )
+        )
     diff, plain = (scores[v] for v in variants)  # the --diff variant comes first
     label = next(iter(variants))
     for key, h in HORIZONS.items():
@@ -144,8 +151,8 @@ def tune(name: str, top: int = 3) -> dict[str, str]:
     and backtest scores it from origins T-48..T-25; the score is the mean over h = 1, 12, 24
     of MAE / seasonal naive MAE. All of GRID with seed 0; then the best `top` with --diff and
     without, with seeds 1 and 2 too; the best mean over the three seeds of each is returned."""
-    from seqtool.forecast.backtest import backtest
     from seqtool.config import TrainConfig
+    from seqtool.forecast.backtest import backtest
     from seqtool.training.run import train
 
     make, data_options, _ = SERIES[name]
@@ -190,11 +197,11 @@ def backtest_speed(d: Path) -> list[Row]:
 
     import torch
 
+    from seqtool.config import TrainConfig
+    from seqtool.data.generators import trend
+    from seqtool.data.tables import SeriesTable
     from seqtool.forecast import rollout as rolling
     from seqtool.forecast.backtest import backtest
-    from seqtool.data.tables import SeriesTable
-    from seqtool.data.generators import trend
-    from seqtool.config import TrainConfig
     from seqtool.training.run import train
 
     threads = torch.get_num_threads()
@@ -203,7 +210,9 @@ def backtest_speed(d: Path) -> list[Row]:
         length, horizon, count = 1300, 24, 1000
         table = trend(length=length, seed=1)
         path = d / "speed.pt"
-        train(trend(length=length, seed=0), path, TrainConfig(diff="1", season=SEASON, steps=300), quiet=True, threads=1)
+        train(
+            trend(length=length, seed=0), path, TrainConfig(diff="1", season=SEASON, steps=300), quiet=True, threads=1
+        )
         start = length - horizon - count + 1  # origins start .. length - horizon: 1,000 of them
         origins = range(start, start + count)
         cut = [SeriesTable.from_arrays([table.x[: o + horizon, 0]]) for o in origins]  # made before timing
@@ -274,8 +283,16 @@ def temperature(d: Path) -> list[Row]:
                     f"seeds 0-2: {', '.join(f'{m:.3g}' for m in maes)}; `{cmd}` on days 0..{start - 1}, then "
                     f"`seqtool backtest tS.pt full.csv --horizon 90 --start {start} --season 365`; defaults, nothing tuned"))  # fmt: skip
     plain, _ = found["without"]
-    rows.append(Row("daily temperature: 90-day MAE, without --time-features (worst of 3)", max(plain), "", "-", True,
-                    f"seeds 0-2: {', '.join(f'{m:.3g}' for m in plain)}: a 50-step window cannot hold a 365-day season"))
+    rows.append(
+        Row(
+            "daily temperature: 90-day MAE, without --time-features (worst of 3)",
+            max(plain),
+            "",
+            "-",
+            True,
+            f"seeds 0-2: {', '.join(f'{m:.3g}' for m in plain)}: a 50-step window cannot hold a 365-day season",
+        )
+    )
     return rows
 
 

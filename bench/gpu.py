@@ -45,12 +45,23 @@ def run() -> list[Row]:
         sh("seqtool gen sine -n 1024 --length 400 -o d.csv", d)
         for model, (options, steps) in MODELS.items():
             rate = {mode: _samples_per_second(d, f"{options} {flags}", steps) for mode, flags in MODES.items()}
-            note = f"{card}; {steps} steps of {WINDOW}-step windows: " + ", ".join(f"{m} {r:,.0f} samples/s" for m, r in rate.items())
+            note = f"{card}; {steps} steps of {WINDOW}-step windows: " + ", ".join(
+                f"{m} {r:,.0f} samples/s" for m, r in rate.items()
+            )
             rows.append(Row(f"{model}: GPU / CPU", rate["GPU"] / rate["CPU"], "x", "beside", True, note))
         done = sh("seqtool gen sine | seqtool train --cell lstm --device cuda -o s.pt 2>&1 >/dev/null", d)
         seconds = float(re.search(r"in ([\d.]+) s", done.stdout).group(1))
         sh("seqtool gen sine --seed 1 | seqtool rollout s.pt --warmup 10 --metrics m.json -q > /dev/null", d)
         mse = json.loads((d / "m.json").read_text())["mse"]
         what = f"`seqtool gen sine | seqtool train --cell lstm --device cuda`, trained in {seconds:.1f} s"
-        rows.append(Row("sine LSTM on the GPU, free-running MSE", mse, "", "<= 1e-4", mse <= 1e-4, f"{what}; fresh --seed 1, 40 steps after a 10-step warm-up"))
+        rows.append(
+            Row(
+                "sine LSTM on the GPU, free-running MSE",
+                mse,
+                "",
+                "<= 1e-4",
+                mse <= 1e-4,
+                f"{what}; fresh --seed 1, 40 steps after a 10-step warm-up",
+            )
+        )
     return rows

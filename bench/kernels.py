@@ -44,8 +44,14 @@ KERNELS = {  # name: (environment, threads)
     "ONEDNN_MAX_CPU_ISA=SSE41": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 1),
     "NPY_DISABLE_CPU_FEATURES=X86_V4 (numpy without AVX-512)": ({"NPY_DISABLE_CPU_FEATURES": NO_AVX512}, 1),
     "all of the lowest, 2 threads": (
-        {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41",
-         "NPY_DISABLE_CPU_FEATURES": "X86_V3 " + NO_AVX512}, 2),
+        {
+            "ATEN_CPU_CAPABILITY": "default",
+            "MKL_CBWR": "COMPATIBLE",
+            "ONEDNN_MAX_CPU_ISA": "SSE41",
+            "NPY_DISABLE_CPU_FEATURES": "X86_V3 " + NO_AVX512,
+        },
+        2,
+    ),
 }
 CHANGES = {  # name: the change to every run's settings
     "one step more": {"steps": ["+", 1]},
@@ -58,7 +64,14 @@ FLOORS = ROOT / ".venv-floors" / "bin" / "python"
 def _dump(python: str, env: dict, threads: int, change: dict | None = None) -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "got.npz"
-        argv = [python, str(ROOT / "tests" / "test_pinned.py"), "dump", str(out), str(threads), json.dumps(change or {})]
+        argv = [
+            python,
+            str(ROOT / "tests" / "test_pinned.py"),
+            "dump",
+            str(out),
+            str(threads),
+            json.dumps(change or {}),
+        ]
         subprocess.run(argv, env={**os.environ, **env}, check=True, cwd=ROOT)
         with np.load(out, allow_pickle=False) as saved:
             return {k: v for k, v in saved.items() if k != "machine"}
@@ -83,7 +96,9 @@ def run() -> list[Row]:
     rows = []
     variants = {name: (sys.executable, env, threads) for name, (env, threads) in KERNELS.items()}
     if FLOORS.exists():
-        version = subprocess.run([str(FLOORS), "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
+        version = subprocess.run(
+            [str(FLOORS), "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+        ).stdout.strip()
         variants[f"torch {version} (.venv-floors)"] = (str(FLOORS), {}, 1)
     for name, (python, env, threads) in variants.items():
         got = _dump(python, env, threads)

@@ -23,7 +23,9 @@ def tables(d: Path) -> dict[str, Path]:
     from seqtool.data.tables import SeriesTable, write_table
 
     rng = np.random.default_rng(0)
-    ragged = [np.sin(np.arange(LONG) * 0.1)] + [np.sin(rng.uniform(0, 6) + np.arange(SHORT) * 0.1) for _ in range(N_SHORT)]
+    ragged = [np.sin(np.arange(LONG) * 0.1)] + [
+        np.sin(rng.uniform(0, 6) + np.arange(SHORT) * 0.1) for _ in range(N_SHORT)
+    ]
     per = (LONG + SHORT * N_SHORT) // (N_SHORT + 1)
     even = [np.sin(rng.uniform(0, 6) + np.arange(per) * 0.1) for _ in range(N_SHORT + 1)]
     paths = {}

@@ -100,7 +100,9 @@ def _tutorial_checkpoint(rnn, head, path: Path) -> None:
     from seqtool.model.checkpoint import save_checkpoint
 
     one, zero = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
-    weights = {f"rnn.{k}": v for k, v in rnn.state_dict().items()} | {f"head.{k}": v for k, v in head.state_dict().items()}
+    weights = {f"rnn.{k}": v for k, v in rnn.state_dict().items()} | {
+        f"head.{k}": v for k, v in head.state_dict().items()
+    }
     save_checkpoint({
         "model": {"n_in": 1, "n_out": 1, "cell": "rnn", "hidden": 16, "layers": 1, "dropout": 0.0},
         "data": {"x_names": ["x"], "y_names": [], "task": "next-step"},
@@ -119,8 +121,8 @@ def _scores(path: Path, fresh) -> tuple[float, float]:
 
 
 def time_to_accuracy(d: Path) -> list[Row]:
-    from seqtool.data.generators import sine
     from seqtool.config import TrainConfig
+    from seqtool.data.generators import sine
     from seqtool.training.run import train
 
     fresh = sine(seed=1)
@@ -163,8 +165,8 @@ def time_to_accuracy(d: Path) -> list[Row]:
 def training_overhead(d: Path) -> list[Row]:
     import torch
 
-    from seqtool.data.generators import sine
     from seqtool.config import TrainConfig
+    from seqtool.data.generators import sine
     from seqtool.training.run import train
 
     data = sine(n_series=512, length=100, seed=0)
@@ -175,7 +177,12 @@ def training_overhead(d: Path) -> list[Row]:
     for cell in ("rnn", "lstm", "gru"):
         ours, raw = [], []
         for _ in range(5):  # interleaved A B A B ...; the ratio of each pair, then their median
-            result = train(data, d / "o.pt", TrainConfig(cell=cell, hidden=64, window=50, batch=256, steps=steps, val=0), quiet=True)
+            result = train(
+                data,
+                d / "o.pt",
+                TrainConfig(cell=cell, hidden=64, window=50, batch=256, steps=steps, val=0),
+                quiet=True,
+            )
             ours.append(result.seconds / steps)
             raw.append(raw_loop(cell, windows, steps))
         ratio = statistics.median(r / o for r, o in zip(raw, ours))
@@ -185,9 +192,9 @@ def training_overhead(d: Path) -> list[Row]:
 
 
 def rollout_speed(d: Path) -> list[Row]:
-    from seqtool.forecast.rollout import rollout
-    from seqtool.data.generators import sine
     from seqtool.config import TrainConfig
+    from seqtool.data.generators import sine
+    from seqtool.forecast.rollout import rollout
     from seqtool.training.run import train
 
     train(sine(seed=0), d / "r.pt", TrainConfig(steps=300), quiet=True)
@@ -219,9 +226,9 @@ def rollout_speed(d: Path) -> list[Row]:
 
 
 def scale(d: Path) -> list[Row]:
-    from seqtool.data.tables import write_table
-    from seqtool.data.reading import read_series
     from seqtool.data.generators import sine
+    from seqtool.data.reading import read_series
+    from seqtool.data.tables import write_table
 
     table = sine(n_series=1000, length=1000, span=200, seed=0)
     rows = []

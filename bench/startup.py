@@ -20,7 +20,9 @@ def run(repeats: int = 7) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "ten.csv"
         command("seqtool", "gen", "sine", "--n-series", "10", "-o", str(table))()
-        plot_s = interleaved({"plot": command("seqtool", "plot", str(table), "-o", str(Path(tmp) / "ten.png"))}, 3)["plot"]
+        plot_s = interleaved({"plot": command("seqtool", "plot", str(table), "-o", str(Path(tmp) / "ten.png"))}, 3)[
+            "plot"
+        ]
     times = interleaved(
         {
             "python -c pass": command(python, "-c", "pass"),
@@ -44,5 +46,14 @@ def run(repeats: int = 7) -> list[Row]:
                 f"interpreter alone {times['python -c pass']:.3f} s",
             )
         )
-    rows.append(Row("start-up: seqtool plot of a 10-series table", plot_s, "s", "< 2 s", plot_s < 2, "whole command, image written"))
+    rows.append(
+        Row(
+            "start-up: seqtool plot of a 10-series table",
+            plot_s,
+            "s",
+            "< 2 s",
+            plot_s < 2,
+            "whole command, image written",
+        )
+    )
     return rows

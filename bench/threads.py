@@ -26,7 +26,15 @@ RUNS = {  # name: (data command, train options)
 
 def _train(d: Path, data: str, options: str, out: str) -> str:
     """Run a `train` command; its summary line."""
-    done = subprocess.run(f"seqtool train {data} {options} -o {out}", shell=True, cwd=d, env=ENV, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        f"seqtool train {data} {options} -o {out}",
+        shell=True,
+        cwd=d,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stderr.strip().splitlines()[-1]
 
 
@@ -62,7 +70,10 @@ def run() -> list[Row]:
             chosen = re.search(r"on (\d+ threads?)", summary["line"]).group(1)
             rows.append(Row(f"{name}: alone, default threads / --threads 1", alone["auto"] / alone["one"], "x", "<= 1.0", alone["auto"] <= alone["one"] * 1.02 or chosen == "1 thread",
                             f"median of 3: {alone['auto']:.1f} s ({chosen} chosen{': the same command, the ratio is noise' if chosen == '1 thread' else ''}) vs {alone['one']:.1f} s, whole command"))  # fmt: skip
-            three = interleaved({"one": lambda: _three(d, data, f"{options} --threads 1"), "auto": lambda: _three(d, data, options)}, repeats=1)
+            three = interleaved(
+                {"one": lambda: _three(d, data, f"{options} --threads 1"), "auto": lambda: _three(d, data, options)},
+                repeats=1,
+            )
             rows.append(Row(f"{name}: three at once, default / --threads 1", three["auto"] / three["one"], "x", "<= 1.2", three["auto"] <= 1.2 * three["one"],
                             f"{three['auto']:.1f} s vs {three['one']:.1f} s for all three"))  # fmt: skip
             if name == "long series":
@@ -71,8 +82,26 @@ def run() -> list[Row]:
                 rows.append(Row("long series cut into 32 streams: MAE on a fresh 1,500-step series", mae, "", "<= 0.01 in <= 30 s", mae <= 0.01 and seconds <= 30,
                                 f"`seqtool gen integral -n 1 --length 100000 | seqtool train --stateful`, {seconds:.1f} s of training; fresh seeds 2, 3: {others}; {summary['line'].split(';')[0]}"))  # fmt: skip
                 line = _train(d, data, "--stateful --batch 1", "single.pt")
-                rows.append(Row("long series, one stream (--batch 1, before the cut): MAE", _mae(d, "single.pt"), "", "beside", True, f"{_seconds(line):.1f} s of training"))
+                rows.append(
+                    Row(
+                        "long series, one stream (--batch 1, before the cut): MAE",
+                        _mae(d, "single.pt"),
+                        "",
+                        "beside",
+                        True,
+                        f"{_seconds(line):.1f} s of training",
+                    )
+                )
                 line = _train(d, data, "--stateful --steps 4000", "longer.pt")
                 mae = _mae(d, "longer.pt")
-                rows.append(Row("long series cut into streams, --steps 4000: MAE", mae, "", "<= 0.01", mae <= 0.01, f"{_seconds(line):.1f} s of training"))
+                rows.append(
+                    Row(
+                        "long series cut into streams, --steps 4000: MAE",
+                        mae,
+                        "",
+                        "<= 0.01",
+                        mae <= 0.01,
+                        f"{_seconds(line):.1f} s of training",
+                    )
+                )
     return rows

@@ -2,7 +2,7 @@
 
 Options declared elsewhere are not repeated here: `train` has an option for each field of
 `config.TrainConfig` with a help line, and `gen` a command for each kind that
-`tasks.COMMANDS` declares, made on first use. Heavy modules (numpy, torch, matplotlib)
+`generators.COMMANDS` declares, made on first use. Heavy modules (numpy, torch, matplotlib)
 are imported inside the commands, so that `seqtool --help` and `seqtool gen` start fast.
 """
 
@@ -65,7 +65,7 @@ app = typer.Typer(
 
 
 class _Kinds(TyperGroup):
-    """`seqtool gen`: a command per kind that tasks.COMMANDS declares, made on first use (so
+    """`seqtool gen`: a command per kind that generators.COMMANDS declares, made on first use (so
     that numpy loads under `gen` only); an unknown kind gets the list of kinds, not click's
     'No such command'."""
 
@@ -109,9 +109,7 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks (also SEQTOOL_DEBUG=1).")
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also SEQTOOL_DEBUG=1).")] = False,
 ) -> None:
     """Recurrent networks on time series, as composable commands."""
 
@@ -134,7 +132,9 @@ def _option(
     if choices:
         annotation = Choice(choices)
     option = typer.Option(*flags, help=help, case_sensitive=False)
-    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[annotation, option])
+    return inspect.Parameter(
+        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[annotation, option]
+    )
 
 
 def Choice(values: tuple) -> Any:
@@ -143,7 +143,9 @@ def Choice(values: tuple) -> Any:
     return Literal[values]  # type: ignore[valid-type]
 
 
-def _with_options(options: list[inspect.Parameter], before: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def _with_options(
+    options: list[inspect.Parameter], before: str
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command that takes `**options` these options, listed before its parameter `before`."""
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
@@ -159,7 +161,9 @@ def _with_options(options: list[inspect.Parameter], before: str) -> Callable[[Ca
 def _given(ctx: typer.Context, names: Any) -> list[str]:
     """The options among `names` that the command line gave (a default does not count), as --NAME.
     (click's ParameterSource is compared by name: typer has vendored click since 0.26.)"""
-    return [f"--{n.replace('_', '-')}" for n in names if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]
+    return [
+        f"--{n.replace('_', '-')}" for n in names if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"
+    ]
 
 
 Data = Annotated[
@@ -172,7 +176,12 @@ XCols = Annotated[
 YCols = Annotated[
     Optional[str], typer.Option("--y", help="Target columns, comma-separated \\[default: y or y0,y1,...].")
 ]
-Level = Annotated[float, typer.Option(help=f"The interval's level in percent, {span('level')}, for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi.")]
+Level = Annotated[
+    float,
+    typer.Option(
+        help=f"The interval's level in percent, {span('level')}, for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi."
+    ),
+]
 Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
 
 
@@ -186,12 +195,16 @@ TableOut = Annotated[
 ]
 Threads = Annotated[
     Optional[int],
-    typer.Option(help=f"CPU threads for torch, {span('threads')} \\[default: as many as the model's size pays for, within the cores free now]."),
+    typer.Option(
+        help=f"CPU threads for torch, {span('threads')} \\[default: as many as the model's size pays for, within the cores free now]."
+    ),
 ]
 Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
 Season = Annotated[
     Optional[int],
-    typer.Option(help=f"Season length for the seasonal naive forecast, {span('season')} \\[default: the model's --season, if any]."),
+    typer.Option(
+        help=f"Season length for the seasonal naive forecast, {span('season')} \\[default: the model's --season, if any]."
+    ),
 ]
 
 
@@ -200,7 +213,14 @@ def _training_options() -> list[inspect.Parameter]:
     default, help line and flag, in the order of the fields."""
     types = typing.get_type_hints(TrainConfig)
     return [
-        _option(f.name, types[f.name], f.default, f.metadata["help"], flag=f.metadata.get("flag"), choices=f.metadata["choices"])
+        _option(
+            f.name,
+            types[f.name],
+            f.default,
+            f.metadata["help"],
+            flag=f.metadata.get("flag"),
+            choices=f.metadata["choices"],
+        )
         for f in TrainConfig.options()
     ]
 
@@ -210,12 +230,22 @@ def _training_options() -> list[inspect.Parameter]:
 def train(
     ctx: typer.Context,
     data: Data = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (one writer at a time).")] = Path("model.pt"),
-    log: Annotated[Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE (.csv or .npz).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (one writer at a time).")] = Path(
+        "model.pt"
+    ),
+    log: Annotated[
+        Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE (.csv or .npz).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --out, with its settings.")] = False,
     device: Annotated[Choice(DEVICES), typer.Option(help="auto, cpu or cuda.", case_sensitive=False)] = "auto",
     threads: Threads = None,
-    nproc: Annotated[int, typer.Option(help="Train in N processes on this machine, each on its share of every batch (torch.distributed; as torchrun --nproc-per-node N -m seqtool train ...).", min=1)] = 1,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train in N processes on this machine, each on its share of every batch (torch.distributed; as torchrun --nproc-per-node N -m seqtool train ...).",
+            min=1,
+        ),
+    ] = 1,
     quiet: Quiet = False,
     **options: Any,
 ) -> None:
@@ -243,7 +273,9 @@ def train(
 def predict(
     model: Model,
     data: Data = None,
-    warmup: Annotated[int, typer.Option(help=f"Leave the first K steps of each series out of the metrics, {span('warmup')}.")] = 0,
+    warmup: Annotated[
+        int, typer.Option(help=f"Leave the first K steps of each series out of the metrics, {span('warmup')}.")
+    ] = 0,
     season: Season = None,
     level: Level = 80.0,
     metrics: Metrics = None,
@@ -258,7 +290,17 @@ def predict(
     """
     from seqtool.forecast.predict import predict as run
 
-    run(model, data, warmup=warmup, season=season, level=level, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
+    run(
+        model,
+        data,
+        warmup=warmup,
+        season=season,
+        level=level,
+        metrics=metrics,
+        output=output or "-",
+        quiet=quiet,
+        threads=threads,
+    )
 
 
 @app.command()
@@ -267,13 +309,28 @@ def rollout(
     data: Data = None,
     warmup: Annotated[
         Optional[int],
-        typer.Option(help=f"True steps to warm up on, {span('rollout_warmup')} \\[default: 10; with --horizon, all of each series]."),
+        typer.Option(
+            help=f"True steps to warm up on, {span('rollout_warmup')} \\[default: 10; with --horizon, all of each series]."
+        ),
     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help=f"Free-running steps, {span('free_steps')} \\[default: to the end of each series].")] = None,
-    horizon: Annotated[int, typer.Option(help=f"Go this many steps past the end of each series, {span('horizon')}.")] = 0,
-    samples: Annotated[int, typer.Option(help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(help=f"Free-running steps, {span('free_steps')} \\[default: to the end of each series]."),
+    ] = None,
+    horizon: Annotated[
+        int, typer.Option(help=f"Go this many steps past the end of each series, {span('horizon')}.")
+    ] = 0,
+    samples: Annotated[
+        int,
+        typer.Option(
+            help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run."
+        ),
+    ] = 0,
     level: Level = 80.0,
-    paths: Annotated[Optional[Path], typer.Option("--paths", help="Write the sample paths to FILE (.csv or .npz): series, path, t, phase, yhat.")] = None,
+    paths: Annotated[
+        Optional[Path],
+        typer.Option("--paths", help="Write the sample paths to FILE (.csv or .npz): series, path, t, phase, yhat."),
+    ] = None,
     seed: Seed = 0,
     season: Season = None,
     metrics: Metrics = None,
@@ -287,17 +344,42 @@ def rollout(
     """
     from seqtool.forecast.rollout import rollout as run
 
-    run(model, data, warmup=warmup, steps=steps, horizon=horizon, samples=samples, level=level, paths=paths, seed=seed, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
+    run(
+        model,
+        data,
+        warmup=warmup,
+        steps=steps,
+        horizon=horizon,
+        samples=samples,
+        level=level,
+        paths=paths,
+        seed=seed,
+        season=season,
+        metrics=metrics,
+        output=output or "-",
+        quiet=quiet,
+        threads=threads,
+    )
 
 
 @app.command()
 def backtest(
     model: Model,
     data: Data = None,
-    horizon: Annotated[int, typer.Option(help=f"Steps to forecast from each origin, {span('backtest_horizon')}.", show_default=False)] = ...,  # type: ignore[assignment]
-    start: Annotated[float, typer.Option(help="First origin: a fraction of each series in (0, 1), or a step index (a whole number >= 1).")] = 0.8,
+    horizon: Annotated[
+        int, typer.Option(help=f"Steps to forecast from each origin, {span('backtest_horizon')}.", show_default=False)
+    ] = ...,  # type: ignore[assignment]
+    start: Annotated[
+        float,
+        typer.Option(help="First origin: a fraction of each series in (0, 1), or a step index (a whole number >= 1)."),
+    ] = 0.8,
     stride: Annotated[int, typer.Option(help=f"Steps between origins, {span('stride')}.")] = 1,
-    samples: Annotated[int, typer.Option(help=f"Sample paths from each origin, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run.")] = 0,
+    samples: Annotated[
+        int,
+        typer.Option(
+            help=f"Sample paths from each origin, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run."
+        ),
+    ] = 0,
     level: Level = 80.0,
     seed: Seed = 0,
     season: Season = None,
@@ -314,7 +396,21 @@ def backtest(
     """
     from seqtool.forecast.backtest import backtest as run
 
-    run(model, data, horizon=horizon, start=start, stride=stride, samples=samples, level=level, seed=seed, season=season, metrics=metrics, output=output or "-", quiet=quiet, threads=threads)
+    run(
+        model,
+        data,
+        horizon=horizon,
+        start=start,
+        stride=stride,
+        samples=samples,
+        level=level,
+        seed=seed,
+        season=season,
+        metrics=metrics,
+        output=output or "-",
+        quiet=quiet,
+        threads=threads,
+    )
 
 
 # --- plot --------------------------------------------------------------------------------
@@ -330,12 +426,19 @@ def plot(
     outdir: Annotated[Optional[Path], typer.Option(help="One image per input in DIR, named after it.")] = None,
     overlay: Annotated[bool, typer.Option(help="Draw all inputs (of one kind) on one figure.")] = False,
     label: Annotated[Optional[list[str]], typer.Option(help="Name an input in the legend (once per input).")] = None,
-    format: Annotated[Choice(IMAGE_FORMATS), typer.Option("--format", help="Image format with --outdir or by default: png, svg, pdf.", case_sensitive=False)] = "png",
+    format: Annotated[
+        Choice(IMAGE_FORMATS),
+        typer.Option("--format", help="Image format with --outdir or by default: png, svg, pdf.", case_sensitive=False),
+    ] = "png",
     title: Annotated[Optional[str], typer.Option(help="Figure title.")] = None,
-    size: Annotated[Optional[str], typer.Option(help=f"WIDTHxHEIGHT in pixels, each {span('pixels')} \\[default: by kind].")] = None,
+    size: Annotated[
+        Optional[str], typer.Option(help=f"WIDTHxHEIGHT in pixels, each {span('pixels')} \\[default: by kind].")
+    ] = None,
     dpi: Annotated[int, typer.Option(help=f"Dots per inch, {span('dpi')}.")] = 100,
     logy: Annotated[bool, typer.Option(help="Log scale on the value axis.")] = False,
-    series: Annotated[Optional[str], typer.Option(help="Series ids to draw, comma-separated \\[default: the first 6].")] = None,
+    series: Annotated[
+        Optional[str], typer.Option(help="Series ids to draw, comma-separated \\[default: the first 6].")
+    ] = None,
     x: XCols = None,
     y: YCols = None,
 ) -> None:
@@ -374,19 +477,40 @@ def gradnorm(
     ctx: typer.Context,
     inputs: Annotated[
         Optional[list[str]],
-        typer.Argument(help="[MODEL] [DATA]: a checkpoint and/or a table; neither: fresh models on a generated task.", show_default=False),
+        typer.Argument(
+            help="[MODEL] [DATA]: a checkpoint and/or a table; neither: fresh models on a generated task.",
+            show_default=False,
+        ),
     ] = None,
     cell: Annotated[str, typer.Option(help="Cells of fresh models, comma-separated.")] = "rnn,lstm,gru",
-    hidden: Annotated[int, typer.Option(help=f"Units per layer of fresh models, {span('hidden')}.")] = ModelConfig.hidden,
+    hidden: Annotated[
+        int, typer.Option(help=f"Units per layer of fresh models, {span('hidden')}.")
+    ] = ModelConfig.hidden,
     layers: Annotated[int, typer.Option(help=f"Layers of fresh models, {span('layers')}.")] = ModelConfig.layers,
-    init_scale: Annotated[Optional[float], typer.Option(help=f"Rescale each recurrent matrix to this spectral radius, {span('init_scale')}.")] = None,
-    forget_bias: Annotated[float, typer.Option(help=f"Forget-gate bias of a fresh LSTM (PyTorch's init: 0), {span('forget_bias')}.")] = 1.0,
+    init_scale: Annotated[
+        Optional[float],
+        typer.Option(help=f"Rescale each recurrent matrix to this spectral radius, {span('init_scale')}."),
+    ] = None,
+    forget_bias: Annotated[
+        float, typer.Option(help=f"Forget-gate bias of a fresh LSTM (PyTorch's init: 0), {span('forget_bias')}.")
+    ] = 1.0,
     seed: Seed = 0,
-    task: Annotated[Choice(GRAD_TASKS), typer.Option(help="Generated data without DATA: adding, sine, sincos, multisine.", case_sensitive=False)] = "adding",
-    length: Annotated[int, typer.Option("--length", "-l", help=f"Steps of generated sequences, {span('grad_length')}.")] = 100,
+    task: Annotated[
+        Choice(GRAD_TASKS),
+        typer.Option(help="Generated data without DATA: adding, sine, sincos, multisine.", case_sensitive=False),
+    ] = "adding",
+    length: Annotated[
+        int, typer.Option("--length", "-l", help=f"Steps of generated sequences, {span('grad_length')}.")
+    ] = 100,
     batch: Annotated[int, typer.Option(help=f"Sequences in the batch, {span('grad_batch')}.")] = 64,
-    loss: Annotated[Choice(GRAD_LOSSES), typer.Option(help="Loss at the last step with a target, or at all steps.", case_sensitive=False)] = "last",
-    summary: Annotated[Optional[Path], typer.Option(help="Also write the summary (ratios, parameter gradients, singular values) as JSON.")] = None,
+    loss: Annotated[
+        Choice(GRAD_LOSSES),
+        typer.Option(help="Loss at the last step with a target, or at all steps.", case_sensitive=False),
+    ] = "last",
+    summary: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write the summary (ratios, parameter gradients, singular values) as JSON."),
+    ] = None,
     output: TableOut = None,
     threads: Threads = None,
     quiet: Quiet = False,
@@ -432,8 +556,8 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
 
     Example: seqtool info data/daily_temperature.csv --x value
     """
-    from seqtool.data.tables import describe
     from seqtool.data.reading import read_series
+    from seqtool.data.tables import describe
 
     for key, value in describe(read_series(data, x, y)).items():
         typer.echo(f"{key + ':':15} {value}")
@@ -476,7 +600,10 @@ def _gen_command(kind: Kind) -> Any:
         write_table(kind.function(**options), output)
 
     command.__doc__ = f"{kind.summary}\n\nExample: {kind.example}\n\nTrain and judge it: {kind.pipeline}"
-    options = [_option(o.name, annotation, default, o.help, o.key, short=o.short) for o, annotation, default in kind.parameters()]
+    options = [
+        _option(o.name, annotation, default, o.help, o.key, short=o.short)
+        for o, annotation, default in kind.parameters()
+    ]
     one = typer.Typer(add_completion=False)
     one.command(kind.name)(_with_options(options, before="output")(command))
     return typer.main.get_command(one)

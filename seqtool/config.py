@@ -77,11 +77,18 @@ class TrainConfig:
     hidden: int = _option(ModelConfig.hidden, "Units per layer, {span}.")
     layers: int = _option(ModelConfig.layers, "Stacked recurrent layers, {span}.")
     dropout: float = _option(ModelConfig.dropout, "Dropout between stacked layers, {span}.")
-    loss: str = _option("mse", "mse (a point forecast), or gaussian or studentt: a distribution of each next value, trained by its likelihood; forecasts then have intervals.", LOSSES)
+    loss: str = _option(
+        "mse",
+        "mse (a point forecast), or gaussian or studentt: a distribution of each next value, trained by its likelihood; forecasts then have intervals.",
+        LOSSES,
+    )
     lr: float = _option(1e-2, "Learning rate, {span}.")
     optimizer: str = _option("adam", "adam, or sgd (momentum 0.9).", OPTIMIZERS)
     batch: int = _option(32, "Windows (or streams) per step, {span}.")
-    window: int | None = _option(None, "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful \\[default: 50; whole series if targets sparse or series short].")
+    window: int | None = _option(
+        None,
+        "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful \\[default: 50; whole series if targets sparse or series short].",
+    )
     stride: int = _option(1, "Steps between window starts, {span}.")
     steps: int | None = _option(None, "Optimizer steps, {span} \\[default: 2000].")
     epochs: float | None = _option(None, "Passes over the data, instead of --steps, {span}.")
@@ -94,13 +101,26 @@ class TrainConfig:
     seed: int = _option(0, "Random seed, {span}: the same seed, the same weights (on CPU).")
     x: str | None = _option(None, "Input columns, comma-separated \\[default: x or x0,x1,...].")
     y: str | None = _option(None, "Target columns, comma-separated \\[default: y or y0,y1,...].")
-    diff: str | None = _option(None, "Difference the series at these lags in turn (1: a trend; 1,12: and a season of 12) and learn the differences; forecasts are undone to the original scale.")
-    log_values: bool = _option(False, "Learn the logarithm of the series (all values positive), where it grows by a factor; forecasts are taken back by exp (a median).")
+    diff: str | None = _option(
+        None,
+        "Difference the series at these lags in turn (1: a trend; 1,12: and a season of 12) and learn the differences; forecasts are undone to the original scale.",
+    )
+    log_values: bool = _option(
+        False,
+        "Learn the logarithm of the series (all values positive), where it grows by a factor; forecasts are taken back by exp (a median).",
+    )
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
-    time_features: bool = _option(False, "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: for seasons longer than a window.")
-    period: str | None = _option(None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates.")
+    time_features: bool = _option(
+        False,
+        "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: for seasons longer than a window.",
+    )
+    period: str | None = _option(
+        None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates."
+    )
     save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
-    world_size: int = field(default=1, metadata={"help": None})  # processes that trained it (torchrun, --nproc); not an option
+    world_size: int = field(
+        default=1, metadata={"help": None}
+    )  # processes that trained it (torchrun, --nproc); not an option
 
     def lags(self) -> tuple[int, ...]:
         """The lags of --diff, in the order they are applied; () for none."""
@@ -112,7 +132,9 @@ class TrainConfig:
         except (TypeError, ValueError):
             lags = ()
         if not lags or any(lag < 1 or lag > LIMITS["window"].hi for lag in lags) or len(lags) > 4:
-            raise SeqtoolError(f"--diff must be one to four whole numbers of steps, each at least 1, comma-separated (1, 12 or 1,12), got {self.diff!r}")
+            raise SeqtoolError(
+                f"--diff must be one to four whole numbers of steps, each at least 1, comma-separated (1, 12 or 1,12), got {self.diff!r}"
+            )
         return lags
 
     def periods(self) -> tuple[float, ...]:
@@ -124,7 +146,9 @@ class TrainConfig:
         except ValueError:
             periods = (math.nan,)
         if not all(0 < p < 1e9 for p in periods) or len(periods) > 16:
-            raise SeqtoolError(f"--period must be one to 16 positive numbers, comma-separated (12, or 7,365.25), got {self.period!r}")
+            raise SeqtoolError(
+                f"--period must be one to 16 positive numbers, comma-separated (12, or 7,365.25), got {self.period!r}"
+            )
         if not self.time_features:
             raise SeqtoolError("--period names the cycles of --time-features: give --time-features too")
         return periods

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import signal
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -152,12 +154,8 @@ def _reply(line: str) -> None:
     has no stderr (`distributed.silence`)."""
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if path:
-        import json
-        import time
-
-        with contextlib.suppress(OSError):
-            with open(path, "w") as f:
-                json.dump({"message": line, "timestamp": int(time.time())}, f)
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            json.dump({"message": line, "timestamp": int(time.time())}, f)
 
 
 def _silence_stdout() -> None:

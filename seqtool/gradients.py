@@ -21,14 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from seqtool import outputs
 from seqtool.config import CELLS, GRAD_LOSSES, GRAD_TASKS, ModelConfig
 from seqtool.data.examples import NEXT_STEP, inputs_and_targets, predicted, task_of
-from seqtool.errors import SeqtoolError
-from seqtool.limits import check_all, fits_in_memory
+from seqtool.data.generators import KINDS
+from seqtool.data.reading import read_series
 from seqtool.data.scaling import Scaling
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, Table, write_table
+from seqtool.errors import SeqtoolError
+from seqtool.forecast.forecaster import Forecaster
+from seqtool.limits import check_all, fits_in_memory
+from seqtool.model.network import SeqModel, set_forget_bias
 from seqtool.threads import use as use_threads
 from seqtool.threads import work
 
@@ -101,7 +106,9 @@ def gradnorm(
     if model is not None:
         reports = [_of_checkpoint(model, data, batch, loss, threads)]
     else:
-        fresh = dict(hidden=hidden, layers=layers, init_scale=init_scale, forget_bias=forget_bias, seed=seed, threads=threads)
+        fresh = dict(
+            hidden=hidden, layers=layers, init_scale=init_scale, forget_bias=forget_bias, seed=seed, threads=threads
+        )
         reports = _of_fresh_models(cells, data, batch, loss, **fresh)
     out = _table(reports)
     _report(reports, summary, quiet)
@@ -111,20 +118,16 @@ def gradnorm(
 
 
 def _of_checkpoint(path, data, batch: int, loss: str, threads: int | None) -> Report:
-    from seqtool.forecast.forecaster import Forecaster
-
     m = Forecaster(path)
     table = m.read(data)
     x, y = _tensors(table, *inputs_and_targets(table, m.task, m.scaling.diff, m.time), m.scaling, batch)
     return _measure(m.net, x, y, loss, threads)
 
 
-def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init_scale, forget_bias, seed, threads) -> list[Report]:
+def _of_fresh_models(
+    cells, data, batch: int, loss: str, *, hidden, layers, init_scale, forget_bias, seed, threads
+) -> list[Report]:
     """A fresh model of each cell, all from the same seed, standardised on the data itself."""
-    import torch
-
-    from seqtool.model.network import SeqModel, set_forget_bias
-    from seqtool.data.reading import read_series
 
     table = read_series(data)
     kind = task_of(table)
@@ -146,8 +149,6 @@ def _of_fresh_models(cells, data, batch: int, loss: str, *, hidden, layers, init
 
 def scale_recurrent(net, radius: float) -> None:
     """Rescale each recurrent matrix (each gate's h x h block) to spectral radius `radius`."""
-    import torch
-
     check_all(init_scale=radius)
     h = net.config.hidden
     with torch.no_grad():
@@ -166,8 +167,6 @@ def unrolled(net, x):
     at each step, as graph tensors whose .grad, after backward, is dL/dh_t; and the
     parameters as float64 leaves, named as in `net`, whose .grad is dL/dparameter.
     """
-    import torch
-
     cfg = net.config
     p = {n: w.detach().double().requires_grad_() for n, w in net.named_parameters()}
     batch, steps, _ = x.shape
@@ -203,8 +202,6 @@ def unrolled(net, x):
 
 
 def _measure(net, x, y, loss: str, threads: int | None) -> Report:
-    import torch
-
     cfg = net.config
     _fits(x.shape[0], x.shape[1], cfg.layers, cfg.hidden, cfg.cell)
     use_threads(threads, work(cfg, x.shape[0]))
@@ -227,7 +224,9 @@ def _measure(net, x, y, loss: str, threads: int | None) -> Report:
             sigma[n] = float(torch.linalg.matrix_norm(w.detach().double(), ord=2))
             if w.shape[0] > h:
                 for k, gate in enumerate(CELLS[net.config.cell].gates):
-                    sigma[f"{n}[{gate}]"] = float(torch.linalg.matrix_norm(w.detach().double()[k * h : (k + 1) * h], ord=2))
+                    sigma[f"{n}[{gate}]"] = float(
+                        torch.linalg.matrix_norm(w.detach().double()[k * h : (k + 1) * h], ord=2)
+                    )
     return Report(net.config.cell, grad, norms, sigma, {"loss": float(value.detach())})
 
 
@@ -240,8 +239,6 @@ def _data(data, task: str, length: int, batch: int, seed: int):
     """The given table, or a generated one: `batch` sequences of `length` steps."""
     if data is not None:
         return data
-    from seqtool.data.generators import KINDS
-
     if task not in GRAD_TASKS:
         raise SeqtoolError(f"--task must be one of {', '.join(GRAD_TASKS)}, got {task!r}")
     return KINDS[task](n_series=batch, length=length, seed=seed)
@@ -250,8 +247,6 @@ def _data(data, task: str, length: int, batch: int, seed: int):
 def _tensors(table: SeriesTable, xs: list, ys: list, scaling: Scaling, batch: int):
     """Standardised [B, T, F] inputs and [B, T, G] targets of the first `batch` series, cut
     to their common length."""
-    import torch
-
     xs, ys = xs[:batch], ys[:batch]
     steps = min(len(a) for a in xs)
     if steps < 2:
@@ -274,7 +269,9 @@ def _table(reports: list[Report]) -> Table:
             cols["grad_norm"] += g.mean(axis=1).tolist()
             cols["grad_norm_lo"] += np.percentile(g, 10, axis=1).tolist()
             cols["grad_norm_hi"] += np.percentile(g, 90, axis=1).tolist()
-    return Table({k: np.array(v) if k in ("cell", "layer") else np.array(v, dtype=float) for k, v in cols.items()}, "gradnorm")
+    return Table(
+        {k: np.array(v) if k in ("cell", "layer") else np.array(v, dtype=float) for k, v in cols.items()}, "gradnorm"
+    )
 
 
 def _report(reports: list[Report], path, quiet: bool) -> None:

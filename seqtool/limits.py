@@ -155,9 +155,7 @@ def fits_in_memory(nbytes: float, what: str) -> None:
     """Refuse, before any work, a request whose estimated memory exceeds what is available."""
     free = available_memory()
     if nbytes > free:
-        raise SeqtoolError(
-            f"{what} needs about {_gb(nbytes)} of memory and {_gb(free)} is available; ask for less"
-        )
+        raise SeqtoolError(f"{what} needs about {_gb(nbytes)} of memory and {_gb(free)} is available; ask for less")
 
 
 def _gb(nbytes: float) -> str:

@@ -15,15 +15,20 @@ not write is refused, as the shell would. Temporary files are named
 SIGTERM: the CLI turns SIGTERM into an exception); one left by a killed process of this
 host is removed by the next write to the same path once its process is gone.
 `check` looks at all the outputs of a command at once; `writer_lock` gives one writer
-per checkpoint. A training log grows in place instead (`open_growing`), to be followed.
+per checkpoint. A training log grows in place instead (`open_growing`), to be followed. A
+new folder (a table folder) is written whole beside its place and renamed onto it
+(`new_folder`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import json
 import os
 import re
+import shutil
 import socket
 import stat
 import sys
@@ -180,6 +185,23 @@ def open_output(dest: str | os.PathLike | Target) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
+def new_folder(dest: str | os.PathLike) -> Iterator[Path]:
+    """A new folder at `dest`: the files go into a temporary folder beside it, renamed onto
+    `dest` at the end, so a failure (exit 1 for a failed write) leaves nothing."""
+    dest = Path(dest)
+    tmp = dest.parent / f".{dest.name}.{_HOST}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    try:
+        tmp.mkdir()
+        yield tmp
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise SeqtoolError(f"{dest}: cannot write: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def _through(t: Target) -> Iterator[BinaryIO]:
     """Standard output, a descriptor of ours, or a device or pipe opened in place."""
     if t.stdout:
@@ -246,15 +268,16 @@ def open_growing(dest: str | os.PathLike) -> Iterator[BinaryIO]:
 
 def write_json(dest: str | os.PathLike, doc: dict) -> None:
     """Write a small JSON document (metrics, a summary). JSON has no inf or NaN: they are null."""
-    import json
 
     def plain(v):
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
         return None if isinstance(v, float) and not (v == v and abs(v) != float("inf")) else v
 
     with open_output(dest) as f:
-        f.write((json.dumps(plain(doc), indent=2) + "\n").encode("utf-8"))
+        f.write((json.dumps(plain(doc), indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -265,8 +288,6 @@ def writer_lock(dest: str | os.PathLike) -> Iterator[None]:
     The lock file is removed while locked; a locker checks that the file it locked is still
     the one at the path, so removal never lets two writers in. A device or pipe is not locked.
     """
-    import fcntl
-
     t = target(dest)
     if t.in_place:
         yield

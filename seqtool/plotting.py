@@ -7,6 +7,7 @@ code as a single table: several tables of one kind drawn on the same axes.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -18,11 +19,11 @@ import numpy as np
 
 from seqtool import outputs
 from seqtool.config import IMAGE_FORMATS
+from seqtool.data.reading import read_series
+from seqtool.data.tables import SeriesTable, Table, columns_of, of_role, read_table, times_of
 from seqtool.errors import SeqtoolError
 from seqtool.limits import check_all
-from seqtool.outputs import check_format
-from seqtool.data.tables import SeriesTable, Table, columns_of, of_role, read_table, times_of
-from seqtool.data.reading import read_series
+from seqtool.outputs import check_format, open_output
 
 FORMATS = tuple(f".{f}" for f in IMAGE_FORMATS)
 MAX_PANELS = 6
@@ -192,7 +193,7 @@ def figure(inputs: Sequence[tuple[str, Table]], **look):
 
 
 def _draw(plan: _Plan, look: Look):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazily: bad options are refused before matplotlib loads
 
     size, dpi, logy = look.size, look.dpi, look.logy
     kind, inputs = plan.kind, plan.inputs
@@ -214,7 +215,15 @@ def _draw(plan: _Plan, look: Look):
         draw(fig, views, ids, rows, cols, logy)
         total = len(views[0][1].lengths)
         if len(ids) < total and not plan.picked:
-            fig.text(0.99, 0.005, f"{len(ids)} of {total} series (--series to pick)", ha="right", va="bottom", fontsize=8, color="gray")
+            fig.text(
+                0.99,
+                0.005,
+                f"{len(ids)} of {total} series (--series to pick)",
+                ha="right",
+                va="bottom",
+                fontsize=8,
+                color="gray",
+            )
     what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout", "backtest": "backtest",
             "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
     source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
@@ -299,12 +308,15 @@ def _drawable(table, names) -> None:
         col = table.columns.get(name)
         if col is None or (col.dtype.kind not in "fiu" and isinstance(table, SeriesTable)):
             continue  # absent, or dates
-        values = col.astype(float) if col.dtype.kind in "fiu" else Table({name: col}, table.source).numbers(name, missing_ok=True)
+        values = (
+            col.astype(float)
+            if col.dtype.kind in "fiu"
+            else Table({name: col}, table.source).numbers(name, missing_ok=True)
+        )
         big = float(np.max(np.abs(values[~np.isnan(values)]), initial=0.0))
         if big > MAX_DRAWN:
             raise SeqtoolError(
-                f"{table.source}: column {name!r} holds {big:.3g}; plot draws values up to "
-                f"{MAX_DRAWN:g} in magnitude"
+                f"{table.source}: column {name!r} holds {big:.3g}; plot draws values up to {MAX_DRAWN:g} in magnitude"
             )
 
 
@@ -312,17 +324,16 @@ def _check_title(title: str | None) -> None:
     """--title may use matplotlib's mathtext between $ signs; refuse one it cannot parse."""
     if not title:
         return
-    from matplotlib import cbook
+    from matplotlib import cbook  # lazily: as Figure
 
     if cbook.is_math_text(title):
-        from matplotlib.mathtext import MathTextParser
+        from matplotlib.mathtext import MathTextParser  # lazily: only for labels with $
 
         try:
             MathTextParser("path").parse(title)
         except ValueError:
             raise SeqtoolError(
-                f"--title {title!r}: not mathtext matplotlib can draw between its $ signs; "
-                f"write \\$ for a dollar sign"
+                f"--title {title!r}: not mathtext matplotlib can draw between its $ signs; write \\$ for a dollar sign"
             ) from None
 
 
@@ -371,9 +382,6 @@ def _make_folder(folder: Path) -> None:
 def _save(fig, path: Path, fallback: str) -> Path:
     """Render in memory (PDF needs a seekable file), then write: atomically to a file,
     through to a device or pipe, in the format its name gives (else `fallback`)."""
-    import io
-
-    from seqtool.outputs import open_output
 
     suffix = path.suffix.lower() if path.suffix.lower() in FORMATS else fallback
     buffer = io.BytesIO()
@@ -401,7 +409,9 @@ def _pick_series(ids: list[str], source: str, chosen: Sequence[str] | None, defa
         return ids[:default]
     missing = [c for c in chosen if c not in ids]
     if missing:
-        raise SeqtoolError(f"{source}: no series {missing[0]!r} for --series (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})")
+        raise SeqtoolError(
+            f"{source}: no series {missing[0]!r} for --series (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})"
+        )
     return list(chosen)
 
 
@@ -464,7 +474,7 @@ def _style(ax, logy: bool, xlabel: str) -> None:
 def _date_ticks(ax, t: np.ndarray) -> None:
     """Short date labels that do not run into each other, where time is dates."""
     if t.dtype.kind == "M":
-        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # lazily: only for dates
 
         locator = AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
@@ -480,11 +490,20 @@ def _draw_series(fig, views, ids, rows, cols, logy) -> None:
             i, sl = _rows(view, ids[k])
             t, xlabel = _time(view, i)
             for name in view.x_names:
-                ax.plot(t, view.columns[name][sl], lw=1.4, label=f"{label}: {_literal(name)}" if several else _literal(name))
+                ax.plot(
+                    t, view.columns[name][sl], lw=1.4, label=f"{label}: {_literal(name)}" if several else _literal(name)
+                )
             for name in view.y_names:
                 values = view.columns[name][sl]
                 sparse = np.isnan(values).mean() > 0.5
-                ax.plot(t, values, "o" if sparse else "--", lw=1.4, ms=6, label=f"{label}: {_literal(name)}" if several else f"{_literal(name)} (target)")
+                ax.plot(
+                    t,
+                    values,
+                    "o" if sparse else "--",
+                    lw=1.4,
+                    ms=6,
+                    label=f"{label}: {_literal(name)}" if several else f"{_literal(name)} (target)",
+                )
         ax.set_title(f"series {_literal(ids[k])}", fontsize=10)
         _style(ax, logy, xlabel)
         _date_ticks(ax, t)
@@ -539,9 +558,22 @@ def _draw_rollout(fig, views, ids, rows, cols, logy) -> None:
                 if n == 0:
                     ax.plot(t, truth, color=TRUTH, lw=5, alpha=0.3, label="truth" if j == 0 else None)
                     warm = ~free
-                    ax.plot(t[warm], yhat[warm], ":", color=PRED, lw=1.4, label="warm-up (teacher-forced)" if j == 0 else None)
+                    ax.plot(
+                        t[warm],
+                        yhat[warm],
+                        ":",
+                        color=PRED,
+                        lw=1.4,
+                        label="warm-up (teacher-forced)" if j == 0 else None,
+                    )
                 color = f"C{n + 1}" if several else FREE
-                ax.plot(t[free], yhat[free], color=color, lw=1.3, label=(label if several else "free-running") if j == 0 else None)
+                ax.plot(
+                    t[free],
+                    yhat[free],
+                    color=color,
+                    lw=1.3,
+                    label=(label if several else "free-running") if j == 0 else None,
+                )
                 _band(ax, view, name, sl, t, free, color, j)
                 errors.append((yhat - truth)[free])
             if n == 0 and free.any():
@@ -553,7 +585,9 @@ def _draw_rollout(fig, views, ids, rows, cols, logy) -> None:
                 e = np.concatenate(errors)
                 e = e[~np.isnan(e)]
                 if len(views) == 1 and e.size:
-                    ax.set_title(f"series {_literal(ids[k])}: free-running RMSE {np.sqrt(np.mean(e**2)):.2g}", fontsize=10)
+                    ax.set_title(
+                        f"series {_literal(ids[k])}: free-running RMSE {np.sqrt(np.mean(e**2)):.2g}", fontsize=10
+                    )
         if len(views) > 1 or not ax.get_title():
             ax.set_title(f"series {_literal(ids[k])}", fontsize=10)
         _style(ax, logy, xlabel)
@@ -607,7 +641,11 @@ def _draw_gradnorm(fig, inputs, logy) -> None:
             rows = (cells == cell) & (layers == layer)
             first, last = g[rows][np.argmin(t[rows])], g[rows][np.argmax(t[rows])]
             ratio = f"t={t[rows].min():g} / t={t[rows].max():g}: {first / last:.2g}" if last > 0 else ""
-            name = f"{_literal(cell)} layer {_literal(layer)}" + (f" ({label})" if several else "") + (f"   [{ratio}]" if ratio else "")
+            name = (
+                f"{_literal(cell)} layer {_literal(layer)}"
+                + (f" ({label})" if several else "")
+                + (f"   [{ratio}]" if ratio else "")
+            )
             (line,) = ax.plot(t[rows], g[rows], lw=1.8, label=name)
             if {"grad_norm_lo", "grad_norm_hi"} <= set(table.columns):  # the spread over the batch
                 lo, hi = table.numbers("grad_norm_lo", True), table.numbers("grad_norm_hi", True)
@@ -650,11 +688,19 @@ def _draw_backtest(fig, plan: _Plan, logy: bool) -> None:
         _draw_origins(ax, table, plan.truths[0], sid, logy)
     total = len(_backtest_ids(table))
     if ids and len(ids) < total and not plan.picked:
-        fig.text(0.99, 0.005, f"{len(ids)} of {total} series (--series to pick)", ha="right", va="bottom", fontsize=8, color="gray")
+        fig.text(
+            0.99,
+            0.005,
+            f"{len(ids)} of {total} series (--series to pick)",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="gray",
+        )
 
 
 def _draw_errors(ax, inputs, truths, logy: bool) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazily: as Figure
 
     several = len(inputs) > 1
     looks = {"yhat": ("-", "o"), "naive": ("--", "s"), "seasonal_naive": (":", "^")}
@@ -678,11 +724,22 @@ def _draw_errors(ax, inputs, truths, logy: bool) -> None:
 def _draw_origins(ax, table: Table, truths: list[str], sid: str, logy: bool) -> None:
     """The truth of one series over time, and the forecasts of at most 6 origins, evenly
     spaced (each with its interval as a band, where the table has one)."""
-    rows = np.ones(len(table), bool) if "series" not in table.columns else np.asarray(table.columns["series"]).astype(str) == sid
+    rows = (
+        np.ones(len(table), bool)
+        if "series" not in table.columns
+        else np.asarray(table.columns["series"]).astype(str) == sid
+    )
     t, origin, h = _times(table)[rows], table.numbers("origin")[rows], table.numbers("h")[rows]
     _, first = np.unique(t, return_index=True)
     for j, name in enumerate(truths):
-        ax.plot(t[first], table.numbers(name, True)[rows][first], color=TRUTH, lw=3, alpha=0.45, label="truth" if j == 0 else None)
+        ax.plot(
+            t[first],
+            table.numbers(name, True)[rows][first],
+            color=TRUTH,
+            lw=3,
+            alpha=0.45,
+            label="truth" if j == 0 else None,
+        )
     origins = np.unique(origin)
     shown = origins[np.unique(np.linspace(0, len(origins) - 1, min(len(origins), MAX_PANELS)).round().astype(int))]
     for k, o in enumerate(shown):
@@ -693,7 +750,9 @@ def _draw_origins(ax, table: Table, truths: list[str], sid: str, logy: bool) -> 
             ax.plot(t[at], yhat, color=f"C{k}", lw=1.3, marker=".", ms=4, label=f"origin {o:g}" if j == 0 else None)
             if f"{name}_lo" in table.columns and f"{name}_hi" in table.columns:  # an interval, as a band
                 lo, hi = (table.numbers(f"{name}_{end}", True)[rows][at] for end in ("lo", "hi"))
-                ax.fill_between(t[at], lo, hi, color=f"C{k}", alpha=0.15, lw=0, label="interval" if j == k == 0 else None)
+                ax.fill_between(
+                    t[at], lo, hi, color=f"C{k}", alpha=0.15, lw=0, label="interval" if j == k == 0 else None
+                )
     ax.set_title(f"series {_literal(sid)}: forecasts from {len(shown)} of {len(origins)} origins", fontsize=10)
     _style(ax, logy, "t")
     _date_ticks(ax, t)

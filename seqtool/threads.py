@@ -60,7 +60,7 @@ def choose(macs: int) -> int:
 def use(threads: int | None, macs: int) -> int:
     """Set torch's thread count: `threads` where given (--threads, checked by the command),
     else `choose(macs)`."""
-    import torch
+    import torch  # lazily: distributed.end, at every command's exit, reads this module
 
     n = threads or choose(macs)
     torch.set_num_threads(n)

@@ -58,13 +58,13 @@ def one_error_line(result, *fragments: str) -> None:
 def small_model(tmp_path_factory) -> Path:
     """A folder with sine.csv (8 series x 60 steps) and m.pt, an LSTM of 8 units trained
     on it for 30 steps: for tests that need a checkpoint, not a good one."""
-    from seqtool.data import generators as tasks
-    from seqtool.data.tables import write_table
     from seqtool.config import TrainConfig
+    from seqtool.data import generators
+    from seqtool.data.tables import write_table
     from seqtool.training.run import train
 
     folder = tmp_path_factory.mktemp("small_model")
-    write_table(tasks.sine(n_series=8, length=60, seed=0), folder / "sine.csv")
+    write_table(generators.sine(n_series=8, length=60, seed=0), folder / "sine.csv")
     train(folder / "sine.csv", folder / "m.pt", TrainConfig(hidden=8, steps=30, window=10, batch=8), quiet=True)
     return folder
 

@@ -12,7 +12,15 @@ from seqtool.config import ModelConfig, TrainConfig
 from seqtool.limits import LIMITS
 
 OPTIONS = TrainConfig.options()
-OWN = ["out", "log", "resume", "device", "threads", "nproc", "quiet"]  # train's options that are not settings of the run
+OWN = [
+    "out",
+    "log",
+    "resume",
+    "device",
+    "threads",
+    "nproc",
+    "quiet",
+]  # train's options that are not settings of the run
 
 
 def _flag(name: str) -> str:
@@ -53,7 +61,9 @@ def test_every_training_option_is_in_help_with_its_line_and_default(cli, monkeyp
         if f.default is None:
             assert line.count("[default:") == text.count("[default:"), line  # none shown but the help's own
         else:
-            shown = ("" if f.default else "no-") + f.name.replace("_", "-") if isinstance(f.default, bool) else f.default
+            shown = (
+                ("" if f.default else "no-") + f.name.replace("_", "-") if isinstance(f.default, bool) else f.default
+            )
             assert f"[default: {shown}]" in line, (f.name, line)
 
 
@@ -115,8 +125,18 @@ def test_resume_refuses_each_training_option_given(cli, captured, tmp_path):
     one_error_line(result, "--resume")
     assert len(result.stderr.split("; drop ")[1].split(", ")) == len(OPTIONS)
     for f in OPTIONS:  # the default, given explicitly, is refused too
-        value = {"stateful": "--stateful", "steps": "10", "window": "50", "epochs": "1", "x": "x", "y": "y", "diff": "1", "season": "12",
-                 "time_features": "--time-features", "period": "7"}.get(f.name, str(f.default))
+        value = {
+            "stateful": "--stateful",
+            "steps": "10",
+            "window": "50",
+            "epochs": "1",
+            "x": "x",
+            "y": "y",
+            "diff": "1",
+            "season": "12",
+            "time_features": "--time-features",
+            "period": "7",
+        }.get(f.name, str(f.default))
         argv = [value] if value.startswith("--") else [_flag(f.name), value]
         one_error_line(cli("train", "--resume", "-o", tmp_path / "m.pt", *argv), "--resume", f"drop {_flag(f.name)}")
     result = cli("train", "--resume", "-o", tmp_path / "m.pt", "-q", "--device", "cpu", "--threads", "1")

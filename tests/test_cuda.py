@@ -8,18 +8,18 @@ import pytest
 import torch
 from conftest import faulty_source
 
-from seqtool.data import generators as tasks
-from seqtool.model.checkpoint import load_checkpoint
-from seqtool.forecast.predict import predict
-from seqtool.data.tables import write_table
 from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.tables import write_table
+from seqtool.forecast.predict import predict
+from seqtool.model.checkpoint import load_checkpoint
 from seqtool.training.run import train
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
 
 def test_a_model_trained_on_the_gpu_predicts_on_the_cpu_as_it_did_there(tmp_path):
-    write_table(tasks.sine(n_series=16, length=120, seed=0), tmp_path / "sine.csv")
+    write_table(generators.sine(n_series=16, length=120, seed=0), tmp_path / "sine.csv")
     train(tmp_path / "sine.csv", tmp_path / "gpu.pt", TrainConfig(hidden=16, steps=200), device="cuda", quiet=True)
     ckpt = load_checkpoint(tmp_path / "gpu.pt")
     assert all(w.device.type == "cpu" for w in ckpt["weights"].values())
@@ -38,7 +38,7 @@ def test_a_stateful_run_interrupted_on_the_gpu_resumes_there(tmp_path):
 
     from seqtool.errors import Interrupted
 
-    write_table(tasks.integral(n_series=1, length=3000, seed=0), tmp_path / "long.csv")
+    write_table(generators.integral(n_series=1, length=3000, seed=0), tmp_path / "long.csv")
     config = TrainConfig(hidden=8, steps=200, window=10, batch=8, stateful=True)
 
     def interrupt(step, batch):
@@ -47,7 +47,9 @@ def test_a_stateful_run_interrupted_on_the_gpu_resumes_there(tmp_path):
         return batch
 
     with pytest.raises(Interrupted):
-        train(tmp_path / "long.csv", tmp_path / "m.pt", config, device="cuda", quiet=True, source=faulty_source(interrupt))
+        train(
+            tmp_path / "long.csv", tmp_path / "m.pt", config, device="cuda", quiet=True, source=faulty_source(interrupt)
+        )
     saved = load_checkpoint(tmp_path / "m.pt")
     assert 100 < saved["resume"]["step"] < 200 and all(c.device.type == "cpu" for c in saved["resume"]["carry"])
     result = train(tmp_path / "long.csv", tmp_path / "m.pt", resume=True, device="cuda", quiet=True)

@@ -12,22 +12,22 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool.data import generators as tasks
 from seqtool import threads
-from seqtool.training.batches import Streams, cut
-from seqtool.model.checkpoint import build_model, load_checkpoint
 from seqtool.config import ModelConfig, TrainConfig
+from seqtool.data import generators
 from seqtool.data.examples import Rows
-from seqtool.model.network import over_series
 from seqtool.data.scaling import Scaling
 from seqtool.data.tables import write_table
+from seqtool.model.checkpoint import build_model, load_checkpoint
+from seqtool.model.network import over_series
+from seqtool.training.batches import Streams, cut
 from seqtool.training.run import train
 
 
 def _judged(sh, tmp_path, kind: str, extra: str = "") -> tuple[dict, object]:
     """Run `gen KIND --help`'s pipeline (train, then judge on a fresh seed) through real
     pipes; `extra` goes to train. The judge's metrics and its table."""
-    fit, judge = tasks.COMMANDS[kind].pipeline.split("; ")
+    fit, judge = generators.COMMANDS[kind].pipeline.split("; ")
     fit = fit.replace("seqtool train", f"seqtool train {extra} -q")
     result = sh(f"{fit} && {judge} -q --metrics m.json -o out.csv", timeout=300)
     assert result.returncode == 0, result.stderr.decode()
@@ -36,15 +36,23 @@ def _judged(sh, tmp_path, kind: str, extra: str = "") -> tuple[dict, object]:
 
 def test_every_kind_shows_the_pipeline_that_trains_it(cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "1000")
-    for kind in tasks.COMMANDS.values():
+    for kind in generators.COMMANDS.values():
         fit, judge = kind.pipeline.split("; ")
-        assert fit.startswith(f"seqtool gen {kind.name} | seqtool train") and judge.startswith(f"seqtool gen {kind.name} ")
+        assert fit.startswith(f"seqtool gen {kind.name} | seqtool train") and judge.startswith(
+            f"seqtool gen {kind.name} "
+        )
         assert f"Train and judge it: {kind.pipeline}" in cli("gen", kind.name, "--help").stdout
 
 
 @pytest.mark.parametrize(
     ("kind", "key", "bound"),
-    [("sine", "mse", 1e-3), ("multisine", "mse", 1e-2), ("sincos", "mse", 1e-3), ("integral", "mae", 0.01), ("adding", "mse", 0.01)],
+    [
+        ("sine", "mse", 1e-3),
+        ("multisine", "mse", 1e-2),
+        ("sincos", "mse", 1e-3),
+        ("integral", "mae", 0.01),
+        ("adding", "mse", 0.01),
+    ],
 )
 def test_the_documented_pipeline_learns_the_kind_on_a_fresh_seed(sh, tmp_path, kind, key, bound):
     metrics, _ = _judged(sh, tmp_path, kind)
@@ -85,38 +93,46 @@ def _trained(tmp_path, table, capfd, **settings):
 
 
 def test_sparse_targets_get_windows_that_cover_whole_series(tmp_path, capfd):
-    window, err = _trained(tmp_path, tasks.adding(n_series=40, length=80), capfd)
+    window, err = _trained(tmp_path, generators.adding(n_series=40, length=80), capfd)
     assert window == 80
-    assert "seqtool: targets are sparse (one step in 80 has one): each window covers a whole series (--window 80); give --window to choose" in err
+    assert (
+        "seqtool: targets are sparse (one step in 80 has one): each window covers a whole series (--window 80); give --window to choose"
+        in err
+    )
 
 
 def test_an_explicit_window_is_kept_and_nothing_is_said(tmp_path, capfd):
-    window, err = _trained(tmp_path, tasks.adding(n_series=40, length=80), capfd, window=30)
+    window, err = _trained(tmp_path, generators.adding(n_series=40, length=80), capfd, window=30)
     assert window == 30 and "sparse" not in err
 
 
 def test_dense_targets_keep_50_step_windows(tmp_path, capfd):
-    window, err = _trained(tmp_path, tasks.sine(n_series=8, length=120), capfd)
+    window, err = _trained(tmp_path, generators.sine(n_series=8, length=120), capfd)
     assert window == 50 and "sparse" not in err and "--stateful" not in err
 
 
 def test_series_shorter_than_the_default_window_are_covered_whole(tmp_path, capfd):
-    window, err = _trained(tmp_path, tasks.sine(n_series=8, length=30), capfd)
-    assert window == 30 and "every series is shorter than 50 steps: each window covers a whole series (--window 30)" in err
-    table = tasks.sine(n_series=3, length=30)
+    window, err = _trained(tmp_path, generators.sine(n_series=8, length=30), capfd)
+    assert (
+        window == 30 and "every series is shorter than 50 steps: each window covers a whole series (--window 30)" in err
+    )
+    table = generators.sine(n_series=3, length=30)
     table = type(table).from_arrays([c[:n] for c, n in zip(table.split(table.x), (30, 20, 30))])
     window, err = _trained(tmp_path, table, capfd)
     assert window == 30 and "(--window 30); series shorter than that are left out (1)" in err
 
 
 def test_a_long_mapping_names_stateful_training(tmp_path, capfd):
-    window, err = _trained(tmp_path, tasks.integral(n_series=4, length=300), capfd)
+    window, err = _trained(tmp_path, generators.integral(n_series=4, length=300), capfd)
     assert window == 50
-    assert "a target can depend on the last 50 inputs only; if it depends on more (an integrator), train with --stateful" in err
+    assert (
+        "a target can depend on the last 50 inputs only; if it depends on more (an integrator), train with --stateful"
+        in err
+    )
 
 
 def test_stateful_training_keeps_50_step_chunks(tmp_path, capfd):
-    window, err = _trained(tmp_path, tasks.adding(n_series=40, length=80), capfd, stateful=True)
+    window, err = _trained(tmp_path, generators.adding(n_series=40, length=80), capfd, stateful=True)
     assert window == 50 and "sparse" not in err
 
 
@@ -130,7 +146,14 @@ def test_a_long_series_is_cut_into_contiguous_streams_that_fill_the_batch():
     assert lengths.tolist() == [130] * 7 + [90]  # whole windows, the last piece the rest
     assert before.tolist() == [-1, 0, 1, 2, 3, 4, 5, 6]  # each continues the one before
     starts, lengths, before = cut(np.array([0, 100]), np.array([100, 900]), batch=10, window=50)
-    assert lengths.tolist() == [100, 200, 200, 200, 200, 100] and starts.tolist() == [0, 100, 300, 500, 700, 900]  # none under 4 windows
+    assert lengths.tolist() == [100, 200, 200, 200, 200, 100] and starts.tolist() == [
+        0,
+        100,
+        300,
+        500,
+        700,
+        900,
+    ]  # none under 4 windows
     assert before.tolist() == [-1, -1, 1, 2, 3, 4]
     starts, lengths, before = cut(np.array([0, 5, 9]), np.array([5, 4, 11]), batch=2, window=50)
     assert starts.tolist() == [0, 5, 9] and lengths.tolist() == [5, 4, 11] and before.tolist() == [-1, -1, -1]  # kept
@@ -178,7 +201,7 @@ def test_a_stateful_model_learns_where_each_series_starts(tmp_path):
     """A stateful model's start is learned, and each series read end to end (as predict,
     rollout and backtest read it) starts from it; a windowed model starts from zero."""
     data = tmp_path / "int.csv"
-    write_table(tasks.integral(n_series=8, length=300, seed=3), data)
+    write_table(generators.integral(n_series=8, length=300, seed=3), data)
     config = TrainConfig(hidden=8, steps=60, batch=8, window=25, stateful=True)
     train(data, tmp_path / "s.pt", config, quiet=True)
     ckpt = load_checkpoint(tmp_path / "s.pt")
@@ -206,9 +229,15 @@ def test_a_checkpoint_from_before_learned_starts_still_loads(tmp_path, cli, smal
     assert build_model(ckpt).start is None
     result = cli("predict", str(tmp_path / "old.pt"), str(small_model / "sine.csv"), "-o", str(tmp_path / "p.csv"))
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "p.csv").read_text() == cli("predict", str(small_model / "m.pt"), str(small_model / "sine.csv")).stdout
+    assert (tmp_path / "p.csv").read_text() == cli(
+        "predict", str(small_model / "m.pt"), str(small_model / "sine.csv")
+    ).stdout
+
+
 def test_the_summary_says_how_the_series_was_cut(sh):
-    result = sh("seqtool gen integral -n 1 --length 3000 | seqtool train --stateful --batch 8 --steps 30 --hidden 8 --threads 1")
+    result = sh(
+        "seqtool gen integral -n 1 --length 3000 | seqtool train --stateful --batch 8 --steps 30 --hidden 8 --threads 1"
+    )
     assert result.returncode == 0, result.stderr.decode()
     assert "on 8 streams cut from 1 series, stateful" in result.stderr.decode()
 
@@ -233,11 +262,16 @@ def test_train_reports_and_stores_the_threads_it_used(tmp_path, monkeypatch, cap
     monkeypatch.setattr(threads, "choose", lambda macs: 1)
     before = torch.get_num_threads()
     try:
-        write_table(tasks.sine(n_series=8, length=60), tmp_path / "d.csv")
+        write_table(generators.sine(n_series=8, length=60), tmp_path / "d.csv")
         train(tmp_path / "d.csv", tmp_path / "m.pt", TrainConfig(hidden=8, steps=5))
         assert "on 1 thread;" in capfd.readouterr().err  # the summary
         assert load_checkpoint(tmp_path / "m.pt")["resume"]["threads"] == 1
-        train(tmp_path / "d.csv", tmp_path / "m2.pt", TrainConfig(hidden=8, steps=5), threads=2 if threads.cores() > 1 else 1)
+        train(
+            tmp_path / "d.csv",
+            tmp_path / "m2.pt",
+            TrainConfig(hidden=8, steps=5),
+            threads=2 if threads.cores() > 1 else 1,
+        )
         assert "on 2 threads" in capfd.readouterr().err or threads.cores() == 1
     finally:
         torch.set_num_threads(before)
@@ -245,7 +279,12 @@ def test_train_reports_and_stores_the_threads_it_used(tmp_path, monkeypatch, cap
 
 def test_inference_commands_take_threads(cli, small_model):
     m, data = small_model / "m.pt", small_model / "sine.csv"
-    for command in (["predict", m, data], ["rollout", m, data], ["backtest", m, data, "--horizon", "3"], ["gradnorm", m, data]):
+    for command in (
+        ["predict", m, data],
+        ["rollout", m, data],
+        ["backtest", m, data, "--horizon", "3"],
+        ["gradnorm", m, data],
+    ):
         result = cli(*command, "--threads", "1", "-q")
         assert result.exit_code == 0, result.stderr
         assert torch.get_num_threads() == 1
@@ -256,8 +295,22 @@ def test_inference_commands_take_threads(cli, small_model):
 
 
 def test_a_choice_is_taken_in_any_case(cli, tmp_path):
-    write_table(tasks.sine(n_series=4, length=60), tmp_path / "d.csv")
-    result = cli("train", tmp_path / "d.csv", "--cell", "LSTM", "--schedule", "Plateau", "--steps", "2", "--hidden", "4", "-q", "-o", tmp_path / "m.pt")
+    write_table(generators.sine(n_series=4, length=60), tmp_path / "d.csv")
+    result = cli(
+        "train",
+        tmp_path / "d.csv",
+        "--cell",
+        "LSTM",
+        "--schedule",
+        "Plateau",
+        "--steps",
+        "2",
+        "--hidden",
+        "4",
+        "-q",
+        "-o",
+        tmp_path / "m.pt",
+    )
     assert result.exit_code == 0, result.stderr
     saved = load_checkpoint(tmp_path / "m.pt")
     assert saved["model"]["cell"] == "lstm" and saved["train"]["schedule"] == "plateau"
@@ -283,7 +336,10 @@ def test_help_lists_the_choices(cli):  # as <a|b> or [a|b], by the version of ty
     assert "png|svg|pdf" in cli("plot", "--help").stdout and "last|all" in cli("gradnorm", "--help").stdout
 
 
-@pytest.mark.parametrize(("shell", "start"), [("bash", "_seqtool_completion() {"), ("zsh", "#compdef seqtool"), ("fish", "complete --command seqtool")])
+@pytest.mark.parametrize(
+    ("shell", "start"),
+    [("bash", "_seqtool_completion() {"), ("zsh", "#compdef seqtool"), ("fish", "complete --command seqtool")],
+)
 def test_completion_scripts_print_for_each_shell(sh, shell, start):
     result = sh(f"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION=1 seqtool --show-completion {shell}")
     assert result.returncode == 0 and result.stdout.decode().startswith(start), result.stderr.decode()

@@ -15,10 +15,10 @@ import pytest
 import torch
 from conftest import BIN, one_error_line
 
-from seqtool.data import generators as tasks
+from seqtool.data import generators
+from seqtool.data.tables import write_table
 from seqtool.model.checkpoint import load_checkpoint
 from seqtool.training.distributed import Shard, World
-from seqtool.data.tables import write_table
 
 FLAGS = "--hidden 8 --window 20 --threads 1"
 TORCHRUN = "GLOO_SOCKET_IFNAME=lo torchrun --local-addr 127.0.0.1"  # as `--nproc` does: the host's name may not resolve
@@ -27,7 +27,7 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 @pytest.fixture
 def sine(tmp_path):
-    write_table(tasks.sine(n_series=16, length=100, seed=0), tmp_path / "sine.csv")
+    write_table(generators.sine(n_series=16, length=100, seed=0), tmp_path / "sine.csv")
     return tmp_path / "sine.csv"
 
 
@@ -47,7 +47,7 @@ def test_two_processes_write_one_checkpoint_like_one_process_and_both_launchers_
     global batch and steps (within 10% in validation loss); one file is written. The run
     is the hardest case: one long series cut into streams that hand their state on, the
     ranks' shares of them gathered after every step."""
-    write_table(tasks.integral(n_series=1, length=3000, seed=0), tmp_path / "long.csv")
+    write_table(generators.integral(n_series=1, length=3000, seed=0), tmp_path / "long.csv")
     for out, launch in [
         ("torchrun.pt", f"{TORCHRUN} --standalone --nproc-per-node 2 -m seqtool train"),
         ("nproc.pt", "seqtool train --nproc 2"),
@@ -69,9 +69,16 @@ def test_two_processes_write_one_checkpoint_like_one_process_and_both_launchers_
 def test_two_launchers_joined_by_a_rendezvous_train_together(sine, tmp_path):
     """The multi-node path: two torchrun launchers (one process each) meet at a c10d
     rendezvous and train one model."""
-    rdzv = f"--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{_port()} --rdzv-id seqtool-test"
+    rdzv = (
+        f"--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{_port()} --rdzv-id seqtool-test"
+    )
     cmd = f"{TORCHRUN} {rdzv} -m seqtool train sine.csv {FLAGS} --batch 16 --steps 60 -o nodes.pt -q"
-    procs = [subprocess.Popen(["bash", "-c", cmd], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            ["bash", "-c", cmd], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        for _ in range(2)
+    ]
     try:
         errs = [p.communicate(timeout=180)[1] for p in procs]
     finally:
@@ -90,7 +97,17 @@ def started():
 
     def start(tmp_path, args: str) -> subprocess.Popen:
         argv = ["seqtool", "train", "sine.csv", *args.split()]
-        procs.append(subprocess.Popen(argv, cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                argv,
+                cwd=tmp_path,
+                env=ENV,
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )
+        )
         return procs[-1]
 
     yield start
@@ -137,7 +154,9 @@ def test_sigterm_saves_once_a_killed_rank_ends_the_job_and_resume_finishes_the_r
     killed = time.monotonic()
     err = run.communicate(timeout=90)[1]
     assert time.monotonic() - killed < 60 and run.returncode == 1
-    assert err.strip().splitlines() == ["seqtool: error: rank 1 was killed by SIGKILL, which ended the job; the last checkpoint stays in cut.pt"]
+    assert err.strip().splitlines() == [
+        "seqtool: error: rank 1 was killed by SIGKILL, which ended the job; the last checkpoint stays in cut.pt"
+    ]
     assert (tmp_path / "cut.pt").read_bytes() == saved
 
     resumed = sh("seqtool train sine.csv --resume --nproc 2 -o cut.pt -q", timeout=180)
@@ -146,7 +165,9 @@ def test_sigterm_saves_once_a_killed_rank_ends_the_job_and_resume_finishes_the_r
 
 
 def test_nproc_refuses_standard_input(sh):
-    one_error_line(sh("seqtool gen sine | seqtool train --nproc 2"), "--nproc 2: the processes cannot share standard input")
+    one_error_line(
+        sh("seqtool gen sine | seqtool train --nproc 2"), "--nproc 2: the processes cannot share standard input"
+    )
 
 
 def test_each_rank_trains_its_share_of_every_batch():
@@ -179,7 +200,9 @@ def test_a_distributed_run_resumes_in_another_number_of_processes(sh, sine, tmp_
     done = load_checkpoint(tmp_path / "m.pt")
     assert done["train"]["world_size"] == 1 and done["resume"]["step"] == 600
     steps = [row["step"] for row in done["history"]]
-    assert steps == list(range(25, 601, 25)) and done["history"][-1]["train_loss"] < done["history"][0]["train_loss"] / 10
+    assert (
+        steps == list(range(25, 601, 25)) and done["history"][-1]["train_loss"] < done["history"][0]["train_loss"] / 10
+    )
 
 
 def test_an_interface_that_is_not_here_is_refused_in_one_line(sh, sine):

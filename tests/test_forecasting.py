@@ -10,18 +10,18 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool.forecast import freerun
-from seqtool.forecast.forecaster import Forecaster
-from seqtool.data import generators as tasks
-from seqtool.forecast.backtest import backtest
-from seqtool.model.checkpoint import load_checkpoint
-from seqtool.errors import SeqtoolError
-from seqtool.forecast.predict import predict
-from seqtool.forecast.rollout import rollout
-from seqtool.forecast.metrics import naive_forecasts, scale, score
+from seqtool.config import TrainConfig
+from seqtool.data import generators
 from seqtool.data.scaling import Differencing
 from seqtool.data.tables import SeriesTable, Table, read_table, write_table
-from seqtool.config import TrainConfig
+from seqtool.errors import SeqtoolError
+from seqtool.forecast import freerun
+from seqtool.forecast.backtest import backtest
+from seqtool.forecast.forecaster import Forecaster
+from seqtool.forecast.metrics import naive_forecasts, scale, score
+from seqtool.forecast.predict import predict
+from seqtool.forecast.rollout import rollout
+from seqtool.model.checkpoint import load_checkpoint
 from seqtool.training.run import train
 
 SMALL = dict(hidden=8, steps=60, window=24, batch=16)
@@ -32,7 +32,7 @@ def trend(tmp_path_factory):
     """Three trending seasonal series and two models of them: with --diff 1 (season 12
     stored), and without."""
     d = tmp_path_factory.mktemp("trend")
-    table = tasks.trend(n_series=3, length=96, seed=0)
+    table = generators.trend(n_series=3, length=96, seed=0)
     write_table(table, d / "trend.csv")
     train(table, d / "diff.pt", TrainConfig(**SMALL, diff="1", season=12), quiet=True)
     train(table, d / "plain.pt", TrainConfig(**SMALL), quiet=True)
@@ -130,14 +130,18 @@ def test_naive_seasonal_naive_and_mase_by_hand():
     assert s["steps"] == 4 and s["mae"] == pytest.approx(np.abs(e).mean()) and s["mse"] == pytest.approx((e**2).mean())
     assert s["mase"] == pytest.approx(np.abs(e).mean() / (28 / 6))
     en = (naive - truth)[scored, 0]
-    assert s["naive"]["mae"] == pytest.approx(np.abs(en).mean()) and s["naive"]["rmse"] == pytest.approx(np.sqrt((en**2).mean()))
+    assert s["naive"]["mae"] == pytest.approx(np.abs(en).mean()) and s["naive"]["rmse"] == pytest.approx(
+        np.sqrt((en**2).mean())
+    )
     es = (seasonal - truth)[scored, 0]
     assert s["seasonal_naive"]["mae"] == pytest.approx(np.abs(es).mean())
     assert s["seasonal_naive"]["mase"] == pytest.approx(np.abs(es).mean() / (28 / 6))
 
 
 def test_predict_reports_the_naive_forecasts_on_the_same_steps(trend, tmp_path):
-    result, s = predict(trend / "plain.pt", trend / "trend.csv", season=12, warmup=3, metrics=tmp_path / "m.json", quiet=True)
+    result, s = predict(
+        trend / "plain.pt", trend / "trend.csv", season=12, warmup=3, metrics=tmp_path / "m.json", quiet=True
+    )
     x, yhat = result.columns["x"], result.columns["yhat"]
     step = np.concatenate([np.arange(n) for n in result.lengths])
     rows = np.flatnonzero(step >= 12)  # the seasonal naive needs a season of history
@@ -157,7 +161,9 @@ def test_rollout_naive_is_the_last_warmup_value_carried_forward(trend):
     result, s = rollout(trend / "diff.pt", trend / "trend.csv", warmup=50, quiet=True)  # season 12 from the model
     x, free = result.columns["x"], result.columns["phase"] == "free"
     last = np.repeat(x[result.offsets[:-1] + 49], result.lengths)
-    seasonal = np.concatenate([np.tile(part[38:50], 4)[: n - 50] for part, n in zip(np.split(x, result.offsets[1:-1]), result.lengths)])
+    seasonal = np.concatenate(
+        [np.tile(part[38:50], 4)[: n - 50] for part, n in zip(np.split(x, result.offsets[1:-1]), result.lengths)]
+    )
     assert s["naive"]["mae"] == pytest.approx(np.abs(last - x)[free].mean())
     assert s["seasonal_naive"]["mae"] == pytest.approx(np.abs(seasonal - x[free]).mean())
     assert s["season"] == 12
@@ -213,10 +219,12 @@ def _rows(table, which) -> np.ndarray:
 
 
 def test_backtest_through_a_pipe_to_plot(trend, sh):
-    run = sh(f"seqtool backtest {trend / 'diff.pt'} {trend / 'trend.csv'} --horizon 12 --metrics m.json | seqtool plot -o bt.png")
+    run = sh(
+        f"seqtool backtest {trend / 'diff.pt'} {trend / 'trend.csv'} --horizon 12 --metrics m.json | seqtool plot -o bt.png"
+    )
     assert run.returncode == 0, run.stderr
     assert run.stderr.decode().startswith("seqtool: backtest (")
-    saved = json.loads((sh("cat m.json").stdout))
+    saved = json.loads(sh("cat m.json").stdout)
     assert saved["horizon"] == 12 and len(saved["by_h"]) == 12 and saved["seasonal_naive"] is not None
 
 
@@ -243,7 +251,7 @@ def test_bad_forecasting_input_is_one_line_and_exit_2(trend, cli, args, fragment
 
 
 def test_the_models_season_is_left_out_for_series_too_short_for_it(trend, tmp_path):
-    write_table(tasks.trend(n_series=2, length=10, seed=5), tmp_path / "short.csv")
+    write_table(generators.trend(n_series=2, length=10, seed=5), tmp_path / "short.csv")
     _, s = predict(trend / "diff.pt", tmp_path / "short.csv", quiet=True)  # the model's season: 12
     assert s["season"] is None and s["seasonal_naive"] is None and s["naive"]["mae"] > 0 and s["steps"] == 2 * 8
     with pytest.raises(SeqtoolError, match="no seasonal naive forecast can be made"):
@@ -252,18 +260,22 @@ def test_the_models_season_is_left_out_for_series_too_short_for_it(trend, tmp_pa
 
 def test_diff_is_refused_for_a_mapping_table(tmp_path):
     with pytest.raises(SeqtoolError, match="--diff is for next-step forecasting"):
-        train(tasks.sincos(n_series=2, length=40), tmp_path / "m.pt", TrainConfig(**SMALL, diff="1"), quiet=True)
+        train(generators.sincos(n_series=2, length=40), tmp_path / "m.pt", TrainConfig(**SMALL, diff="1"), quiet=True)
 
 
 def test_training_ends_by_setting_the_model_against_the_naive_forecast(cli, tmp_path):
     """An under-trained model of a trend loses to repeating the last value: train says so
     and names the cure."""
-    write_table(tasks.trend(n_series=1, length=240, seed=3), tmp_path / "t.csv")
-    result = cli("train", tmp_path / "t.csv", "-o", tmp_path / "m.pt", "--hidden", "4", "--steps", "5", "--window", "24")
+    write_table(generators.trend(n_series=1, length=240, seed=3), tmp_path / "t.csv")
+    result = cli(
+        "train", tmp_path / "t.csv", "-o", tmp_path / "m.pt", "--hidden", "4", "--steps", "5", "--window", "24"
+    )
     assert result.exit_code == 0, result.stderr
     lines = result.stderr.splitlines()
     assert lines[-3].startswith("seqtool: validation, one step ahead, original scale: MSE") and "naive MAE" in lines[-3]
-    assert lines[-2].startswith("seqtool: the model is worse than the naive forecast") and lines[-2].endswith("try --diff 1")
+    assert lines[-2].startswith("seqtool: the model is worse than the naive forecast") and lines[-2].endswith(
+        "try --diff 1"
+    )
     assert lines[-1].startswith("seqtool: trained lstm")
 
 
@@ -288,7 +300,7 @@ def test_time_features_follow_the_calendar_and_the_spacing():
     assert monthly.cycles == (("months", 12.0),)
     f = monthly.of(np.array(["2020-01-01", "2021-01-01", "2020-07-01"], dtype="datetime64[D]"))
     assert np.allclose(f[0], f[1]) and np.allclose(f[2], -f[0])  # a year apart: the same; half a year: opposite
-    numeric = TimeFeatures.choose(tasks.trend(n_series=1, length=30), (12.0,))
+    numeric = TimeFeatures.choose(generators.trend(n_series=1, length=30), (12.0,))
     assert numeric.cycles == (("t", 12.0),) and np.allclose(numeric.of(np.array([3.0]))[0], [1.0, 0.0], atol=1e-12)
 
 
@@ -296,7 +308,13 @@ def test_monthly_dates_go_on_by_whole_months():
     from seqtool.data.timefeatures import extend
 
     dates = np.array(["2023-11-01", "2023-12-01"], dtype="datetime64[D]")
-    assert extend(dates, 5).astype(str).tolist() == ["2023-11-01", "2023-12-01", "2024-01-01", "2024-02-01", "2024-03-01"]
+    assert extend(dates, 5).astype(str).tolist() == [
+        "2023-11-01",
+        "2023-12-01",
+        "2024-01-01",
+        "2024-02-01",
+        "2024-03-01",
+    ]
     days = np.array(["2024-02-27", "2024-02-28"], dtype="datetime64[D]")
     assert extend(days, 4).astype(str).tolist()[2:] == ["2024-02-29", "2024-03-01"]
 
@@ -345,16 +363,26 @@ def test_backtest_with_time_features_is_rollout_from_each_origin(calendar):
     ],
 )
 def test_time_feature_options_are_checked(calendar, cli, args, fragments):
-    one_error_line(cli("train", calendar / "days.csv", "--x", "value", "-o", calendar / "never.pt", "-q", *args), *fragments)
+    one_error_line(
+        cli("train", calendar / "days.csv", "--x", "value", "-o", calendar / "never.pt", "-q", *args), *fragments
+    )
 
 
 def test_time_features_need_a_time_column(calendar, cli, tmp_path):
-    write_table(tasks.trend(n_series=1, length=40), tmp_path / "t.csv")
-    one_error_line(cli("train", tmp_path / "t.csv", "--time-features", "-o", tmp_path / "m.pt"), "holds numbers, not dates", "--period")
+    write_table(generators.trend(n_series=1, length=40), tmp_path / "t.csv")
+    one_error_line(
+        cli("train", tmp_path / "t.csv", "--time-features", "-o", tmp_path / "m.pt"),
+        "holds numbers, not dates",
+        "--period",
+    )
     (tmp_path / "plain.csv").write_text("x\n" + "\n".join(str(v) for v in range(40)) + "\n")
-    one_error_line(cli("train", tmp_path / "plain.csv", "--time-features", "-o", tmp_path / "m.pt"), "needs a time column")
+    one_error_line(
+        cli("train", tmp_path / "plain.csv", "--time-features", "-o", tmp_path / "m.pt"), "needs a time column"
+    )
     (tmp_path / "nodate.csv").write_text("value\n" + "\n".join(str(v) for v in range(40)) + "\n")
-    one_error_line(cli("predict", calendar / "tf.pt", tmp_path / "nodate.csv"), "reads time features from column 'date'")
+    one_error_line(
+        cli("predict", calendar / "tf.pt", tmp_path / "nodate.csv"), "reads time features from column 'date'"
+    )
 
 
 # --- --log-values: the logarithm, for series that grow by a factor ------------------------
@@ -379,7 +407,7 @@ def growth(tmp_path_factory):
     """Three series that grow by a factor, their season growing with them (all positive),
     and a Gaussian model of them with --log-values --diff 1."""
     d = tmp_path_factory.mktemp("growth")
-    base = tasks.trend(n_series=3, length=96, seed=0)
+    base = generators.trend(n_series=3, length=96, seed=0)
     table = SeriesTable.from_arrays(list(100 * np.exp(0.3 * base.x[:, 0].reshape(3, 96))), t=[np.arange(96.0)] * 3)
     write_table(table, d / "growth.csv")
     train(table, d / "log.pt", TrainConfig(**SMALL, diff="1", log_values=True, loss="gaussian", season=12), quiet=True)
@@ -388,17 +416,32 @@ def growth(tmp_path_factory):
 
 def test_a_logged_model_forecasts_on_the_original_scale_with_intervals_even_in_log(growth, cli):
     assert load_checkpoint(growth / "log.pt")["norm"]["log"] is True
-    result = cli("predict", growth / "log.pt", growth / "growth.csv", "--metrics", growth / "m.json", "-o", growth / "p.csv")
+    result = cli(
+        "predict", growth / "log.pt", growth / "growth.csv", "--metrics", growth / "m.json", "-o", growth / "p.csv"
+    )
     assert result.exit_code == 0, result.stderr
     p = read_table(growth / "p.csv")
     lo, yhat, hi, x = (p.numbers(c, missing_ok=True) for c in ("yhat_lo", "yhat", "yhat_hi", "x"))
     known = ~np.isnan(yhat)
-    assert known.sum() == 3 * 94 and (0 < lo[known]).all() and (lo < yhat)[known].all() and (yhat < hi)[known].all()
+    assert known.sum() == 3 * 94 and (lo[known] > 0).all() and (lo < yhat)[known].all() and (yhat < hi)[known].all()
     np.testing.assert_allclose((hi / yhat)[known], (yhat / lo)[known], rtol=1e-5)  # symmetric in log: exp(mu +- z s)
     assert np.median(np.abs(yhat - x)[known] / x[known]) < 0.3  # on the series' scale (values 30-500)
     m = json.loads((growth / "m.json").read_text())
     assert m["crps"] is not None and 0 < m["crps"] < m["mae"]
-    result = cli("rollout", growth / "log.pt", growth / "growth.csv", "--warmup", "60", "--samples", "30", "--paths", growth / "paths.csv", "-o", "/dev/null", "-q")
+    result = cli(
+        "rollout",
+        growth / "log.pt",
+        growth / "growth.csv",
+        "--warmup",
+        "60",
+        "--samples",
+        "30",
+        "--paths",
+        growth / "paths.csv",
+        "-o",
+        "/dev/null",
+        "-q",
+    )
     assert result.exit_code == 0, result.stderr
     drawn = read_table(growth / "paths.csv").numbers("yhat", missing_ok=True)
     assert (~np.isnan(drawn)).sum() == 30 * 3 * 94 and (drawn[~np.isnan(drawn)] > 0).all()  # every path positive
@@ -425,8 +468,13 @@ def test_the_log_is_refused_where_a_value_is_not_positive_and_for_a_mapping_tabl
     x = table.numbers("x")
     x[100] = -1.5
     write_table(Table({**table.columns, "x": x}, "bad"), tmp_path / "bad.csv")
-    one_error_line(cli("train", tmp_path / "bad.csv", "--log-values", "-o", tmp_path / "never.pt"), "bad.csv", "--log-values", "must be positive; got -1.5")
+    one_error_line(
+        cli("train", tmp_path / "bad.csv", "--log-values", "-o", tmp_path / "never.pt"),
+        "bad.csv",
+        "--log-values",
+        "must be positive; got -1.5",
+    )
     one_error_line(cli("predict", growth / "log.pt", tmp_path / "bad.csv"), "bad.csv", "must be positive; got -1.5")
     assert not (tmp_path / "never.pt").exists()
     with pytest.raises(SeqtoolError, match="--log-values is for next-step forecasting"):
-        train(tasks.sincos(n_series=2, length=40), tmp_path / "m.pt", TrainConfig(**SMALL, log_values=True), quiet=True)
+        train(generators.sincos(n_series=2, length=40), tmp_path / "m.pt", TrainConfig(**SMALL, log_values=True), quiet=True)

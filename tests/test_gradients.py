@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool.data import generators as tasks
+from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.tables import read_table, write_table
 from seqtool.gradients import gradnorm, unrolled
 from seqtool.model.network import ModelConfig, SeqModel
-from seqtool.data.tables import read_table, write_table
-from seqtool.config import TrainConfig
 from seqtool.training.run import train
 
 
@@ -122,7 +122,7 @@ def test_pipe_into_plot_as_written(sh):
 
 def test_a_trained_checkpoint_on_its_data(tmp_path, cli):
     data = tmp_path / "sine.csv"
-    write_table(tasks.sine(n_series=16, length=30, seed=0), data)
+    write_table(generators.sine(n_series=16, length=30, seed=0), data)
     train(data, tmp_path / "m.pt", TrainConfig(hidden=8, steps=30, window=20, cell="gru"), quiet=True)
     both = cli("gradnorm", tmp_path / "m.pt", data, "-q")
     only_model = cli("gradnorm", tmp_path / "m.pt", "--task", "sine", "--length", "30", "-q")
@@ -138,7 +138,7 @@ def test_a_next_step_model_is_judged_at_its_last_step_with_a_target(tmp_path, cl
     """The last step of a next-step table predicts nothing: its gradient is 0, and the
     verdict compares t=1 with the step before (it said "inf: exploding")."""
     data = tmp_path / "sine.csv"
-    write_table(tasks.sine(n_series=16, length=30, seed=0), data)
+    write_table(generators.sine(n_series=16, length=30, seed=0), data)
     train(data, tmp_path / "m.pt", TrainConfig(hidden=8, steps=30, window=20), quiet=True)
     result = cli("gradnorm", tmp_path / "m.pt", data, "--summary", tmp_path / "s.json")
     assert result.exit_code == 0, result.stderr

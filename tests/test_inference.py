@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import one_error_line
 
-from seqtool.data import generators as tasks
+from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.tables import SeriesTable, read_table, write_table
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
-from seqtool.data.tables import SeriesTable, read_table, write_table
-from seqtool.config import TrainConfig
 from seqtool.training.run import train
 
 FAST = TrainConfig(hidden=8, steps=80, window=20, batch=16)
@@ -22,11 +22,11 @@ FAST = TrainConfig(hidden=8, steps=80, window=20, batch=16)
 def models(tmp_path_factory):
     """A next-step model on sine (scaled to 100 + 30 sin t) and a mapping model on sincos."""
     folder = tmp_path_factory.mktemp("models")
-    sine = tasks.sine(n_series=32, length=30, seed=0)
+    sine = generators.sine(n_series=32, length=30, seed=0)
     sine.columns["x"] = 100 + 30 * sine.columns["x"]
     write_table(sine, folder / "sine.csv")
     train(sine, folder / "next.pt", FAST, quiet=True)
-    train(tasks.sincos(n_series=8, length=60, seed=0), folder / "map.pt", FAST, quiet=True)
+    train(generators.sincos(n_series=8, length=60, seed=0), folder / "map.pt", FAST, quiet=True)
     return folder
 
 
@@ -52,7 +52,7 @@ def test_warmup_leaves_the_first_steps_out(models):
 
 def test_predict_mapping_model_and_metrics_file(models, tmp_path, cli):
     fresh = tmp_path / "fresh.csv"
-    write_table(tasks.sincos(n_series=3, length=60, seed=4), fresh)
+    write_table(generators.sincos(n_series=3, length=60, seed=4), fresh)
     result = cli("predict", models / "map.pt", fresh, "--metrics", tmp_path / "m.json", "-o", tmp_path / "p.csv")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith("seqtool: predict (teacher-forced, warm-up 0): MSE")
@@ -69,7 +69,7 @@ def test_predict_mapping_model_and_metrics_file(models, tmp_path, cli):
 
 
 def test_rollout_first_free_step_is_conditioned_on_the_last_observed_value(models):
-    base = tasks.sine(n_series=1, length=30, seed=9)
+    base = generators.sine(n_series=1, length=30, seed=9)
     base.columns["x"] = 100 + 30 * base.columns["x"]
 
     def free_path(change_row: int | None) -> np.ndarray:
@@ -119,7 +119,7 @@ def test_horizon_extends_t_and_dates_past_the_end(models, tmp_path, cli):
 
 
 def test_rollout_refuses_a_mapping_model(models, tmp_path, cli):
-    write_table(tasks.sincos(n_series=2, length=40, seed=1), tmp_path / "sc.csv")
+    write_table(generators.sincos(n_series=2, length=40, seed=1), tmp_path / "sc.csv")
     one_error_line(cli("rollout", models / "map.pt", tmp_path / "sc.csv"), "seqtool predict", "next-step model")
 
 
@@ -134,8 +134,13 @@ def test_not_a_checkpoint_and_mismatched_columns(models, tmp_path, cli, command)
 
 def test_rollout_options_are_checked(models, cli):
     one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "31"), "fewer than --warmup 31")
-    one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "0"), "--warmup must be a whole number in [1,")
-    one_error_line(cli("rollout", models / "next.pt", models / "sine.csv", "--steps", "3", "--horizon", "2"), "not both")
+    one_error_line(
+        cli("rollout", models / "next.pt", models / "sine.csv", "--warmup", "0"),
+        "--warmup must be a whole number in [1,",
+    )
+    one_error_line(
+        cli("rollout", models / "next.pt", models / "sine.csv", "--steps", "3", "--horizon", "2"), "not both"
+    )
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -187,16 +192,20 @@ def test_series_of_any_lengths_give_what_each_gives_alone(cell, budget, monkeypa
 
 
 def test_a_ragged_table_rolls_out_and_predicts_as_each_series_alone(models):
-    table = tasks.sine(n_series=5, length=40, seed=7)
+    table = generators.sine(n_series=5, length=40, seed=7)
     ragged = SeriesTable.from_arrays([x[:m] for x, m in zip(table.split(100 + 30 * table.x), [40, 12, 25, 12, 33])])
     for kwargs in ({"warmup": 10}, {"warmup": 5, "steps": 20}, {"horizon": 7}):
         together, _ = rollout(models / "next.pt", ragged, quiet=True, **kwargs)
         for i, sid in enumerate(ragged.ids):
-            alone, _ = rollout(models / "next.pt", SeriesTable.from_arrays([ragged.split(ragged.x)[i]]), quiet=True, **kwargs)
+            alone, _ = rollout(
+                models / "next.pt", SeriesTable.from_arrays([ragged.split(ragged.x)[i]]), quiet=True, **kwargs
+            )
             rows = together.columns["series"] == sid
             np.testing.assert_allclose(together.columns["yhat"][rows], alone.columns["yhat"], rtol=1e-5, atol=1e-4)
             assert together.columns["phase"][rows].tolist() == alone.columns["phase"].tolist()
     together, _ = predict(models / "next.pt", ragged, quiet=True)
     for i, sid in enumerate(ragged.ids):
         alone, _ = predict(models / "next.pt", SeriesTable.from_arrays([ragged.split(ragged.x)[i]]), quiet=True)
-        np.testing.assert_allclose(together.columns["yhat"][together.columns["series"] == sid], alone.columns["yhat"], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(
+            together.columns["yhat"][together.columns["series"] == sid], alone.columns["yhat"], rtol=1e-5, atol=1e-4
+        )

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool.data import generators as tasks
-from seqtool.model.checkpoint import load_checkpoint
-from seqtool.forecast.metrics import interval_scores
-from seqtool.model.network import GaussianHead, StudentTHead, t_quantile
-from seqtool.data.tables import write_table
 from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.tables import write_table
+from seqtool.forecast.metrics import interval_scores
+from seqtool.model.checkpoint import load_checkpoint
+from seqtool.model.network import GaussianHead, StudentTHead, t_quantile
 from seqtool.training.run import train
 
 
@@ -33,7 +33,9 @@ def test_the_heads_negative_log_likelihoods_are_torch_distributions():
     loss, _ = student.loss(out, y)
     loc, scale, df = student.parts(out)
     assert (df > 2).all() and (scale > 0).all()
-    assert torch.allclose(loss, -torch.distributions.StudentT(df, loc, scale).log_prob(torch.nan_to_num(y))[known].mean())
+    assert torch.allclose(
+        loss, -torch.distributions.StudentT(df, loc, scale).log_prob(torch.nan_to_num(y))[known].mean()
+    )
     assert torch.equal(gauss.point(out[..., :4]), mean) and torch.equal(student.point(out), loc)
 
 
@@ -42,7 +44,13 @@ def test_the_student_t_quantile_against_tables_and_samples():
     np.testing.assert_allclose(t_quantile(df, 0.975).numpy(), [3.1824, 2.5706, 2.0423], atol=1e-4)  # printed tables
     np.testing.assert_allclose(t_quantile(df, 0.1).numpy(), -t_quantile(df, 0.9).numpy(), atol=1e-6)
     torch.manual_seed(0)
-    draws = torch.distributions.StudentT(torch.tensor(2.5)).sample((400_000,), ).numpy()
+    draws = (
+        torch.distributions.StudentT(torch.tensor(2.5))
+        .sample(
+            (400_000,),
+        )
+        .numpy()
+    )
     for q in (0.05, 0.5, 0.8):  # the sample quantile's standard error at 0.05: 0.009
         assert float(t_quantile(torch.tensor(2.5), q)) == pytest.approx(np.quantile(draws, q), abs=0.04)
 
@@ -65,8 +73,8 @@ def test_the_closed_form_crps_is_the_sample_estimate_and_coverage_counts_truths_
 def noisy(tmp_path_factory):
     """A Gaussian model of `gen sine --noise 0.1`, and a fresh noisy table."""
     d = tmp_path_factory.mktemp("noisy")
-    write_table(tasks.sine(n_series=32, length=200, noise=0.1, seed=0), d / "train.csv")
-    write_table(tasks.sine(n_series=16, length=200, noise=0.1, seed=1), d / "fresh.csv")
+    write_table(generators.sine(n_series=32, length=200, noise=0.1, seed=0), d / "train.csv")
+    write_table(generators.sine(n_series=16, length=200, noise=0.1, seed=1), d / "fresh.csv")
     train(d / "train.csv", d / "g.pt", TrainConfig(loss="gaussian", hidden=16, steps=600), quiet=True)
     return d
 
@@ -74,7 +82,17 @@ def noisy(tmp_path_factory):
 def test_predict_writes_the_interval_on_the_original_scale_and_it_covers_what_it_says(noisy, cli):
     ckpt = load_checkpoint(noisy / "g.pt")
     assert ckpt["model"]["loss"] == "gaussian" and ckpt["train"]["loss"] == "gaussian"
-    result = cli("predict", noisy / "g.pt", noisy / "fresh.csv", "--level", "80", "--metrics", noisy / "m.json", "-o", noisy / "p.csv")
+    result = cli(
+        "predict",
+        noisy / "g.pt",
+        noisy / "fresh.csv",
+        "--level",
+        "80",
+        "--metrics",
+        noisy / "m.json",
+        "-o",
+        noisy / "p.csv",
+    )
     assert result.exit_code == 0, result.stderr
     from seqtool.data.tables import read_table
 
@@ -82,7 +100,9 @@ def test_predict_writes_the_interval_on_the_original_scale_and_it_covers_what_it
     lo, yhat, hi = (p.numbers(c, missing_ok=True) for c in ("yhat_lo", "yhat", "yhat_hi"))
     known = ~np.isnan(yhat)
     assert (lo[known] < yhat[known]).all() and (yhat[known] < hi[known]).all()
-    np.testing.assert_allclose((hi - yhat)[known], (yhat - lo)[known], rtol=1e-5)  # symmetric (float32 quantiles), in table units
+    np.testing.assert_allclose(
+        (hi - yhat)[known], (yhat - lo)[known], rtol=1e-5
+    )  # symmetric (float32 quantiles), in table units
     m = json.loads((noisy / "m.json").read_text())
     assert 0.72 <= m["coverage"] <= 0.88 and m["level"] == 80.0
     sigma = m["width"] / (2 * 1.2816)
@@ -92,7 +112,17 @@ def test_predict_writes_the_interval_on_the_original_scale_and_it_covers_what_it
 
 def test_a_student_t_model_scores_its_interval_and_crps(noisy, cli):
     train(noisy / "train.csv", noisy / "t.pt", TrainConfig(loss="studentt", hidden=16, steps=600), quiet=True)
-    result = cli("predict", noisy / "t.pt", noisy / "fresh.csv", "--warmup", "10", "--metrics", noisy / "t.json", "-o", "/dev/null")
+    result = cli(
+        "predict",
+        noisy / "t.pt",
+        noisy / "fresh.csv",
+        "--warmup",
+        "10",
+        "--metrics",
+        noisy / "t.json",
+        "-o",
+        "/dev/null",
+    )
     assert result.exit_code == 0, result.stderr
     m = json.loads((noisy / "t.json").read_text())
     assert 0.72 <= m["coverage"] <= 0.88 and m["crps"] is not None and 0.5 * m["mae"] < m["crps"] < m["mae"]
@@ -103,7 +133,11 @@ def test_a_point_model_has_no_interval_and_bad_levels_and_losses_are_refused(noi
     assert result.exit_code == 0 and "yhat_lo" not in (noisy / "q.csv").read_text().splitlines()[0]
     for level in ("0", "100", "-5", "nan"):
         one_error_line(cli("predict", noisy / "g.pt", noisy / "fresh.csv", "--level", level), "--level")
-    one_error_line(cli("train", noisy / "train.csv", "--loss", "laplace", "-o", noisy / "x.pt"), "--loss", "'laplace' is not one of")
+    one_error_line(
+        cli("train", noisy / "train.csv", "--loss", "laplace", "-o", noisy / "x.pt"),
+        "--loss",
+        "'laplace' is not one of",
+    )
 
 
 # --- sample paths (item 3) --------------------------------------------------------------------
@@ -112,16 +146,18 @@ def test_a_point_model_has_no_interval_and_bad_levels_and_losses_are_refused(noi
 def test_each_sample_path_carries_its_own_state_and_is_fed_its_own_draws(noisy, monkeypatch):
     """With the draw made deterministic (the mean plus 0.05 x the path's index), path p of
     the batch is the free run of a single series fed mean + 0.05 p at every step."""
+    from seqtool.data.reading import read_series
     from seqtool.forecast.forecaster import next_step_model
     from seqtool.forecast.freerun import _free_run
     from seqtool.model.network import Stepper
-    from seqtool.data.reading import read_series
 
     m = next_step_model(noisy / "g.pt")
     table = read_series(noisy / "fresh.csv")
     z, lengths = m.view(table)
     z, lengths = z[: lengths[0]], lengths[:1]  # one series
-    monkeypatch.setattr(GaussianHead, "sample", lambda self, out: self.point(out) + 0.05 * torch.arange(len(out))[:, None])
+    monkeypatch.setattr(
+        GaussianHead, "sample", lambda self, out: self.point(out) + 0.05 * torch.arange(len(out))[:, None]
+    )
     k, free = np.array([30]), np.array([12])
     paths, _ = _free_run(m, z, lengths, k, free, paths=3)
     assert paths.shape == (3, 42, 1)
@@ -161,7 +197,9 @@ def test_the_sample_crps_is_the_closed_form_for_many_draws():
     point, scale = np.zeros_like(y), np.ones_like(y)
     base = {"point": point, "lo": point - 1.28, "hi": point + 1.28}
     exact = interval_scores(y, {**base, "scale": scale}, 80.0, np.ones(len(y), bool))["crps"]
-    drawn = interval_scores(y, {**base, "paths": rng.normal(0.0, 1.0, size=(4000, 400, 1))}, 80.0, np.ones(len(y), bool))["crps"]
+    drawn = interval_scores(
+        y, {**base, "paths": rng.normal(0.0, 1.0, size=(4000, 400, 1))}, 80.0, np.ones(len(y), bool)
+    )["crps"]
     assert drawn == pytest.approx(exact, rel=0.02)
 
 
@@ -177,7 +215,9 @@ def test_the_student_t_crps_closed_form_is_the_sample_estimate():
         assert exact == pytest.approx(drawn, rel=0.02)
     normal = interval_scores(y, {**base, "scale": scale}, 80.0, np.ones(len(y), bool))["crps"]
     for many in (1e5, 1e12):  # a t of many df is the normal
-        assert interval_scores(y, {**base, "scale": scale, "df": np.full_like(y, many)}, 80.0, np.ones(len(y), bool))["crps"] == pytest.approx(normal, rel=1e-4)
+        assert interval_scores(y, {**base, "scale": scale, "df": np.full_like(y, many)}, 80.0, np.ones(len(y), bool))[
+            "crps"
+        ] == pytest.approx(normal, rel=1e-4)
 
 
 def test_the_log_normal_crps_of_a_logged_model_is_the_sample_estimate():
@@ -186,9 +226,14 @@ def test_the_log_normal_crps_of_a_logged_model_is_the_sample_estimate():
     y = np.exp(rng.normal(4.1, 0.35, size=(300, 1)))
     base = {"point": np.exp(mu), "lo": np.exp(mu - 1.28 * sigma), "hi": np.exp(mu + 1.28 * sigma)}
     exact = interval_scores(y, {**base, "log_scale": sigma}, 80.0, np.ones(300, bool))["crps"]
-    drawn = interval_scores(y, {**base, "paths": np.exp(rng.normal(4.0, 0.3, size=(8000, 300, 1)))}, 80.0, np.ones(300, bool))["crps"]
+    drawn = interval_scores(
+        y, {**base, "paths": np.exp(rng.normal(4.0, 0.3, size=(8000, 300, 1)))}, 80.0, np.ones(300, bool)
+    )["crps"]
     assert exact == pytest.approx(drawn, rel=0.02)
-    assert interval_scores(y, {**base, "log_scale": sigma, "df": np.full_like(y, 5.0)}, 80.0, np.ones(300, bool))["crps"] is None  # a log-t has no mean
+    assert (
+        interval_scores(y, {**base, "log_scale": sigma, "df": np.full_like(y, 5.0)}, 80.0, np.ones(300, bool))["crps"]
+        is None
+    )  # a log-t has no mean
 
 
 def test_paths_of_a_logged_model_give_their_median_and_of_a_logged_t_no_crps():
@@ -198,15 +243,25 @@ def test_paths_of_a_logged_model_give_their_median_and_of_a_logged_t_no_crps():
 
     drawn = np.exp(np.random.default_rng(4).normal(size=(999, 5, 1)))
     for head, log in [(GaussianHead(4, 1), False), (GaussianHead(4, 1), True), (StudentTHead(4, 1), True)]:
-        point, bounds = from_paths(SimpleNamespace(scaling=SimpleNamespace(diff=SimpleNamespace(log=log)), net=SimpleNamespace(head=head)), drawn, 80.0)
+        point, bounds = from_paths(
+            SimpleNamespace(scaling=SimpleNamespace(diff=SimpleNamespace(log=log)), net=SimpleNamespace(head=head)),
+            drawn,
+            80.0,
+        )
         np.testing.assert_array_equal(point, np.median(drawn, axis=0) if log else drawn.mean(axis=0))
         np.testing.assert_array_equal(bounds["hi"], np.quantile(drawn, 0.9, axis=0))
         assert ("paths" in bounds) == (not isinstance(head, StudentTHead))
 
 
 def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_model, cli):
-    one_error_line(cli("rollout", small_model / "m.pt", small_model / "sine.csv", "--samples", "10"), "forecasts points", "--loss gaussian")
-    one_error_line(cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--paths", noisy / "none.csv"), "--paths", "--samples")
+    one_error_line(
+        cli("rollout", small_model / "m.pt", small_model / "sine.csv", "--samples", "10"),
+        "forecasts points",
+        "--loss gaussian",
+    )
+    one_error_line(
+        cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--paths", noisy / "none.csv"), "--paths", "--samples"
+    )
     one_error_line(cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--samples", "-1"), "--samples")
     assert not (noisy / "none.csv").exists()
 
@@ -214,21 +269,30 @@ def test_sample_paths_need_a_distribution_and_paths_need_samples(noisy, small_mo
 def test_intervals_of_a_differenced_model_are_on_the_original_scale(tmp_path):
     """With --diff 1 the model forecasts standardised differences; the interval of a value
     is that of its difference, rescaled, plus the true past: mean +- z sigma y_std."""
+    from seqtool.data.reading import read_series
     from seqtool.forecast.forecaster import Forecaster
     from seqtool.forecast.freerun import roll
     from seqtool.forecast.predict import one_step, teacher_forced
-    from seqtool.data.reading import read_series
 
-    write_table(tasks.trend(length=120, seed=0), tmp_path / "trend.csv")
-    train(tmp_path / "trend.csv", tmp_path / "d.pt", TrainConfig(loss="gaussian", diff="1", hidden=8, steps=100, window=24), quiet=True)
+    write_table(generators.trend(length=120, seed=0), tmp_path / "trend.csv")
+    train(
+        tmp_path / "trend.csv",
+        tmp_path / "d.pt",
+        TrainConfig(loss="gaussian", diff="1", hidden=8, steps=100, window=24),
+        quiet=True,
+    )
     m = Forecaster(tmp_path / "d.pt")
     table = read_series(tmp_path / "trend.csv")
     got = teacher_forced(m, table, 80.0)
     known = ~np.isnan(got["point"][:, 0])
     assert known.sum() == len(table.x) - 2  # the first 1 + order rows have none
-    np.testing.assert_allclose(got["hi"][known] - got["lo"][known], 2 * 1.2815515655446004 * got["scale"][known], rtol=1e-5)
+    np.testing.assert_allclose(
+        got["hi"][known] - got["lo"][known], 2 * 1.2815515655446004 * got["scale"][known], rtol=1e-5
+    )
     np.testing.assert_allclose(got["point"][known], one_step(m, table)[known])
-    assert np.all(np.abs(got["point"][known] - table.x[known]) < 20 * got["scale"][known])  # the level, not a difference
+    assert np.all(
+        np.abs(got["point"][known] - table.x[known]) < 20 * got["scale"][known]
+    )  # the level, not a difference
     paths = roll(m, table, np.array([100]), np.array([20]), 50)  # 50 sample paths, integrated from their own draws
     assert paths.shape == (50, 120, 1) and np.isfinite(paths[:, 100:]).all()
     assert np.abs(paths[:, 100:].mean(axis=0)[:, 0] - table.x[100:, 0]).mean() < 10 * got["scale"][known].mean()
@@ -251,8 +315,14 @@ def test_backtest_samples_paths_from_every_origin(noisy, small_model, cli):
     offsets = np.concatenate([[0], np.cumsum(np.unique(p.columns["series"], return_counts=True)[1])])
     ids = sorted(set(p.columns["series"].tolist()), key=p.columns["series"].tolist().index)
     row = [offsets[ids.index(s)] + int(o) for s, o in zip(b.columns["series"][one], b.numbers("origin")[one])]
-    want, sigma = p.numbers("yhat", missing_ok=True)[row], (p.numbers("yhat_hi", missing_ok=True) - p.numbers("yhat_lo", missing_ok=True))[row] / 2.563
+    want, sigma = (
+        p.numbers("yhat", missing_ok=True)[row],
+        (p.numbers("yhat_hi", missing_ok=True) - p.numbers("yhat_lo", missing_ok=True))[row] / 2.563,
+    )
     assert np.all(np.abs(yhat[one] - want) < 4 * sigma / np.sqrt(2000))
     m = json.loads((noisy / "b.json").read_text())
     assert 0.6 <= m["coverage"] <= 0.95 and m["crps"] is not None
-    one_error_line(cli("backtest", small_model / "m.pt", small_model / "sine.csv", "--horizon", "3", "--samples", "5"), "forecasts points")
+    one_error_line(
+        cli("backtest", small_model / "m.pt", small_model / "sine.csv", "--horizon", "3", "--samples", "5"),
+        "forecasts points",
+    )

@@ -9,15 +9,15 @@ import pytest
 import torch
 from conftest import one_error_line
 
+from seqtool.config import TrainConfig
 from seqtool.data import folders as mapped
-from seqtool.training.inplace import FolderRows
-from seqtool.data import generators as tasks
-from seqtool.training.batches import Windows, _Shuffle
+from seqtool.data import generators
 from seqtool.data.examples import Rows, inputs_and_targets, split
+from seqtool.data.reading import read_series
 from seqtool.data.scaling import Scaling
 from seqtool.data.tables import write_table
-from seqtool.data.reading import read_series
-from seqtool.config import TrainConfig
+from seqtool.training.batches import Windows, _Shuffle
+from seqtool.training.inplace import FolderRows
 from seqtool.training.run import train
 
 
@@ -55,7 +55,9 @@ def test_convert_reads_what_the_csv_reader_reads_across_chunks(tmp_path, cli, sm
 
 
 def test_convert_keeps_targets_dates_and_reads_standard_input(tmp_path, sh):
-    text = "series,t,x,y\n" + "".join(f"s{k // 7},2024-01-{k % 7 + 1:02d},{k},{'' if k % 3 else k / 2}\n" for k in range(21))
+    text = "series,t,x,y\n" + "".join(
+        f"s{k // 7},2024-01-{k % 7 + 1:02d},{k},{'' if k % 3 else k / 2}\n" for k in range(21)
+    )
     (tmp_path / "m.csv").write_text(text)
     done = sh("seqtool convert - -o m.seq < m.csv")
     assert done.returncode == 0, done.stderr
@@ -68,7 +70,10 @@ def test_convert_keeps_targets_dates_and_reads_standard_input(tmp_path, sh):
 @pytest.mark.parametrize(
     "text, fragments",
     [
-        ("series,x\n" + "a,1\n" * 40 + "b,2\n" * 40 + "a,3\n", ["row 81: series 'a' continues after other series", "started at row 1"]),
+        (
+            "series,x\n" + "a,1\n" * 40 + "b,2\n" * 40 + "a,3\n",
+            ["row 81: series 'a' continues after other series", "started at row 1"],
+        ),
         ("series,x\n" + "a,1\n" * 60 + "a,oops\n", ["row 61, column 'x'", "not a number"]),
         ("series,t,x\n" + "".join(f"a,{k},1\n" for k in range(50)) + "a,3,1\n", ["column 't'", "does not increase"]),
         ("series,x\n", ["no rows"]),
@@ -81,12 +86,16 @@ def test_convert_names_the_row_of_the_whole_file(tmp_path, cli, small_chunks, te
 
 
 def test_convert_refuses_an_existing_folder_and_train_a_folder_of_something_else(tmp_path, cli):
-    write_table(tasks.sine(n_series=2, length=30, seed=0), tmp_path / "s.csv")
+    write_table(generators.sine(n_series=2, length=30, seed=0), tmp_path / "s.csv")
     (tmp_path / "s.seq").mkdir()
     one_error_line(cli("convert", tmp_path / "s.csv", "-o", tmp_path / "s.seq"), "exists")
-    one_error_line(cli("train", tmp_path / "s.seq", "-o", tmp_path / "m.pt"), "not a seqtool table folder", "seqtool convert")
+    one_error_line(
+        cli("train", tmp_path / "s.seq", "-o", tmp_path / "m.pt"), "not a seqtool table folder", "seqtool convert"
+    )
     assert cli("convert", tmp_path / "s.csv", "-o", tmp_path / "t.seq").exit_code == 0
-    one_error_line(cli("train", tmp_path / "t.seq", "--x", "value", "-o", tmp_path / "m.pt"), "holds x columns x", "--x value")
+    one_error_line(
+        cli("train", tmp_path / "t.seq", "--x", "value", "-o", tmp_path / "m.pt"), "holds x columns x", "--x value"
+    )
 
 
 def test_the_blocks_moments_standardise_as_the_training_rows_would(tmp_path, small_chunks):
@@ -100,7 +109,7 @@ def test_the_blocks_moments_standardise_as_the_training_rows_would(tmp_path, sma
     got, want = folder.scaling(starts, lengths), Scaling.fit(train_x, train_y, True)
     np.testing.assert_allclose(got.x_mean, want.x_mean, rtol=1e-12)
     np.testing.assert_allclose(got.x_std, want.x_std, rtol=1e-12)
-    write_table(tasks.sine(n_series=1, length=203, seed=1), tmp_path / "one.csv")
+    write_table(generators.sine(n_series=1, length=203, seed=1), tmp_path / "one.csv")
     mapped.convert(tmp_path / "one.csv", tmp_path / "one.seq")
     one = mapped.Folder(tmp_path / "one.seq")
     starts, lengths, val, lead = one.split(TrainConfig(val=0.1, window=10))
@@ -143,7 +152,7 @@ def test_training_from_a_folder_is_training_from_the_csv(tmp_path, sh, options):
 
 def test_one_long_series_trains_in_place_with_a_bounded_validation(tmp_path, monkeypatch):
     monkeypatch.setattr(mapped, "VAL_ROWS", 300)
-    write_table(tasks.sine(n_series=1, length=20_000, seed=2), tmp_path / "long.csv")
+    write_table(generators.sine(n_series=1, length=20_000, seed=2), tmp_path / "long.csv")
     mapped.convert(tmp_path / "long.csv", tmp_path / "long.seq")
     result = train(tmp_path / "long.seq", tmp_path / "m.pt", TrainConfig(hidden=16, steps=300, window=20), quiet=True)
     assert result.val_loss < 0.01  # a sine is learned; validation read 2000 + 300 rows, not the series
@@ -152,7 +161,7 @@ def test_one_long_series_trains_in_place_with_a_bounded_validation(tmp_path, mon
 
 
 def test_a_folder_with_targets_or_differencing_is_read_into_memory_and_trains(tmp_path):
-    write_table(tasks.sincos(n_series=6, length=80, seed=0), tmp_path / "sc.csv")
+    write_table(generators.sincos(n_series=6, length=80, seed=0), tmp_path / "sc.csv")
     mapped.convert(tmp_path / "sc.csv", tmp_path / "sc.seq")
     config = TrainConfig(hidden=8, steps=40, window=20, stateful=True)
     a = train(tmp_path / "sc.csv", tmp_path / "a.pt", config, quiet=True)
@@ -194,7 +203,9 @@ def test_a_short_header_quotes_dates_of_any_century_and_blank_chunks_survive_the
     """A header of 2 bytes, a quoted cell with a line break, blank lines where a chunk
     ends, dates before 1678: as the whole-file reader reads them."""
     (tmp_path / "x.csv").write_text("x\n" + "".join(f"{k}\n" for k in range(200)))
-    (tmp_path / "q.csv").write_text("series,x,note\n" + "".join(f'a,{k},"two\nlines"\n' for k in range(60)) + "\n" * 400)
+    (tmp_path / "q.csv").write_text(
+        "series,x,note\n" + "".join(f'a,{k},"two\nlines"\n' for k in range(60)) + "\n" * 400
+    )
     (tmp_path / "d.csv").write_text("t,x\n" + "".join(f"{1659 + k}-01-01,{k}\n" for k in range(120)))
     for name in ("x", "q", "d"):
         assert cli("convert", tmp_path / f"{name}.csv", "-o", tmp_path / f"{name}.seq").exit_code == 0, name
@@ -206,7 +217,11 @@ def test_a_short_header_quotes_dates_of_any_century_and_blank_chunks_survive_the
 
 def test_every_command_reads_a_folder(tmp_path, cli, small_model):
     assert cli("convert", small_model / "sine.csv", "-o", tmp_path / "s.seq").exit_code == 0
-    for command in (["predict", small_model / "m.pt"], ["rollout", small_model / "m.pt"], ["backtest", small_model / "m.pt", "--horizon", "3"]):
+    for command in (
+        ["predict", small_model / "m.pt"],
+        ["rollout", small_model / "m.pt"],
+        ["backtest", small_model / "m.pt", "--horizon", "3"],
+    ):
         via_csv = cli(*command, small_model / "sine.csv", "-q")
         via_folder = cli(*command, tmp_path / "s.seq", "-q")
         assert via_folder.exit_code == 0 and via_folder.stdout == via_csv.stdout, command[0]
@@ -225,7 +240,7 @@ def test_every_command_reads_a_folder(tmp_path, cli, small_model):
     ],
 )
 def test_a_damaged_folder_is_refused_in_one_line(tmp_path, cli, damage, fragment):
-    write_table(tasks.sine(n_series=3, length=40, seed=0), tmp_path / "s.csv")
+    write_table(generators.sine(n_series=3, length=40, seed=0), tmp_path / "s.csv")
     mapped.convert(tmp_path / "s.csv", tmp_path / "s.seq")
     damage(tmp_path / "s.seq")
     for command in (["info"], ["train", "-o", tmp_path / "m.pt"]):

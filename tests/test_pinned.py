@@ -37,19 +37,54 @@ import pytest
 
 REFERENCE = Path(__file__).parent / "data" / "pinned.npz"
 TOLERANCE = 1e-4  # relative to the largest magnitude of each array (see measure())
-KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES")
+KERNEL_SETTINGS = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+    "ONEDNN_MAX_CPU_ISA",
+    "NPY_DISABLE_CPU_FEATURES",
+)
 
 RUNS = {  # name: (generated data, training settings)
-    "sine_lstm": (("sine", dict(n_series=8, length=120, seed=1)), dict(cell="lstm", hidden=8, steps=60, batch=8, window=30)),
+    "sine_lstm": (
+        ("sine", dict(n_series=8, length=120, seed=1)),
+        dict(cell="lstm", hidden=8, steps=60, batch=8, window=30),
+    ),
     "sine_gru_stateful": (
         ("sine", dict(n_series=6, length=150, seed=2)),
-        dict(cell="gru", hidden=8, layers=2, steps=50, batch=4, window=20, stateful=True, clip=0.5, schedule="plateau", patience=50),
+        dict(
+            cell="gru",
+            hidden=8,
+            layers=2,
+            steps=50,
+            batch=4,
+            window=20,
+            stateful=True,
+            clip=0.5,
+            schedule="plateau",
+            patience=50,
+        ),
     ),
     "sincos_rnn_sgd": (
         ("sincos", dict(n_series=6, length=80, seed=3)),
-        dict(cell="rnn", hidden=6, layers=2, dropout=0.1, optimizer="sgd", lr=0.05, steps=40, batch=4, window=25, schedule="none", val=0.2),
+        dict(
+            cell="rnn",
+            hidden=6,
+            layers=2,
+            dropout=0.1,
+            optimizer="sgd",
+            lr=0.05,
+            steps=40,
+            batch=4,
+            window=25,
+            schedule="none",
+            val=0.2,
+        ),
     ),
-    "adding_lstm": (("adding", dict(n_series=40, length=30, seed=4)), dict(cell="lstm", hidden=8, steps=40, batch=8, window=30, burn_in=0, val=0.0)),
+    "adding_lstm": (
+        ("adding", dict(n_series=40, length=30, seed=4)),
+        dict(cell="lstm", hidden=8, steps=40, batch=8, window=30, burn_in=0, val=0.0),
+    ),
 }
 
 
@@ -60,8 +95,14 @@ def machine() -> str:
     cpu = platform.machine()
     if os.path.exists("/proc/cpuinfo"):
         lines = Path("/proc/cpuinfo").read_text().splitlines()
-        first = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines[: lines.index("") if "" in lines else None])}
-        cpu += " " + " ".join(first.get(k, "") for k in ("vendor_id", "model name", "cpu family", "model", "flags", "Features", "CPU part"))
+        first = {
+            k.strip(): v.strip()
+            for k, _, v in (line.partition(":") for line in lines[: lines.index("") if "" in lines else None])
+        }
+        cpu += " " + " ".join(
+            first.get(k, "")
+            for k in ("vendor_id", "model name", "cpu family", "model", "flags", "Features", "CPU part")
+        )
     settings = {k: os.environ[k] for k in KERNEL_SETTINGS if k in os.environ}
     text = f"{torch.__version__} {torch.backends.cpu.get_cpu_capability()} {cpu} {sorted(settings.items())}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -71,13 +112,13 @@ def run(folder: Path, threads: int = 1, change: dict | None = None, names=tuple(
     """The pinned runs `names` in `folder`, as named arrays: each run's weights, the columns
     of each table it writes, and each table file's sha256. `change` alters the training
     settings, to show that the comparison catches it: {"steps": ["+", 1], "lr": ["*", 1.001]}."""
-    from seqtool.data import generators as tasks
-    from seqtool.model.checkpoint import load_checkpoint
-    from seqtool.gradients import gradnorm
+    from seqtool.config import TrainConfig
+    from seqtool.data import generators
+    from seqtool.data.tables import write_table
     from seqtool.forecast.predict import predict
     from seqtool.forecast.rollout import rollout
-    from seqtool.data.tables import write_table
-    from seqtool.config import TrainConfig
+    from seqtool.gradients import gradnorm
+    from seqtool.model.checkpoint import load_checkpoint
     from seqtool.training.run import train
 
     got: dict[str, np.ndarray] = {}
@@ -85,7 +126,7 @@ def run(folder: Path, threads: int = 1, change: dict | None = None, names=tuple(
     for name in names:
         (kind, options), settings = RUNS[name]
         data, model = folder / f"{name}.csv", folder / f"{name}.pt"
-        write_table(tasks.generate(kind, **options), data)
+        write_table(generators.generate(kind, **options), data)
         train(data, model, _changed(TrainConfig(seed=7, **settings), change or {}), quiet=True, threads=threads)
         for key, tensor in load_checkpoint(model)["weights"].items():
             got[f"{name}/weights/{key}"] = tensor.numpy()
@@ -97,7 +138,15 @@ def run(folder: Path, threads: int = 1, change: dict | None = None, names=tuple(
     gradnorm(output=folder / "g.csv", length=30, batch=8, hidden=8, quiet=True, threads=threads)
     tables["gradnorm.fresh"] = folder / "g.csv"
     if "sine_lstm" in names:
-        gradnorm(folder / "sine_lstm.pt", folder / "sine_lstm.csv", batch=4, loss="all", output=folder / "g2.csv", quiet=True, threads=threads)
+        gradnorm(
+            folder / "sine_lstm.pt",
+            folder / "sine_lstm.csv",
+            batch=4,
+            loss="all",
+            output=folder / "g2.csv",
+            quiet=True,
+            threads=threads,
+        )
         tables["gradnorm.model"] = folder / "g2.csv"
     for name, path in tables.items():
         got.update(_columns(name, path))
@@ -114,8 +163,8 @@ def _changed(config, change: dict):
 
 def _columns(name: str, path: Path) -> dict[str, np.ndarray]:
     """A written table read back with seqtool's reader: numbers as float64 (empty cells NaN), text as text."""
-    from seqtool.errors import SeqtoolError
     from seqtool.data.tables import read_table
+    from seqtool.errors import SeqtoolError
 
     table = read_table(path)
     out = {f"{name}/columns": np.array(list(table.columns))}
@@ -187,7 +236,9 @@ def test_fixed_seed_runs_give_the_pinned_values(tmp_path):
     far = {k: d for k, d in differences(got, want).items() if not d <= TOLERANCE}
     assert not far, f"a change of behaviour (largest relative differences over {TOLERANCE:g}): {far}"
     if ran_on == recorded_on:  # within the tolerance, yet another order of sums: say so
-        assert not changed_bytes(got, want), f"on the machine that made the references, bytes changed: {changed_bytes(got, want)}"
+        assert not changed_bytes(got, want), (
+            f"on the machine that made the references, bytes changed: {changed_bytes(got, want)}"
+        )
 
 
 def test_a_change_of_behaviour_is_caught(tmp_path, one_thread):

@@ -11,13 +11,13 @@ import pytest
 from conftest import one_error_line
 from matplotlib.image import imread
 
-from seqtool.data import generators as tasks
+from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.tables import Table, read_table, write_table
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.plotting import figure, kind_of, plot
-from seqtool.data.tables import Table, read_table, write_table
-from seqtool.config import TrainConfig
 from seqtool.training.run import train
 
 
@@ -25,11 +25,13 @@ from seqtool.training.run import train
 def tables(tmp_path_factory):
     """One table of every kind, written as seqtool writes them."""
     d = tmp_path_factory.mktemp("tables")
-    write_table(tasks.sincos(n_series=3, length=60, seed=0), d / "series.csv")
-    sine = tasks.sine(n_series=24, length=30, seed=0)
-    result = train(sine, d / "m.pt", TrainConfig(hidden=8, steps=75, window=20, clip=0.05), quiet=True, log=d / "log.csv")
+    write_table(generators.sincos(n_series=3, length=60, seed=0), d / "series.csv")
+    sine = generators.sine(n_series=24, length=30, seed=0)
+    result = train(
+        sine, d / "m.pt", TrainConfig(hidden=8, steps=75, window=20, clip=0.05), quiet=True, log=d / "log.csv"
+    )
     assert result.steps == 75
-    fresh = tasks.sine(n_series=3, length=30, seed=1)
+    fresh = generators.sine(n_series=3, length=30, seed=1)
     write_table(predict(d / "m.pt", fresh, quiet=True)[0], d / "predict.csv")
     write_table(rollout(d / "m.pt", fresh, warmup=10, quiet=True)[0], d / "rollout.csv")
     t = np.tile(np.arange(1.0, 21.0), 2)
@@ -44,7 +46,9 @@ def tables(tmp_path_factory):
 def backtest_table(n_series: int = 2, length: int = 30, first: int = 5, horizon: int = 4) -> Table:
     """A table as `seqtool backtest` writes it, made by hand: every origin from `first` on, the
     truth (`value`, beside a `date`) empty past the end of each series, the model off by h/10."""
-    columns: dict[str, list] = {k: [] for k in ("series", "origin", "h", "t", "date", "value", "yhat", "naive", "seasonal_naive")}
+    columns: dict[str, list] = {
+        k: [] for k in ("series", "origin", "h", "t", "date", "value", "yhat", "naive", "seasonal_naive")
+    }
     for s in range(n_series):
         value = np.sin(np.arange(length) * 0.5 + s) * (s + 1)
         for origin in range(first, length):
@@ -170,12 +174,19 @@ def test_bad_plot_options(tables, tmp_path, cli, args, fragments):
 def test_unknown_table_lists_the_kinds(tmp_path, cli):
     data = tmp_path / "odd.csv"
     data.write_text("a,b\n1,2\n")
-    one_error_line(cli("plot", data, "-o", tmp_path / "o.png"), "columns: a, b", "log: epoch, step, train_loss", "rollout: yhat, phase")
+    one_error_line(
+        cli("plot", data, "-o", tmp_path / "o.png"),
+        "columns: a, b",
+        "log: epoch, step, train_loss",
+        "rollout: yhat, phase",
+    )
     assert not (tmp_path / "o.png").exists()
 
 
 def test_overlay_refuses_mixed_kinds(tables, tmp_path, cli):
-    one_error_line(cli("plot", tables / "log.csv", tables / "series.csv", "--overlay", "-o", tmp_path / "m.png"), "one kind")
+    one_error_line(
+        cli("plot", tables / "log.csv", tables / "series.csv", "--overlay", "-o", tmp_path / "m.png"), "one kind"
+    )
 
 
 def test_plot_does_not_import_torch(tables, tmp_path):
@@ -220,7 +231,14 @@ def test_backtest_forecasts_of_at_most_six_origins_over_the_truth(tables, tmp_pa
     ax = fig.axes[1]
     assert ax.get_title() == "series s0: forecasts from 6 of 25 origins"
     origins = [line for line in ax.get_lines() if line.get_label().startswith("origin")]
-    assert [line.get_label() for line in origins] == ["origin 5", "origin 10", "origin 15", "origin 19", "origin 24", "origin 29"]
+    assert [line.get_label() for line in origins] == [
+        "origin 5",
+        "origin 10",
+        "origin 15",
+        "origin 19",
+        "origin 24",
+        "origin 29",
+    ]
     assert list(origins[0].get_xdata()) == [5, 6, 7, 8]
     (truth,) = [line for line in ax.get_lines() if line.get_label() == "truth"]
     assert list(truth.get_xdata()) == list(range(5, 33))  # each t once, across origins
@@ -247,7 +265,10 @@ def test_truth_named_like_the_inputs_plots_without_x(tmp_path, cli):
         "date": np.array(dates), "value": value, "yhat": np.arange(20.0) % 5,
         "phase": np.where(np.arange(20) < 15, "warmup", "free"),
     }), data)  # fmt: skip
-    for table in (read_table(data), Table({k: v for k, v in read_table(data).columns.items() if k != "phase"}, "p.csv")):
+    for table in (
+        read_table(data),
+        Table({k: v for k, v in read_table(data).columns.items() if k != "phase"}, "p.csv"),
+    ):
         fig = figure([("r", table)])
         (truth,) = [line for line in fig.axes[0].get_lines() if line.get_label() == "truth"]
         np.testing.assert_array_equal(truth.get_ydata(), value)
@@ -299,7 +320,9 @@ def test_an_interval_is_drawn_as_a_band_between_its_bounds(tables):
         [band] = fig.axes[0].collections[-1:]
         ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
         first = yhat[: int((table.columns["series"] == table.columns["series"][0]).sum())][rows]
-        assert np.nanmin(ys) == pytest.approx(np.nanmin(first) - 0.25) and np.nanmax(ys) == pytest.approx(np.nanmax(first) + 0.5)
+        assert np.nanmin(ys) == pytest.approx(np.nanmin(first) - 0.25) and np.nanmax(ys) == pytest.approx(
+            np.nanmax(first) + 0.5
+        )
 
 
 def test_a_backtest_draws_each_shown_origins_interval_as_a_band():
@@ -312,4 +335,6 @@ def test_a_backtest_draws_each_shown_origins_interval_as_a_band():
     assert len(ax.collections) == len(origins) > 1 and ax.collections[0].get_label() == "interval"
     for line, band in zip(origins, ax.collections):
         ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
-        assert ys.min() == pytest.approx(np.min(line.get_ydata()) - 0.5) and ys.max() == pytest.approx(np.max(line.get_ydata()) + 1.0)
+        assert ys.min() == pytest.approx(np.min(line.get_ydata()) - 0.5) and ys.max() == pytest.approx(
+            np.max(line.get_ydata()) + 1.0
+        )

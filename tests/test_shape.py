@@ -64,3 +64,19 @@ def test_docs_cite_files_of_the_repository_only():
             if not any((ROOT / d / name).is_file() for d in (".", "docs", "bench")):
                 missing.append(f"{doc.name} names {name}")
     assert missing == []
+
+
+def test_every_name_the_map_points_at_exists():
+    """DEVELOPERS.md's decisions point at their code (`module.name`): each name is there."""
+    import importlib
+
+    modules = {p.stem: p for p in _modules() if p.name != "__init__.py"}
+    text = (ROOT / "DEVELOPERS.md").read_text()
+    stale = []
+    for module, name in set(re.findall(r"`(\w+)\.(\w+)(?:\.\w+)?`", text)):
+        if module not in modules or name in ("py", "md"):
+            continue
+        dotted = ".".join(modules[module].relative_to(ROOT).with_suffix("").parts)
+        if not hasattr(importlib.import_module(dotted), name):
+            stale.append(f"{module}.{name}")
+    assert sorted(stale) == []

@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 from conftest import BIN, one_error_line
 
-from seqtool.errors import SeqtoolError
-from seqtool.data.tables import SeriesTable, Table, read_table, write_table
 from seqtool.data.reading import read_series
+from seqtool.data.tables import SeriesTable, Table, read_table, write_table
+from seqtool.errors import SeqtoolError
 
-MIXED = (
-    "series,t,x,y,note\n"
-    "a,0.0,0.5,1.0,first\n"
-    "a,0.5,0.25,,\n"
-    "a,1.0,-1.5,2.0,last of a\n"
-    "b,0.0,3.0,,only\n"
-)
+MIXED = "series,t,x,y,note\na,0.0,0.5,1.0,first\na,0.5,0.25,,\na,1.0,-1.5,2.0,last of a\nb,0.0,3.0,,only\n"
 
 
 def write(tmp_path, name: str, text: str | bytes):
@@ -217,9 +211,7 @@ def test_debug_shows_the_traceback(cli, tmp_path):
 def test_stdin_on_a_terminal_is_an_error_not_a_hang(tmp_path):
     parent, child = pty.openpty()
     try:
-        result = subprocess.run(
-            [BIN / "seqtool", "info"], stdin=child, capture_output=True, timeout=30, cwd=tmp_path
-        )
+        result = subprocess.run([BIN / "seqtool", "info"], stdin=child, capture_output=True, timeout=30, cwd=tmp_path)
     finally:
         os.close(parent)
         os.close(child)

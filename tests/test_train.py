@@ -14,13 +14,13 @@ import pytest
 import torch
 from conftest import BIN, faulty_source, one_error_line
 
-from seqtool.data import generators as tasks
-from seqtool.model.checkpoint import FORMAT, VERSION, build_model, load_checkpoint, save_checkpoint
+from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.tables import write_table
 from seqtool.errors import RunFailed, SeqtoolError
 from seqtool.forecast.predict import predict
+from seqtool.model.checkpoint import FORMAT, VERSION, build_model, load_checkpoint, save_checkpoint
 from seqtool.model.network import ModelConfig, SeqModel
-from seqtool.data.tables import write_table
-from seqtool.config import TrainConfig
 from seqtool.training.run import train
 
 SMALL = dict(hidden=8, steps=60, window=20, batch=16)
@@ -28,7 +28,7 @@ SMALL = dict(hidden=8, steps=60, window=20, batch=16)
 
 def small_sine(tmp_path, n=24, seed=0) -> Path:
     path = tmp_path / f"sine{seed}.csv"
-    write_table(tasks.sine(n_series=n, length=30, seed=seed), path)
+    write_table(generators.sine(n_series=n, length=30, seed=seed), path)
     return path
 
 
@@ -64,17 +64,17 @@ def test_pipeline_as_written_gives_an_accurate_sine_model(sh):
 
 def test_sincos_stateful_learns_the_mapping(tmp_path):
     out = tmp_path / "sc.pt"
-    train(tasks.sincos(seed=0), out, TrainConfig(stateful=True, seed=0), quiet=True)
-    _, scores = predict(out, tasks.sincos(seed=1, n_series=8), warmup=5, quiet=True)
+    train(generators.sincos(seed=0), out, TrainConfig(stateful=True, seed=0), quiet=True)
+    _, scores = predict(out, generators.sincos(seed=1, n_series=8), warmup=5, quiet=True)
     assert scores["mse"] <= 1e-3
 
 
 def test_sparse_targets_are_masked_out_of_the_loss(tmp_path):
     out = tmp_path / "add.pt"
-    data = tasks.adding(n_series=64, length=12, seed=0)
+    data = generators.adding(n_series=64, length=12, seed=0)
     result = train(data, out, TrainConfig(hidden=8, steps=40, window=12, val=0), quiet=True)
     assert np.isfinite(result.train_loss)
-    _, scores = predict(out, tasks.adding(n_series=10, length=12, seed=1), quiet=True)
+    _, scores = predict(out, generators.adding(n_series=10, length=12, seed=1), quiet=True)
     assert scores["steps"] == 10  # one target per series: the last step
 
 
@@ -95,9 +95,12 @@ def test_sigint_then_resume_ends_at_the_same_weights(tmp_path, sh, mode):
     weights; "cut": one long series cut into streams that hand their state on each epoch."""
     data = small_sine(tmp_path, n=64)
     if mode == "cut":
-        write_table(tasks.integral(n_series=1, length=4000, seed=0), data := tmp_path / "long.csv")
+        write_table(generators.integral(n_series=1, length=4000, seed=0), data := tmp_path / "long.csv")
     steps = 600 if mode == "cut" else 1500
-    flags = f"--hidden 16 --steps {steps} --window 10 --threads 1 " + {"windows": "", "stateful": "--stateful", "cut": "--stateful --batch 8"}[mode]
+    flags = (
+        f"--hidden 16 --steps {steps} --window 10 --threads 1 "
+        + {"windows": "", "stateful": "--stateful", "cut": "--stateful --batch 8"}[mode]
+    )
     straight = sh(f"seqtool train {data} {flags} -o straight.pt -q", timeout=300)
     assert straight.returncode == 0, straight.stderr
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -124,7 +127,9 @@ def test_sigint_then_resume_ends_at_the_same_weights(tmp_path, sh, mode):
     assert same_weights(tmp_path / "straight.pt", tmp_path / "cut.pt")
     log = (tmp_path / "cut.csv").read_text().splitlines()
     assert log[0] == "epoch,step,train_loss,val_loss,lr,grad_norm,clipped,seconds"
-    assert [float(r.split(",")[1]) for r in log[1:]] == [float(k) for k in range(25, steps + 1, 25)]  # continued, once each
+    assert [float(r.split(",")[1]) for r in log[1:]] == [
+        float(k) for k in range(25, steps + 1, 25)
+    ]  # continued, once each
 
 
 def test_resume_takes_settings_from_the_checkpoint(tmp_path, cli):
@@ -249,7 +254,7 @@ def test_a_carried_state_of_other_streams_is_refused_on_resume(tmp_path):
     (a file of format 1 may come from a seqtool that cut a long series otherwise) is
     refused in one line."""
     data, out = tmp_path / "long.csv", tmp_path / "m.pt"
-    write_table(tasks.integral(n_series=1, length=3000, seed=0), data)
+    write_table(generators.integral(n_series=1, length=3000, seed=0), data)
     train(data, out, TrainConfig(hidden=8, steps=80, window=10, batch=8, stateful=True), quiet=True)
     ckpt = torch.load(out, weights_only=True)
     carry = tuple(c[:, :5] for c in ckpt["resume"]["carry"])
@@ -320,7 +325,9 @@ def test_log_rows_and_plain_progress(tmp_path, cli):
 
 
 def test_quiet_train_prints_only_the_path(tmp_path, cli):
-    result = cli("train", small_sine(tmp_path), "-o", tmp_path / "m.pt", "-q", "--hidden", "8", "--steps", "30", "--window", "20")
+    result = cli(
+        "train", small_sine(tmp_path), "-o", tmp_path / "m.pt", "-q", "--hidden", "8", "--steps", "30", "--window", "20"
+    )
     assert result.exit_code == 0 and result.stderr == "" and result.stdout == f"{tmp_path / 'm.pt'}\n"
 
 
@@ -392,7 +399,14 @@ def test_the_log_grows_during_the_run(tmp_path, suffix):
         return batch
 
     config = TrainConfig(hidden=8, steps=125, window=10, batch=8)
-    train(small_sine(tmp_path), tmp_path / "m.pt", config, log=tmp_path / f"log{suffix}", quiet=True, source=faulty_source(peek))
+    train(
+        small_sine(tmp_path),
+        tmp_path / "m.pt",
+        config,
+        log=tmp_path / f"log{suffix}",
+        quiet=True,
+        source=faulty_source(peek),
+    )
     assert seen == {60: [25.0, 50.0], 110: [25.0, 50.0, 75.0, 100.0]}
     history = load_checkpoint(tmp_path / "m.pt")["history"]
     write_table(history_table(history), tmp_path / f"whole{suffix}")
@@ -421,7 +435,9 @@ def test_a_resume_field_is_declared_in_one_place(tmp_path):
     saved = state.to_dict()
     assert saved["tokens"] == 7 and set(saved) == set(ckpt["resume"]) | {"tokens"}
     Extended.check(saved, ckpt, Damaged("m.pt"))
-    with pytest.raises(SeqtoolError, match=r"^m\.pt: damaged seqtool checkpoint: resume\.tokens is -1, expected a non-negative int$"):
+    with pytest.raises(
+        SeqtoolError, match=r"^m\.pt: damaged seqtool checkpoint: resume\.tokens is -1, expected a non-negative int$"
+    ):
         Extended.check({**saved, "tokens": -1}, ckpt, Damaged("m.pt"))
     with pytest.raises(SeqtoolError, match=r"resume\.tokens is None, expected a non-negative int"):
         Extended.check(ckpt["resume"], ckpt, Damaged("m.pt"))

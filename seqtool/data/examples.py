@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtool.errors import SeqtoolError
 from seqtool.data.scaling import Differencing, Scaling
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
+from seqtool.errors import SeqtoolError
 
 NEXT_STEP, MAPPING = "next-step", "mapping"
 
@@ -146,7 +146,7 @@ class Rows:
 
     @classmethod
     def of(cls, xs: list[np.ndarray], ys: list[np.ndarray], scaling: Scaling, names=None, source="table") -> Rows:
-        import torch
+        import torch  # lazily: data/ loads without torch (gen, info, plot)
 
         lengths = np.array([len(a) for a in xs], dtype=np.int64)
         x = scaling.inputs(np.concatenate(xs), names, source)
@@ -177,7 +177,7 @@ class Rows:
 
     def targets_in(self, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
         """How many rows in [first, stop) have a target, for each pair."""
-        import torch
+        import torch  # lazily: data/ loads without torch (gen, info, plot)
 
         if getattr(self, "_scored", None) is None:
             has = ~torch.isnan(self.y.cpu()).all(dim=1)
@@ -186,7 +186,7 @@ class Rows:
 
     def target_count(self) -> int:
         """Rows that have a target."""
-        import torch
+        import torch  # lazily: data/ loads without torch (gen, info, plot)
 
         return int((~torch.isnan(self.y)).any(dim=1).sum())
 

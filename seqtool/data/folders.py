@@ -1,6 +1,6 @@
-"""Tables bigger than memory: a folder of .npy arrays that training reads in place, memory-
-mapped (`Folder`, `MappedRows`), and `convert`, which writes one from a CSV without ever
-holding the whole CSV.
+"""Tables bigger than memory: the table folder (docs/formats.md, Table folders), a folder
+of .npy arrays that `convert` writes from a CSV without ever holding the whole CSV, and
+that `Folder` opens, read by offset (`os.pread`), nothing until used.
 
 A table folder (format "seqtool-table", version 1):
 
@@ -15,9 +15,11 @@ A table folder (format "seqtool-table", version 1):
                   series' first row), so that training standardises without a pass over
                   the rows
 
-Every command reads such a folder (`read_series` loads it whole); `train` of a next-step
-table without --diff, --log-values or --time-features reads it in place: batches gather their rows from
-the maps and standardise them as they go, so memory does not grow with the table.
+Every command reads such a folder (`reading.read_series` loads it whole); `train` of a
+next-step table without --diff, --log-values or --time-features reads it in place
+(`training.inplace.FolderRows`), so memory does not grow with the table. A chunk's rows
+are checked by the table reader (`tables.series_of`); what a chunk cannot see alone (a
+series that comes back, t across chunks) by the writer, with the reader's errors.
 """
 
 from __future__ import annotations
@@ -26,16 +28,26 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from seqtool.errors import SeqtoolError
 from seqtool.data.examples import held_out, tail_start
 from seqtool.data.scaling import Scaling, spread
-from seqtool.data.tables import NPZ_MAGIC, SeriesTable, dates_of, from_csv, from_npz, opened, series_of
+from seqtool.data.tables import (
+    NPZ_MAGIC,
+    SeriesTable,
+    dates_of,
+    from_csv,
+    from_npz,
+    not_contiguous,
+    not_ordered,
+    opened,
+    series_of,
+)
+from seqtool.errors import SeqtoolError
+from seqtool.outputs import new_folder
 
 FORMAT, VERSION = "seqtool-table", 1
 BLOCK = 1 << 16  # rows of a series per block of moments
@@ -67,26 +79,18 @@ def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y
     """`seqtool convert`: a CSV (path or stdin) to a table folder at `dest`, CHUNK bytes at
     a time, each chunk read and checked by the table reader (`tables.series_of`), so a folder
     holds what the CSV would give. Written to a temporary folder beside `dest`, renamed at
-    the end: a failure leaves nothing. An npz input is read whole (npz cannot stream)."""
+    the end (`outputs.new_folder`): a failure leaves nothing. An npz input is read whole (npz cannot stream)."""
     dest = Path(dest)
     if dest.exists():
         raise SeqtoolError(f"{dest}: exists; convert writes a new folder (remove it, or choose another name)")
     if not dest.parent.is_dir():
         raise SeqtoolError(f"{dest}: its folder {dest.parent} does not exist")
-    tmp = dest.parent / f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
-    try:
-        tmp.mkdir()
+    with new_folder(dest) as tmp:
         writer = _Writer(tmp)
         for table in _chunks(source, x, y):
             writer.add(table)
         meta = writer.close()
         _write_moments(tmp, meta)
-        os.replace(tmp, dest)
-    except OSError as e:
-        raise SeqtoolError(f"{dest}: cannot write: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return Converted(dest, meta["rows"], meta["series"])
 
 
@@ -138,22 +142,21 @@ class _Writer:
         ids, lengths = table.ids, table.lengths.tolist()
         if self.names is None:
             self.names = (table.x_names, table.y_names)
-            self.t_kind = None if "t" not in table.columns else ("number" if table.columns["t"].dtype.kind == "f" else "date")
+            self.t_kind = (
+                None if "t" not in table.columns else ("number" if table.columns["t"].dtype.kind == "f" else "date")
+            )
         t = table.columns.get("t")
         if t is not None:
             t = self._times(t, table.source)
         if self.ids and ids[0] == self.ids[-1]:  # the last series goes on
             if t is not None and not t[0] > self.last_t:
-                raise SeqtoolError(f"{table.source}: row {self.rows + 1}, column 't': {t[0]} does not increase on {self.last_t} (rows of a series must be ordered by t)")
+                raise not_ordered(table.source, self.rows + 1, t[0], self.last_t)
             self.lengths[-1] += lengths[0]
             ids, lengths = ids[1:], lengths[1:]
         starts = self.rows + np.concatenate([[0], np.cumsum(table.lengths)])[-len(ids) - 1 : -1] if ids else []
         for sid, start in zip(ids, starts):
             if sid in self.first_row:
-                raise SeqtoolError(
-                    f"{table.source}: row {int(start) + 1}: series {sid!r} continues after other series "
-                    f"(it started at row {self.first_row[sid] + 1}); rows of one series must be contiguous"
-                )
+                raise not_contiguous(table.source, int(start) + 1, sid, self.first_row[sid] + 1)
             self.first_row[sid] = int(start)
         self.ids += ids
         self.lengths += lengths
@@ -182,7 +185,9 @@ class _Writer:
             return dates
         stored = dates.astype(self.files["t"].dtype)
         if (stored != dates).any():
-            raise SeqtoolError(f"{source}: column 't' is finer from row {self.rows + 1} than the first rows' {np.datetime_data(stored.dtype)[0]} (convert keeps the unit of the first dates)")
+            raise SeqtoolError(
+                f"{source}: column 't' is finer from row {self.rows + 1} than the first rows' {np.datetime_data(stored.dtype)[0]} (convert keeps the unit of the first dates)"
+            )
         return stored
 
     def close(self) -> dict:
@@ -219,9 +224,20 @@ class _NpyAppender:
         self.rows += len(a)
 
     def close(self) -> None:
-        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (self.rows, *self.tail)})
+        text = repr(
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (self.rows, *self.tail),
+            }
+        )
         self.file.seek(0)
-        self.file.write(b"\x93NUMPY\x01\x00" + (self.HEADER - 10).to_bytes(2, "little") + text.ljust(self.HEADER - 11).encode("latin1") + b"\n")
+        self.file.write(
+            b"\x93NUMPY\x01\x00"
+            + (self.HEADER - 10).to_bytes(2, "little")
+            + text.ljust(self.HEADER - 11).encode("latin1")
+            + b"\n"
+        )
         self.file.close()
 
 
@@ -302,7 +318,6 @@ class _Array:
         return np.stack([self.read(a, b)[i - a] for a, b, i in zip(lo.tolist(), hi.tolist(), index)])
 
 
-
 class Folder:
     """A table folder, opened: nothing is read until used."""
 
@@ -312,11 +327,15 @@ class Folder:
         try:
             meta = json.loads((self.path / "meta.json").read_text())
         except (OSError, ValueError):
-            raise SeqtoolError(f"{path}: a folder, but not a seqtool table folder (no readable meta.json; make one with seqtool convert)") from None
+            raise SeqtoolError(
+                f"{path}: a folder, but not a seqtool table folder (no readable meta.json; make one with seqtool convert)"
+            ) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise SeqtoolError(f"{path}: meta.json is not a seqtool table folder's")
         if meta.get("version") != VERSION:
-            raise SeqtoolError(f"{path}: table folder version {meta.get('version')!r}; this seqtool reads version {VERSION}")
+            raise SeqtoolError(
+                f"{path}: table folder version {meta.get('version')!r}; this seqtool reads version {VERSION}"
+            )
         try:
             self._open(meta)
         except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
@@ -328,7 +347,12 @@ class Folder:
         names = lambda key: [str(n) for n in meta[key]] if isinstance(meta[key], list) else None  # noqa: E731
         self.meta, self.x_names, self.y_names = meta, names("x_names"), names("y_names")
         rows = meta["rows"]
-        if not self.x_names or self.y_names is None or not isinstance(rows, int) or meta["t"] not in (None, "number", "date"):
+        if (
+            not self.x_names
+            or self.y_names is None
+            or not isinstance(rows, int)
+            or meta["t"] not in (None, "number", "date")
+        ):
             raise ValueError("meta.json's x_names, y_names, rows or t")
         self.x = _Array(self.path / "x.npy")
         self.y = _Array(self.path / "y.npy") if self.y_names else None
@@ -341,9 +365,14 @@ class Folder:
         checks = {
             "x.npy": self.x.shape == (rows, len(self.x_names)) and self.x.dtype == np.float64,
             "y.npy": self.y is None or (self.y.shape == (rows, len(self.y_names)) and self.y.dtype == np.float64),
-            "t.npy": self.t is None or (self.t.shape == (rows,) and self.t.dtype.kind == ("f" if meta["t"] == "number" else "M")),
-            "offsets.npy": self.offsets.ndim == 1 and self.offsets.dtype.kind == "i" and len(self.offsets) >= 2
-            and self.offsets[0] == 0 and self.offsets[-1] == rows and (self.lengths > 0).all(),
+            "t.npy": self.t is None
+            or (self.t.shape == (rows,) and self.t.dtype.kind == ("f" if meta["t"] == "number" else "M")),
+            "offsets.npy": self.offsets.ndim == 1
+            and self.offsets.dtype.kind == "i"
+            and len(self.offsets) >= 2
+            and self.offsets[0] == 0
+            and self.offsets[-1] == rows
+            and (self.lengths > 0).all(),
             "series.npy": ids.shape == (len(self.lengths),) and ids.dtype.kind == "U",
             "moments.npy": self.moments.shape == (int((-(-self.lengths // BLOCK)).sum()), width, 4),
         }
@@ -354,13 +383,20 @@ class Folder:
     def check_columns(self, x: str | None, y: str | None) -> None:
         """--x and --y must name the columns the folder holds (or be left out; --y "": none)."""
         for flag, given, held in (("x", x, self.x_names), ("y", y, self.y_names)):
-            if given is not None and [n.strip() for n in given.split(",") if n.strip()] not in (held, [] if flag == "y" else held):
-                raise SeqtoolError(f"{self.source}: holds {flag} columns {','.join(held) or '(none)'}; --{flag} {given} names others (convert the CSV again with --{flag} {given})")
+            if given is not None and [n.strip() for n in given.split(",") if n.strip()] not in (
+                held,
+                [] if flag == "y" else held,
+            ):
+                raise SeqtoolError(
+                    f"{self.source}: holds {flag} columns {','.join(held) or '(none)'}; --{flag} {given} names others (convert the CSV again with --{flag} {given})"
+                )
 
     def table(self, series: np.ndarray | None = None, first: int = 0, stop: int | None = None) -> SeriesTable:
         """Series `series` (all by default), rows first:stop of each, read into memory."""
         series = np.arange(len(self.lengths)) if series is None else series
-        ends = np.minimum(self.offsets[series + 1], self.offsets[series] + (stop if stop is not None else self.lengths.max()))
+        ends = np.minimum(
+            self.offsets[series + 1], self.offsets[series] + (stop if stop is not None else self.lengths.max())
+        )
         begins = np.minimum(self.offsets[series] + first, ends)
         spans = list(zip(begins.tolist(), ends.tolist()))
         ids = np.load(self.path / "series.npy")[series]
@@ -385,7 +421,9 @@ class Folder:
         block that `stop` cuts is read."""
         each = -(-self.lengths // BLOCK)
         first = np.cumsum(each) - each
-        take = np.concatenate([np.arange(f, f + (n if stop is None else stop // BLOCK)) for f, n in zip(first[series], each[series])])
+        take = np.concatenate(
+            [np.arange(f, f + (n if stop is None else stop // BLOCK)) for f, n in zip(first[series], each[series])]
+        )
         parts = [self.moments[take, : self.x.shape[1]]]
         if stop is not None and stop % BLOCK:
             for s in series.tolist():

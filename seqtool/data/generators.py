@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from seqtool.data.tables import SeriesTable
 from seqtool.errors import SeqtoolError
 from seqtool.limits import LIMITS, check_all
-from seqtool.data.tables import SeriesTable
 
 
 def _check(n_series: int, length: int, length_key: str = "length", **options) -> None:
@@ -26,9 +26,7 @@ def _check(n_series: int, length: int, length_key: str = "length", **options) ->
     check_all(rows=n_series * length)
 
 
-def sine(
-    n_series: int = 256, length: int = 50, seed: int = 0, span: float = 10.0, noise: float = 0.0
-) -> SeriesTable:
+def sine(n_series: int = 256, length: int = 50, seed: int = 0, span: float = 10.0, noise: float = 0.0) -> SeriesTable:
     """x = sin(t) over a span of `span`, from a start drawn uniformly in [0, 2*pi).
 
     No target column: the task is next-step forecasting. A random start (not the
@@ -214,7 +212,9 @@ class Option:
     short: str | None = None  # a one-letter flag, e.g. "-n"
 
 
-N_SERIES = Option("n_series", f"Number of series, {{span}}; at most {int(LIMITS['rows'].hi):,} rows in all.", short="-n")
+N_SERIES = Option(
+    "n_series", f"Number of series, {{span}}; at most {int(LIMITS['rows'].hi):,} rows in all.", short="-n"
+)
 LENGTH = Option("length", "Steps per series, {span}.", short="-l")
 SEED = Option("seed", "Random seed, {span}: the same seed, the same result.")
 SPAN = Option("span", "Length of the time span each series covers, {span}.")

@@ -89,7 +89,9 @@ class Differencing:
             return x
         bad = x <= 0
         if bad.any():
-            raise SeqtoolError(f"{source}: --log-values models the logarithm of the series, so every value must be positive; got {x[bad].flat[0]:.6g}")
+            raise SeqtoolError(
+                f"{source}: --log-values models the logarithm of the series, so every value must be positive; got {x[bad].flat[0]:.6g}"
+            )
         return np.log(x)
 
     def _exp(self, v: np.ndarray) -> np.ndarray:
@@ -138,16 +140,25 @@ class Scaling:
         return cls(x_mean, x_std, y_mean, y_std)
 
     def to_dict(self):
-        import torch
+        import torch  # lazily: data/ loads without torch (gen, info, plot)
 
         d = {k: torch.as_tensor(getattr(self, k), dtype=torch.float64) for k in STATS}
-        return {**d, **({"lags": list(self.diff.lags)} if self.diff.lags else {}), **({"log": True} if self.diff.log else {})}
+        return {
+            **d,
+            **({"lags": list(self.diff.lags)} if self.diff.lags else {}),
+            **({"log": True} if self.diff.log else {}),
+        }
 
     @classmethod
     def from_dict(cls, d) -> Scaling:
-        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in STATS}, diff=Differencing(tuple(d.get("lags", ())), d.get("log", False)))
+        return cls(
+            **{k: np.asarray(d[k], dtype=np.float64) for k in STATS},
+            diff=Differencing(tuple(d.get("lags", ())), d.get("log", False)),
+        )
 
-    def inputs(self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32) -> np.ndarray:
+    def inputs(
+        self, x: np.ndarray, names: list[str] | None = None, source: str = "table", dtype=np.float32
+    ) -> np.ndarray:
         """Inputs [..., F] on the model's scale (float32 unless asked); a value too far from
         the training data to be represented is refused, naming its column. Columns past the
         F of the series (known inputs: time features) pass as they are."""
@@ -191,7 +202,9 @@ def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[
     return spread(np.array(means), np.array(stds), np.array(bigs), names, source)
 
 
-def spread(mean: np.ndarray, std: np.ndarray, big: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
+def spread(
+    mean: np.ndarray, std: np.ndarray, big: np.ndarray, names: list[str] | None, source: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Each column's mean and std as the model scales by them, from its mean, std and
     largest magnitude: a constant column (its spread within rounding of its magnitude)
     scaled by its own magnitude; a spread below MIN_SPREAD or values beyond MAX_MAGNITUDE
@@ -235,5 +248,3 @@ def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source
             f"standard deviations from the training data; the model cannot represent it"
         )
     return z
-
-

@@ -65,9 +65,7 @@ class Table:
                 out[i] = float(text)
             except ValueError:
                 what = "an empty cell" if not text else f"{cell!r}"
-                raise SeqtoolError(
-                    f"{self.source}: row {i + 1}, column {name!r}: {what} is not a number"
-                ) from None
+                raise SeqtoolError(f"{self.source}: row {i + 1}, column {name!r}: {what} is not a number") from None
         return out
 
 
@@ -203,10 +201,7 @@ def series_of(
         bad = np.flatnonzero((steps <= np.zeros(1, steps.dtype)[0]) & ~first[1:])
         if len(bad):
             r = bad[0] + 1
-            raise SeqtoolError(
-                f"{src}: row {r + 1}, column 't': {t[r]} does not increase on "
-                f"{t[r - 1]} (rows of a series must be ordered by t)"
-            )
+            raise not_ordered(src, r + 1, t[r], t[r - 1])
     return SeriesTable(columns, x_names, y_names, lengths, src)
 
 
@@ -308,9 +303,7 @@ def from_csv(data: bytes, source: str) -> Table:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise SeqtoolError(
-            f"{source}: not a CSV or npz table (byte {e.start} is not UTF-8 text)"
-        ) from None
+        raise SeqtoolError(f"{source}: not a CSV or npz table (byte {e.start} is not UTF-8 text)") from None
     if not text.strip():  # e.g. a byte-order mark and nothing else
         raise SeqtoolError(f"{source}: empty input, expected a CSV or npz table")
     first_line = text.split("\n", 1)[0]
@@ -362,7 +355,7 @@ def _regular_csv(text: str, data: bytes, ends: np.ndarray, delimiter: str, sourc
     fields = np.bincount(np.searchsorted(ends, np.flatnonzero(raw == ord(delimiter))), minlength=len(ends))
     if (fields != fields[0]).any():
         return None
-    import pandas as pd
+    import pandas as pd  # lazily: only a large regular CSV needs its parser
 
     frame = pd.read_csv(
         io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
@@ -435,9 +428,7 @@ def columns_of(table: Table, prefix: str, chosen: str | Sequence[str] | None = N
         picked = list(chosen)
         for name in picked:
             if name not in names:
-                raise SeqtoolError(
-                    f"{src}: no column {name!r} for --{prefix} (columns: {', '.join(names)})"
-                )
+                raise SeqtoolError(f"{src}: no column {name!r} for --{prefix} (columns: {', '.join(names)})")
         return picked
     if hint is not None and all(n in names for n in hint):
         return list(hint)
@@ -469,12 +460,24 @@ def _series_lengths(table: Table) -> np.ndarray:
         seen: dict[str, int] = {}
         for sid, start in zip(run_ids, starts.tolist()):
             if sid in seen:
-                raise SeqtoolError(
-                    f"{table.source}: row {start + 1}: series {sid!r} continues after other "
-                    f"series (it started at row {seen[sid] + 1}); rows of one series must be contiguous"
-                )
+                raise not_contiguous(table.source, start + 1, sid, seen[sid] + 1)
             seen[sid] = start
     return np.diff(np.concatenate([starts, [len(ids)]])).astype(np.int64)
+
+
+def not_ordered(source: str, row: int, value, before) -> SeqtoolError:
+    """The error of row `row` (from 1), whose t does not increase on the row before it."""
+    return SeqtoolError(
+        f"{source}: row {row}, column 't': {value} does not increase on {before} (rows of a series must be ordered by t)"
+    )
+
+
+def not_contiguous(source: str, row: int, sid: str, started: int) -> SeqtoolError:
+    """The error of row `row` (from 1), where series `sid`, begun at row `started`, comes back."""
+    return SeqtoolError(
+        f"{source}: row {row}: series {sid!r} continues after other series (it started at row {started}); "
+        f"rows of one series must be contiguous"
+    )
 
 
 def times_of(table: Table) -> np.ndarray:
@@ -505,9 +508,7 @@ def _finite(table: Table, name: str, missing_ok: bool) -> np.ndarray:
     bad = ~np.isfinite(values) if not missing_ok else np.isinf(values)
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        raise SeqtoolError(
-            f"{table.source}: row {r + 1}, column {name!r}: {values[r]} is not a finite number"
-        )
+        raise SeqtoolError(f"{table.source}: row {r + 1}, column {name!r}: {values[r]} is not a finite number")
     return values
 
 

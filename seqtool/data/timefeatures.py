@@ -14,11 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtool.errors import SeqtoolError
 from seqtool.data.tables import dates_of
+from seqtool.errors import SeqtoolError
 
 DAY = np.timedelta64(1, "D")
-NAMES = {("days", 1.0): "hour of day", ("days", 7.0): "day of week", ("days", 365.25): "day of year", ("months", 12.0): "month"}
+NAMES = {
+    ("days", 1.0): "hour of day",
+    ("days", 7.0): "day of week",
+    ("days", 365.25): "day of year",
+    ("months", 12.0): "month",
+}
 
 
 @dataclass(frozen=True)
@@ -32,15 +37,32 @@ class TimeFeatures:
     @classmethod
     def choose(cls, table, periods: tuple[float, ...] = ()) -> TimeFeatures:
         """The features of a table: from `t`, or else its first column of dates."""
-        column = "t" if "t" in table.columns else next((n for n in table.columns if dates_of(table.columns[n]) is not None), None)
+        column = (
+            "t"
+            if "t" in table.columns
+            else next((n for n in table.columns if dates_of(table.columns[n]) is not None), None)
+        )
         if column is None:
-            raise SeqtoolError(f"{table.source}: --time-features needs a time column: 't', or a column of dates (columns: {', '.join(table.columns)})")
+            raise SeqtoolError(
+                f"{table.source}: --time-features needs a time column: 't', or a column of dates (columns: {', '.join(table.columns)})"
+            )
         if dates_of(table.columns[column]) is None:
             if not periods:
-                raise SeqtoolError(f"{table.source}: column {column!r} holds numbers, not dates: name its cycles with --period P (12 for months in a year)")
+                raise SeqtoolError(
+                    f"{table.source}: column {column!r} holds numbers, not dates: name its cycles with --period P (12 for months in a year)"
+                )
             return cls(column, tuple(("t", float(p)) for p in periods))
         days = _spacing_in_days(table, column)
-        calendar = [c for c, keep in ((("days", 1.0), days <= 0.5), (("days", 7.0), days <= 3.5), (("days", 365.25), days < 28), (("months", 12.0), days >= 28)) if keep]
+        calendar = [
+            c
+            for c, keep in (
+                (("days", 1.0), days <= 0.5),
+                (("days", 7.0), days <= 3.5),
+                (("days", 365.25), days < 28),
+                (("months", 12.0), days >= 28),
+            )
+            if keep
+        ]
         return cls(column, tuple(calendar + [("days", float(p)) for p in periods]))
 
     @property
@@ -74,14 +96,19 @@ class TimeFeatures:
     def ahead(self, table, steps: np.ndarray, shift: int) -> np.ndarray:
         """The features of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to end
         [sum(steps), width]: the time goes on past a series' end with its last spacing."""
-        parts = [self.of(extend(self.times(part), n + shift)[shift : n + shift]) for part, n in zip(table.split(table.columns[self.column]), steps)]
+        parts = [
+            self.of(extend(self.times(part), n + shift)[shift : n + shift])
+            for part, n in zip(table.split(table.columns[self.column]), steps)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, self.width))
 
     def times(self, column: np.ndarray) -> np.ndarray:
         """The time column as numbers, or as datetime64 when it holds dates."""
         dates = dates_of(column)
         if (dates is None) != (self.cycles[0][0] == "t"):
-            raise SeqtoolError(f"column {self.column!r}: the model's time features need {'numbers' if self.cycles[0][0] == 't' else 'dates'} there")
+            raise SeqtoolError(
+                f"column {self.column!r}: the model's time features need {'numbers' if self.cycles[0][0] == 't' else 'dates'} there"
+            )
         return np.asarray(column, dtype=np.float64) if dates is None else dates
 
 

@@ -60,7 +60,9 @@ def backtest(
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
     m.use_threads(threads, len(origin))
     width = len(table.columns) + 3 * len(m.x_names) + 3
-    fits_in_memory(float(len(origin)) * horizon * width * 8 * 3, f"a backtest of {len(origin):,} origins x {horizon} steps")
+    fits_in_memory(
+        float(len(origin)) * horizon * width * 8 * 3, f"a backtest of {len(origin):,} origins x {horizon} steps"
+    )
     torch.manual_seed(seed)  # the draws of the paths
     drawn = from_origins(m, table, series, origin, horizon, samples)
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
@@ -68,7 +70,11 @@ def backtest(
     report("backtest", scores, f"{len(origin)} origins x {horizon} steps", metrics, quiet)
     if not quiet and scores["by_h"]:
         ends = [s for s in (scores["by_h"][0], scores["by_h"][-1]) if s["mae"] is not None]
-        print("seqtool: backtest by h: " + "; ".join(f"h={s['h']}: {line(s)}" for s in dict((s["h"], s) for s in ends).values()), file=sys.stderr)
+        print(
+            "seqtool: backtest by h: "
+            + "; ".join(f"h={s['h']}: {line(s)}" for s in dict((s["h"], s) for s in ends).values()),
+            file=sys.stderr,
+        )
     if output is not None:
         write_table(result, output)
     return result, scores
@@ -86,7 +92,9 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
     elif start >= 1 and float(start).is_integer() and start <= 1e15:
         begin = np.full(len(table.lengths), int(start), dtype=np.int64)
     else:
-        raise SeqtoolError(f"--start must be a fraction of each series in (0, 1) or a step index (a whole number >= 1), got {start:g}")
+        raise SeqtoolError(
+            f"--start must be a fraction of each series in (0, 1) or a step index (a whole number >= 1), got {start:g}"
+        )
     begin = np.maximum(begin, first)
     last = table.lengths - horizon
     counts = np.where(last >= begin, (last - begin) // stride + 1, 0)
@@ -100,7 +108,9 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
     return series, begin[series] + stride * positions(counts)
 
 
-def _table_and_scores(m: Forecaster, table: SeriesTable, series, origin, yhat, season, bounds: dict) -> tuple[Table, dict]:
+def _table_and_scores(
+    m: Forecaster, table: SeriesTable, series, origin, yhat, season, bounds: dict
+) -> tuple[Table, dict]:
     """The backtest table (docs/formats.md, Tables) and its metrics: overall and for each h; an
     interval's columns and scores where `bounds` holds one (lo, hi, level; paths for the
     CRPS)."""
@@ -136,4 +146,3 @@ def _table_and_scores(m: Forecaster, table: SeriesTable, series, origin, yhat, s
     by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]
     scores.update(mode="backtest", horizon=horizon, origins=count, by_h=by_h)
     return Table(columns, table.source), scores
-

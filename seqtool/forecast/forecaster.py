@@ -69,7 +69,9 @@ class Forecaster:
                 f"(columns: {', '.join(table.columns)})"
             )
         if self.time is not None and self.time.column not in table.columns:
-            raise SeqtoolError(f"{table.source}: the model {self.path} reads time features from column {self.time.column!r}; the table has none")
+            raise SeqtoolError(
+                f"{table.source}: the model {self.path} reads time features from column {self.time.column!r}; the table has none"
+            )
         has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
         series = read_series(table, self.x_names, self.y_names if has_truth else [])
         for name in series.x_names + series.y_names:  # the truth the metrics square
@@ -153,5 +155,6 @@ def check_sampling(m: Forecaster, samples: int, paths) -> None:
     if paths is not None and not samples:
         raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
     if samples and not m.samples:
-        raise SeqtoolError(f"{m.path} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)")
-
+        raise SeqtoolError(
+            f"{m.path} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)"
+        )

@@ -116,7 +116,9 @@ def _free_run(m: Forecaster, z, lengths: np.ndarray, k: np.ndarray, free: np.nda
     return (forecast if paths else forecast[0]), expected
 
 
-def from_origins(m: Forecaster, table: SeriesTable, series: np.ndarray, origin: np.ndarray, horizon: int, paths: int = 0) -> np.ndarray:
+def from_origins(
+    m: Forecaster, table: SeriesTable, series: np.ndarray, origin: np.ndarray, horizon: int, paths: int = 0
+) -> np.ndarray:
     """Free-running forecasts [origins, horizon, F] on the original scale, all origins in one
     batch; with `paths` N, N sample paths from each origin (ancestral sampling, as `roll`),
     [N, origins, horizon, F]."""
@@ -131,7 +133,11 @@ def from_origins(m: Forecaster, table: SeriesTable, series: np.ndarray, origin: 
     at = torch.from_numpy((np.cumsum(lengths) - lengths)[series] + rows)[each]  # each origin's row of z
     known = z[:, width:] if z.shape[1] > width else None  # the time features
     outs = free_steps(step, first, states, np.full(len(first), horizon - 1), known, at, draw=paths > 0)
-    d = m.outputs(torch.stack([first, *outs], 1).reshape(-1, first.shape[1]), "forecasts").reshape(len(origin), n, horizon, -1).swapaxes(0, 1)
+    d = (
+        m.outputs(torch.stack([first, *outs], 1).reshape(-1, first.shape[1]), "forecasts")
+        .reshape(len(origin), n, horizon, -1)
+        .swapaxes(0, 1)
+    )
     starts = table.offsets[series]
     last = table.x[ranges(starts + origin - order, np.full_like(origin, order))].reshape(len(origin), order, width)
     drawn = integrated(m.scaling.diff, last, d)
@@ -177,8 +183,9 @@ def _warm_states(m: Forecaster, z, starts: np.ndarray, count: np.ndarray, step) 
     state = tuple(s.detach().clone() for s in parts(m.net.initial(len(starts))))
     some = np.flatnonzero(count > 0)
     if len(some):
-        _, warm = m.teacher_forced(z[torch.from_numpy(ranges(starts[some], count[some]))], count[some], final_state=True)
+        _, warm = m.teacher_forced(
+            z[torch.from_numpy(ranges(starts[some], count[some]))], count[some], final_state=True
+        )
         for whole, part in zip(state, parts(warm)):
             whole[:, torch.from_numpy(some)] = part
     return step.split(state if cfg.cell == "lstm" else state[0])
-

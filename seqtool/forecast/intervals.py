@@ -40,4 +40,3 @@ def paths_table(result: SeriesTable, drawn: np.ndarray, names: list[str]) -> Tab
     columns.update({name: drawn[:, :, j].reshape(-1) for j, name in enumerate(names)})
     order = ["series", "path", "t", "phase", *names]
     return Table({key: columns[key] for key in order if key in columns}, result.source)
-

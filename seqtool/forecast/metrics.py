@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from seqtool import outputs
+from seqtool.model.network import t_cdf
 
 ERROR_KEYS = ("mse", "rmse", "mae", "mase")
 
@@ -102,7 +104,13 @@ def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarr
     y, lo, hi, point = truth[mask], lo[mask], hi[mask], point[mask]
     q = tail(level)
     pinball = (np.maximum(q * (y - lo), (q - 1) * (y - lo)) + np.maximum((1 - q) * (y - hi), -q * (y - hi))) / 2
-    result = {"level": level, "coverage": float(np.mean((lo <= y) & (y <= hi))), "width": float(np.mean(hi - lo)), "pinball": float(np.mean(pinball)), "crps": None}
+    result = {
+        "level": level,
+        "coverage": float(np.mean((lo <= y) & (y <= hi))),
+        "width": float(np.mean(hi - lo)),
+        "pinball": float(np.mean(pinball)),
+        "crps": None,
+    }
     if "paths" in got:  # the sample estimate: E|X - y| - E|X - X'| / 2, from sorted draws
         x = np.sort(got["paths"][:, mask], axis=0)
         n = len(x)
@@ -127,17 +135,19 @@ def _lognormal_crps(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndar
     """The CRPS of the log-normal of log-mean mu and log-scale sigma at y > 0 (Baran and
     Lerch 2015); its median exp(mu) is the point forecast."""
     z = (np.log(y) - mu) / sigma
-    return y * (2 * _normal_cdf(z) - 1) - 2 * np.exp(mu + sigma**2 / 2) * (_normal_cdf(z - sigma) + _normal_cdf(sigma / math.sqrt(2)) - 1)
+    return y * (2 * _normal_cdf(z) - 1) - 2 * np.exp(mu + sigma**2 / 2) * (
+        _normal_cdf(z - sigma) + _normal_cdf(sigma / math.sqrt(2)) - 1
+    )
 
 
 def _t_crps(z: np.ndarray, df: np.ndarray) -> np.ndarray:
     """The CRPS of the standard Student-t with df (> 1) degrees of freedom at z (Jordan,
     Krueger and Lerch 2019, scoringRules)."""
-    import torch
 
-    from seqtool.model.network import t_cdf
-
-    z, v = torch.from_numpy(z), torch.from_numpy(df).clamp(max=1e5)  # beyond, the normal's (lgamma differences lose precision)
+    z, v = (
+        torch.from_numpy(z),
+        torch.from_numpy(df).clamp(max=1e5),
+    )  # beyond, the normal's (lgamma differences lose precision)
     log_beta = lambda a, b: torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)  # noqa: E731
     half = torch.tensor(0.5, dtype=v.dtype)
     density = torch.distributions.StudentT(v).log_prob(z).exp()
@@ -153,7 +163,10 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
 def losses(scores: dict) -> list[tuple[str, float]]:
     """The naive forecasts that beat the model (a lower MAE): (what, its MAE)."""
     lost = []
-    for key, what in (("naive", "the naive forecast (the last known value)"), ("seasonal_naive", f"the seasonal naive forecast (season {scores.get('season')})")):
+    for key, what in (
+        ("naive", "the naive forecast (the last known value)"),
+        ("seasonal_naive", f"the seasonal naive forecast (season {scores.get('season')})"),
+    ):
         other = scores.get(key)
         if scores.get("mae") is not None and other is not None and other["mae"] < scores["mae"]:
             lost.append((what, other["mae"]))
@@ -186,7 +199,10 @@ def report(command: str, scores: dict, what: str, path: str | Path | None, quiet
         file=sys.stderr,
     )
     for what, mae in losses(scores):
-        print(f"seqtool: {command}: the model is worse than {what}: MAE {scores['mae']:.3g} against {mae:.3g}", file=sys.stderr)
+        print(
+            f"seqtool: {command}: the model is worse than {what}: MAE {scores['mae']:.3g} against {mae:.3g}",
+            file=sys.stderr,
+        )
 
 
 def remedy(scores: dict, lags: tuple[int, ...]) -> str | None:

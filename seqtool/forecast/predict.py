@@ -81,7 +81,6 @@ def _with_columns(table: SeriesTable, new: dict[str, np.ndarray]) -> SeriesTable
     return SeriesTable(columns, table.x_names, table.y_names, table.lengths, table.source)
 
 
-
 def one_step(m: Forecaster, table: SeriesTable) -> np.ndarray:
     """Teacher-forced forecasts [rows, G] on the original scale, in the rows of the truth
     they estimate (NaN where there is none: a next-step series' first 1 + order rows)."""
@@ -106,7 +105,9 @@ def teacher_forced(m: Forecaster, table: SeriesTable, level: float | None = None
     return {key: _aligned(m, table, lengths, v, shift=key in ("point", "lo", "hi")) for key, v in got.items()}
 
 
-def _aligned(m: Forecaster, table: SeriesTable, lengths: np.ndarray, values: np.ndarray, shift: bool = True) -> np.ndarray:
+def _aligned(
+    m: Forecaster, table: SeriesTable, lengths: np.ndarray, values: np.ndarray, shift: bool = True
+) -> np.ndarray:
     """Model outputs in the rows of the truth they estimate; with `shift`, differencing undone."""
     if m.task == MAPPING:
         return values
@@ -125,4 +126,3 @@ def baselines(m: Forecaster, table: SeriesTable, origin: np.ndarray, season: int
         return None, None
     start = np.repeat(table.offsets[:-1], table.lengths)
     return naive_forecasts(table.x, start, positions(table.lengths), origin, season)
-

@@ -46,10 +46,21 @@ def rollout(
     a distribution), N paths per series, each fed its own draws (from `seed`), all in that
     batch: `yhat` is their mean (`from_paths`), `yhat_lo`/`yhat_hi` their quantiles at
     `level`; `paths` writes them."""
-    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples, level=level, seed=seed)
+    check_all(
+        rollout_warmup=warmup,
+        free_steps=steps,
+        horizon=horizon,
+        threads=threads,
+        samples=samples,
+        level=level,
+        seed=seed,
+    )
     if steps is not None and horizon:
         raise SeqtoolError("give --steps or --horizon, not both")
-    outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics"), (paths, TABLE_FORMATS, "table")], inputs=[model, data])
+    outputs.check(
+        [(output, TABLE_FORMATS, "table"), (metrics, None, "metrics"), (paths, TABLE_FORMATS, "table")],
+        inputs=[model, data],
+    )
     m = next_step_model(model)
     check_sampling(m, samples, paths)
     table = m.read(data)
@@ -65,20 +76,27 @@ def rollout(
     drawn = roll(m, table, k, free, samples)
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
     result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
-    step, first_free = positions(total), np.repeat(k, total)
-    result.columns["phase"] = np.where(step < first_free, "warmup", "free")
-    start = np.repeat(table.offsets[:-1], total)
-    naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
-    denominator = denominator_of(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
-    scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
-    if samples and scores["steps"]:
-        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free))
-    scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
+    scores = _scores(table, result, yhat, bounds, k, level, season)
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     write_if(result, output)
     if paths is not None:
         write_if(paths_table(result, drawn, m.yhat_names), paths)
     return result, scores
+
+
+def _scores(table: SeriesTable, result: SeriesTable, yhat, bounds: dict, k: np.ndarray, level: float, season) -> dict:
+    """The free steps' scores (the warm-up's are not scored), the naive forecasts' from the
+    last warm-up step; the `phase` column of `result` marks which is which."""
+    step, first_free = positions(result.lengths), np.repeat(k, result.lengths)
+    result.columns["phase"] = np.where(step < first_free, "warmup", "free")
+    start = np.repeat(table.offsets[:-1], result.lengths)
+    naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
+    denominator = denominator_of(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
+    scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
+    if bounds and scores["steps"]:
+        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free))
+    scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
+    return scores
 
 
 def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int) -> np.ndarray:
@@ -95,8 +113,7 @@ def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int
     short = np.flatnonzero(lengths < warmup)
     if len(short):
         raise SeqtoolError(
-            f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than "
-            f"--warmup {warmup}"
+            f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than --warmup {warmup}"
         )
     return np.full(len(lengths), warmup)
 
@@ -131,4 +148,3 @@ def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
     if dates is not None and len(dates) >= 2:
         return np.concatenate([part.astype(str), extend(dates, n)[len(part) :].astype(str)])
     return np.concatenate([part.astype(str), np.full(extra, "")])
-

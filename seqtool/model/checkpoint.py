@@ -31,9 +31,15 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
+import torch
+
+from seqtool.config import CELLS, LOSSES, ModelConfig
 from seqtool.errors import SeqtoolError
+from seqtool.limits import LIMITS
+from seqtool.model.network import SeqModel
 from seqtool.outputs import is_device, open_output, target
 
 FORMAT = "seqtool-checkpoint"
@@ -54,16 +60,12 @@ def check_checkpoint_path(path: str | os.PathLike) -> None:
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-    import torch
-
     with open_output(path) as f:
         torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """Whether a file looks like a torch checkpoint (a zip with a data.pkl), without loading it."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as z:
             return any(n.endswith("data.pkl") for n in z.namelist())
@@ -73,8 +75,6 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load and check a seqtool checkpoint; anything else is refused with one clear line."""
-    import torch
-
     name = str(path)
     if not Path(path).is_file():
         raise SeqtoolError(f"{name}: no such checkpoint file")
@@ -110,9 +110,6 @@ def _why_not(path, error: Exception) -> str:
 
 def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint"):
     """The network of a checkpoint, with its weights; tensors that disagree with the config are refused."""
-    from seqtool.config import ModelConfig
-    from seqtool.model.network import SeqModel
-
     damaged = Damaged(name)
     try:
         model = SeqModel(ModelConfig(**ckpt["model"]))
@@ -136,9 +133,6 @@ class Damaged:
 
 def _check_model(ckpt: dict, damaged: Damaged) -> None:
     """What predict, rollout and gradnorm use: model, data, norm, weights, each field checked."""
-    from seqtool.config import CELLS, LOSSES
-    from seqtool.limits import LIMITS
-
     for key in ("model", "data", "norm", "weights"):
         if not isinstance(ckpt.get(key), dict):
             damaged(f"no '{key}'")
@@ -167,7 +161,12 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     outputs = len(x_names) if task == "next-step" else len(y_names) if _names(y_names) else None
     if not _names(y_names) or (task == "next-step" and y_names) or outputs != model["n_out"]:
         damaged(f"data.y_names {y_names!r} do not fit a {task} model of {model['n_out']} outputs")
-    for key, size in (("x_mean", len(x_names)), ("x_std", len(x_names)), ("y_mean", model["n_out"]), ("y_std", model["n_out"])):
+    for key, size in (
+        ("x_mean", len(x_names)),
+        ("x_std", len(x_names)),
+        ("y_mean", model["n_out"]),
+        ("y_std", model["n_out"]),
+    ):
         _check_vector(norm.get(key), size, f"norm.{key}", damaged, positive=key.endswith("std"))
     lags = norm.get("lags", [])
     if not isinstance(lags, list) or not all(_count(lag) for lag in lags) or (lags and task != "next-step"):
@@ -184,7 +183,14 @@ def _check_time(time, damaged: Damaged) -> int:
         return 0
     cycles = time.get("cycles") if isinstance(time, dict) else None
     ok = isinstance(cycles, list) and 0 < len(cycles) <= 32 and isinstance(time.get("column"), str)
-    ok = ok and all(isinstance(c, list) and len(c) == 2 and c[0] in ("t", "days", "months") and isinstance(c[1], float) and 0 < c[1] < 1e9 for c in cycles)
+    ok = ok and all(
+        isinstance(c, list)
+        and len(c) == 2
+        and c[0] in ("t", "days", "months")
+        and isinstance(c[1], float)
+        and 0 < c[1] < 1e9
+        for c in cycles
+    )
     if not ok or len({c[0] == "t" for c in cycles}) > 1:
         damaged(f"data.time is {time!r:.80}; expected a column and its cycles ([unit, period], ...)")
     return 2 * len(cycles)
@@ -192,8 +198,6 @@ def _check_time(time, damaged: Damaged) -> int:
 
 def check_weights(weights, model, damaged: Damaged, what: str) -> None:
     """Every tensor of the network, of its shape, finite."""
-    import torch
-
     if not isinstance(weights, dict):
         damaged(f"{what} is not a dict of tensors")
     expected = model.state_dict()
@@ -209,8 +213,6 @@ def check_weights(weights, model, damaged: Damaged, what: str) -> None:
 
 
 def _check_vector(value, size: int, what: str, damaged: Damaged, positive: bool) -> None:
-    import torch
-
     if not isinstance(value, torch.Tensor) or tuple(value.shape) != (size,) or not value.is_floating_point():
         damaged(f"{what} should be {size} numbers, got {value!r:.80}")
     if not torch.isfinite(value).all() or (positive and not (value > 0).all()):

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqtool.config import CELLS, ModelConfig
+from seqtool.data.examples import length_groups
 
 BUDGET = 1 << 25  # hidden units x steps x series in one inference call: 128 MB of float32
 
@@ -179,8 +181,6 @@ class SeqModel(nn.Module):
         if lengths is None or (lengths == x.shape[1]).all():
             out, state = self.rnn(x, state)
             return self.head(out), state
-        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
         packed = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True)
         out, state = self.rnn(packed, state)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
@@ -197,8 +197,6 @@ def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_sta
     in consecutive chunks with its state carried, so memory follows the rows, not the
     longest series times the number of series.
     """
-    from seqtool.data.examples import length_groups
-
     cfg = model.config
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     out = torch.empty(x.shape[0], model.head.out_features, dtype=x.dtype, device=x.device)
@@ -215,7 +213,9 @@ def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_sta
             for t0 in range(0, int(lens[0]), chunk):
                 pos = t0 + np.arange(min(chunk, int(lens[0]) - t0))
                 inside = torch.from_numpy(pos[None, :] < lens[:, None]).to(x.device)
-                rows = torch.from_numpy(offsets[group][:, None] + np.minimum(pos[None, :], lens[:, None] - 1)).to(x.device)
+                rows = torch.from_numpy(offsets[group][:, None] + np.minimum(pos[None, :], lens[:, None] - 1)).to(
+                    x.device
+                )
                 o, state = model(torch.where(inside[..., None], x[rows], 0.0), state, np.clip(lens - t0, 1, len(pos)))
                 out[rows[inside]] = o[inside]
             if final_state:
@@ -292,7 +292,10 @@ class Stepper:
         if len(x) <= self.BLOCK:
             out, new = self._step(x, states)
         else:
-            blocks = [self._step(x[i : i + self.BLOCK], [map_state(lambda s: s[i : i + self.BLOCK], st) for st in states]) for i in range(0, len(x), self.BLOCK)]
+            blocks = [
+                self._step(x[i : i + self.BLOCK], [map_state(lambda s: s[i : i + self.BLOCK], st) for st in states])
+                for i in range(0, len(x), self.BLOCK)
+            ]
             out = torch.cat([o for o, _ in blocks])
             new = [_joined([b[layer] for _, b in blocks]) for layer in range(len(states))]
         return (out if raw else self.head.sample(out) if draw else self.head.point(out)), new

@@ -12,9 +12,11 @@ import math
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from seqtool.data.examples import Rows
 from seqtool.errors import SeqtoolError
+from seqtool.model.network import map_state, parts
 
 MIN_CHUNKS = 4  # the shortest stream `cut` makes, in windows
 
@@ -80,7 +82,10 @@ class _Shuffle:
 
     def _order(self, epoch: int, positions: np.ndarray) -> np.ndarray:
         if self.keys[0] != epoch:
-            self.keys = (epoch, np.random.default_rng([self.seed, epoch]).integers(0, 1 << 32, self.ROUNDS, dtype=np.uint64))
+            self.keys = (
+                epoch,
+                np.random.default_rng([self.seed, epoch]).integers(0, 1 << 32, self.ROUNDS, dtype=np.uint64),
+            )
         out = self._permute(np.asarray(positions, dtype=np.uint64))
         far = out >= self.n
         while far.any():  # each item's walk ends within [0, n): a bijection there
@@ -130,8 +135,6 @@ class Windows(_Whole):
         return self.starts[i] + np.minimum((k - self.before[i]) * self.stride, self.lengths[i] - self.window)
 
     def batch(self, step: int):
-        import torch
-
         epoch, pos = divmod(step, self.per_epoch)
         picks = self.order(epoch, np.arange(pos * self.batch_size, min((pos + 1) * self.batch_size, self.count)))
         rows = torch.from_numpy(self.first(picks)[:, None] + np.arange(self.window)).to(self.rows.device)
@@ -160,8 +163,6 @@ class Streams(_Whole):
     start of a series, as in prediction."""
 
     def __init__(self, rows: Rows, window: int, batch: int, seed: int):
-        import torch
-
         self.rows, self.window, self.batch_size = rows, window, batch
         lengths = rows.lengths.cpu().numpy()
         starts, lengths, before = cut(rows.starts, lengths, batch, window)
@@ -173,8 +174,6 @@ class Streams(_Whole):
         self.order = _Shuffle(seed, self.count)
 
     def batch(self, step: int):
-        import torch
-
         epoch, pos = divmod(step, self.per_epoch)
         group, chunk = divmod(pos, self.chunks)
         picks = self.order(epoch, np.arange(group * self.batch_size, min((group + 1) * self.batch_size, self.count)))
@@ -192,9 +191,6 @@ class Streams(_Whole):
         stream, in the first epoch, from zero (its level unknown), after it from the state
         its predecessor ended the last epoch with (in `carry`: all cut streams are one
         group, and each one that another continues ends with the group's last chunk)."""
-        import torch
-
-        from seqtool.model.network import map_state, parts
 
         if self.before is None:
             return None
@@ -214,8 +210,6 @@ class Streams(_Whole):
 
     def _epoch_order(self, epoch: int):
         """The streams in epoch `epoch`'s order (a tensor; cut streams are few)."""
-        import torch
-
         return torch.from_numpy(self.order(epoch, np.arange(self.count)))
 
     def learnable(self, burn_in: int) -> bool:
@@ -247,7 +241,9 @@ def cut(starts: np.ndarray, lengths: np.ndarray, batch: int, window: int) -> tup
 def batches(rows: Rows, config) -> Source:
     """The batch source of a run; one in which no step has a target to learn is refused."""
     c = config
-    source = Streams(rows, c.window, c.batch, c.seed) if c.stateful else Windows(rows, c.window, c.stride, c.batch, c.seed)
+    source = (
+        Streams(rows, c.window, c.batch, c.seed) if c.stateful else Windows(rows, c.window, c.stride, c.batch, c.seed)
+    )
     if not source.learnable(c.burn_in):
         where = "stream" if c.stateful else f"window of {c.window} steps"
         raise SeqtoolError(

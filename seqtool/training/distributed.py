@@ -13,13 +13,17 @@ rank hangs; the job ends with one line that names the rank (`launch`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
-from seqtool.errors import SeqtoolError
+from seqtool.errors import RunFailed, SeqtoolError
+from seqtool.limits import cores
+from seqtool.threads import choose
 
 TIMEOUT = 60  # seconds a collective waits for the other ranks
 LAUNCHED = "SEQTOOL_LAUNCHED"  # set by `launch` for its processes
@@ -45,9 +49,6 @@ class World:
         (None for one process: threads.use chooses)."""
         if self.size == 1:
             return None
-        from seqtool.limits import cores
-        from seqtool.threads import choose
-
         return max(1, min(choose(macs), cores() // self.local_size))
 
     def agree(self, loss_sum: float, count: int, signum: int) -> tuple[float, int, int]:
@@ -55,9 +56,8 @@ class World:
         the job (0: none; SIGINT before SIGTERM, if ranks got different ones)."""
         if self.size == 1:
             return loss_sum, count, signum
-        import signal
 
-        import torch
+        import torch  # lazily: `end` runs at every command's exit, most without torch
         import torch.distributed as dist
 
         stops = [float(signum == s) for s in (signal.SIGINT, signal.SIGTERM)]
@@ -71,7 +71,7 @@ class World:
         must decide alike, and float sums may differ in the last bit between ranks)."""
         if self.size == 1:
             return value
-        import torch
+        import torch  # lazily: `end` runs at every command's exit, most without torch
         import torch.distributed as dist
 
         box = torch.tensor([value], dtype=torch.float64)
@@ -81,10 +81,10 @@ class World:
     def gather(self, state, shares: list[int]):
         """A stateful batch's state from every rank's rows (rank r holds shares[r] of them),
         in batch order: one all_gather for all of the state's tensors."""
-        import torch
+        import torch  # lazily: `end` runs at every command's exit, most without torch
         import torch.distributed as dist
 
-        from seqtool.model.network import parts
+        from seqtool.model.network import parts  # lazily: it loads torch
 
         mine = torch.stack(parts(state))  # [tensors, layers, rows, hidden]
         padded = mine.new_zeros(*mine.shape[:2], max(shares), *mine.shape[3:])
@@ -120,7 +120,7 @@ def join(w: World, device) -> None:
     ranks train on GPUs (each on its own)."""
     if w.size == 1:
         return
-    import torch
+    import torch  # lazily: `end` runs at every command's exit, most without torch
     import torch.distributed as dist
 
     if device.type == "cuda":
@@ -141,14 +141,14 @@ def is_lost(w: World, error: RuntimeError) -> bool:
     """Whether an error is a collective that failed: another process of the job is gone."""
     import torch.distributed as dist
 
-    return w.size > 1 and (isinstance(error, dist.DistError) or any(k in str(error) for k in ("gloo", "NCCL", "Connection")))
+    return w.size > 1 and (
+        isinstance(error, dist.DistError) or any(k in str(error) for k in ("gloo", "NCCL", "Connection"))
+    )
 
 
 def lost(error: RuntimeError, out) -> None:
     """A collective failed because another rank is gone: one line (none under `launch`,
     which names the rank that failed), exit 1."""
-    from seqtool.errors import RunFailed
-
     if os.environ.get(LAUNCHED):
         raise SystemExit(LOST)
     first = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -184,7 +184,7 @@ def parallel(model, w: World, device):
     parameters), else the module itself."""
     if w.size == 1:
         return model
-    from torch.nn.parallel import DistributedDataParallel
+    from torch.nn.parallel import DistributedDataParallel  # lazily: as torch above
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=model.start is not None)
@@ -218,14 +218,14 @@ class Shard:
 
     def own(self, state):
         """This rank's rows of a whole batch's state (the first row for an empty share)."""
-        from seqtool.model.network import map_state
+        from seqtool.model.network import map_state  # lazily: it loads torch
 
         mine = self.mine if self.mine.start < self.mine.stop else slice(0, 1)
         return map_state(lambda s: s[:, mine].contiguous(), state)
 
     def whole(self, state):
         """The whole batch's state from this rank's rows of it and the others'."""
-        from seqtool.model.network import map_state
+        from seqtool.model.network import map_state  # lazily: it loads torch
 
         shares = [len(range(self.n)[self._share(r)]) for r in range(self.world.size)]
         return self.world.gather(map_state(lambda s: s[:, : shares[self.world.rank]], state), shares)
@@ -235,13 +235,10 @@ def launch(nproc: int, argv: list[str], out: str) -> None:
     """`seqtool ARGV` in `nproc` processes on this machine, through torch's own launcher:
     what `torchrun --standalone --nproc-per-node N -m seqtool ARGV` does. Rank 0 speaks
     for the job; a rank that fails ends it, said in one line that names the rank."""
-    import logging
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
-
-    from seqtool.errors import RunFailed
+    from torch.distributed.run import parse_args, run  # lazily: as torch above
 
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("torch.distributed"):  # its banners and reports: one line below says what matters
@@ -254,7 +251,9 @@ def launch(nproc: int, argv: list[str], out: str) -> None:
     loopback = next((name for name in interfaces if name.startswith("lo")), None)
     if loopback and not given:  # not the host name, which may not resolve
         os.environ["GLOO_SOCKET_IFNAME"] = loopback
-    args = parse_args(["--standalone", "--local-addr=127.0.0.1", f"--nproc-per-node={nproc}", "--module", "--", "seqtool", *argv])
+    args = parse_args(
+        ["--standalone", "--local-addr=127.0.0.1", f"--nproc-per-node={nproc}", "--module", "--", "seqtool", *argv]
+    )
     try:
         run(args)
     except SignalException:  # passed on to every rank: rank 0 saved and said so
@@ -273,8 +272,6 @@ def _blame(rank: int, failure) -> int:
     """How likely a failed rank caused the job's end (lowest first): killed (not by the
     launcher's SIGTERM or SIGINT) or crashed; then one that said why, rank 0 first; then
     one the launcher stopped; last one that only lost another."""
-    import signal
-
     code = failure.exitcode
     if code == LOST:
         return 4

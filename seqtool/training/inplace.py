@@ -37,4 +37,3 @@ class FolderRows:
 
     def target_count(self) -> int:
         return int(self.lengths.sum()) - len(self.starts)
-

@@ -14,8 +14,7 @@ import torch
 
 from seqtool.config import TrainConfig
 from seqtool.data.examples import Rows
-from seqtool.errors import Interrupted, RunFailed, SeqtoolError
-from seqtool.errors import on_signals
+from seqtool.errors import Interrupted, RunFailed, SeqtoolError, on_signals
 from seqtool.limits import LIMITS
 from seqtool.model.network import detach, over_series
 from seqtool.training.report import Progress, TrainResult, against_naive, result_of, summary

@@ -13,9 +13,9 @@ import numpy as np
 from seqtool.config import WINDOW, TrainConfig
 from seqtool.data import folders
 from seqtool.data.examples import MAPPING, NEXT_STEP, Rows, held_out_rows, inputs_and_targets, split, task_of
+from seqtool.data.reading import read_series
 from seqtool.data.scaling import Differencing, Scaling
 from seqtool.data.tables import SeriesTable
-from seqtool.data.reading import read_series
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
 from seqtool.training.inplace import FolderRows
@@ -79,7 +79,9 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     return Prepared(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
 
 
-def _validation(xs, ys, table, scaling: Scaling, config: TrainConfig, device, skip: int, order: int = 0) -> tuple[Rows, list]:
+def _validation(
+    xs, ys, table, scaling: Scaling, config: TrainConfig, device, skip: int, order: int = 0
+) -> tuple[Rows, list]:
     """The validation rows, the first `skip` steps of each series left out of the loss (the
     burn-in, a lead-in); and for each series the rows a next-step forecast is scored on as
     read (none in the first 1 + `order` rows). A part without targets is refused."""
@@ -107,7 +109,9 @@ def _prepare_in_place(folder: folders.Folder, config: TrainConfig, device) -> Pr
     scaling = folder.scaling(starts, lengths)
     val = held_out = None
     if val_table is not None:
-        val, scored = _validation(*inputs_and_targets(val_table, NEXT_STEP), val_table, scaling, config, device, max(config.burn_in, lead))
+        val, scored = _validation(
+            *inputs_and_targets(val_table, NEXT_STEP), val_table, scaling, config, device, max(config.burn_in, lead)
+        )
         held_out = (val_table, scored)
     rows = FolderRows(folder, starts, lengths, scaling, device)
     return Prepared(folder.meta["sha256"], scaling, rows, val, _info(folder, NEXT_STEP, config), held_out)
@@ -127,16 +131,22 @@ def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
     if longest < WINDOW:
         shorter = int((lengths < longest).sum())
         left = f"; series shorter than that are left out ({shorter})" if shorter else ""
-        say(f"every series is shorter than {WINDOW} steps: each window covers a whole series (--window {longest}){left}")
+        say(
+            f"every series is shorter than {WINDOW} steps: each window covers a whole series (--window {longest}){left}"
+        )
         return longest
     if targets * WINDOW < steps:
         sparse = f"targets are sparse (one step in {steps / max(targets, 1):.0f} has one)"
         if longest <= WHOLE_SERIES:
             say(f"{sparse}: each window covers a whole series (--window {longest}); give --window to choose")
             return longest
-        say(f"{sparse} and series of {longest:,} steps are too long for one window: train with --stateful (carried state)")
+        say(
+            f"{sparse} and series of {longest:,} steps are too long for one window: train with --stateful (carried state)"
+        )
     elif task == MAPPING:
-        say(f"each window of {WINDOW} steps starts from a zero state, so a target can depend on the last {WINDOW} inputs only; if it depends on more (an integrator), train with --stateful")
+        say(
+            f"each window of {WINDOW} steps starts from a zero state, so a target can depend on the last {WINDOW} inputs only; if it depends on more (an integrator), train with --stateful"
+        )
     return WINDOW
 
 
@@ -158,4 +168,3 @@ def _has_targets(ys: list[np.ndarray], table, part: str, burn_in: int = 0) -> No
         f"{table.source}: no step of the validation split has a target after its first {burn_in} "
         f"steps (--burn-in); use a larger --val, or --val 0"
     )
-

@@ -9,23 +9,25 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from rich import progress as rich
 
 from seqtool import outputs
 from seqtool.data.examples import positions
 from seqtool.data.tables import TABLE_FORMATS, Table, csv_text, write_table
 from seqtool.errors import SeqtoolError
-from seqtool.forecast.metrics import line, remedy, score
 from seqtool.forecast.forecaster import Forecaster
+from seqtool.forecast.metrics import line, remedy, score
 from seqtool.forecast.predict import baselines, one_step
 from seqtool.training.state import LOG_COLUMNS
 
 if TYPE_CHECKING:
     from seqtool.training.run import Run
+
 
 @dataclass
 class TrainResult:
@@ -120,11 +122,9 @@ class Progress:
         self.total, self.quiet, self.bar, self.next_line = total, quiet, None, 0
         self.start = time.perf_counter()
         if not quiet and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"), transient=True,
+            self.bar = rich.Progress(
+                rich.TextColumn("train"), rich.BarColumn(), rich.MofNCompleteColumn(), rich.TimeRemainingColumn(),
+                rich.TextColumn("{task.fields[info]}"), transient=True,
             )  # fmt: skip
             self.bar.start()
             self.task = self.bar.add_task("train", total=total, info="")
@@ -147,4 +147,3 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
-

@@ -59,9 +59,14 @@ def restore(run: Run, previous: dict) -> None:
     if run.step > run.total:
         damaged(f"resume.step {run.step} is past the end of the run ({run.total} steps)")
     if run.carry is not None and run.step > 0:  # the streams of its last step: this run's own?
-        held, streams = parts(run.carry)[0].shape[1], len(getattr(run.source, "inner", run.source).batch(run.step - 1)[0])
+        held, streams = (
+            parts(run.carry)[0].shape[1],
+            len(getattr(run.source, "inner", run.source).batch(run.step - 1)[0]),
+        )
         if held != streams:
-            damaged(f"resume.carry holds the state of {held} streams, where this run reads {streams} (a checkpoint of format 1 may come from a seqtool that cut long series otherwise); train anew")
+            damaged(
+                f"resume.carry holds the state of {held} streams, where this run reads {streams} (a checkpoint of format 1 may come from a seqtool that cut long series otherwise); train anew"
+            )
 
 
 def _load_optimizer(opt, saved: dict) -> None:

@@ -90,11 +90,13 @@ def train(
                 check_config(config, dev)
                 threads = threads or min(previous["resume"]["threads"], cores())  # same threads, same sums
             table = table_for(data, config)
-            run = Run(table, Path(out), replace(config, world_size=w.size), previous, dev, quiet or not w.main, source, threads, w)
-            with growing_log(log if w.main else None, run.history) as run.log:
-                with warnings.catch_warnings():  # a batch without targets skips opt.step(): torch
-                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-                    return fit(run)  # would warn that the schedule stepped before the optimizer
+            config = replace(config, world_size=w.size)
+            run = Run(table, Path(out), config, previous, dev, quiet or not w.main, source, threads, w)
+            with growing_log(log if w.main else None, run.history) as run.log, warnings.catch_warnings():
+                # a batch without targets skips opt.step(): torch would warn that the
+                # schedule stepped before the optimizer
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                return fit(run)
     except RuntimeError as e:
         if not distributed.is_lost(w, e):
             raise
@@ -126,7 +128,9 @@ def _device(name: str, w: distributed.World = distributed.World()):
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     if w.local_rank >= torch.cuda.device_count():
-        raise SeqtoolError(f"rank {w.rank} has local rank {w.local_rank}, but this machine has {torch.cuda.device_count()} GPUs")
+        raise SeqtoolError(
+            f"rank {w.rank} has local rank {w.local_rank}, but this machine has {torch.cuda.device_count()} GPUs"
+        )
     return torch.device("cuda", w.local_rank)
 
 
@@ -135,13 +139,26 @@ class Run:
     and schedule, and what --resume needs (step, carried state, best weights, sums,
     history). The functions below train it (`fit`) and save it (`save`)."""
 
-    def __init__(self, table, out: Path, config: TrainConfig, previous, device, quiet: bool, source=batches, threads=None, world=distributed.World()):
+    def __init__(
+        self,
+        table,
+        out: Path,
+        config: TrainConfig,
+        previous,
+        device,
+        quiet: bool,
+        source=batches,
+        threads=None,
+        world=distributed.World(),
+    ):
         self.config, self.out, self.quiet = config, out, quiet
         self.data = prepare(table, config, device)
         if previous is not None and previous["resume"].get("fingerprint") != self.data.fingerprint:
             raise SeqtoolError(f"{out}: the data differs from the data this run was trained on")
         if config.window is None:
-            self.config = config = replace(config, window=window_for(self.data.rows, config, self.data.info["task"], quiet))
+            self.config = config = replace(
+                config, window=window_for(self.data.rows, config, self.data.info["task"], quiet)
+            )
             check_config(config, device)
         self.world = world
         self.source = source(self.data.rows, config)
@@ -181,4 +198,3 @@ class Run:
         self.signals.append(signum)
         if len(self.signals) > 1:
             raise Stopped(signum)
-

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
+
 from seqtool.config import ModelConfig, TrainConfig
 from seqtool.errors import SeqtoolError
 from seqtool.model.checkpoint import Damaged, check_weights, first_line
@@ -46,8 +48,6 @@ def _weights(key: str, optional: bool = False):
 
 def _carry(state: dict, ckpt: dict, damaged: Damaged) -> None:
     """None, or finite [layers, streams, hidden] tensors (a pair for an LSTM)."""
-    import torch  # lazily: a checkpoint is checked where torch is loaded anyway
-
     carry, model = state.get("carry"), ckpt["model"]
     if carry is None:
         return
@@ -128,7 +128,12 @@ class Best:
 
     def update(self, val: float, step: int, model) -> None:
         if val < self.val:
-            self.val, self.step, self.bad, self.weights = val, step, 0, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.val, self.step, self.bad, self.weights = (
+                val,
+                step,
+                0,
+                {k: v.detach().clone() for k, v in model.state_dict().items()},
+            )
         else:
             self.bad += 1
 

@@ -74,7 +74,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqtool.data import generators as tasks
+from seqtool.data import generators
 from seqtool.limits import LIMITS
 
 EXAMPLES = 40  # examples per command in CI: the whole file runs in 40-50 s on 2 cores (measured)
@@ -150,8 +150,24 @@ def size_values() -> Values:
     bad = st.one_of(
         st.tuples(st.sampled_from(past), small).map(lambda p: f"{p[0]}x{p[1]}"),
         st.tuples(small, st.sampled_from(past)).map(lambda p: f"{p[0]}x{p[1]}"),
-        st.sampled_from(["", "x", "100", "100x", "x100", "-100x100", "100x-100", "1e3x100", "100x100x100",
-                         "infxinf", "nanx100", "100.5x100", "abc", "100*100"]),
+        st.sampled_from(
+            [
+                "",
+                "x",
+                "100",
+                "100x",
+                "x100",
+                "-100x100",
+                "100x-100",
+                "1e3x100",
+                "100x100x100",
+                "infxinf",
+                "nanx100",
+                "100.5x100",
+                "abc",
+                "100*100",
+            ]
+        ),
     )
     return Values(good, bad)
 
@@ -322,20 +338,27 @@ def gen_options(kind: str) -> list[Opt]:
     ]
     extra = {
         "sine": [opt("--span", values=reals("span")), opt("--noise", values=reals("noise"))],
-        "multisine": [opt("--span", values=reals("span")), opt("--noise", values=reals("noise")),
-                      opt("--freqs", values=freqs_values())],
+        "multisine": [
+            opt("--span", values=reals("span")),
+            opt("--noise", values=reals("noise")),
+            opt("--freqs", values=freqs_values()),
+        ],
         "sincos": [opt("--per-span", values=ints("per_span", typical=(1, 60)))],
         "integral": [opt("--jump-prob", values=reals("jump_prob")), opt("--gain", values=reals("gain"))],
         "adding": [],
         "lorenz": [opt("--dt", values=reals("lorenz_dt"))],
         "mackey-glass": [opt("--tau", values=reals("tau", typical=(1, 40))), opt("--dt", values=reals("mg_dt"))],
-        "trend": [opt("--period", values=ints("period", typical=(2, 24))), opt("--slope", values=reals("slope")),
-                  opt("--amplitude", values=reals("amplitude")), opt("--noise", values=reals("noise"))],
+        "trend": [
+            opt("--period", values=ints("period", typical=(2, 24))),
+            opt("--slope", values=reals("slope")),
+            opt("--amplitude", values=reals("amplitude")),
+            opt("--noise", values=reals("noise")),
+        ],
     }[kind]
     return common + extra
 
 
-GEN_KINDS = list(tasks.COMMANDS)
+GEN_KINDS = list(generators.COMMANDS)
 
 TRAIN_OPTIONS = [
     opt("--cell", values=choices(["rnn", "lstm", "gru"], ["", "LSTM", "transformer", "lstm,gru"])),
@@ -358,7 +381,9 @@ TRAIN_OPTIONS = [
     opt("--seed", values=SEED),
     XCOL,
     YCOL,
-    opt("--diff", values=choices(["1", "2", "1,3", " 1"], ["", "0", "-1", "1.5", "a", "1,,2", "1,2,3,4,5", str(10**30)])),
+    opt(
+        "--diff", values=choices(["1", "2", "1,3", " 1"], ["", "0", "-1", "1.5", "a", "1,,2", "1,2,3,4,5", str(10**30)])
+    ),
     SEASON,
     opt("--time-features", "--no-time-features"),
     opt("--period", values=choices(["7", "12", "0.5,7"], ["0", "-1", "a", "", "nan", "inf", "1e300"])),
@@ -370,8 +395,17 @@ TRAIN_OPTIONS = [
 ]
 RESUME_OPTIONS = [
     opt("--resume", always=True),
-    opt("--out", "-o", values=Values(st.sampled_from(["model.pt"]), st.sampled_from(
-        ["mapping.pt", "new.pt", "old.pt", "sine.csv", "folder", "nofolder/m.pt", FIFO_OUT, NULL, ""])), always=True),
+    opt(
+        "--out",
+        "-o",
+        values=Values(
+            st.sampled_from(["model.pt"]),
+            st.sampled_from(
+                ["mapping.pt", "new.pt", "old.pt", "sine.csv", "folder", "nofolder/m.pt", FIFO_OUT, NULL, ""]
+            ),
+        ),
+        always=True,
+    ),
     opt("--log", values=TABLE_OUT),
     opt("--device", values=choices(["auto", "cpu"], ["cuda", "tpu"])),
     opt("--threads", values=ints("threads", small=(1, 2))),
@@ -397,7 +431,10 @@ ROLLOUT_OPTIONS = [
 ]
 BACKTEST_OPTIONS = [
     opt("--horizon", values=ints("backtest_horizon", small=(1, 5)), always=True),
-    opt("--start", values=choices(["0.5", "0.8", "0.999", "3", "10"], ["0", "1.5", "-1", "nan", "inf", "x", "", "1e300"])),
+    opt(
+        "--start",
+        values=choices(["0.5", "0.8", "0.999", "3", "10"], ["0", "1.5", "-1", "nan", "inf", "x", "", "1e300"]),
+    ),
     opt("--stride", values=ints("stride", typical=(1, 4))),
     SEASON,
     opt("--metrics", values=JSON_OUT),
@@ -419,7 +456,10 @@ PLOT_OPTIONS = [
     opt("--y", values=YCOL.values),
 ]
 GRADNORM_OPTIONS = [
-    opt("--cell", values=choices(["rnn", "lstm", "gru", "rnn,lstm,gru", "gru, lstm"], ["", ",", "RNN", "lstm,,gru", "xyz"])),
+    opt(
+        "--cell",
+        values=choices(["rnn", "lstm", "gru", "rnn,lstm,gru", "gru, lstm"], ["", ",", "RNN", "lstm,,gru", "xyz"]),
+    ),
     opt("--hidden", values=ints("hidden", small=(1, 8)), always=True),
     opt("--layers", values=ints("layers", small=(1, 2)), always=True),
     opt("--init-scale", values=reals("init_scale", typical=(0.5, 3))),
@@ -449,12 +489,16 @@ STRATEGIES = {
         *[command_lines(["train"], TRAIN_OPTIONS, data_only(TRAIN_DATA), one_of=("--steps", "--epochs"))] * 2,
         command_lines(["train"], RESUME_OPTIONS, data_only(SINE_DATA)),
     ),
-    "predict": command_lines(["predict"], PREDICT_OPTIONS, model_and_data(inputs(["model.pt", "mapping.pt", "diff.pt"]), SINE_DATA)),
+    "predict": command_lines(
+        ["predict"], PREDICT_OPTIONS, model_and_data(inputs(["model.pt", "mapping.pt", "diff.pt"]), SINE_DATA)
+    ),
     "rollout": command_lines(["rollout"], ROLLOUT_OPTIONS, model_and_data(MODEL, SINE_DATA)),
     "backtest": command_lines(["backtest"], BACKTEST_OPTIONS, model_and_data(MODEL, SINE_DATA)),
     "plot": command_lines(["plot"], PLOT_OPTIONS, at_most(PLOT_IN, 3)),
     "gradnorm": command_lines(["gradnorm"], GRADNORM_OPTIONS, gradnorm_positional),
-    "info": command_lines(["info"], [XCOL, YCOL], data_only(inputs(["sine.csv", "sine.npz", "sincos.csv", "-", FIFO_IN]))),
+    "info": command_lines(
+        ["info"], [XCOL, YCOL], data_only(inputs(["sine.csv", "sine.npz", "sincos.csv", "-", FIFO_IN]))
+    ),
 }
 
 # --- the shared world: inputs, FIFOs, a character device ---------------------------------------
@@ -547,12 +591,12 @@ class World:
 def world(tmp_path_factory):
     import torch
 
-    from seqtool.data import generators as tasks
-    from seqtool.gradients import gradnorm
+    from seqtool.config import TrainConfig
+    from seqtool.data import generators
+    from seqtool.data.tables import write_table
     from seqtool.forecast.predict import predict
     from seqtool.forecast.rollout import rollout
-    from seqtool.data.tables import write_table
-    from seqtool.config import TrainConfig
+    from seqtool.gradients import gradnorm
     from seqtool.training.run import train
 
     debug = os.environ.pop("SEQTOOL_DEBUG", None)  # --debug adds tracebacks on purpose
@@ -560,14 +604,16 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("clifuzz")
     src = root / "inputs"
     src.mkdir()
-    sine = tasks.sine(n_series=4, length=30, seed=1)
+    sine = generators.sine(n_series=4, length=30, seed=1)
     write_table(sine, src / "sine.csv")
     write_table(sine, src / "sine.npz")
-    write_table(tasks.sincos(n_series=4, length=30, seed=1), src / "sincos.csv")
+    write_table(generators.sincos(n_series=4, length=30, seed=1), src / "sincos.csv")
     small = TrainConfig(hidden=8, window=10, batch=8, steps=10)
     train(src / "sine.csv", src / "model.pt", small, log=src / "log.csv", quiet=True)
     train(src / "sincos.csv", src / "mapping.pt", small, quiet=True)
-    forecaster = TrainConfig(hidden=8, window=10, batch=8, steps=10, diff="1,2", season=5, time_features=True, period="6.28")
+    forecaster = TrainConfig(
+        hidden=8, window=10, batch=8, steps=10, diff="1,2", season=5, time_features=True, period="6.28"
+    )
     train(src / "sine.csv", src / "diff.pt", forecaster, quiet=True)
     predict(src / "model.pt", src / "sine.csv", output=src / "pred.csv", quiet=True)
     rollout(src / "model.pt", src / "sine.csv", output=src / "roll.csv", quiet=True)

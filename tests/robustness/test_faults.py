@@ -15,11 +15,11 @@ import pytest
 import torch
 from conftest import BIN, faulty_source, one_error_line
 
-from seqtool.data import generators as tasks
-from seqtool.model.checkpoint import load_checkpoint
-from seqtool.errors import RunFailed
-from seqtool.data.tables import write_table
 from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.tables import write_table
+from seqtool.errors import RunFailed
+from seqtool.model.checkpoint import load_checkpoint
 from seqtool.training.run import train
 
 CONFIG = dict(hidden=8, steps=200, window=10, batch=16, save_every=0.0)
@@ -27,7 +27,7 @@ CONFIG = dict(hidden=8, steps=200, window=10, batch=16, save_every=0.0)
 
 def data(tmp_path) -> Path:
     path = tmp_path / "sine.csv"
-    write_table(tasks.sine(n_series=24, length=30, seed=0), path)
+    write_table(generators.sine(n_series=24, length=30, seed=0), path)
     return path
 
 
@@ -195,7 +195,7 @@ def test_sigterm_as_a_real_run_ends(tmp_path, sh):
 def test_what_libraries_log_reaches_stderr_as_one_line_each(tmp_path, sh):
     """matplotlib logs (not warns) when its cache folder cannot be made: those lines too
     come as `seqtool: warning: ...`, in a fresh process (matplotlib logs at import)."""
-    write_table(tasks.sine(n_series=2, length=20, seed=0), tmp_path / "s.csv")
+    write_table(generators.sine(n_series=2, length=20, seed=0), tmp_path / "s.csv")
     (tmp_path / "file").write_text("")
     result = sh("MPLCONFIGDIR=file/cache seqtool plot s.csv -o s.png")
     assert result.returncode == 0 and result.stdout.decode() == "s.png\n"

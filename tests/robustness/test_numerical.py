@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import re
 
-from seqtool.data import generators as tasks
+from seqtool.data import generators
 from seqtool.data.tables import write_table
 
 
 def test_explosion_is_reported_and_clipping_rescues_the_same_run(tmp_path, cli):
     data = tmp_path / "sine.csv"
-    write_table(tasks.sine(n_series=64, seed=0), data)
-    run = ["train", data, "--cell", "rnn", "--optimizer", "sgd", "--lr", "0.3", "--steps", "300", "-o", tmp_path / "m.pt"]
+    write_table(generators.sine(n_series=64, seed=0), data)
+    run = [
+        "train",
+        data,
+        "--cell",
+        "rnn",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.3",
+        "--steps",
+        "300",
+        "-o",
+        tmp_path / "m.pt",
+    ]
     exploded = cli(*run)
     assert exploded.exit_code == 1
     message = exploded.stderr.splitlines()[-1]

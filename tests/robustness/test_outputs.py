@@ -48,7 +48,20 @@ def test_a_character_device_is_written_through_and_never_replaced(work, cli, nul
         ("predict", work / "m.pt", work / "sine.csv", "-q", "-o", null_device, "--metrics", null_device),
         ("rollout", work / "m.pt", work / "sine.csv", "-q", "-o", null_device),
         ("gen", "sine", "-n", "2", "-o", null_device),
-        ("gradnorm", "--cell", "rnn", "--length", "10", "--batch", "2", "-q", "-o", null_device, "--summary", null_device),
+        (
+            "gradnorm",
+            "--cell",
+            "rnn",
+            "--length",
+            "10",
+            "--batch",
+            "2",
+            "-q",
+            "-o",
+            null_device,
+            "--summary",
+            null_device,
+        ),
         ("plot", work / "sine.csv", "-o", null_device),
     ]
     for args in runs:
@@ -238,7 +251,9 @@ def test_a_file_the_user_may_not_write_is_refused(tmp_path, cli, monkeypatch):
     path.chmod(0o444)
     if os.getuid() == 0:
         real = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == path and mode & os.W_OK else real(p, mode, **kw))
+        monkeypatch.setattr(
+            os, "access", lambda p, mode, **kw: False if Path(p) == path and mode & os.W_OK else real(p, mode, **kw)
+        )
     one_error_line(cli("gen", "sine", "-n", "1", "-o", path), "ro.csv: the file is not writable")
     assert path.read_text() == "old\n"
 
@@ -293,18 +308,22 @@ def test_json_has_no_infinity():
 
     old, sys.stdout = sys.stdout, io.TextIOWrapper(io.BytesIO())
     try:
-        write_json("-", {"mse": float("inf"), "deep": {"ratio": float("nan")}, "steps": 3})
+        doc = {"mse": float("inf"), "deep": {"ratio": float("nan")}, "by_h": [{"mase": float("-inf")}, 1.5], "steps": 3}
+        write_json("-", doc)
         sys.stdout.flush()
         text = sys.stdout.buffer.getvalue().decode()
     finally:
         sys.stdout = old
-    assert json.loads(text) == {"mse": None, "deep": {"ratio": None}, "steps": 3}
+    strict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert strict == {"mse": None, "deep": {"ratio": None}, "by_h": [{"mase": None}, 1.5], "steps": 3}
 
 
 def test_a_table_goes_to_stdout_as_utf8_whatever_the_locale(work, tmp_path):
     """As to a file: a Latin-1 terminal encoding failed with an UnicodeEncodeError (exit 1)."""
     lines = (work / "sine.csv").read_text().splitlines()
-    (tmp_path / "n.csv").write_text("\n".join([lines[0] + ",温度"] + [line + ",é" for line in lines[1:]]) + "\n", encoding="utf-8")
+    (tmp_path / "n.csv").write_text(
+        "\n".join([lines[0] + ",温度"] + [line + ",é" for line in lines[1:]]) + "\n", encoding="utf-8"
+    )
     result = subprocess.run([BIN / "seqtool", "predict", work / "m.pt", tmp_path / "n.csv", "-q"],
                             env={**env(), "PYTHONIOENCODING": "latin-1"}, capture_output=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr

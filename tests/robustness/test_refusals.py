@@ -10,13 +10,13 @@ import torch
 from conftest import one_error_line
 
 from seqtool import limits
-from seqtool.data import generators as tasks
+from seqtool.config import TrainConfig
+from seqtool.data import generators
+from seqtool.data.scaling import Scaling
+from seqtool.data.tables import SeriesTable, write_table
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.predict import predict
 from seqtool.limits import LIMITS
-from seqtool.data.scaling import Scaling
-from seqtool.data.tables import SeriesTable, write_table
-from seqtool.config import TrainConfig
 from seqtool.training.run import train
 
 
@@ -158,7 +158,9 @@ EDITS = [
 def test_a_checkpoint_edited_by_hand_is_refused_naming_the_field(work, tmp_path, cli, field, value, fragment, command):
     ckpt = torch.load(work / "m.pt", weights_only=True)
     torch.save(_edit(ckpt, field, value), tmp_path / "edited.pt")
-    one_error_line(cli(command, tmp_path / "edited.pt", work / "sine.csv"), "edited.pt: damaged seqtool checkpoint", fragment)
+    one_error_line(
+        cli(command, tmp_path / "edited.pt", work / "sine.csv"), "edited.pt: damaged seqtool checkpoint", fragment
+    )
 
 
 RESUME_EDITS = [
@@ -175,7 +177,11 @@ RESUME_EDITS = [
     ("resume/acc", {}, "resume.acc.loss is None"),
     ("resume/best_val", "x", "resume.best_val is 'x'"),
     ("resume/threads", 2**40, "resume.threads is 1099511627776"),
-    ("resume/optimizer/state/0/exp_avg", torch.zeros(7), "resume.optimizer (exp_avg is (7,) for a parameter of (32, 1))"),
+    (
+        "resume/optimizer/state/0/exp_avg",
+        torch.zeros(7),
+        "resume.optimizer (exp_avg is (7,) for a parameter of (32, 1))",
+    ),
 ]
 
 
@@ -185,7 +191,11 @@ def test_a_resume_state_edited_by_hand_is_refused_naming_the_field(work, tmp_pat
     ckpt = _edit(ckpt, "train/steps", 60)  # so that there is something left to resume
     torch.save(_edit(ckpt, field, value), tmp_path / "edited.pt")
     before = (tmp_path / "edited.pt").read_bytes()
-    one_error_line(cli("train", work / "sine.csv", "--resume", "-o", tmp_path / "edited.pt"), "damaged seqtool checkpoint", fragment)
+    one_error_line(
+        cli("train", work / "sine.csv", "--resume", "-o", tmp_path / "edited.pt"),
+        "damaged seqtool checkpoint",
+        fragment,
+    )
     assert (tmp_path / "edited.pt").read_bytes() == before
 
 
@@ -224,16 +234,22 @@ def test_values_whose_scale_cannot_be_represented_are_refused(tmp_path, cli):
     predicted 300 orders of magnitude off; both with exit 0."""
     t = np.linspace(0, 10, 40)[None, :] + np.arange(4)[:, None]
     huge = _series(tmp_path, 1e300 * np.sin(t), "huge.csv")
-    one_error_line(cli("train", huge, "--window", "10", "-o", tmp_path / "m.pt"), "column 'x' holds 1e+300", "rescale it")
+    one_error_line(
+        cli("train", huge, "--window", "10", "-o", tmp_path / "m.pt"), "column 'x' holds 1e+300", "rescale it"
+    )
     tiny = _series(tmp_path, 1e-300 * np.sin(t), "tiny.csv")
-    one_error_line(cli("train", tiny, "--window", "10", "-o", tmp_path / "m.pt"), "column 'x' varies by only", "rescale it")
+    one_error_line(
+        cli("train", tiny, "--window", "10", "-o", tmp_path / "m.pt"), "column 'x' varies by only", "rescale it"
+    )
     assert not (tmp_path / "m.pt").exists()
 
 
 def test_inputs_too_far_from_the_training_data_are_refused(work, tmp_path, cli):
     far = _series(tmp_path, np.full((1, 20), 1e60))
     for command in ("predict", "rollout"):
-        one_error_line(cli(command, work / "m.pt", far), "column 'x': 1e+60 is", "standard deviations from the training data")
+        one_error_line(
+            cli(command, work / "m.pt", far), "column 'x': 1e+60 is", "standard deviations from the training data"
+        )
 
 
 def test_predictions_that_are_not_numbers_are_a_failed_run(work, tmp_path, cli):
@@ -251,7 +267,7 @@ def test_predictions_that_are_not_numbers_are_a_failed_run(work, tmp_path, cli):
 def test_a_truth_too_large_to_square_is_refused_at_predict(tmp_path, cli):
     """The failing case of a review: a truth of 1e300 gave an MSE of inf and "Infinity" in
     the --metrics JSON. Training refuses such values; predict and rollout now too."""
-    table = tasks.sincos(n_series=4, length=40, seed=0)
+    table = generators.sincos(n_series=4, length=40, seed=0)
     write_table(table, tmp_path / "sc.csv")
     train(tmp_path / "sc.csv", tmp_path / "sc.pt", TrainConfig(hidden=8, steps=10, window=10), quiet=True)
     table.columns["y"] = table.columns["y"] * 1e300

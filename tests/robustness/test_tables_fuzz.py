@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqtool.errors import SeqtoolError
-from seqtool.data.tables import SeriesTable, write_table
 from seqtool.data.reading import read_series
+from seqtool.data.tables import SeriesTable, write_table
+from seqtool.errors import SeqtoolError
 
 EXAMPLES = 150  # inputs tried per property; the note of the hardening issue quotes them
 # derandomize: CI sees the same inputs every run; explore with --hypothesis-seed=random
@@ -31,8 +31,16 @@ def series_tables(draw):
     n_x, n_y = draw(st.integers(1, 3)), draw(st.integers(0, 2))
     xs, ys, ts = [], [], []
     for length in lengths:
-        xs.append(np.array(draw(st.lists(st.lists(finite, min_size=n_x, max_size=n_x), min_size=length, max_size=length))))
-        y = draw(st.lists(st.lists(st.one_of(finite, st.just(math.nan)), min_size=n_y, max_size=n_y), min_size=length, max_size=length))
+        xs.append(
+            np.array(draw(st.lists(st.lists(finite, min_size=n_x, max_size=n_x), min_size=length, max_size=length)))
+        )
+        y = draw(
+            st.lists(
+                st.lists(st.one_of(finite, st.just(math.nan)), min_size=n_y, max_size=n_y),
+                min_size=length,
+                max_size=length,
+            )
+        )
         ys.append(np.array(y, dtype=float).reshape(length, n_y))
         start = draw(st.floats(-1e6, 1e6, allow_nan=False))
         steps = draw(st.lists(st.floats(1e-3, 1e3), min_size=length, max_size=length))
@@ -84,7 +92,9 @@ cells = st.one_of(finite.map(repr), st.sampled_from(["", "nan", "inf", "abc", '"
 
 @FAST
 @given(
-    header=st.lists(st.sampled_from(["x", "x0", "x1", "y", "t", "series", "", "x", "value", "date"]), min_size=1, max_size=5),
+    header=st.lists(
+        st.sampled_from(["x", "x0", "x1", "y", "t", "series", "", "x", "value", "date"]), min_size=1, max_size=5
+    ),
     rows=st.lists(st.lists(cells, min_size=0, max_size=6), min_size=0, max_size=8),
     sep=st.sampled_from([",", ";", "\t", "|"]),
     newline=st.sampled_from(["\n", "\r\n"]),
@@ -165,7 +175,14 @@ def test_a_line_of_64_mib_is_a_clean_error(tmp_path):
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(["x", "y", "t", "series", ",", "\n", "\r\n", '"', "1.5", "", "nan", "a", "\ufeff", ";", "\t", "-", "1e9"]), max_size=40))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["x", "y", "t", "series", ",", "\n", "\r\n", '"', "1.5", "", "nan", "a", "\ufeff", ";", "\t", "-", "1e9"]
+        ),
+        max_size=40,
+    )
+)
 def test_the_command_line_never_shows_a_traceback(cli, pieces):
     result = cli("info", input="".join(pieces).encode())
     assert result.exit_code in (0, 2), result.stderr
@@ -176,7 +193,14 @@ def test_the_command_line_never_shows_a_traceback(cli, pieces):
 @FAST
 @given(
     width=st.integers(1, 4),
-    cells=st.lists(st.one_of(finite.map(repr), st.sampled_from(["", " 1.5", "2 ", "a b", "nan", "-0.0", "x", "  ", "#c", "\x00", "é", "1e5\x0b"])), min_size=1, max_size=40),
+    cells=st.lists(
+        st.one_of(
+            finite.map(repr),
+            st.sampled_from(["", " 1.5", "2 ", "a b", "nan", "-0.0", "x", "  ", "#c", "\x00", "é", "1e5\x0b"]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
     sep=st.sampled_from([",", "\t", ";"]),
     newline=st.sampled_from(["\n", "\r\n"]),
     bom=st.booleans(),
