@@ -60,7 +60,7 @@ def test_the_documented_pipeline_learns_the_kind_on_a_fresh_seed(sh, tmp_path, k
 
 
 def test_a_tanh_rnn_fails_the_adding_problem_through_the_same_pipeline(sh, tmp_path):
-    metrics, _ = _judged(sh, tmp_path, "adding", "--cell rnn --steps 800")  # the README: 0.164 at the full 2000
+    metrics, _ = _judged(sh, tmp_path, "adding", "--cell rnn --steps 800")  # docs/generators.md: 0.164 at the full 2000
     assert metrics["mse"] > 0.1, metrics  # the mean answer scores about 0.167: vanishing gradients
 
 
@@ -68,7 +68,7 @@ def test_a_tanh_rnn_fails_the_adding_problem_through_the_same_pipeline(sh, tmp_p
 def test_chaos_is_forecast_free_running_for_a_while(sh, tmp_path, kind, bound):
     """Chaos amplifies any error exponentially (Lorenz: e-fold every 1.1 time units, 55 steps
     at dt 0.02), so a free run is judged over its first steps only: the RMS error, each
-    input scaled by its std over the table, stays under `bound` (README: measured figures)."""
+    input scaled by its std over the table, stays under `bound` (docs/generators.md: measured figures)."""
     _, table = _judged(sh, tmp_path, kind)
     free = (table["phase"] == "free").to_numpy()
     names = [n for n in table.columns if n.startswith("x")]

@@ -2,7 +2,7 @@
 ends in exit 0, or in exit 2 with exactly one stderr line `seqtool: error: ...`; never a
 traceback, never the catch-all `seqtool: error: unexpected ...` (exit 1).
 
-Exit 1 is accepted only for the run failures the README documents ("Errors and exit
+Exit 1 is accepted only for the run failures docs/errors.md documents ("Errors and exit
 codes": exit 1 is a run that failed): a training run that diverged ("training
 diverged") and a model whose predictions or forecasts "are not finite". Then the last
 stderr line is that one error line (progress lines may come before it).
@@ -88,7 +88,7 @@ FUZZ = settings(
 RECORD = os.environ.get("SEQTOOL_FUZZ_RECORD")
 TRACE = os.environ.get("SEQTOOL_FUZZ_TRACE")
 
-# the run failures that README's "Errors and exit codes" documents as exit 1
+# the run failures that docs/errors.md ("Errors and exit codes") documents as exit 1
 DOCUMENTED_RUN_FAILURES = ("training diverged", "are not finite")
 
 # --- option values --------------------------------------------------------------------------
@@ -698,7 +698,7 @@ def violation(result) -> str | None:
         ok = len(lines) == 1 and lines[0].startswith("seqtool: error: ")
         return None if ok else f"exit 2 with {len(lines)} stderr lines"
     if code == 1:
-        # A run that failed (README, "Errors and exit codes"): the documented ones are a
+        # A run that failed (docs/errors.md, "Errors and exit codes"): the documented ones are a
         # training run that diverged and a model whose outputs are not finite numbers.
         if len(errors) == 1 and lines[-1] == errors[0] and any(w in errors[0] for w in DOCUMENTED_RUN_FAILURES):
             return None
