@@ -73,7 +73,8 @@ def run() -> list[Row]:
         ok = sum(s <= 1e-3 for s in scores)
         rows.append(Row("sincos stateful, MSE (worst of 3 seeds)", max(scores), "", "<= 1e-3 for 3 of 3", ok == 3,
                         f"{ok}/3 seeds; MSE {', '.join(f'{s:.2g}' for s in scores)}; "
-                        f"`seqtool gen sincos | seqtool train --stateful --seed S`, {max(walls):.1f} s each at most"))  # fmt: skip
+                        f"`seqtool gen sincos | seqtool train --stateful --seed S`, "
+                        f"{max(walls):.1f} s each at most"))  # fmt: skip
         # integral
         wall = _sh("seqtool gen integral | seqtool train --stateful --steps 6000 -o int.pt", d)
         mae = _metrics("seqtool gen integral -n 1 --length 1500 --seed 1 | seqtool predict int.pt", d)["mae"]
@@ -92,7 +93,8 @@ def run() -> list[Row]:
         results = {}
         for cell in ("lstm", "rnn"):
             wall = _sh(
-                f"seqtool gen adding -n 10000 | seqtool train --cell {cell} --window 100 --batch 64 --steps 1500 -o add_{cell}.pt",
+                f"seqtool gen adding -n 10000 | seqtool train --cell {cell} --window 100 --batch 64 --steps 1500 "
+                f"-o add_{cell}.pt",
                 d,
             )
             mse = _metrics(f"seqtool gen adding --seed 1 | seqtool predict add_{cell}.pt", d)["mse"]

@@ -152,7 +152,8 @@ def run() -> list[Row]:
                 "s",
                 "<= 5",
                 first <= 5,
-                f"median of 3 runs ({seconds} s): importing torch and its optimizer (about 4 s), the folder opened, the validation rows read, the model built",
+                f"median of 3 runs ({seconds} s): importing torch and its optimizer (about 4 s), the folder opened, "
+                "the validation rows read, the model built",
             )
         )
     return rows

@@ -39,12 +39,17 @@ def run() -> list[Row]:
         sh("seqtool gen sine --noise 0.1 --seed 101 -o fresh.csv", d)
         for seed in (0, 1, 2):
             sh(
-                f"seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed} -o g{seed}.pt",
+                f"seqtool gen sine --noise 0.1 --seed {seed} "
+                f"| seqtool train --loss gaussian --seed {seed} -o g{seed}.pt",
                 d,
             )
             m, every = (_predicted(d, f"g{seed}.pt", warmup) for warmup in (20, 0))
             sigma = m["width"] / (2 * Z80)
-            what = f"`seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed}`; fresh --seed 101, {m['steps']} steps after a 20-step warm-up; over all {every['steps']} steps {every['width'] / (2 * Z80):.3f}"
+            what = (
+                f"`seqtool gen sine --noise 0.1 --seed {seed} | seqtool train --loss gaussian --seed {seed}`; "
+                f"fresh --seed 101, {m['steps']} steps after a 20-step warm-up; "
+                f"over all {every['steps']} steps {every['width'] / (2 * Z80):.3f}"
+            )
             rows.append(
                 Row(
                     f"seed {seed}: learned one-step scale", sigma, "", "0.085-0.115", abs(sigma / 0.1 - 1) <= 0.15, what
@@ -61,7 +66,8 @@ def run() -> list[Row]:
                 )
             )
             sh(
-                f"seqtool rollout g{seed}.pt fresh.csv --warmup 20 --steps 20 --samples 200 --seed {seed} --metrics f{seed}.json -q > /dev/null",
+                f"seqtool rollout g{seed}.pt fresh.csv --warmup 20 --steps 20 --samples 200 --seed {seed} "
+                f"--metrics f{seed}.json -q > /dev/null",
                 d,
             )
             f = json.loads((d / f"f{seed}.json").read_text())
@@ -119,12 +125,14 @@ def _airline(d: Path) -> list[Row]:
         (f"airline held-out tail, --log-values, seed {s}", "--log-values", s) for s in (0, 1, 2)
     ]:
         sh(
-            f"seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 {extra} --cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 --seed {seed} -o air.pt",
+            f"seqtool train head.csv --x value --loss gaussian --season 12 --diff 1,12 {extra} "
+            f"--cell lstm --hidden 32 --window 48 --steps 500 --val 0.2 --seed {seed} -o air.pt",
             d,
         )
         for level in (50, 80, 95):
             sh(
-                f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} --metrics air.json -q > /dev/null",
+                f"seqtool predict air.pt {ROOT / 'data' / 'airline.csv'} --warmup {144 - HOLD} --level {level} "
+                "--metrics air.json -q > /dev/null",
                 d,
             )
             m = json.loads((d / "air.json").read_text())
@@ -153,7 +161,10 @@ def _speed(model: Path) -> list[Row]:
         "points": lambda: [rollout(model, model.parent / "many.csv", output=None, **kw) for _ in range(100)],
     }, repeats=1)  # fmt: skip
     ratio = times["points"] / times["paths"]
-    note = f"in one process: 1,000 series x 100 free steps x 100 paths in {times['paths']:.1f} s; 100 point rollouts {times['points']:.1f} s (one thread: the same arithmetic)"
+    note = (
+        f"in one process: 1,000 series x 100 free steps x 100 paths in {times['paths']:.1f} s; "
+        f"100 point rollouts {times['points']:.1f} s (one thread: the same arithmetic)"
+    )
     rows = [Row("sample paths: one batch / 100 point rollouts, in one process", ratio, "x", "reported", True, note)]
     command = f"seqtool rollout {model.name} many.csv --warmup 10 --steps 100 --threads 1 -q > /dev/null"
     start = time.perf_counter()

@@ -122,7 +122,10 @@ def _series(name: str, d: Path) -> list[Row]:
         a, b = diff[key], plain[key]
         naive, seasonal = a["naive"]["mae"], a["seasonal_naive"]["mae"]
         same = naive == b["naive"]["mae"] and seasonal == b["seasonal_naive"]["mae"] and a["origins"] == b["origins"]
-        where = f"{a['origins']} origin{'s' if a['origins'] > 1 else ''} from step {start}, h = {'1' if h == 1 else f'1..{h}'}"
+        where = (
+            f"{a['origins']} origin{'s' if a['origins'] > 1 else ''} from step {start}, "
+            f"h = {'1' if h == 1 else f'1..{h}'}"
+        )
         if h == 1:
             target, passed = f"< naive {naive:.3g} and seasonal naive {seasonal:.3g}", a["mae"] < min(naive, seasonal)
         elif h == 24:
@@ -131,7 +134,8 @@ def _series(name: str, d: Path) -> list[Row]:
             target, passed = "-", True
         rows.append(Row(f"{name}: {key} MAE, {label}", a["mae"], "", target, passed and same,
                         f"without --diff {b['mae']:.3g}; naive {naive:.3g}; seasonal naive {seasonal:.3g}; "
-                        f"MASE {a['mase']:.3g}; {where}{'' if same else '; NAIVE FIGURES DIFFER BETWEEN RUNS'}"))  # fmt: skip
+                        f"MASE {a['mase']:.3g}; {where}"
+                        f"{'' if same else '; NAIVE FIGURES DIFFER BETWEEN RUNS'}"))  # fmt: skip
     for key in HORIZONS:
         b = plain[key]
         rows.append(Row(f"{name}: {key} MAE, without --diff", b["mae"], "", "-", True, f"MASE {b['mase']:.3g}"))
@@ -244,12 +248,14 @@ def backtest_speed(d: Path) -> list[Row]:
     same = gap <= 1e-4 * max(scale, 1.0)
     return [
         Row("backtest 1,000 origins x 24: speed-up over 1,000 rollouts", ratio, "x", ">= 20", ratio >= 20 and same,
-            f"{fast:.2f} s (median of 5) vs {slow:.1f} s: `seqtool.forecast.backtest.backtest(model, table, horizon=24, "
-            f"start={start})` against `seqtool.forecast.rollout.rollout(model, table[:origin + 24], warmup=origin, steps=24)` "
+            f"{fast:.2f} s (median of 5) vs {slow:.1f} s: "
+            f"`seqtool.forecast.backtest.backtest(model, table, horizon=24, start={start})` against "
+            f"`seqtool.forecast.rollout.rollout(model, table[:origin + 24], warmup=origin, steps=24)` "
             f"for each origin, the checkpoint loaded once, the cut tables made in memory beforehand; as the public "
             f"call stands (the full table, the checkpoint loaded by every call) the loop takes {public:.1f} s, "
             f"{public / fast:.0f}x. gen trend --length {length} --seed 1; an LSTM (defaults, --diff 1, 300 steps); "
-            f"same process, 1 torch thread; the forecasts agree: max abs difference {gap:.2g} (values up to {scale:.3g})"),
+            f"same process, 1 torch thread; the forecasts agree: max abs difference {gap:.2g} "
+            f"(values up to {scale:.3g})"),
     ]  # fmt: skip
 
 
@@ -281,7 +287,8 @@ def temperature(d: Path) -> list[Row]:
     rows.append(Row("daily temperature: 90-day MAE, --time-features (worst of 3 seeds)", worst, "",
                     f"< seasonal naive {seasonal:.3g} and flat {flat:.3g}", worst < min(seasonal, flat),
                     f"seeds 0-2: {', '.join(f'{m:.3g}' for m in maes)}; `{cmd}` on days 0..{start - 1}, then "
-                    f"`seqtool backtest tS.pt full.csv --horizon 90 --start {start} --season 365`; defaults, nothing tuned"))  # fmt: skip
+                    f"`seqtool backtest tS.pt full.csv --horizon 90 --start {start} --season 365`; "
+                    "defaults, nothing tuned"))  # fmt: skip
     plain, _ = found["without"]
     rows.append(
         Row(

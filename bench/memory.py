@@ -61,7 +61,8 @@ def run() -> list[Row]:
                 f"{command}, ragged / even table: peak memory", ratio, "x", "<= 1.5", ratio <= 1.5,
                 f"{peaks['ragged'][command]:.0f} vs {peaks['even'][command]:.0f} MiB, "
                 f"{seconds['ragged'][command]:.1f} vs {seconds['even'][command]:.1f} s; "
-                f"1 x {LONG:,} + {N_SHORT:,} x {SHORT} steps vs {N_SHORT + 1:,} x {(LONG + SHORT * N_SHORT) // (N_SHORT + 1)}; "
+                f"1 x {LONG:,} + {N_SHORT:,} x {SHORT} steps vs "
+                f"{N_SHORT + 1:,} x {(LONG + SHORT * N_SHORT) // (N_SHORT + 1)}; "
                 f"train: `{' '.join(TRAIN)}`",
             ))  # fmt: skip
     return rows

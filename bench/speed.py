@@ -49,7 +49,7 @@ def raw_loop(cell: str, windows, steps: int, hidden: int = 64, batch: int = 256)
     net, head = kind(1, hidden, batch_first=True), nn.Linear(hidden, 1)
     opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=1e-3)
     start = time.perf_counter()
-    for step in range(steps):
+    for _step in range(steps):
         idx = torch.randint(0, len(windows), (batch,))
         w = windows[idx]
         out, _ = net(w[:, :-1])
@@ -81,7 +81,7 @@ def cell_rollout(model_path: Path, series: list[np.ndarray], warmup: int) -> lis
             for t in range(warmup):
                 state = cell(z[t].view(1, 1), state)
             pred = head(state[0])
-            for t in range(warmup, len(x)):
+            for _ in range(warmup, len(x)):
                 preds.append(float(pred) * std + mean)
                 state = cell(pred, state)
                 pred = head(state[0])
@@ -157,7 +157,8 @@ def time_to_accuracy(d: Path) -> list[Row]:
         Row("time to accuracy: seqtool / tutorial loop", ratio, "x", "<= 0.33", chosen is not None and ratio <= 1 / 3,
             f"seqtool reaches TF {tf:.2g}, free {free:.2g} with {steps} steps in {seq_s:.1f} s; the tutorial's "
             f"6000 steps take {tut_s:.1f} s and end at TF {tut_tf:.2g}, free {tut_free:.2g}"),
-        Row("equal wall time: seqtool free-running MSE", eq_free, "", f"< tutorial's {tut_free:.2g}", eq_free < tut_free,
+        Row("equal wall time: seqtool free-running MSE", eq_free, "", f"< tutorial's {tut_free:.2g}",
+            eq_free < tut_free,
             f"seqtool with {tut_s:.1f} s ({equal_steps} steps): TF {eq_tf:.2g}, free {eq_free:.2g}"),
     ]  # fmt: skip
 
@@ -187,7 +188,8 @@ def training_overhead(d: Path) -> list[Row]:
             raw.append(raw_loop(cell, windows, steps))
         ratio = statistics.median(r / o for r, o in zip(raw, ours))
         rows.append(Row(f"training steps/s, {cell}: seqtool / raw PyTorch", ratio, "x", ">= 0.9", ratio >= 0.9,
-                        f"{1 / statistics.median(ours):.1f} vs {1 / statistics.median(raw):.1f} steps/s; hidden 64, window 50, batch 256"))  # fmt: skip
+                        f"{1 / statistics.median(ours):.1f} vs {1 / statistics.median(raw):.1f} steps/s; "
+                        "hidden 64, window 50, batch 256"))  # fmt: skip
     return rows
 
 
@@ -243,8 +245,10 @@ def scale(d: Path) -> list[Row]:
         read_s = statistics.median(times)
         peak = peak_rss_mb([str(BIN / "seqtool"), "train", str(path), "--steps", "20", "-q", "-o", str(d / "big.pt")])
         rows += [
-            Row(f"read 1,000,000 rows ({ext})", read_s, "s", "< 5 s", read_s < 5, f"{1e6 / read_s:,.0f} rows/s; {path.stat().st_size / 1e6:.0f} MB"),
-            Row(f"train on 1,000,000 rows ({ext}): peak memory", peak, "MiB", "< 2048 MiB", peak < 2048, "`seqtool train big --steps 20`, whole process"),
+            Row(f"read 1,000,000 rows ({ext})", read_s, "s", "< 5 s", read_s < 5,
+                f"{1e6 / read_s:,.0f} rows/s; {path.stat().st_size / 1e6:.0f} MB"),
+            Row(f"train on 1,000,000 rows ({ext}): peak memory", peak, "MiB", "< 2048 MiB", peak < 2048,
+                "`seqtool train big --steps 20`, whole process"),
         ]  # fmt: skip
     return rows
 

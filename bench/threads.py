@@ -50,7 +50,10 @@ def _three(d: Path, data: str, options: str) -> None:
 
 
 def _mae(d: Path, model: str, seed: int = 1) -> float:
-    cmd = f"seqtool gen integral -n 1 --length 1500 --seed {seed} | seqtool predict {model} -q --metrics m.json -o /dev/null"
+    cmd = (
+        f"seqtool gen integral -n 1 --length 1500 --seed {seed} "
+        f"| seqtool predict {model} -q --metrics m.json -o /dev/null"
+    )
     subprocess.run(cmd, shell=True, cwd=d, env=ENV, check=True)
     return json.loads((d / "m.json").read_text())["mae"]
 
@@ -64,23 +67,30 @@ def run() -> list[Row]:
             data = make.split()[-1]
             summary = {}
             alone = interleaved({
-                "one": lambda: _train(d, data, f"{options} --threads 1", "one.pt"),
-                "auto": lambda: summary.update(line=_train(d, data, options, "auto.pt")),
+                "one": lambda: _train(d, data, f"{options} --threads 1", "one.pt"),  # noqa: B023 (interleaved calls it at once)
+                "auto": lambda: summary.update(line=_train(d, data, options, "auto.pt")),  # noqa: B023 (called at once)
             }, repeats=3)  # fmt: skip
             chosen = re.search(r"on (\d+ threads?)", summary["line"]).group(1)
-            rows.append(Row(f"{name}: alone, default threads / --threads 1", alone["auto"] / alone["one"], "x", "<= 1.0", alone["auto"] <= alone["one"] * 1.02 or chosen == "1 thread",
-                            f"median of 3: {alone['auto']:.1f} s ({chosen} chosen{': the same command, the ratio is noise' if chosen == '1 thread' else ''}) vs {alone['one']:.1f} s, whole command"))  # fmt: skip
+            rows.append(Row(f"{name}: alone, default threads / --threads 1", alone["auto"] / alone["one"], "x",
+                            "<= 1.0", alone["auto"] <= alone["one"] * 1.02 or chosen == "1 thread",
+                            f"median of 3: {alone['auto']:.1f} s ({chosen} chosen"
+                            f"{': the same command, the ratio is noise' if chosen == '1 thread' else ''})"
+                            f" vs {alone['one']:.1f} s, whole command"))  # fmt: skip
             three = interleaved(
-                {"one": lambda: _three(d, data, f"{options} --threads 1"), "auto": lambda: _three(d, data, options)},
+                {"one": lambda: _three(d, data, f"{options} --threads 1"), "auto": lambda: _three(d, data, options)},  # noqa: B023 (called at once)
                 repeats=1,
             )
-            rows.append(Row(f"{name}: three at once, default / --threads 1", three["auto"] / three["one"], "x", "<= 1.2", three["auto"] <= 1.2 * three["one"],
+            rows.append(Row(f"{name}: three at once, default / --threads 1", three["auto"] / three["one"], "x",
+                            "<= 1.2", three["auto"] <= 1.2 * three["one"],
                             f"{three['auto']:.1f} s vs {three['one']:.1f} s for all three"))  # fmt: skip
             if name == "long series":
                 mae, seconds = _mae(d, "auto.pt"), _seconds(summary["line"])
                 others = ", ".join(f"{_mae(d, 'auto.pt', seed):.4f}" for seed in (2, 3))
-                rows.append(Row("long series cut into 32 streams: MAE on a fresh 1,500-step series", mae, "", "<= 0.01 in <= 30 s", mae <= 0.01 and seconds <= 30,
-                                f"`seqtool gen integral -n 1 --length 100000 | seqtool train --stateful`, {seconds:.1f} s of training; fresh seeds 2, 3: {others}; {summary['line'].split(';')[0]}"))  # fmt: skip
+                rows.append(Row("long series cut into 32 streams: MAE on a fresh 1,500-step series", mae, "",
+                                "<= 0.01 in <= 30 s", mae <= 0.01 and seconds <= 30,
+                                f"`seqtool gen integral -n 1 --length 100000 | seqtool train --stateful`, "
+                                f"{seconds:.1f} s of training; fresh seeds 2, 3: {others}; "
+                                f"{summary['line'].split(';')[0]}"))  # fmt: skip
                 line = _train(d, data, "--stateful --batch 1", "single.pt")
                 rows.append(
                     Row(

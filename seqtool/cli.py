@@ -179,7 +179,8 @@ YCols = Annotated[
 Level = Annotated[
     float,
     typer.Option(
-        help=f"The interval's level in percent, {span('level')}, for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi."
+        help=f"The interval's level in percent, {span('level')}, "
+        "for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi."
     ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
@@ -196,14 +197,16 @@ TableOut = Annotated[
 Threads = Annotated[
     Optional[int],
     typer.Option(
-        help=f"CPU threads for torch, {span('threads')} \\[default: as many as the model's size pays for, within the cores free now]."
+        help=f"CPU threads for torch, {span('threads')} "
+        "\\[default: as many as the model's size pays for, within the cores free now]."
     ),
 ]
 Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
 Season = Annotated[
     Optional[int],
     typer.Option(
-        help=f"Season length for the seasonal naive forecast, {span('season')} \\[default: the model's --season, if any]."
+        help=f"Season length for the seasonal naive forecast, {span('season')} "
+        "\\[default: the model's --season, if any]."
     ),
 ]
 
@@ -242,7 +245,8 @@ def train(
     nproc: Annotated[
         int,
         typer.Option(
-            help="Train in N processes on this machine, each on its share of every batch (torch.distributed; as torchrun --nproc-per-node N -m seqtool train ...).",
+            help="Train in N processes on this machine, each on its share of every batch "
+            "(torch.distributed; as torchrun --nproc-per-node N -m seqtool train ...).",
             min=1,
         ),
     ] = 1,
@@ -310,7 +314,8 @@ def rollout(
     warmup: Annotated[
         Optional[int],
         typer.Option(
-            help=f"True steps to warm up on, {span('rollout_warmup')} \\[default: 10; with --horizon, all of each series]."
+            help=f"True steps to warm up on, {span('rollout_warmup')} "
+            "\\[default: 10; with --horizon, all of each series]."
         ),
     ] = None,
     steps: Annotated[
@@ -323,7 +328,9 @@ def rollout(
     samples: Annotated[
         int,
         typer.Option(
-            help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run."
+            help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: "
+            "yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; "
+            "0: the mean run."
         ),
     ] = 0,
     level: Level = 80.0,
@@ -377,7 +384,10 @@ def backtest(
     samples: Annotated[
         int,
         typer.Option(
-            help=f"Sample paths from each origin, {span('samples')}, for a model trained with --loss gaussian or studentt: yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; 0: the mean run."
+            help=f"Sample paths from each origin, {span('samples')}, "
+            "for a model trained with --loss gaussian or studentt: "
+            "yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; "
+            "0: the mean run."
         ),
     ] = 0,
     level: Level = 80.0,

@@ -79,7 +79,8 @@ class TrainConfig:
     dropout: float = _option(ModelConfig.dropout, "Dropout between stacked layers, {span}.")
     loss: str = _option(
         "mse",
-        "mse (a point forecast), or gaussian or studentt: a distribution of each next value, trained by its likelihood; forecasts then have intervals.",
+        "mse (a point forecast), or gaussian or studentt: a distribution of each next value, "
+        "trained by its likelihood; forecasts then have intervals.",
         LOSSES,
     )
     lr: float = _option(1e-2, "Learning rate, {span}.")
@@ -87,7 +88,8 @@ class TrainConfig:
     batch: int = _option(32, "Windows (or streams) per step, {span}.")
     window: int | None = _option(
         None,
-        "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful \\[default: 50; whole series if targets sparse or series short].",
+        "Steps per training window (per chunk with --stateful), {span}; longer than --burn-in, unless --stateful "
+        "\\[default: 50; whole series if targets sparse or series short].",
     )
     stride: int = _option(1, "Steps between window starts, {span}.")
     steps: int | None = _option(None, "Optimizer steps, {span} \\[default: 2000].")
@@ -103,16 +105,19 @@ class TrainConfig:
     y: str | None = _option(None, "Target columns, comma-separated \\[default: y or y0,y1,...].")
     diff: str | None = _option(
         None,
-        "Difference the series at these lags in turn (1: a trend; 1,12: and a season of 12) and learn the differences; forecasts are undone to the original scale.",
+        "Difference the series at these lags in turn (1: a trend; 1,12: and a season of 12) and learn the differences; "
+        "forecasts are undone to the original scale.",
     )
     log_values: bool = _option(
         False,
-        "Learn the logarithm of the series (all values positive), where it grows by a factor; forecasts are taken back by exp (a median).",
+        "Learn the logarithm of the series (all values positive), where it grows by a factor; "
+        "forecasts are taken back by exp (a median).",
     )
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     time_features: bool = _option(
         False,
-        "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: for seasons longer than a window.",
+        "Feed calendar features of t (or of a column of dates) as known inputs, also past the end: "
+        "for seasons longer than a window.",
     )
     period: str | None = _option(
         None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates."
@@ -133,7 +138,8 @@ class TrainConfig:
             lags = ()
         if not lags or any(lag < 1 or lag > LIMITS["window"].hi for lag in lags) or len(lags) > 4:
             raise SeqtoolError(
-                f"--diff must be one to four whole numbers of steps, each at least 1, comma-separated (1, 12 or 1,12), got {self.diff!r}"
+                "--diff must be one to four whole numbers of steps, each at least 1, comma-separated (1, 12 or 1,12), "
+                f"got {self.diff!r}"
             )
         return lags
 

@@ -216,7 +216,7 @@ def _through(t: Target) -> Iterator[BinaryIO]:
             yield f
     else:
         try:
-            f = open(t.path, "wb")
+            f = open(t.path, "wb")  # noqa: SIM115 (closed by `with f` below; only open's errors are caught here)
         except OSError as e:
             raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
         with f:
@@ -259,7 +259,7 @@ def open_growing(dest: str | os.PathLike) -> Iterator[BinaryIO]:
             yield f
         return
     try:
-        f = open(t.path, "wb")
+        f = open(t.path, "wb")  # noqa: SIM115 (closed by the `with` below; only open's errors are caught here)
     except OSError as e:
         raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
     with write_errors(t.given), f:

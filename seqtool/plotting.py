@@ -224,8 +224,8 @@ def _draw(plan: _Plan, look: Look):
                 fontsize=8,
                 color="gray",
             )
-    what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout", "backtest": "backtest",
-            "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
+    what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout",
+            "backtest": "backtest", "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
     source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
     fig.suptitle(look.title or (what if source == "<stdin>" else f"{what}: {_literal(source)}"))
     fig.set_layout_engine("constrained")
@@ -410,7 +410,8 @@ def _pick_series(ids: list[str], source: str, chosen: Sequence[str] | None, defa
     missing = [c for c in chosen if c not in ids]
     if missing:
         raise SeqtoolError(
-            f"{source}: no series {missing[0]!r} for --series (ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})"
+            f"{source}: no series {missing[0]!r} for --series "
+            f"(ids: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''})"
         )
     return list(chosen)
 
@@ -633,7 +634,7 @@ def _draw_log(fig, inputs, logy) -> None:
 def _draw_gradnorm(fig, inputs, logy) -> None:
     ax = fig.subplots()
     several = len(inputs) > 1
-    for n, (label, table) in enumerate(inputs):
+    for _n, (label, table) in enumerate(inputs):
         cells, layers = table.columns["cell"].astype(str), table.columns["layer"].astype(str)
         t, g = table.numbers("t"), table.numbers("grad_norm", True)
         groups = list(dict.fromkeys(zip(cells.tolist(), layers.tolist())))

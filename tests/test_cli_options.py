@@ -53,7 +53,7 @@ def test_every_training_option_is_in_help_with_its_line_and_default(cli, monkeyp
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     for f in OPTIONS:
-        line = next(l for l in lines if l.startswith(f"│ {_flag(f.name)} "))
+        line = next(row for row in lines if row.startswith(f"│ {_flag(f.name)} "))
         text = f.metadata["help"].replace("\\[", "[")  # escaped for rich markup
         if "{span}" in text:
             text = text.replace("{span}", LIMITS[f.name].interval())
@@ -69,10 +69,10 @@ def test_every_training_option_is_in_help_with_its_line_and_default(cli, monkeyp
 
 # a value other than the default for every training option
 GIVEN = {
-    "cell": "gru", "loss": "gaussian", "hidden": 8, "layers": 2, "dropout": 0.25, "lr": 0.003, "optimizer": "sgd", "batch": 7,
-    "window": 20, "stride": 3, "steps": 11, "epochs": 1.5, "clip": 0.5, "schedule": "plateau", "val": 0.2,
-    "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c", "diff": "1,12", "log_values": True, "season": 12,
-    "time_features": True, "period": "7,365.25",
+    "cell": "gru", "loss": "gaussian", "hidden": 8, "layers": 2, "dropout": 0.25, "lr": 0.003, "optimizer": "sgd",
+    "batch": 7, "window": 20, "stride": 3, "steps": 11, "epochs": 1.5, "clip": 0.5, "schedule": "plateau", "val": 0.2,
+    "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c", "diff": "1,12", "log_values": True,
+    "season": 12, "time_features": True, "period": "7,365.25",
 }  # fmt: skip
 
 

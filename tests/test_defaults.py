@@ -96,8 +96,8 @@ def test_sparse_targets_get_windows_that_cover_whole_series(tmp_path, capfd):
     window, err = _trained(tmp_path, generators.adding(n_series=40, length=80), capfd)
     assert window == 80
     assert (
-        "seqtool: targets are sparse (one step in 80 has one): each window covers a whole series (--window 80); give --window to choose"
-        in err
+        "seqtool: targets are sparse (one step in 80 has one): each window covers a whole series (--window 80); "
+        "give --window to choose" in err
     )
 
 

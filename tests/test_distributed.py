@@ -122,7 +122,8 @@ def _rank(launcher: subprocess.Popen, rank: int, timeout: float = 60) -> int:
     while time.monotonic() < deadline:
         for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
             try:
-                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
             except OSError:
                 continue
             if f"RANK={rank}".encode() in env:

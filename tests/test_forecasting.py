@@ -220,7 +220,8 @@ def _rows(table, which) -> np.ndarray:
 
 def test_backtest_through_a_pipe_to_plot(trend, sh):
     run = sh(
-        f"seqtool backtest {trend / 'diff.pt'} {trend / 'trend.csv'} --horizon 12 --metrics m.json | seqtool plot -o bt.png"
+        f"seqtool backtest {trend / 'diff.pt'} {trend / 'trend.csv'} --horizon 12 --metrics m.json "
+        "| seqtool plot -o bt.png"
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr.decode().startswith("seqtool: backtest (")
@@ -477,4 +478,9 @@ def test_the_log_is_refused_where_a_value_is_not_positive_and_for_a_mapping_tabl
     one_error_line(cli("predict", growth / "log.pt", tmp_path / "bad.csv"), "bad.csv", "must be positive; got -1.5")
     assert not (tmp_path / "never.pt").exists()
     with pytest.raises(SeqtoolError, match="--log-values is for next-step forecasting"):
-        train(generators.sincos(n_series=2, length=40), tmp_path / "m.pt", TrainConfig(**SMALL, log_values=True), quiet=True)
+        train(
+            generators.sincos(n_series=2, length=40),
+            tmp_path / "m.pt",
+            TrainConfig(**SMALL, log_values=True),
+            quiet=True,
+        )

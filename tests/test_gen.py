@@ -39,7 +39,7 @@ def test_gen_help_lists_every_kind_with_a_line(cli):
     result = cli("gen", "--help")
     assert result.exit_code == 0
     for kind in KINDS:
-        line = next(l for l in result.stdout.splitlines() if f" {kind} " in l)
+        line = next(row for row in result.stdout.splitlines() if f" {kind} " in row)
         assert len(line.split(kind, 1)[1].strip(" │")) > 10, line
 
 

@@ -116,8 +116,8 @@ def test_pipe_into_plot_as_written(sh):
     result = sh("seqtool gradnorm --cell rnn,lstm,gru --length 100 | seqtool plot -o g.png")
     assert result.returncode == 0, result.stderr.decode()
     lines = result.stderr.decode().splitlines()
-    assert [l.split(":")[1].strip().split()[1] for l in lines] == ["rnn", "lstm", "gru"]
-    assert all("vanishing" in l for l in lines)
+    assert [line.split(":")[1].strip().split()[1] for line in lines] == ["rnn", "lstm", "gru"]
+    assert all("vanishing" in line for line in lines)
 
 
 def test_a_trained_checkpoint_on_its_data(tmp_path, cli):

@@ -175,7 +175,8 @@ def test_each_sample_path_carries_its_own_state_and_is_fed_its_own_draws(noisy, 
 
 def test_rollout_quantiles_are_those_of_the_paths_and_cover_a_free_run(noisy, cli):
     result = cli("rollout", noisy / "g.pt", noisy / "fresh.csv", "--warmup", "20", "--steps", "20", "--samples", "300",
-                 "--paths", noisy / "paths.csv", "--metrics", noisy / "r.json", "-o", noisy / "r.csv", "--level", "80")  # fmt: skip
+                 "--paths", noisy / "paths.csv", "--metrics", noisy / "r.json", "-o", noisy / "r.csv",
+                 "--level", "80")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     from seqtool.data.tables import read_table
 

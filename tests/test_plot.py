@@ -103,7 +103,7 @@ def test_rollout_picture_marks_where_free_running_starts(tables):
     assert labels_of(fig) >= {"truth", "warm-up (teacher-forced)", "free-running"}
     first_free_t = float(table.columns["t"][10])
     ax = fig.axes[0]
-    vertical = [l for l in ax.get_lines() if len(set(np.ravel(l.get_xdata()))) == 1]
+    vertical = [line for line in ax.get_lines() if len(set(np.ravel(line.get_xdata()))) == 1]
     assert float(np.ravel(vertical[0].get_xdata())[0]) == pytest.approx(first_free_t)
     assert "free-running RMSE" in ax.get_title()
 
@@ -112,8 +112,8 @@ def test_log_picture_loss_lr_and_clipped_gradients(tables):
     fig = figure([("log", read_table(tables / "log.csv"))])
     loss, lr, grad = fig.axes
     assert loss.get_yscale() == "log" and lr.get_yscale() == "log" and grad.get_yscale() == "log"
-    assert {l.get_label() for l in loss.get_lines()} == {"train", "validation"}
-    assert "clipped steps" in {l.get_label() for l in grad.get_lines()}
+    assert {line.get_label() for line in loss.get_lines()} == {"train", "validation"}
+    assert "clipped steps" in {line.get_label() for line in grad.get_lines()}
     assert grad.get_xlabel() == "step"
 
 
@@ -121,7 +121,7 @@ def test_gradnorm_picture_one_line_per_cell_and_layer(tables):
     fig = figure([("g", read_table(tables / "gradnorm.csv"))])
     (ax,) = fig.axes
     assert ax.get_yscale() == "log"
-    labels = {l.get_label() for l in ax.get_lines()}
+    labels = {line.get_label() for line in ax.get_lines()}
     assert labels == {"rnn layer 0   [t=1 / t=20: 1.9e-06]", "lstm layer 0   [t=1 / t=20: 1]"}
 
 
@@ -331,7 +331,7 @@ def test_a_backtest_draws_each_shown_origins_interval_as_a_band():
     table.columns["yhat_lo"], table.columns["yhat_hi"] = yhat - 0.5, yhat + 1.0
     fig = figure([("b", table)])
     ax = fig.axes[-1]
-    origins = [l for l in ax.get_lines() if str(l.get_label()).startswith("origin")]
+    origins = [line for line in ax.get_lines() if str(line.get_label()).startswith("origin")]
     assert len(ax.collections) == len(origins) > 1 and ax.collections[0].get_label() == "interval"
     for line, band in zip(origins, ax.collections):
         ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])

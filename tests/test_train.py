@@ -312,7 +312,7 @@ def test_log_rows_and_plain_progress(tmp_path, cli):
     result = cli("train", small_sine(tmp_path), "-o", tmp_path / "m.pt", "--log", tmp_path / "log.csv",
                  "--hidden", "8", "--steps", "100", "--window", "20", "--clip", "0.001")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    progress = [l for l in result.stderr.splitlines() if l.startswith("seqtool: step")]
+    progress = [line for line in result.stderr.splitlines() if line.startswith("seqtool: step")]
     assert progress[0].startswith("seqtool: step 25/100") and progress[-1].startswith("seqtool: step 100/100")
     assert result.stderr.splitlines()[-1].startswith("seqtool: trained lstm (1 x 8)")
     from seqtool.data.tables import read_table

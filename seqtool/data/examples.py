@@ -32,7 +32,10 @@ def predicted(task: str, x_names: list[str], y_names: list[str]) -> list[str]:
 
 
 def inputs_and_targets(
-    table: SeriesTable, task: str, diff: Differencing = Differencing(), time: TimeFeatures | None = None
+    table: SeriesTable,
+    task: str,
+    diff: Differencing = Differencing(),  # noqa: B008 (a frozen dataclass: immutable)
+    time: TimeFeatures | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per series: inputs [T, F (+ time features)] and targets [T, G], NaN where a step
     has no target.

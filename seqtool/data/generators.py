@@ -245,19 +245,26 @@ COMMANDS: dict[str, Kind] = {
         Kind("sine", sine, "Next-step forecasting: x = sin(t) from a random start (no target column).",
              "seqtool gen sine --n-series 4 --seed 1 | head",
              (N_SERIES, LENGTH, SEED, SPAN, NOISE),
-             "seqtool gen sine | seqtool train -o sine.pt; seqtool gen sine --seed 1 | seqtool rollout sine.pt --warmup 10"),
-        Kind("multisine", multisine, "Harder forecasting: a sum of sines (amplitude 1/k) with random phases, optional noise.",
+             "seqtool gen sine | seqtool train -o sine.pt; "
+             "seqtool gen sine --seed 1 | seqtool rollout sine.pt --warmup 10"),
+        Kind("multisine", multisine,
+             "Harder forecasting: a sum of sines (amplitude 1/k) with random phases, optional noise.",
              "seqtool gen multisine --freqs 1,3 --noise 0.05 -o ms.csv",
-             (N_SERIES, LENGTH, SEED, SPAN, Option("freqs", "Angular frequencies, comma-separated, each in {span}.", "freq"), NOISE),
-             "seqtool gen multisine | seqtool train -o ms.pt; seqtool gen multisine --seed 1 | seqtool predict ms.pt --warmup 5"),
+             (N_SERIES, LENGTH, SEED, SPAN,
+              Option("freqs", "Angular frequencies, comma-separated, each in {span}.", "freq"), NOISE),
+             "seqtool gen multisine | seqtool train -o ms.pt; "
+             "seqtool gen multisine --seed 1 | seqtool predict ms.pt --warmup 5"),
         Kind("sincos", sincos, "Sequence mapping: input x = sin(t), target y = cos(t); needs memory.",
              "seqtool gen sincos --length 600 -o sincos.csv",
              (N_SERIES, LENGTH, SEED, Option("per_span", "Points per span of pi, {span}.")),
-             "seqtool gen sincos | seqtool train -o sincos.pt; seqtool gen sincos --seed 1 | seqtool predict sincos.pt --warmup 5"),
+             "seqtool gen sincos | seqtool train -o sincos.pt; "
+             "seqtool gen sincos --seed 1 | seqtool predict sincos.pt --warmup 5"),
         Kind("integral", integral, "A saturating integrator: y_k = clip(y_k-1 + gain*(x_k - 0.5), 0, 1).",
              "seqtool gen integral --length 100000 -o integral.npz",
-             (N_SERIES, LENGTH, SEED, Option("jump_prob", "Chance per step that u jumps, {span}."), Option("gain", "Integration gain, {span}.")),
-             "seqtool gen integral | seqtool train --stateful -o int.pt; seqtool gen integral -n 1 --length 1500 --seed 1 | seqtool predict int.pt"),
+             (N_SERIES, LENGTH, SEED, Option("jump_prob", "Chance per step that u jumps, {span}."),
+              Option("gain", "Integration gain, {span}.")),
+             "seqtool gen integral | seqtool train --stateful -o int.pt; "
+             "seqtool gen integral -n 1 --length 1500 --seed 1 | seqtool predict int.pt"),
         Kind("adding", adding, "The adding problem: sum the two marked values; target at the last step only.",
              "seqtool gen adding --length 200 -o adding200.npz",
              (N_SERIES, replace(LENGTH, key="adding_length"), SEED),
@@ -265,16 +272,21 @@ COMMANDS: dict[str, Kind] = {
         Kind("lorenz", lorenz, "Chaos, multivariate: the Lorenz system as inputs x0, x1, x2.",
              "seqtool gen lorenz --length 5000 -o lorenz.npz",
              (N_SERIES, LENGTH, SEED, Option("dt", "Time between samples, {span}.", "lorenz_dt")),
-             "seqtool gen lorenz | seqtool train -o lorenz.pt; seqtool gen lorenz --seed 1 | seqtool rollout lorenz.pt --warmup 100 --steps 100"),
+             "seqtool gen lorenz | seqtool train -o lorenz.pt; "
+             "seqtool gen lorenz --seed 1 | seqtool rollout lorenz.pt --warmup 100 --steps 100"),
         Kind("mackey-glass", mackey_glass, "Chaos, univariate: the Mackey-Glass delay equation.",
              "seqtool gen mackey-glass --tau 30 -o mg.csv",
-             (N_SERIES, LENGTH, SEED, Option("tau", "Delay; chaotic from about 17, {span}."), Option("dt", "Time between samples, {span}.", "mg_dt")),
-             "seqtool gen mackey-glass | seqtool train -o mg.pt; seqtool gen mackey-glass --seed 1 | seqtool rollout mg.pt --warmup 100 --steps 50"),
+             (N_SERIES, LENGTH, SEED, Option("tau", "Delay; chaotic from about 17, {span}."),
+              Option("dt", "Time between samples, {span}.", "mg_dt")),
+             "seqtool gen mackey-glass | seqtool train -o mg.pt; "
+             "seqtool gen mackey-glass --seed 1 | seqtool rollout mg.pt --warmup 100 --steps 50"),
         Kind("trend", trend, "A monthly-like series: linear trend, season and noise; forecasting must extrapolate.",
              "seqtool gen trend --slope 0.1 --noise 0.2 -o trend.csv",
-             (N_SERIES, LENGTH, SEED, Option("period", "Steps per season, {span}."), Option("slope", "Trend per step, {span}."),
-              Option("amplitude", "Amplitude of the season, {span}."), NOISE),
-             "seqtool gen trend | seqtool train --diff 1 -o trend.pt; seqtool gen trend --seed 1 | seqtool backtest trend.pt --horizon 12"),
+             (N_SERIES, LENGTH, SEED, Option("period", "Steps per season, {span}."),
+              Option("slope", "Trend per step, {span}."), Option("amplitude", "Amplitude of the season, {span}."),
+              NOISE),
+             "seqtool gen trend | seqtool train --diff 1 -o trend.pt; "
+             "seqtool gen trend --seed 1 | seqtool backtest trend.pt --horizon 12"),
     )
 }  # fmt: skip
 KINDS: dict[str, Callable[..., SeriesTable]] = {name: kind.function for name, kind in COMMANDS.items()}

@@ -90,7 +90,8 @@ class Differencing:
         bad = x <= 0
         if bad.any():
             raise SeqtoolError(
-                f"{source}: --log-values models the logarithm of the series, so every value must be positive; got {x[bad].flat[0]:.6g}"
+                f"{source}: --log-values models the logarithm of the series, so every value must be positive; "
+                f"got {x[bad].flat[0]:.6g}"
             )
         return np.log(x)
 

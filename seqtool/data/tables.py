@@ -286,7 +286,7 @@ def opened(source: str | Path | None) -> Iterator[tuple[str, BinaryIO]]:
         return
     name = str(source)
     try:
-        f = open(source, "rb")
+        f = open(source, "rb")  # noqa: SIM115 (closed by `with f` below; only open's errors are caught here)
     except FileNotFoundError:
         raise SeqtoolError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -468,7 +468,8 @@ def _series_lengths(table: Table) -> np.ndarray:
 def not_ordered(source: str, row: int, value, before) -> SeqtoolError:
     """The error of row `row` (from 1), whose t does not increase on the row before it."""
     return SeqtoolError(
-        f"{source}: row {row}, column 't': {value} does not increase on {before} (rows of a series must be ordered by t)"
+        f"{source}: row {row}, column 't': {value} does not increase on {before} "
+        "(rows of a series must be ordered by t)"
     )
 
 

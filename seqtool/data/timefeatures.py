@@ -44,12 +44,14 @@ class TimeFeatures:
         )
         if column is None:
             raise SeqtoolError(
-                f"{table.source}: --time-features needs a time column: 't', or a column of dates (columns: {', '.join(table.columns)})"
+                f"{table.source}: --time-features needs a time column: 't', or a column of dates "
+                f"(columns: {', '.join(table.columns)})"
             )
         if dates_of(table.columns[column]) is None:
             if not periods:
                 raise SeqtoolError(
-                    f"{table.source}: column {column!r} holds numbers, not dates: name its cycles with --period P (12 for months in a year)"
+                    f"{table.source}: column {column!r} holds numbers, not dates: "
+                    "name its cycles with --period P (12 for months in a year)"
                 )
             return cls(column, tuple(("t", float(p)) for p in periods))
         days = _spacing_in_days(table, column)
@@ -107,7 +109,8 @@ class TimeFeatures:
         dates = dates_of(column)
         if (dates is None) != (self.cycles[0][0] == "t"):
             raise SeqtoolError(
-                f"column {self.column!r}: the model's time features need {'numbers' if self.cycles[0][0] == 't' else 'dates'} there"
+                f"column {self.column!r}: the model's time features need "
+                f"{'numbers' if self.cycles[0][0] == 't' else 'dates'} there"
             )
         return np.asarray(column, dtype=np.float64) if dates is None else dates
 

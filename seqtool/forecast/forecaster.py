@@ -70,7 +70,8 @@ class Forecaster:
             )
         if self.time is not None and self.time.column not in table.columns:
             raise SeqtoolError(
-                f"{table.source}: the model {self.path} reads time features from column {self.time.column!r}; the table has none"
+                f"{table.source}: the model {self.path} reads time features from column {self.time.column!r}; "
+                "the table has none"
             )
         has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
         series = read_series(table, self.x_names, self.y_names if has_truth else [])
@@ -156,5 +157,6 @@ def check_sampling(m: Forecaster, samples: int, paths) -> None:
         raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
     if samples and not m.samples:
         raise SeqtoolError(
-            f"{m.path} forecasts points (trained with --loss mse): sample paths need a model of a distribution (train --loss gaussian or studentt)"
+            f"{m.path} forecasts points (trained with --loss mse): "
+            "sample paths need a model of a distribution (train --loss gaussian or studentt)"
         )

@@ -26,7 +26,7 @@ def free_steps(step: Stepper, prev, states: list, more: np.ndarray, known=None, 
     with torch.no_grad():
         for j, a in enumerate(running.tolist(), 1):
             if a < len(prev):
-                states = [map_state(lambda s: s[:a], st) for st in states]
+                states = [map_state(lambda s: s[:a], st) for st in states]  # noqa: B023 (called at once)
                 prev = prev[:a]
             fed = prev if known is None else torch.cat([prev, known[at[:a] + j]], 1)
             prev, states = step(fed, states, draw=draw)

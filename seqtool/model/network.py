@@ -293,7 +293,7 @@ class Stepper:
             out, new = self._step(x, states)
         else:
             blocks = [
-                self._step(x[i : i + self.BLOCK], [map_state(lambda s: s[i : i + self.BLOCK], st) for st in states])
+                self._step(x[i : i + self.BLOCK], [map_state(lambda s: s[i : i + self.BLOCK], st) for st in states])  # noqa: B023 (called at once)
                 for i in range(0, len(x), self.BLOCK)
             ]
             out = torch.cat([o for o, _ in blocks])

@@ -141,11 +141,13 @@ def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
             say(f"{sparse}: each window covers a whole series (--window {longest}); give --window to choose")
             return longest
         say(
-            f"{sparse} and series of {longest:,} steps are too long for one window: train with --stateful (carried state)"
+            f"{sparse} and series of {longest:,} steps are too long for one window: "
+            "train with --stateful (carried state)"
         )
     elif task == MAPPING:
         say(
-            f"each window of {WINDOW} steps starts from a zero state, so a target can depend on the last {WINDOW} inputs only; if it depends on more (an integrator), train with --stateful"
+            f"each window of {WINDOW} steps starts from a zero state, so a target can depend on the last {WINDOW} "
+            "inputs only; if it depends on more (an integrator), train with --stateful"
         )
     return WINDOW
 

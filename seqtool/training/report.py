@@ -83,7 +83,8 @@ def summary(run: Run, r: TrainResult) -> str:
         mode = f"{run.source.count} streams{cut}, stateful"
     text = (
         f"seqtool: trained {c.cell} ({c.layers} x {c.hidden}) on {mode} for {r.steps} steps "
-        f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s on {run.threads} thread{'s' if run.threads > 1 else ''}"
+        f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s "
+        f"on {run.threads} thread{'s' if run.threads > 1 else ''}"
         f"{f' x {run.world.size} processes' if run.world.size > 1 else ''}"
         f"{' (early stop)' if r.stopped == 'early stop' else ''}; train loss {r.train_loss:.3g}"
     )

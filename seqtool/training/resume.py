@@ -4,6 +4,7 @@ of one that ran through."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from dataclasses import asdict, replace
@@ -65,7 +66,8 @@ def restore(run: Run, previous: dict) -> None:
         )
         if held != streams:
             damaged(
-                f"resume.carry holds the state of {held} streams, where this run reads {streams} (a checkpoint of format 1 may come from a seqtool that cut long series otherwise); train anew"
+                f"resume.carry holds the state of {held} streams, where this run reads {streams} "
+                "(a checkpoint of format 1 may come from a seqtool that cut long series otherwise); train anew"
             )
 
 
@@ -88,10 +90,8 @@ def save(run: Run, done: bool = False, state: RunState | None = None) -> None:
         return
     state = state if state is not None else snapshot(run)
     weights = state.best_weights if state.best_weights is not None else state.weights
-    try:  # the folder may have been removed while we trained: put it back
+    with contextlib.suppress(OSError):  # the folder may have been removed while we trained: put it back
         run.out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass
     save_checkpoint(
         {
             "model": run.model_config.to_dict(),

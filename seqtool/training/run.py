@@ -119,7 +119,7 @@ def check_config(c: TrainConfig, device) -> None:
         fits_in_memory(4.0 * (10 * params + 3 * activations), what)
 
 
-def _device(name: str, w: distributed.World = distributed.World()):
+def _device(name: str, w: distributed.World = distributed.World()):  # noqa: B008 (a frozen dataclass: immutable)
     """The device to train on; under torchrun each rank's own GPU (LOCAL_RANK)."""
     if name not in DEVICES:
         raise SeqtoolError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
@@ -149,7 +149,7 @@ class Run:
         quiet: bool,
         source=batches,
         threads=None,
-        world=distributed.World(),
+        world=distributed.World(),  # noqa: B008 (a frozen dataclass: immutable)
     ):
         self.config, self.out, self.quiet = config, out, quiet
         self.data = prepare(table, config, device)
