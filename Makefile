@@ -63,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf out plots .pytest_cache .venv-floors
+	rm -rf out plots .pytest_cache .ruff_cache .import_linter_cache .venv-floors
