@@ -58,7 +58,7 @@ DEVICES = ("auto", "cpu", "cuda")
 IMAGE_FORMATS = ("png", "svg", "pdf")
 GRAD_TASKS = ("adding", "sine", "sincos", "multisine")  # gradnorm's generated data
 GRAD_LOSSES = ("last", "all")
-WINDOW = 50  # --window's default, where targets are not sparse (training.window_for)
+WINDOW = 50  # --window's default, where targets are not sparse (prepare.window_for)
 OPTIMIZERS = ("adam", "sgd")
 
 

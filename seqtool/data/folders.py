@@ -442,7 +442,7 @@ class Folder:
 
     def split(self, config) -> tuple[np.ndarray, np.ndarray, SeriesTable | None, int]:
         """The training rows (first row and length of each training series) and the
-        validation table, as `dataset.split` splits: whole series held out, or one series'
+        validation table, as `examples.split` splits: whole series held out, or one series'
         tail. Validation keeps at most VAL_ROWS rows; one series' tail is read with
         LEAD_WINDOWS windows before it (the lead-in, not scored). Returns (starts, lengths,
         validation, rows of its lead-in)."""

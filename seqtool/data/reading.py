@@ -29,6 +29,11 @@ def read_series(
     y: str | Sequence[str] | None = None,
     missing_inputs: bool = False,
 ) -> SeriesTable:
-    """Read a table (or take one) and check it as series, with inputs `x` and targets `y`
-    (`tables.series_of`): no targets means next-step forecasting."""
+    """Read a table (or take one) and check it as series, with inputs `x` and targets `y`.
+
+    `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
+    inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
+    `missing_inputs` accepts empty input cells, as in a rollout past the end of the data.
+    The checks are `tables.series_of`'s.
+    """
     return series_of(as_table(source), x, y, missing_inputs)

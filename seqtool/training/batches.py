@@ -1,6 +1,6 @@
 """Where each optimizer step's batch comes from: windows, or carried-state streams.
 
-Both read the training series stored end to end (`dataset.Rows`) and give, for step k,
+Both read the training series stored end to end (`examples.Rows`) and give, for step k,
 inputs x [B, window, F], targets y [B, window, G] (NaN: no target) and t0, the step of
 the stream the batch starts at (0: from a zero state). The batch of step k is a function
 of (seed, k) alone, so a resumed run sees the batches an uninterrupted run would.

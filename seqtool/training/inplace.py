@@ -12,7 +12,7 @@ from seqtool.data.scaling import Scaling
 
 class FolderRows:
     """Training rows of a table read in place (the interface of `examples.Rows`): series
-    `starts`/`lengths` of the mapped inputs; a batch's rows are gathered, their next-step
+    `starts`/`lengths` of the folder's inputs; a batch's rows are gathered, their next-step
     targets taken from the row after (none at a series' last training row), and
     standardised as they are taken."""
 

@@ -62,7 +62,8 @@ def _carry(state: dict, ckpt: dict, damaged: Damaged) -> None:
 
 
 def _checked(check) -> Any:
-    return field(default=None, metadata={"check": check})
+    """A field that must be present (it may be None) and passes `check`."""
+    return field(default=None, metadata={"check": check, "present": True})
 
 
 @dataclass
@@ -85,7 +86,7 @@ class RunState:
     weights: Any = _checked(_weights("weights"))
     best_weights: Any = _checked(_weights("best_weights", optional=True))
     carry: Any = _checked(_carry)
-    torch_rng: Any = None  # checked by loading it
+    torch_rng: Any = field(default=None, metadata={"present": True})  # checked by loading it
     done: bool = False
 
     def to_dict(self) -> dict:
@@ -99,7 +100,8 @@ class RunState:
 
     @classmethod
     def check(cls, state, ckpt: dict, damaged: Damaged) -> None:
-        """Each field of its kind, then each field's own check, in the order declared."""
+        """Each field of its kind, then each field's presence and own check, in the order
+        declared; only `done` may be missing (read as false)."""
         if not isinstance(state, dict):
             damaged("resume is not a dict")
         for f in fields(cls):
@@ -112,6 +114,8 @@ class RunState:
                 sign = "non-negative " if kind in (int, float) else ""
                 damaged(f"resume.{f.name} is {value!r:.60}, expected a {sign}{kind.__name__}")
         for f in fields(cls):
+            if f.metadata.get("present") and f.name not in state:
+                damaged(f"resume.{f.name} is missing")
             if "check" in f.metadata:
                 f.metadata["check"](state, ckpt, damaged)
 

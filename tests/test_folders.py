@@ -10,8 +10,7 @@ import torch
 from conftest import one_error_line
 
 from seqtool.config import TrainConfig
-from seqtool.data import folders as mapped
-from seqtool.data import generators
+from seqtool.data import folders, generators
 from seqtool.data.examples import Rows, inputs_and_targets, split
 from seqtool.data.reading import read_series
 from seqtool.data.scaling import Scaling
@@ -24,8 +23,8 @@ from seqtool.training.run import train
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 300 bytes and blocks of 16 rows, so that series cross both."""
-    monkeypatch.setattr(mapped, "CHUNK", 300)
-    monkeypatch.setattr(mapped, "BLOCK", 16)
+    monkeypatch.setattr(folders, "CHUNK", 300)
+    monkeypatch.setattr(folders, "BLOCK", 16)
 
 
 def _ragged(tmp_path, name="r.csv"):
@@ -101,8 +100,8 @@ def test_convert_refuses_an_existing_folder_and_train_a_folder_of_something_else
 def test_the_blocks_moments_standardise_as_the_training_rows_would(tmp_path, small_chunks):
     """Scaling from the folder's block moments equals Scaling.fit on the same training part:
     whole series held out, and one series' head (a block cut by the tail)."""
-    mapped.convert(_ragged(tmp_path), tmp_path / "r.seq")
-    folder, table = mapped.Folder(tmp_path / "r.seq"), read_series(tmp_path / "r.csv")
+    folders.convert(_ragged(tmp_path), tmp_path / "r.seq")
+    folder, table = folders.Folder(tmp_path / "r.seq"), read_series(tmp_path / "r.csv")
     xs, ys = inputs_and_targets(table, "next-step")
     (train_x, train_y), _ = split(xs, ys, 0.25, 3)
     starts, lengths, _, _ = folder.split(TrainConfig(val=0.25, seed=3))
@@ -110,8 +109,8 @@ def test_the_blocks_moments_standardise_as_the_training_rows_would(tmp_path, sma
     np.testing.assert_allclose(got.x_mean, want.x_mean, rtol=1e-12)
     np.testing.assert_allclose(got.x_std, want.x_std, rtol=1e-12)
     write_table(generators.sine(n_series=1, length=203, seed=1), tmp_path / "one.csv")
-    mapped.convert(tmp_path / "one.csv", tmp_path / "one.seq")
-    one = mapped.Folder(tmp_path / "one.seq")
+    folders.convert(tmp_path / "one.csv", tmp_path / "one.seq")
+    one = folders.Folder(tmp_path / "one.seq")
     starts, lengths, val, lead = one.split(TrainConfig(val=0.1, window=10))
     assert lengths.tolist() == [183] and lead == 183 and len(val.x) == 203  # the lead-in: all 100 windows there are
     xs, ys = inputs_and_targets(read_series(tmp_path / "one.csv"), "next-step")
@@ -119,9 +118,9 @@ def test_the_blocks_moments_standardise_as_the_training_rows_would(tmp_path, sma
     np.testing.assert_allclose(one.scaling(starts, lengths).x_std, want.x_std, rtol=1e-12)
 
 
-def test_mapped_rows_give_the_rows_and_next_step_targets_of_the_table_in_memory(tmp_path):
-    mapped.convert(_ragged(tmp_path), tmp_path / "r.seq")
-    folder, table = mapped.Folder(tmp_path / "r.seq"), read_series(tmp_path / "r.csv")
+def test_folder_rows_give_the_rows_and_next_step_targets_of_the_table_in_memory(tmp_path):
+    folders.convert(_ragged(tmp_path), tmp_path / "r.seq")
+    folder, table = folders.Folder(tmp_path / "r.seq"), read_series(tmp_path / "r.csv")
     xs, ys = inputs_and_targets(table, "next-step")
     scaling = Scaling.fit(xs, ys, True)
     memory = Rows.of(xs, ys, scaling)
@@ -151,9 +150,9 @@ def test_training_from_a_folder_is_training_from_the_csv(tmp_path, sh, options):
 
 
 def test_one_long_series_trains_in_place_with_a_bounded_validation(tmp_path, monkeypatch):
-    monkeypatch.setattr(mapped, "VAL_ROWS", 300)
+    monkeypatch.setattr(folders, "VAL_ROWS", 300)
     write_table(generators.sine(n_series=1, length=20_000, seed=2), tmp_path / "long.csv")
-    mapped.convert(tmp_path / "long.csv", tmp_path / "long.seq")
+    folders.convert(tmp_path / "long.csv", tmp_path / "long.seq")
     result = train(tmp_path / "long.seq", tmp_path / "m.pt", TrainConfig(hidden=16, steps=300, window=20), quiet=True)
     assert result.val_loss < 0.01  # a sine is learned; validation read 2000 + 300 rows, not the series
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
@@ -162,7 +161,7 @@ def test_one_long_series_trains_in_place_with_a_bounded_validation(tmp_path, mon
 
 def test_a_folder_with_targets_or_differencing_is_read_into_memory_and_trains(tmp_path):
     write_table(generators.sincos(n_series=6, length=80, seed=0), tmp_path / "sc.csv")
-    mapped.convert(tmp_path / "sc.csv", tmp_path / "sc.seq")
+    folders.convert(tmp_path / "sc.csv", tmp_path / "sc.seq")
     config = TrainConfig(hidden=8, steps=40, window=20, stateful=True)
     a = train(tmp_path / "sc.csv", tmp_path / "a.pt", config, quiet=True)
     b = train(tmp_path / "sc.seq", tmp_path / "b.pt", config, quiet=True)
@@ -241,14 +240,14 @@ def test_every_command_reads_a_folder(tmp_path, cli, small_model):
 )
 def test_a_damaged_folder_is_refused_in_one_line(tmp_path, cli, damage, fragment):
     write_table(generators.sine(n_series=3, length=40, seed=0), tmp_path / "s.csv")
-    mapped.convert(tmp_path / "s.csv", tmp_path / "s.seq")
+    folders.convert(tmp_path / "s.csv", tmp_path / "s.seq")
     damage(tmp_path / "s.seq")
     for command in (["info"], ["train", "-o", tmp_path / "m.pt"]):
         one_error_line(cli(*command[:1], tmp_path / "s.seq", *command[1:]), "a damaged table folder", fragment)
 
 
 def test_errors_name_rows_of_the_whole_file_and_a_csv_may_begin_with_pk(tmp_path, cli, monkeypatch):
-    monkeypatch.setattr(mapped, "CHUNK", 40)
+    monkeypatch.setattr(folders, "CHUNK", 40)
     (tmp_path / "b.csv").write_text("series,x\n" + "c,1\n" * 30 + "a,1\n" * 5 + "b,1\n" * 5 + "a,1\n" * 3)
     one_error_line(cli("convert", tmp_path / "b.csv", "-o", tmp_path / "b.seq"), "series 'a'", "started at row 31")
     (tmp_path / "pk.csv").write_text("PKxx,x\n1,2\n")
