@@ -113,6 +113,9 @@ LIMITS: dict[str, Limit] = {
     "period": _int("period", 2, 1_000_000),
     "slope": _real("slope", -1e6, 1e6),
     "amplitude": _real("amplitude", 0, 1e6),
+    "panel_length": _int("length", 6, BILLION),  # its shortest series: a third, at least 2 steps
+    "short": _real("short", 0, 1),
+    "panel_noise": _real("noise", 0, 1),  # of the log: a factor exp(noise e)
 }
 
 

@@ -301,3 +301,25 @@ def test_generate_is_the_command_as_a_function(cli):
     assert buffer.getvalue() == cli("gen", "adding", "-n", "2", "-l", "10", "--seed", "3").stdout
     with pytest.raises(Exception, match="unknown kind"):
         generators.generate("nope")
+
+
+def test_panel_series_differ_in_scale_end_together_and_stay_positive():
+    table = generators.panel(n_series=200, length=120, seed=3)
+    x, t = table.x[:, 0], table.columns["t"]
+    levels = np.array([np.median(part) for part in table.split(x)])
+    assert (x > 0).all()
+    assert levels.max() / levels.min() > 300  # tens to tens of thousands: one scale fits none
+    ends = t[table.offsets[1:] - 1]
+    assert (ends == 119).all()  # every series ends at the last step; the shorter ones began later
+    short = table.lengths < 120
+    assert 0.1 < short.mean() < 0.4 and table.lengths.min() >= 40
+    again = generators.panel(n_series=200, length=120, seed=3)
+    assert np.array_equal(again.x, table.x) and not np.array_equal(generators.panel(n_series=200, seed=4).x, table.x)
+
+
+def test_panel_season_shows_at_its_period():
+    table = generators.panel(n_series=100, length=240, period=7, short=0, noise=0.01, seed=1)
+    logs = np.log(table.x[:, 0]).reshape(100, 240)
+    detrended = logs - np.array([np.polyval(np.polyfit(np.arange(240), s, 1), np.arange(240)) for s in logs])
+    lag = lambda k: np.mean([np.corrcoef(s[:-k], s[k:])[0, 1] for s in detrended])  # noqa: E731
+    assert lag(7) > 0.5 and lag(7) > lag(3) + 0.5

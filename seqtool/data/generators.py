@@ -199,6 +199,34 @@ def trend(
     return SeriesTable.from_arrays(list(x), t=[t] * n_series, source="trend")
 
 
+def panel(
+    n_series: int = 64, length: int = 120, seed: int = 0, period: int = 12, short: float = 0.25, noise: float = 0.05,
+) -> SeriesTable:  # fmt: skip
+    """Many series as forecasters bring them, ending at the same step: each of its own scale
+    (10^U(1, 4.5): tens to tens of thousands), growth (-0.5% to +1.5% a step), season of
+    `period` steps (0 to 30% of the level, its own phase) and noise (a factor exp(noise e),
+    so values stay positive); a share `short` of them began later (a third of `length` to
+    all of it). x_t = scale exp(growth t) (1 + season sin(2 pi t / period + phase)) exp(noise e_t).
+
+    No target column: next-step forecasting of every series by one model, where one scale
+    for all (the standardisation of the table) fits none of them."""
+    _check(n_series, length, "panel_length", period=period, short=short, panel_noise=noise, seed=seed)
+    rng = np.random.default_rng(seed)
+    scale = 10 ** rng.uniform(1, 4.5, n_series)
+    growth = rng.uniform(-0.005, 0.015, n_series)
+    season = rng.uniform(0, 0.3, n_series)
+    phase = rng.uniform(0, 2 * np.pi, n_series)
+    later = rng.random(n_series) < short
+    lengths = np.where(later, rng.integers(length // 3, length + 1, n_series), length)
+    xs, ts = [], []
+    for i, n in enumerate(lengths.tolist()):
+        t = np.arange(length - n, length, dtype=np.float64)
+        level = scale[i] * np.exp(growth[i] * t) * (1 + season[i] * np.sin(2 * np.pi * t / period + phase[i]))
+        xs.append(level * np.exp(noise * rng.standard_normal(n)))
+        ts.append(t)
+    return SeriesTable.from_arrays(xs, t=ts, source="panel")
+
+
 # --- what `seqtool gen KIND` shows ---------------------------------------------------
 
 
@@ -287,6 +315,13 @@ COMMANDS: dict[str, Kind] = {
               NOISE),
              "seqtool gen trend | seqtool train --diff 1 -o trend.pt; "
              "seqtool gen trend --seed 1 | seqtool backtest trend.pt --horizon 12"),
+        Kind("panel", panel, "Many series of different scales, trends and seasons, some shorter: a panel.",
+             "seqtool gen panel -n 200 --seed 1 -o panel.csv",
+             (N_SERIES, replace(LENGTH, key="panel_length"), SEED, Option("period", "Steps per season, {span}."),
+              Option("short", "Share of the series that began later, {span}."),
+              Option("noise", "Noise as a factor exp(noise e) of each value, {span}.", "panel_noise")),
+             "seqtool gen panel | seqtool train --log-values --diff 1 -o panel.pt; "
+             "seqtool gen panel --seed 1 | seqtool backtest panel.pt --horizon 12 --start 0.8"),
     )
 }  # fmt: skip
 KINDS: dict[str, Callable[..., SeriesTable]] = {name: kind.function for name, kind in COMMANDS.items()}

@@ -329,7 +329,7 @@ YCOL = opt("--y", values=choices(["y"], ["", "x", "t", "series", "nope", "y,y", 
 
 
 def gen_options(kind: str) -> list[Opt]:
-    length = "adding_length" if kind == "adding" else "length"
+    length = {"adding": "adding_length", "panel": "panel_length"}.get(kind, "length")
     common = [
         opt("--n-series", "-n", values=ints("n_series", small=(1, 5)), always=True),
         opt("--length", "-l", values=ints(length, small=(2, 40)), always=True),
@@ -353,6 +353,11 @@ def gen_options(kind: str) -> list[Opt]:
             opt("--slope", values=reals("slope")),
             opt("--amplitude", values=reals("amplitude")),
             opt("--noise", values=reals("noise")),
+        ],
+        "panel": [
+            opt("--period", values=ints("period", typical=(2, 24))),
+            opt("--short", values=reals("short")),
+            opt("--noise", values=reals("panel_noise")),
         ],
     }[kind]
     return common + extra
