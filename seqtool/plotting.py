@@ -214,22 +214,27 @@ def _draw(plan: _Plan, look: Look):
         draw = {"series": _draw_series, "predict": _draw_predict, "rollout": _draw_rollout}[kind]
         draw(fig, views, ids, rows, cols, logy)
         total = len(views[0][1].lengths)
-        if len(ids) < total and not plan.picked:
-            fig.text(
-                0.99,
-                0.005,
-                f"{len(ids)} of {total} series (--series to pick)",
-                ha="right",
-                va="bottom",
-                fontsize=8,
-                color="gray",
-            )
+        _shown_of(fig, len(ids), total, plan.picked)
     what = {"log": "training log", "gradnorm": "gradient norm through time", "rollout": "rollout",
             "backtest": "backtest", "predict": "teacher-forced predictions", "series": "series"}[kind]  # fmt: skip
     source = inputs[0][1].source if len(inputs) == 1 else ", ".join(label for label, _ in inputs)
     fig.suptitle(look.title or (what if source == "<stdin>" else f"{what}: {_literal(source)}"))
     fig.set_layout_engine("constrained")
     return fig
+
+
+def _shown_of(fig, shown: int, total: int, picked: bool) -> None:
+    """Say in a corner that only some series are drawn, where the user did not pick them."""
+    if shown < total and not picked:
+        fig.text(
+            0.99,
+            0.005,
+            f"{shown} of {total} series (--series to pick)",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="gray",
+        )
 
 
 def plot(
@@ -688,16 +693,8 @@ def _draw_backtest(fig, plan: _Plan, logy: bool) -> None:
     for ax, sid in zip(axes[1:], ids):
         _draw_origins(ax, table, plan.truths[0], sid, logy)
     total = len(_backtest_ids(table))
-    if ids and len(ids) < total and not plan.picked:
-        fig.text(
-            0.99,
-            0.005,
-            f"{len(ids)} of {total} series (--series to pick)",
-            ha="right",
-            va="bottom",
-            fontsize=8,
-            color="gray",
-        )
+    if ids:
+        _shown_of(fig, len(ids), total, plan.picked)
 
 
 def _draw_errors(ax, inputs, truths, logy: bool) -> None:

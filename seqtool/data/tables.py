@@ -166,12 +166,8 @@ def series_of(
     y: str | Sequence[str] | None = None,
     missing_inputs: bool = False,
 ) -> SeriesTable:
-    """Check a table as series, with inputs `x` and targets `y`.
-
-    `x`/`y` name the columns (a list or "a,b"); by default `x` or `x0, x1, ...` are the
-    inputs and `y` or `y0, y1, ...` the targets. No targets means next-step forecasting.
-    `missing_inputs` accepts empty input cells, as in a rollout past the end of the data.
-    """
+    """Check a table as series, with inputs `x` and targets `y`: the checks behind
+    `reading.read_series`, whose docstring says what `x`, `y` and `missing_inputs` take."""
     src, names = table.source, list(table.columns)
     x_names = columns_of(table, "x", x)
     y_names = columns_of(table, "y", y)

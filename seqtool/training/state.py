@@ -20,7 +20,7 @@ LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "cl
 # sums since the last evaluation: squared errors and targets, gradient norms over the steps
 # that had targets, clipped steps
 EMPTY_ACC = {"loss": 0.0, "n": 0, "grad": 0.0, "steps": 0, "clipped": 0}
-KINDS = {"int": int, "float": float, "str": str, "dict": dict}
+_KINDS = {"int": int, "float": float, "str": str, "dict": dict}
 
 
 def _threads(state: dict, ckpt: dict, damaged: Damaged) -> None:
@@ -105,7 +105,7 @@ class RunState:
         if not isinstance(state, dict):
             damaged("resume is not a dict")
         for f in fields(cls):
-            kind = KINDS.get(f.type if isinstance(f.type, str) else f.type.__name__)
+            kind = _KINDS.get(f.type if isinstance(f.type, str) else f.type.__name__)
             value = state.get(f.name)
             if kind is None:
                 continue
