@@ -60,6 +60,7 @@ GRAD_TASKS = ("adding", "sine", "sincos", "multisine")  # gradnorm's generated d
 GRAD_LOSSES = ("last", "all")
 WINDOW = 50  # --window's default, where targets are not sparse (prepare.window_for)
 OPTIMIZERS = ("adam", "sgd")
+SCALES = ("global", "series")
 
 
 def _option(default, help: str, choices: tuple | None = None, flag: str | None = None):
@@ -112,6 +113,11 @@ class TrainConfig:
         False,
         "Learn the logarithm of the series (all values positive), where it grows by a factor; "
         "forecasts are taken back by exp (a median).",
+    )
+    scale: str = _option(
+        "global",
+        "global, or series: each series divided by its own level (mean |x|) first, for series of different scales.",
+        SCALES,
     )
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     time_features: bool = _option(

@@ -119,7 +119,7 @@ def gradnorm(
 
 def _of_checkpoint(path, data, batch: int, loss: str, threads: int | None) -> Report:
     m = Forecaster(path)
-    table = m.read(data)
+    table, _ = m.scaling.levelled(m.read(data), None)
     x, y = _tensors(table, *inputs_and_targets(table, m.task, m.scaling.diff, m.time), m.scaling, batch)
     return _measure(m.net, x, y, loss, threads)
 

@@ -412,9 +412,9 @@ class Folder:
                 columns.update({n: values[:, j] for j, n in enumerate(self.x_names if name == "x" else self.y_names)})
         return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)
 
-    def in_place(self, config) -> bool:
-        """Whether `train` reads it in place: next-step, without --diff, --log-values or --time-features."""
-        return not self.y_names and config.diff is None and not config.log_values and not config.time_features
+    def in_place(self, cfg) -> bool:
+        """Whether `train` reads it in place: next-step, one scale, no --diff, --log-values, --time-features."""
+        return cfg.scale == "global" and not any((self.y_names, cfg.diff, cfg.log_values, cfg.time_features))
 
     def moments_of(self, series: np.ndarray, stop: int | None = None) -> tuple[np.ndarray, ...]:
         """count, mean, std, largest magnitude of each input column over the rows of

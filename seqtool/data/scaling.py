@@ -13,6 +13,7 @@ MAX_MAGNITUDE = 1e150  # squared errors of values up to this stay finite in floa
 MIN_SPREAD = 1e-150  # ... and those of a spread down to this stay above zero
 CONSTANT = 2.0**-46  # a spread within ~64 rounding steps of the values is no spread at all
 STATS = ("x_mean", "x_std", "y_mean", "y_std")
+LEVEL_STEPS = 2  # the fewest steps a series' level is taken over
 
 
 @dataclass(frozen=True)
@@ -124,19 +125,20 @@ class Scaling:
     y_mean: np.ndarray
     y_std: np.ndarray
     diff: Differencing = Differencing()
+    scale: str = "global"
 
     @classmethod
     def fit(
         cls, xs: list[np.ndarray], ys: list[np.ndarray], next_step: bool,
         x_names: list[str] | None = None, y_names: list[str] | None = None, source: str = "table",
-        diff: Differencing = Differencing(),
+        diff: Differencing = Differencing(), scale: str = "global",
     ) -> Scaling:  # fmt: skip
         """Statistics of the training split (already transformed by `diff`). A column whose
         values or spread cannot be represented (see `_moments`) is refused, naming it. A
         next-step model's outputs are fed back as its inputs: one scale for both."""
         x_mean, x_std = _moments(np.concatenate(xs), x_names, source)
         if next_step:
-            return cls(x_mean, x_std, x_mean.copy(), x_std.copy(), diff)
+            return cls(x_mean, x_std, x_mean.copy(), x_std.copy(), diff, scale)
         y_mean, y_std = _moments(np.concatenate(ys), y_names, source)
         return cls(x_mean, x_std, y_mean, y_std)
 
@@ -148,6 +150,7 @@ class Scaling:
             **d,
             **({"lags": list(self.diff.lags)} if self.diff.lags else {}),
             **({"log": True} if self.diff.log else {}),
+            **({"scale": self.scale} if self.scale != "global" else {}),
         }
 
     @classmethod
@@ -155,6 +158,7 @@ class Scaling:
         return cls(
             **{k: np.asarray(d[k], dtype=np.float64) for k in STATS},
             diff=Differencing(tuple(d.get("lags", ())), d.get("log", False)),
+            scale=d.get("scale", "global"),
         )
 
     def inputs(
@@ -174,6 +178,15 @@ class Scaling:
     def outputs(self, out: np.ndarray) -> np.ndarray:
         """Model outputs [..., G] back on the table's scale, float64."""
         return np.asarray(out, dtype=np.float64) * self.y_std + self.y_mean
+
+    def levelled(self, table, known: np.ndarray | None):
+        """The table as the rest of the transform takes it, and its levels: with `scale`
+        "series", each series divided by its level over its first known[i] steps (all by
+        default; `levels`); else as it is, and None."""
+        if self.scale != "series":
+            return table, None
+        level = levels(table, table.lengths if known is None else known)
+        return divided(table, level), level
 
 
 def _moments(values: np.ndarray, names: list[str] | None, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -249,3 +262,37 @@ def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source
             f"standard deviations from the training data; the model cannot represent it"
         )
     return z
+
+
+def levels(table, known: np.ndarray) -> np.ndarray:
+    """Each series' level [N, F] for --scale series: the mean absolute value of each input
+    column over its first known[i] steps (the steps a forecast may read), 1 where that is
+    0. Dividing by it keeps signs (so --log-values still applies) and makes a series times
+    1000 the same series to the network. Fewer than LEVEL_STEPS steps are refused."""
+    short = np.flatnonzero(known < LEVEL_STEPS)
+    if len(short):
+        i = int(short[0])
+        raise SeqtoolError(
+            f"{table.source}: series {table.ids[i]!r} has {int(known[i])} step(s) to take its level from; "
+            f"--scale series scales each series by its mean absolute value over at least {LEVEL_STEPS} steps"
+        )
+    level = magnitudes(table, known)
+    return np.where(level > 0, level, 1.0)
+
+
+def magnitudes(table, known: np.ndarray) -> np.ndarray:
+    """The mean absolute value [N, F] of each series' first known[i] steps (each >= 1)."""
+    firsts = np.cumsum(known) - known  # of each series among the rows read
+    rows = np.repeat(table.offsets[:-1] - firsts, known) + np.arange(int(known.sum()))
+    return np.add.reduceat(np.abs(table.x[rows]), firsts, axis=0) / known[:, None]
+
+
+def divided(table, level: np.ndarray):
+    """The table with each series' inputs divided by its level [N, F]."""
+    return table.with_x(table.x / np.repeat(level, table.lengths, axis=0))
+
+
+def times(values: np.ndarray, level: np.ndarray | None, lengths: np.ndarray) -> np.ndarray:
+    """Forecasts [..., rows, F] of series of these lengths, end to end, multiplied back by
+    their series' level (as they are for None)."""
+    return values if level is None else values * np.repeat(level, lengths, axis=0)

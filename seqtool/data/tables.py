@@ -132,6 +132,11 @@ class SeriesTable:
             return None
         return np.stack([self.columns[n] for n in self.y_names], axis=1)
 
+    def with_x(self, x: np.ndarray) -> SeriesTable:
+        """The same table with its inputs replaced by x [rows, F]."""
+        columns = {**self.columns, **{n: x[:, j] for j, n in enumerate(self.x_names)}}
+        return SeriesTable(columns, self.x_names, self.y_names, self.lengths, self.source)
+
     def split(self, rows: np.ndarray) -> list[np.ndarray]:
         """Cut an array over all rows into one array per series."""
         return np.split(rows, self.offsets[1:-1])

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from seqtool.data.examples import positions, ranges
-from seqtool.data.scaling import Differencing
+from seqtool.data.scaling import Differencing, times
 from seqtool.data.tables import SeriesTable
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.model.network import Stepper, map_state, parts
@@ -47,12 +47,15 @@ def roll(m: Forecaster, table: SeriesTable, k: np.ndarray, free: np.ndarray, pat
     original scale; row r of a series holds the forecast of row r, the first 1 + order
     rows none): the network's (`_free_run`), with the differencing undone, from the true
     values during the warm-up and from its own forecasts after. With `paths` N: [N, rows, F],
-    each path integrated from its own draws."""
+    each path integrated from its own draws. With --scale series, each series' level comes
+    from its warm-up."""
+    table, level = m.scaling.levelled(table, k)
     z, lengths = m.view(table)
     known = None if m.time is None else torch.from_numpy(m.known(table, k + free).astype(np.float32))
     forecast, expected = _free_run(m, z, lengths, k - m.scaling.diff.order, free, known, paths)
     d = m.outputs(forecast, "forecasts", expected)
-    return _undone(m, table, k, free, d) if paths else _undone(m, table, k, free, d[None])[0]
+    out = _undone(m, table, k, free, d) if paths else _undone(m, table, k, free, d[None])[0]
+    return times(out, level, k + free)
 
 
 def _undone(m: Forecaster, table: SeriesTable, k: np.ndarray, free: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -121,7 +124,11 @@ def from_origins(
 ) -> np.ndarray:
     """Free-running forecasts [origins, horizon, F] on the original scale, all origins in one
     batch; with `paths` N, N sample paths from each origin (ancestral sampling, as `roll`),
-    [N, origins, horizon, F]."""
+    [N, origins, horizon, F]. With --scale series, each series' level comes from the steps
+    before its first origin."""
+    first = np.full(len(table.lengths), np.iinfo(np.int64).max)
+    np.minimum.at(first, series, origin)
+    table, level = m.scaling.levelled(table, np.minimum(first, table.lengths))
     z, lengths = m.view(table)
     order, width, n = m.scaling.diff.order, len(m.x_names), max(paths, 1)
     rows = origin - 1 - order
@@ -141,6 +148,8 @@ def from_origins(
     starts = table.offsets[series]
     last = table.x[ranges(starts + origin - order, np.full_like(origin, order))].reshape(len(origin), order, width)
     drawn = integrated(m.scaling.diff, last, d)
+    if level is not None:
+        drawn = drawn * level[series][:, None, :]
     return drawn if paths else drawn[0]
 
 

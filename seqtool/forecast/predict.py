@@ -14,12 +14,15 @@ import numpy as np
 
 from seqtool import outputs
 from seqtool.data.examples import MAPPING, NEXT_STEP, positions, ranges
+from seqtool.data.scaling import times
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, write_table
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.intervals import interval_columns
 from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, scale, score, tail
 from seqtool.limits import check_all
 from seqtool.model.network import over_series
+
+SCALED = ("point", "lo", "hi", "scale")  # on the series' scale: multiplied back by its level
 
 
 def predict(
@@ -91,7 +94,9 @@ def teacher_forced(m: Forecaster, table: SeriesTable, level: float | None = None
     """The teacher-forced forecasts ("point") and, with `level` (a model with intervals), the
     bounds at `level` percent ("lo", "hi"), the scale ("scale", or "log_scale" of the log
     with --log-values) and a Student-t's "df": [rows, G] each, in the rows they forecast;
-    quantiles stay quantiles through the undoing (a shift by the true past, exp)."""
+    quantiles stay quantiles through the undoing (a shift by the true past, exp, a series'
+    level: from all its steps, as in training)."""
+    table, levels = m.scaling.levelled(table, None)
     z, lengths = m.view(table)
     out, _ = over_series(m.net, z, lengths)
     head, got = m.net.head, {}
@@ -102,7 +107,8 @@ def teacher_forced(m: Forecaster, table: SeriesTable, level: float | None = None
         _, sd, *df = (p.double().numpy() for p in head.parts(out))  # a Student-t's df too
         got["log_scale" if m.scaling.diff.log else "scale"] = sd * m.scaling.y_std
         got.update({"df": df[0]} if df else {})
-    return {key: _aligned(m, table, lengths, v, shift=key in ("point", "lo", "hi")) for key, v in got.items()}
+    got = {key: _aligned(m, table, lengths, v, shift=key in ("point", "lo", "hi")) for key, v in got.items()}
+    return {key: times(v, levels, table.lengths) if key in SCALED else v for key, v in got.items()}
 
 
 def _aligned(

@@ -12,7 +12,8 @@ Layout of the dict:
                              inputs are then the x columns and a sine/cosine pair per cycle)
     norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split),
                              lags (optional: the --diff lags, applied before standardising),
-                             log (optional: true with --log-values, applied before the lags)
+                             log (optional: true with --log-values, applied before the lags),
+                             scale (optional: "series" with --scale series, applied first)
     weights                  the weights to use: best on validation, else the last
     train                    every training setting, so --resume continues with them
     resume                   the run's state (`training.state.RunState`)
@@ -173,6 +174,9 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
         damaged(f"norm.lags is {lags!r:.60}; expected differencing lags (whole numbers >= 1) of a next-step model")
     if not isinstance(norm.get("log", False), bool) or (norm.get("log") and task != "next-step"):
         damaged(f"norm.log is {norm.get('log')!r:.60}; expected true or false (true only for a next-step model)")
+    scale = norm.get("scale", "global")
+    if scale not in ("global", "series") or (scale == "series" and task != "next-step"):
+        damaged(f"norm.scale is {scale!r:.60}; expected global or series (series only for a next-step model)")
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")
 

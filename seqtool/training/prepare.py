@@ -12,15 +12,25 @@ import numpy as np
 
 from seqtool.config import WINDOW, TrainConfig
 from seqtool.data import folders
-from seqtool.data.examples import MAPPING, NEXT_STEP, Rows, held_out_rows, inputs_and_targets, split, task_of
+from seqtool.data.examples import (
+    MAPPING,
+    NEXT_STEP,
+    Rows,
+    held_out_rows,
+    inputs_and_targets,
+    split,
+    tail_start,
+    task_of,
+)
 from seqtool.data.reading import read_series
-from seqtool.data.scaling import Differencing, Scaling
+from seqtool.data.scaling import Differencing, Scaling, divided, levels, magnitudes
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
 from seqtool.training.inplace import FolderRows
 
 WHOLE_SERIES = 10_000  # the longest window that --window's default makes of a whole series
+SCALE_SPAN = 10  # series whose magnitudes differ more than this need a scale each
 
 
 def table_for(data, config: TrainConfig):
@@ -51,22 +61,26 @@ class Prepared:
     val: Rows | None
     info: dict  # the checkpoint's "data": column names, task, source
     held_out: tuple[SeriesTable, list] | None = None  # next step: the validation series as read, their scored steps
+    advice: str | None = None  # an option the table seems to need
 
 
 def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     """Targets, the split (`--val`), the standardisation of the training part. A split in
     which no step has a target is refused; validation is scored like training (no loss
-    during the burn-in). With --diff, the series are differenced first (next step only)."""
+    during the burn-in). With --scale series, each series is divided by its level first;
+    with --diff, the series are differenced (next step only)."""
     if isinstance(table, folders.Folder):
         return _prepare_in_place(table, config, device)
     task = task_of(table)
     diff = Differencing(config.lags(), config.log_values)
     time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
-    xs, ys = inputs_and_targets(table, task, diff, time)
+    xs, ys = inputs_and_targets(_levelled(table, task, config), task, diff, time)
     (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
     _has_targets(train_y, table, "training")
     series = [x[:, : len(table.x_names)] for x in train_x]  # not the time features: they are not scaled
-    scaling = Scaling.fit(series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff)
+    scaling = Scaling.fit(
+        series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff, config.scale
+    )
     val = held_out = None
     if val_x:
         val, scored = _validation(val_x, val_y, table, scaling, config, device, config.burn_in, diff.order)
@@ -76,7 +90,38 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     if time is not None:
         info["time"] = time.to_dict()
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
-    return Prepared(_fingerprint(xs, ys), scaling, rows, val, info, held_out)
+    return Prepared(_fingerprint(xs, ys), scaling, rows, val, info, held_out, _scale_advice(table, task, config))
+
+
+def _levelled(table: SeriesTable, task: str, config: TrainConfig) -> SeriesTable:
+    """With --scale series, each series divided by its level over its training steps (the
+    one series' before its validation tail)."""
+    if config.scale == "global":
+        return table
+    if task != NEXT_STEP:
+        raise SeqtoolError(
+            f"{table.source}: --scale series is for next-step forecasting; this table has targets "
+            f"({', '.join(table.y_names)}): drop --scale series"
+        )
+    known = table.lengths.copy()
+    if len(known) == 1 and config.val > 0:
+        known[0] = tail_start(int(known[0]), config.val)
+    return divided(table, levels(table, known))
+
+
+def _scale_advice(table: SeriesTable, task: str, config: TrainConfig) -> str | None:
+    """Where one scale serves series whose magnitudes differ more than SCALE_SPAN times:
+    the option that gives each its own."""
+    if task != NEXT_STEP or config.scale != "global" or config.log_values or len(table.lengths) < 2:
+        return None
+    size = magnitudes(table, table.lengths).max(axis=1)
+    size = size[size > 0]
+    if len(size) < 2 or size.max() <= SCALE_SPAN * size.min():
+        return None
+    return (
+        f"the series differ in scale {size.max() / size.min():,.0f}x (mean absolute values {size.min():.3g} to "
+        f"{size.max():.3g}): --scale series gives each series its own (or --log-values, for positive series)"
+    )
 
 
 def _validation(

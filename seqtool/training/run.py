@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -153,6 +154,8 @@ class Run:
     ):
         self.config, self.out, self.quiet = config, out, quiet
         self.data = prepare(table, config, device)
+        if self.data.advice and not quiet:
+            print(f"seqtool: {self.data.advice}", file=sys.stderr)
         if previous is not None and previous["resume"].get("fingerprint") != self.data.fingerprint:
             raise SeqtoolError(f"{out}: the data differs from the data this run was trained on")
         if config.window is None:
