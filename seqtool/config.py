@@ -47,6 +47,7 @@ class ModelConfig:
     dropout: float = 0.0
     learned_start: bool = False  # the state each series starts from is learned (stateful training), not zero
     loss: str = "mse"  # the head: a point forecast (mse), or a distribution of the next value (gaussian, studentt)
+    horizon: int = 1  # steps the head forecasts from each position (n_out values each)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +120,11 @@ class TrainConfig:
         "global, or series: each series divided by its own level (mean |x|) first, for series of different scales.",
         SCALES,
     )
+    horizon: int = _option(
+        1,
+        "Steps ahead the model is trained for, {span}: from each position the head forecasts the next H "
+        "(direct); rollout and backtest use them.",
+    )
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     time_features: bool = _option(
         False,
@@ -148,6 +154,11 @@ class TrainConfig:
                 f"got {self.diff!r}"
             )
         return lags
+
+    def reshapes(self) -> bool:
+        """Whether the run changes the series beyond standardising them, or its targets
+        beyond the next step: what a table folder read in place does not serve."""
+        return bool(self.diff or self.log_values or self.time_features or self.scale != "global" or self.horizon > 1)
 
     def periods(self) -> tuple[float, ...]:
         """The cycles of --period; () for none."""
@@ -179,7 +190,7 @@ class TrainConfig:
         check_all(
             hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr, batch=self.batch,
             window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
-            val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed,
+            val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed, train_horizon=self.horizon,
         )  # fmt: skip
         for name in ("stateful", "time_features", "log_values"):
             if not isinstance(getattr(self, name), bool):

@@ -80,6 +80,7 @@ LIMITS: dict[str, Limit] = {
     "val": _real("val", 0, 1, hi_open=True),
     "patience": _int("patience", 0, BILLION),
     "burn_in": _int("burn-in", 0, 1_000_000),
+    "train_horizon": _int("horizon", 1, 10_000),
     # predict, rollout
     "warmup": _int("warmup", 0, BILLION),
     "rollout_warmup": _int("warmup", 1, BILLION),

@@ -1,4 +1,5 @@
-"""Many series at once: each series scaled by its own level (`--scale series`)."""
+"""Many series at once: each series scaled by its own level (`--scale series`), and
+models trained for a horizon (`--horizon H`: a direct H-step head)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from conftest import one_error_line
 
 from seqtool.config import TrainConfig
 from seqtool.data import generators
+from seqtool.data.examples import inputs_and_targets, split
 from seqtool.data.scaling import levels
 from seqtool.data.tables import SeriesTable, read_table, write_table
 from seqtool.forecast.backtest import backtest
+from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
@@ -127,3 +130,87 @@ def test_a_checkpoint_with_an_unknown_scale_is_refused(panel, tmp_path, cli):
     ckpt["norm"]["scale"] = "local"
     torch.save(ckpt, tmp_path / "edited.pt")
     one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), "norm.scale is 'local'")
+
+
+@pytest.fixture(scope="module")
+def direct(panel):
+    """Models trained for 4 steps ahead: as they are, and series-scaled with --diff 1."""
+    table = read_table(panel / "p.csv")
+    train(table, panel / "h4.pt", TrainConfig(hidden=8, steps=60, window=24, batch=16, horizon=4), quiet=True)
+    train(table, panel / "h4diff.pt", TrainConfig(**SMALL, horizon=4, diff="1"), quiet=True)
+    return panel
+
+
+def test_horizon_targets_are_the_next_h_steps_and_none_reach_into_a_held_out_tail():
+    x = np.arange(10.0)[:, None] ** 2
+    (xs, ys) = inputs_and_targets(SeriesTable.from_arrays([x]), "next-step", horizon=3)
+    assert ys[0].shape == (10, 3)
+    assert ys[0][2].tolist() == [9.0, 16.0, 25.0] and np.isnan(ys[0][8, 1:]).all() and ys[0][8, 0] == 81.0
+    (train_x, train_y), (_, val_y) = split(xs, ys, 0.3, 0, horizon=3)
+    assert len(train_x[0]) == 7
+    assert np.nanmax(train_y[0]) == 36.0  # x[6]: the tail starts at step 7
+    assert np.isnan(train_y[0][6]).all() and train_y[0][5].tolist()[0] == 36.0
+
+
+def _head_forecast(m: Forecaster, table: SeriesTable) -> np.ndarray:
+    """The H-step forecast [series, H] after each series' last step, read off the head by hand."""
+    z, lengths = m.view(table)
+    raw, _ = m.teacher_forced(z, lengths, raw=True)
+    last = raw[torch.from_numpy(np.cumsum(lengths) - 1)]
+    return m.outputs(m.net.head.point(last).reshape(-1, 1), "forecasts").reshape(len(lengths), m.horizon)
+
+
+def test_the_h_step_head_is_what_rollout_and_backtest_forecast_and_past_h_it_reads_its_own(direct):
+    m = Forecaster(direct / "h4.pt")
+    table = read_table(direct / "p.csv")
+    series = SeriesTable(
+        {"x": table.numbers("x")[:48]}, ["x"], [], np.array([48]), "one"
+    )  # the first series of the panel
+    cut = SeriesTable({"x": series.x[:30, 0]}, ["x"], [], np.array([30]), "cut")
+    block = _head_forecast(m, cut)[0]
+    free = rollout(direct / "h4.pt", series, warmup=30, steps=8, quiet=True)[0].columns["yhat"][30:]
+    close = dict(rtol=1e-5, atol=1e-6 * float(m.scaling.x_std[0]))  # the network reads float32 on its scale
+    np.testing.assert_allclose(free[:4], block, **close)
+    fed = SeriesTable({"x": np.concatenate([series.x[:30, 0], block])}, ["x"], [], np.array([34]), "fed")
+    np.testing.assert_allclose(free[4:], _head_forecast(m, fed)[0], **close)
+    bt = backtest(direct / "h4.pt", series, horizon=8, start=30, stride=100, quiet=True)[0].columns["yhat"]
+    np.testing.assert_allclose(bt, free, **close)
+
+
+def test_a_horizon_model_backtests_as_it_rolls_out_from_the_same_origin(direct):
+    """Series-scaled and differenced: a backtest's first origin is a rollout's warm-up (the
+    level of both: the steps before it)."""
+    model = direct / "h4diff.pt"
+    for origin in (36, 41):
+        table, _ = backtest(model, direct / "p.csv", horizon=6, start=origin, stride=100, quiet=True)
+        free, _ = rollout(model, direct / "p.csv", warmup=origin, steps=6, quiet=True)
+        ends = np.concatenate([np.arange(n) >= origin for n in free.lengths])
+        np.testing.assert_allclose(table.columns["yhat"], free.columns["yhat"][ends], rtol=1e-5)
+
+
+def test_bad_horizon_input_is_one_line_and_exit_2(direct, cli, tmp_path):
+    short = SeriesTable.from_arrays([np.arange(1.0, 9.0), np.arange(1.0, 6.0)])
+    write_table(short, tmp_path / "short.csv")
+    one_error_line(
+        cli("train", tmp_path / "short.csv", "--horizon", "8", "-o", tmp_path / "m.pt"),
+        "--horizon 8: the longest series has 8 steps",
+    )
+    one_error_line(
+        cli("train", tmp_path / "short.csv", "--horizon", "7", "--diff", "1", "-o", tmp_path / "m.pt"),
+        "has 7 steps after the differencing's first 1",
+    )
+    one_error_line(cli("train", tmp_path / "short.csv", "--horizon", "0", "-o", tmp_path / "m.pt"), "--horizon")
+    mapping = generators.generate("sincos", n_series=2, length=30, seed=0)
+    write_table(mapping, tmp_path / "map.csv")
+    one_error_line(
+        cli("train", tmp_path / "map.csv", "--horizon", "3", "-o", tmp_path / "m.pt"),
+        "--horizon is for next-step forecasting",
+    )
+    assert not (tmp_path / "m.pt").exists()
+    panel = read_table(direct / "p.csv")
+    train(panel, tmp_path / "g.pt", TrainConfig(hidden=4, steps=5, window=24, horizon=2, loss="gaussian"), quiet=True)
+    one_error_line(cli("rollout", tmp_path / "g.pt", direct / "p.csv", "--samples", "5"), "not as a path")
+    ckpt = torch.load(direct / "h4.pt", weights_only=True)
+    ckpt["model"]["horizon"] = 0
+    torch.save(ckpt, tmp_path / "edited.pt")
+    one_error_line(cli("predict", tmp_path / "edited.pt", tmp_path / "short.csv"), "model.horizon is 0")

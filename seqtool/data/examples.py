@@ -36,16 +36,19 @@ def inputs_and_targets(
     task: str,
     diff: Differencing = Differencing(),  # noqa: B008 (a frozen dataclass: immutable)
     time: TimeFeatures | None = None,
+    horizon: int = 1,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per series: inputs [T, F (+ time features)] and targets [T, G], NaN where a step
     has no target.
 
     For next-step forecasting the target at step t is the input at t+1 (none at the last
-    step); with differencing, of the differenced series (its first `order` steps dropped).
+    step), and with `horizon` H the inputs at t+1..t+H, [T, H * F] (step h's F values at
+    columns h*F:(h+1)*F; NaN past the end); with differencing, of the differenced series
+    (its first `order` steps dropped).
     A mapping table is not differenced (its targets are not the series it reads). Time
     features (`time`) are appended to the inputs: those of the step the output estimates.
     """
-    xs, ys = _series_and_targets(table, task, diff)
+    xs, ys = _series_and_targets(table, task, diff, horizon)
     if time is None:
         return xs, ys
     steps = table.lengths - diff.order
@@ -53,7 +56,9 @@ def inputs_and_targets(
     return [np.concatenate([x, f], axis=1) for x, f in zip(xs, known)], ys
 
 
-def _series_and_targets(table: SeriesTable, task: str, diff: Differencing) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _series_and_targets(
+    table: SeriesTable, task: str, diff: Differencing, horizon: int = 1
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Inputs and targets of each series, logged and differenced where asked."""
     xs = table.split(table.x)
     if task == MAPPING:
@@ -77,18 +82,20 @@ def _series_and_targets(table: SeriesTable, task: str, diff: Differencing) -> tu
         xs = [diff.difference(x, table.source) for x in xs]
     ys = []
     for x in xs:
-        y = np.full_like(x, np.nan)
-        y[:-1] = x[1:]
+        y = np.full((len(x), horizon * x.shape[1]), np.nan)
+        for h in range(horizon):
+            y[: len(x) - 1 - h, h * x.shape[1] : (h + 1) * x.shape[1]] = x[1 + h :]
         ys.append(y)
     return xs, ys
 
 
 def split(
-    xs: list[np.ndarray], ys: list[np.ndarray], val: float, seed: int
+    xs: list[np.ndarray], ys: list[np.ndarray], val: float, seed: int, horizon: int = 1
 ) -> tuple[tuple[list, list], tuple[list, list]]:
     """Hold out a fraction `val` for validation: whole series when there are several
     (`held_out`), else the tail of the one series (`tail_start`; its targets before the
-    tail are left out of the validation loss, and the training part stops where it starts)."""
+    tail are left out of the validation loss, and the training part stops where it starts:
+    no training target, of any of the `horizon` steps, lies in the tail)."""
     if val <= 0:
         return (xs, ys), ([], [])
     n = len(xs)
@@ -103,7 +110,9 @@ def split(
     x, y = xs[0], ys[0]
     cut = tail_start(len(x), val)
     y_train = y[:cut].copy()
-    y_train[-1] = np.nan  # its target lies in the held-out tail
+    width = y.shape[1] // horizon
+    for h in range(horizon):
+        y_train[cut - 1 - h :, h * width : (h + 1) * width] = np.nan  # in the held-out tail
     y_val = y.copy()
     y_val[:cut] = np.nan
     return ([x[:cut]], [y_train]), ([x], [y_val])

@@ -413,8 +413,8 @@ class Folder:
         return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)
 
     def in_place(self, cfg) -> bool:
-        """Whether `train` reads it in place: next-step, one scale, no --diff, --log-values, --time-features."""
-        return cfg.scale == "global" and not any((self.y_names, cfg.diff, cfg.log_values, cfg.time_features))
+        """Whether `train` reads it in place: a next-step table, the series as they are (`reshapes`)."""
+        return not self.y_names and not cfg.reshapes()
 
     def moments_of(self, series: np.ndarray, stop: int | None = None) -> tuple[np.ndarray, ...]:
         """count, mean, std, largest magnitude of each input column over the rows of

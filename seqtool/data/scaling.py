@@ -172,8 +172,9 @@ class Scaling:
         return z if x.shape[-1] == width else np.concatenate([z, x[..., width:].astype(dtype)], axis=-1)
 
     def targets(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """Targets [..., G] on the model's scale (NaN stays NaN: no target)."""
-        return _standardise(y, self.y_mean, self.y_std, None, "targets", dtype)
+        """Targets [..., H * G] on the model's scale (NaN stays NaN: no target)."""
+        reps = y.shape[-1] // len(self.y_mean)
+        return _standardise(y, np.tile(self.y_mean, reps), np.tile(self.y_std, reps), None, "targets", dtype)
 
     def outputs(self, out: np.ndarray) -> np.ndarray:
         """Model outputs [..., G] back on the table's scale, float64."""

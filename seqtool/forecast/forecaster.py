@@ -39,6 +39,7 @@ class Forecaster:
 
     def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
         self.path, self.net, self.scaling = path, net, scaling
+        self.horizon = net.config.horizon
         self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))
@@ -106,6 +107,10 @@ class Forecaster:
         order = self.scaling.diff.order
         return self.time.ahead(table, steps - order, order + 1 if self.task == NEXT_STEP else 0)
 
+    def next_step(self, values):
+        """The first step of a horizon model's outputs [..., H * G] (all of another's): [..., G]."""
+        return values[..., : len(self.yhat_names)]
+
     def teacher_forced(self, x, lengths: np.ndarray, final_state: bool = False, raw: bool = False):
         """Point forecasts [rows, n_out] over series stored end to end (`over_series`),
         on the model's scale (with `raw`, the head's outputs), and with `final_state` the
@@ -155,6 +160,11 @@ def next_step_model(path: str | Path) -> Forecaster:
 def check_sampling(m: Forecaster, samples: int, paths) -> None:
     if paths is not None and not samples:
         raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
+    if samples and m.horizon > 1:
+        raise SeqtoolError(
+            f"{m.path} forecasts each of its {m.horizon} steps on its own (train --horizon), not as a path: "
+            "sample paths need a model trained one step ahead"
+        )
     if samples and not m.samples:
         raise SeqtoolError(
             f"{m.path} forecasts points (trained with --loss mse): "

@@ -94,7 +94,7 @@ def _free_run(m: Forecaster, z, lengths: np.ndarray, k: np.ndarray, free: np.nda
     starts = np.cumsum(total) - total  # of each series in the output
     model_starts = np.cumsum(lengths) - lengths
     raw, state = m.teacher_forced(z[torch.from_numpy(ranges(model_starts, k))], k, final_state=True, raw=True)
-    warm, head = m.net.head.point(raw), m.net.head
+    warm = m.next_step(m.net.head.point(raw))
     forecast = torch.full((n, int(total.sum()), len(m.x_names)), float("nan"))
     keep = positions(k) < np.repeat(total - 1, k)  # the k-th output: only if a free row follows
     forecast[:, torch.from_numpy(ranges(starts + 1, k)[keep])] = warm[torch.from_numpy(keep)]
@@ -102,11 +102,10 @@ def _free_run(m: Forecaster, z, lengths: np.ndarray, k: np.ndarray, free: np.nda
     order = np.argsort(-free, kind="stable")  # the batch is always a prefix of this order
     index = torch.from_numpy(np.repeat(order, n))  # a series' paths side by side
     last = raw[torch.from_numpy(np.cumsum(k) - 1)][index]
-    prev = head.sample(last) if paths else head.point(last)  # each series' (path's) first free forecast
+    step = Stepper(m.net)
+    prev, step, states = _started(m, step, last, step.split(map_state(lambda s: s[:, index], state)), paths > 0)
     first = torch.from_numpy((starts + k)[order][free[order] > 0])
     forecast[:, first] = prev.view(-1, n, prev.shape[-1])[: len(first)].transpose(0, 1)
-    step = Stepper(m.net)
-    states = step.split(map_state(lambda s: s[:, index], state))
     at = torch.from_numpy(np.repeat((starts + k - 1)[order], n))  # each row's last warm row of `known`
     outs = free_steps(step, prev, states, np.repeat(free[order] - 1, n), known, at, draw=paths > 0)
     if outs:
@@ -135,8 +134,7 @@ def from_origins(
     step = Stepper(m.net)
     raw, states = _states_at(m, step, z, lengths, series, rows)
     each = torch.arange(len(origin)).repeat_interleave(n)  # an origin's paths side by side
-    states = [map_state(lambda s: s[each], st) for st in states]
-    first = m.net.head.sample(raw[each]) if paths else m.net.head.point(raw)
+    first, step, states = _started(m, step, raw[each], [map_state(lambda s: s[each], st) for st in states], paths > 0)
     at = torch.from_numpy((np.cumsum(lengths) - lengths)[series] + rows)[each]  # each origin's row of z
     known = z[:, width:] if z.shape[1] > width else None  # the time features
     outs = free_steps(step, first, states, np.full(len(first), horizon - 1), known, at, draw=paths > 0)
@@ -151,6 +149,35 @@ def from_origins(
     if level is not None:
         drawn = drawn * level[series][:, None, :]
     return drawn if paths else drawn[0]
+
+
+def _started(m: Forecaster, step: Stepper, raw, states: list, draw: bool):
+    """The first free forecast of each row from the head's outputs `raw` after its last
+    known step (a draw with `draw`), and the stepper and states to go on with: for a
+    horizon model, its H-step forecast (`Blocks`)."""
+    first = m.net.head.sample(raw) if draw else m.net.head.point(raw)
+    if m.horizon == 1:
+        return first, step, states
+    return m.next_step(first), Blocks(step, len(m.x_names), m.horizon), [*states, first]
+
+
+class Blocks:
+    """A horizon model fed its own forecasts: the forecasts of steps j = 0..H-1 after an
+    origin are its H-step forecast from there (the block, kept as the last of the states,
+    so that it shrinks with the batch); the network reads each of them, and after H of
+    them its output is the next block. Called as a `Stepper`."""
+
+    def __init__(self, step: Stepper, width: int, horizon: int):
+        self.step, self.width, self.horizon, self.fed = step, width, horizon, 0
+
+    def __call__(self, x, states: list, draw: bool = False):
+        *layers, block = states
+        out, layers = self.step(x, layers, draw=draw)
+        self.fed += 1
+        j = self.fed % self.horizon
+        if j == 0:
+            block = out
+        return block[:, j * self.width : (j + 1) * self.width], [*layers, block]
 
 
 def _states_at(m: Forecaster, step, z, lengths: np.ndarray, series: np.ndarray, rows: np.ndarray):

@@ -100,11 +100,11 @@ def teacher_forced(m: Forecaster, table: SeriesTable, level: float | None = None
     z, lengths = m.view(table)
     out, _ = over_series(m.net, z, lengths)
     head, got = m.net.head, {}
-    got["point"] = m.outputs(head.point(out), "predictions")
+    got["point"] = m.outputs(m.next_step(head.point(out)), "predictions")
     if level:
         q = tail(level)
-        got["lo"], got["hi"] = (m.outputs(head.quantile(out, p), "intervals") for p in (q, 1 - q))
-        _, sd, *df = (p.double().numpy() for p in head.parts(out))  # a Student-t's df too
+        got["lo"], got["hi"] = (m.outputs(m.next_step(head.quantile(out, p)), "intervals") for p in (q, 1 - q))
+        _, sd, *df = (m.next_step(p).double().numpy() for p in head.parts(out))  # a Student-t's df too
         got["log_scale" if m.scaling.diff.log else "scale"] = sd * m.scaling.y_std
         got.update({"df": df[0]} if df else {})
     got = {key: _aligned(m, table, lengths, v, shift=key in ("point", "lo", "hi")) for key, v in got.items()}

@@ -5,7 +5,8 @@ field by field so that a file edited by hand is refused with the field that is w
 Layout of the dict:
 
     format, version          "seqtool-checkpoint", 2 (below)
-    model                    ModelConfig as a dict (cell, hidden, layers, dropout, n_in, n_out)
+    model                    ModelConfig as a dict (cell, hidden, layers, dropout, n_in, n_out;
+                             optional horizon: the steps its head forecasts, n_out values each)
     data                     x_names, y_names, task ("next-step" or "mapping"), source,
                              season (optional: the season length --season named),
                              time (optional: --time-features' column and cycles; the model's
@@ -139,8 +140,12 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
             damaged(f"no '{key}'")
     model, data, norm = ckpt["model"], ckpt["data"], ckpt["norm"]
     fields, later = {"n_in", "n_out", "cell", "hidden", "layers", "dropout"}, {"learned_start", "loss"}
-    if not (fields | (later if ckpt["version"] >= 2 else set())) <= set(model) <= fields | later:
-        damaged(f"model has fields {sorted(model)}, expected {sorted(fields | later)}")
+    if not (fields | (later if ckpt["version"] >= 2 else set())) <= set(model) <= fields | later | {"horizon"}:
+        damaged(f"model has fields {sorted(model)}, expected {sorted(fields | later)} (and horizon)")
+    if not (_count(model.get("horizon", 1)) and LIMITS["train_horizon"].holds(model.get("horizon", 1))):
+        damaged(f"model.horizon is {model['horizon']!r:.60}, expected a whole number of steps in [1, 10000]")
+    if model.get("horizon", 1) > 1 and data.get("task") != "next-step":
+        damaged("model.horizon is more than 1 for a model that is not next-step")
     if not isinstance(model.get("learned_start", False), bool):
         damaged(f"model.learned_start is {model['learned_start']!r:.60}, expected true or false")
     if model.get("loss", "mse") not in LOSSES:

@@ -155,7 +155,7 @@ class SeqModel(nn.Module):
             batch_first=True,
             **extra,
         )
-        self.head = HEADS[config.loss](config.hidden, config.n_out)
+        self.head = HEADS[config.loss](config.hidden, config.n_out * config.horizon)
         shape = (2 if config.cell == "lstm" else 1, config.layers, 1, config.hidden)
         self.start = nn.Parameter(torch.zeros(shape)) if config.learned_start else None
         if config.cell == "lstm":

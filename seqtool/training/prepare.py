@@ -74,8 +74,9 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     task = task_of(table)
     diff = Differencing(config.lags(), config.log_values)
     time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
-    xs, ys = inputs_and_targets(_levelled(table, task, config), task, diff, time)
-    (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed)
+    _check_horizon(table, task, diff, config.horizon)
+    xs, ys = inputs_and_targets(_levelled(table, task, config), task, diff, time, config.horizon)
+    (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed, config.horizon)
     _has_targets(train_y, table, "training")
     series = [x[:, : len(table.x_names)] for x in train_x]  # not the time features: they are not scaled
     scaling = Scaling.fit(
@@ -107,6 +108,22 @@ def _levelled(table: SeriesTable, task: str, config: TrainConfig) -> SeriesTable
     if len(known) == 1 and config.val > 0:
         known[0] = tail_start(int(known[0]), config.val)
     return divided(table, levels(table, known))
+
+
+def _check_horizon(table: SeriesTable, task: str, diff: Differencing, horizon: int) -> None:
+    """--horizon H: next-step tables only, and some series long enough for a whole target
+    (H steps after a step the network reads)."""
+    if horizon == 1:
+        return
+    if task != NEXT_STEP:
+        raise SeqtoolError(f"{table.source}: --horizon is for next-step forecasting; this table has targets")
+    longest = int(table.lengths.max()) - diff.order
+    if longest <= horizon:
+        after = f" after the differencing's first {diff.order}" if diff.order else ""
+        raise SeqtoolError(
+            f"{table.source}: --horizon {horizon}: the longest series has {longest} steps{after}, and a "
+            f"forecast of {horizon} steps needs {horizon + 1} (one to read): use a shorter --horizon"
+        )
 
 
 def _scale_advice(table: SeriesTable, task: str, config: TrainConfig) -> str | None:

@@ -171,7 +171,7 @@ class Run:
         info = self.data.info
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
-            n_in=self.data.rows.width, n_out=len(outputs), cell=config.cell,
+            n_in=self.data.rows.width, n_out=len(outputs), cell=config.cell, horizon=config.horizon,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout, loss=config.loss,
             learned_start=previous["model"].get("learned_start", False) if previous else config.stateful,
         )  # fmt: skip
