@@ -48,6 +48,12 @@ class ModelConfig:
     learned_start: bool = False  # the state each series starts from is learned (stateful training), not zero
     loss: str = "mse"  # the head: a point forecast (mse), or a distribution of the next value (gaussian, studentt)
     horizon: int = 1  # steps the head forecasts from each position (n_out values each)
+    members: int = 1  # an ensemble: networks of `hidden` units side by side, forecasting their median
+
+    @property
+    def width(self) -> int:
+        """Recurrent units per layer, all members together."""
+        return self.hidden * self.members
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +131,11 @@ class TrainConfig:
         "Steps ahead the model is trained for, {span}: from each position the head forecasts the next H "
         "(direct); rollout and backtest use them.",
     )
+    ensemble: int = _option(
+        1,
+        "Train this many networks at once, {span}, each from its own start, side by side in one network; "
+        "forecasts are their median.",
+    )
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     time_features: bool = _option(
         False,
@@ -191,6 +202,7 @@ class TrainConfig:
             hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr, batch=self.batch,
             window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
             val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed, train_horizon=self.horizon,
+            ensemble=self.ensemble,
         )  # fmt: skip
         for name in ("stateful", "time_features", "log_values"):
             if not isinstance(getattr(self, name), bool):
@@ -203,6 +215,8 @@ class TrainConfig:
         self.lags()
         self.periods()
         check_all(season=self.season)
+        if self.ensemble > 1 and self.loss != "mse":
+            raise SeqtoolError("--ensemble forecasts the median of its members' points: train it with --loss mse")
         if self.steps is not None and self.epochs is not None:
             raise SeqtoolError("give --steps or --epochs, not both")
         if not self.stateful and self.window is not None and self.burn_in >= self.window:

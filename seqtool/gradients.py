@@ -151,7 +151,7 @@ def _of_fresh_models(
 def scale_recurrent(net, radius: float) -> None:
     """Rescale each recurrent matrix (each gate's h x h block) to spectral radius `radius`."""
     check_all(init_scale=radius)
-    h = net.config.hidden
+    h = net.config.width
     with torch.no_grad():
         for name, w in net.rnn.named_parameters():
             if name.startswith("weight_hh"):
@@ -176,7 +176,7 @@ def unrolled(net, x):
     for layer in range(cfg.layers):
         w_ih, w_hh = p[f"rnn.weight_ih_l{layer}"], p[f"rnn.weight_hh_l{layer}"]
         b = p[f"rnn.bias_ih_l{layer}"], p[f"rnn.bias_hh_l{layer}"]
-        h = torch.zeros(batch, cfg.hidden, dtype=torch.float64)
+        h = torch.zeros(batch, cfg.width, dtype=torch.float64)
         c = torch.zeros_like(h)
         if "start" in p:  # a learned start (SeqModel.initial)
             h, c = h + p["start"][0, layer, 0], c + p["start"][-1, layer, 0]
@@ -204,7 +204,7 @@ def unrolled(net, x):
 
 def _measure(net, x, y, loss: str, threads: int | None) -> Report:
     cfg = net.config
-    _fits(x.shape[0], x.shape[1], cfg.layers, cfg.hidden, cfg.cell)
+    _fits(x.shape[0], x.shape[1], cfg.layers, cfg.width, cfg.cell)
     use_threads(threads, work(cfg, x.shape[0]))
     net = net.eval()
     out, hs, params = unrolled(net, x)
@@ -219,7 +219,7 @@ def _measure(net, x, y, loss: str, threads: int | None) -> Report:
     grad = np.array([[h.grad.norm(dim=1).numpy() for h in layer] for layer in hs])
     norms = {n: float(w.grad.norm()) for n, w in params.items()}
     sigma = {}
-    h = net.config.hidden
+    h = net.config.width
     for n, w in net.rnn.named_parameters():
         if n.startswith("weight_hh"):
             sigma[n] = float(torch.linalg.matrix_norm(w.detach().double(), ord=2))

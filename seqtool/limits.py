@@ -81,6 +81,7 @@ LIMITS: dict[str, Limit] = {
     "patience": _int("patience", 0, BILLION),
     "burn_in": _int("burn-in", 0, 1_000_000),
     "train_horizon": _int("horizon", 1, 10_000),
+    "ensemble": _int("ensemble", 1, 64),
     # predict, rollout
     "warmup": _int("warmup", 0, BILLION),
     "rollout_warmup": _int("warmup", 1, BILLION),

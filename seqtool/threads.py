@@ -27,7 +27,7 @@ MACS_PER_THREAD = 300_000
 def work(model: ModelConfig, batch: int) -> int:
     """Multiply-adds of one time step of the recurrence, over the batch."""
     gates = max(1, len(CELLS[model.cell].gates))
-    h = model.hidden
+    h = model.width
     return batch * gates * h * ((h + model.n_in) + (model.layers - 1) * 2 * h)
 
 

@@ -72,7 +72,7 @@ GIVEN = {
     "cell": "gru", "loss": "gaussian", "hidden": 8, "layers": 2, "dropout": 0.25, "lr": 0.003, "optimizer": "sgd",
     "batch": 7, "window": 20, "stride": 3, "steps": 11, "epochs": 1.5, "clip": 0.5, "schedule": "plateau", "val": 0.2,
     "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c", "diff": "1,12", "log_values": True,
-    "scale": "series", "horizon": 3, "season": 12, "time_features": True, "period": "7,365.25",
+    "scale": "series", "horizon": 3, "ensemble": 2, "season": 12, "time_features": True, "period": "7,365.25",
 }  # fmt: skip
 
 
@@ -134,6 +134,7 @@ def test_resume_refuses_each_training_option_given(cli, captured, tmp_path):
             "y": "y",
             "diff": "1",
             "horizon": "1",
+            "ensemble": "1",
             "season": "12",
             "time_features": "--time-features",
             "period": "7",

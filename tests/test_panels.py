@@ -1,5 +1,5 @@
-"""Many series at once: each series scaled by its own level (`--scale series`), and
-models trained for a horizon (`--horizon H`: a direct H-step head)."""
+"""Many series at once: each series scaled by its own level (`--scale series`), models
+trained for a horizon (`--horizon H`: a direct H-step head), ensembles (`--ensemble K`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import one_error_line
 
-from seqtool.config import TrainConfig
+from seqtool.config import ModelConfig, TrainConfig
 from seqtool.data import generators
 from seqtool.data.examples import inputs_and_targets, split
 from seqtool.data.scaling import levels
@@ -18,6 +18,7 @@ from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
+from seqtool.model.network import joined_weights, member_weights
 from seqtool.training.run import train
 
 SMALL = dict(hidden=8, steps=60, window=24, batch=16, scale="series")
@@ -150,6 +151,8 @@ def test_horizon_targets_are_the_next_h_steps_and_none_reach_into_a_held_out_tai
     assert len(train_x[0]) == 7
     assert np.nanmax(train_y[0]) == 36.0  # x[6]: the tail starts at step 7
     assert np.isnan(train_y[0][6]).all() and train_y[0][5].tolist()[0] == 36.0
+    _, (short,) = inputs_and_targets(SeriesTable.from_arrays([np.array([3.0, 5.0])]), "next-step", horizon=3)
+    assert short[0, 0] == 5.0 and np.isnan(short[0, 1:]).all() and np.isnan(short[1]).all()  # shorter than H
 
 
 def _head_forecast(m: Forecaster, table: SeriesTable) -> np.ndarray:
@@ -214,3 +217,66 @@ def test_bad_horizon_input_is_one_line_and_exit_2(direct, cli, tmp_path):
     ckpt["model"]["horizon"] = 0
     torch.save(ckpt, tmp_path / "edited.pt")
     one_error_line(cli("predict", tmp_path / "edited.pt", tmp_path / "short.csv"), "model.horizon is 0")
+
+
+@pytest.fixture(scope="module")
+def ensemble(direct):
+    """A 3-member ensemble trained for 4 steps, and each member saved as a model of its own."""
+    table = read_table(direct / "p.csv")
+    config = TrainConfig(**SMALL, horizon=4, diff="1", ensemble=3)
+    train(table, direct / "e3.pt", config, quiet=True)
+    ckpt = torch.load(direct / "e3.pt", weights_only=True)
+    for k in range(3):
+        one = {**ckpt, "model": {**ckpt["model"], "members": 1}}
+        one["weights"] = member_weights(ckpt["weights"], ModelConfig(**ckpt["model"]), k)
+        torch.save(one, direct / f"member{k}.pt")
+    return direct
+
+
+def test_members_are_apart_after_training_and_k_identical_members_forecast_as_one(ensemble, tmp_path):
+    ckpt = torch.load(ensemble / "e3.pt", weights_only=True)
+    config = ModelConfig(**ckpt["model"])
+    weights = ckpt["weights"]
+    rejoined = joined_weights([member_weights(weights, config, k) for k in range(3)], config)
+    for name, w in weights.items():  # nothing between members: the parts are the whole
+        torch.testing.assert_close(rejoined[name], w, rtol=0, atol=0)
+    one = torch.load(ensemble / "h4diff.pt", weights_only=True)
+    same = {**one, "model": {**one["model"], "members": 5}}
+    same["weights"] = joined_weights([one["weights"]] * 5, ModelConfig(**same["model"]))
+    torch.save(same, tmp_path / "five.pt")
+    for run in (
+        lambda m: predict(m, ensemble / "p.csv", quiet=True)[0].columns["yhat"],
+        lambda m: rollout(m, ensemble / "p.csv", horizon=9, quiet=True)[0].columns["yhat"],
+        lambda m: backtest(m, ensemble / "p.csv", horizon=6, start=0.8, quiet=True)[0].columns["yhat"],
+    ):
+        np.testing.assert_allclose(run(tmp_path / "five.pt"), run(ensemble / "h4diff.pt"), rtol=1e-5)
+
+
+def test_an_ensemble_forecasts_the_median_of_its_members(ensemble):
+    """One step ahead (predict: the median of the members' forecasts), and the H steps of
+    the head (rollout within H): with --diff 1, the median of the members' forecast
+    differences, summed from the last true value."""
+    each = np.stack([predict(ensemble / f"member{k}.pt", ensemble / "p.csv", quiet=True)[0].columns["yhat"]
+                     for k in range(3)])  # fmt: skip
+    got = predict(ensemble / "e3.pt", ensemble / "p.csv", quiet=True)[0].columns["yhat"]
+    np.testing.assert_allclose(got, np.median(each, axis=0), rtol=1e-5, atol=1e-3)
+    assert (np.abs(each[0] - each[1]) > 1e-3 * np.abs(got)).mean() > 0.5  # the members differ
+    x = read_table(ensemble / "p.csv").numbers("x").reshape(8, 48)
+    free = [rollout(m, ensemble / "p.csv", warmup=40, steps=4, quiet=True)[0].columns["yhat"].reshape(8, 44)[:, 40:]
+            for m in [ensemble / f"member{k}.pt" for k in range(3)] + [ensemble / "e3.pt"]]  # fmt: skip
+    steps = [np.diff(np.concatenate([x[:, 39:40], f], axis=1), axis=1) for f in free[:3]]
+    by_hand = x[:, 39:40] + np.cumsum(np.median(np.stack(steps), axis=0), axis=1)
+    np.testing.assert_allclose(free[3], by_hand, rtol=1e-5, atol=1e-3)
+
+
+def test_bad_ensemble_input_is_one_line_and_exit_2(ensemble, cli, tmp_path):
+    one_error_line(
+        cli("train", ensemble / "p.csv", "--ensemble", "3", "--loss", "gaussian", "-o", tmp_path / "m.pt"),
+        "--ensemble forecasts the median",
+    )
+    one_error_line(cli("train", ensemble / "p.csv", "--ensemble", "0", "-o", tmp_path / "m.pt"), "--ensemble")
+    ckpt = torch.load(ensemble / "e3.pt", weights_only=True)
+    ckpt["model"]["members"] = 4
+    torch.save(ckpt, tmp_path / "edited.pt")
+    one_error_line(cli("predict", tmp_path / "edited.pt", ensemble / "p.csv"), "damaged seqtool checkpoint")
+    assert not (tmp_path / "m.pt").exists()

@@ -83,7 +83,7 @@ def _series_and_targets(
     ys = []
     for x in xs:
         y = np.full((len(x), horizon * x.shape[1]), np.nan)
-        for h in range(horizon):
+        for h in range(min(horizon, len(x) - 1)):
             y[: len(x) - 1 - h, h * x.shape[1] : (h + 1) * x.shape[1]] = x[1 + h :]
         ys.append(y)
     return xs, ys

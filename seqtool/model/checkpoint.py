@@ -6,7 +6,8 @@ Layout of the dict:
 
     format, version          "seqtool-checkpoint", 2 (below)
     model                    ModelConfig as a dict (cell, hidden, layers, dropout, n_in, n_out;
-                             optional horizon: the steps its head forecasts, n_out values each)
+                             optional horizon: the steps its head forecasts, n_out values each;
+                             optional members: an ensemble's networks, `hidden` units each)
     data                     x_names, y_names, task ("next-step" or "mapping"), source,
                              season (optional: the season length --season named),
                              time (optional: --time-features' column and cycles; the model's
@@ -133,6 +134,9 @@ class Damaged:
         raise SeqtoolError(f"{self.name}: damaged seqtool checkpoint: {what}")
 
 
+OPTIONAL = {"horizon", "members"}  # model fields a file may lack (1 each)
+
+
 def _check_model(ckpt: dict, damaged: Damaged) -> None:
     """What predict, rollout and gradnorm use: model, data, norm, weights, each field checked."""
     for key in ("model", "data", "norm", "weights"):
@@ -140,8 +144,14 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
             damaged(f"no '{key}'")
     model, data, norm = ckpt["model"], ckpt["data"], ckpt["norm"]
     fields, later = {"n_in", "n_out", "cell", "hidden", "layers", "dropout"}, {"learned_start", "loss"}
-    if not (fields | (later if ckpt["version"] >= 2 else set())) <= set(model) <= fields | later | {"horizon"}:
-        damaged(f"model has fields {sorted(model)}, expected {sorted(fields | later)} (and horizon)")
+    if not (fields | (later if ckpt["version"] >= 2 else set())) <= set(model) <= fields | later | OPTIONAL:
+        damaged(
+            f"model has fields {sorted(model)}, expected {sorted(fields | later)} and optionally {sorted(OPTIONAL)}"
+        )
+    if not (_count(model.get("members", 1)) and LIMITS["ensemble"].holds(model.get("members", 1))):
+        damaged(f"model.members is {model['members']!r:.60}, expected a whole number in [1, 64]")
+    if model.get("members", 1) > 1 and model.get("loss", "mse") != "mse":
+        damaged("model.members is more than 1 for a model of a distribution")
     if not (_count(model.get("horizon", 1)) and LIMITS["train_horizon"].holds(model.get("horizon", 1))):
         damaged(f"model.horizon is {model['horizon']!r:.60}, expected a whole number of steps in [1, 10000]")
     if model.get("horizon", 1) > 1 and data.get("task") != "next-step":

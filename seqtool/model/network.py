@@ -135,6 +135,36 @@ def t_cdf(x: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
     return 0.5 + (density * weights).sum(-1) * torch.atan(x) / 2
 
 
+class MembersHead(nn.Linear):
+    """The point heads of an ensemble's K members side by side: member k reads its own
+    units of the state (`SeqModel` keeps the members apart) and gives its own n_out values.
+    Trained by the mean of the members' squared errors; `point` is their median."""
+
+    probabilistic = False
+
+    def __init__(self, hidden: int, n_out: int, members: int):
+        super().__init__(hidden, members * n_out)
+        self.members, self.n_out = members, n_out
+
+    def each(self, out: torch.Tensor) -> torch.Tensor:
+        """The members' outputs [..., K, n_out]."""
+        return out.unflatten(-1, (self.members, self.n_out))
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+        """The members' mean squared error over the steps that have a target, and their count."""
+        if mask is None:
+            mask = ~torch.isnan(y)
+        err = torch.where(mask[..., None, :], self.each(out) - torch.nan_to_num(y)[..., None, :], 0.0)
+        count = mask.sum()
+        return err.pow(2).sum() / (count.clamp(min=1) * self.members), count
+
+    def point(self, out: torch.Tensor) -> torch.Tensor:
+        """The members' median (the mean of the middle two for an even K)."""
+        ranked = self.each(out).sort(dim=-2).values
+        k = self.members
+        return (ranked[..., (k - 1) // 2, :] + ranked[..., k // 2, :]) / 2
+
+
 HEADS = {"mse": PointHead, "gaussian": GaussianHead, "studentt": StudentTHead}
 
 
@@ -149,17 +179,44 @@ class SeqModel(nn.Module):
         extra = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
         self.rnn = getattr(nn, cell.module)(
             config.n_in,
-            config.hidden,
+            config.width,
             num_layers=config.layers,
             dropout=config.dropout if config.layers > 1 else 0.0,
             batch_first=True,
             **extra,
         )
-        self.head = HEADS[config.loss](config.hidden, config.n_out * config.horizon)
-        shape = (2 if config.cell == "lstm" else 1, config.layers, 1, config.hidden)
+        n_out = config.n_out * config.horizon
+        if config.members > 1:
+            self.head = MembersHead(config.width, n_out, config.members)
+        else:
+            self.head = HEADS[config.loss](config.hidden, n_out)
+        shape = (2 if config.cell == "lstm" else 1, config.layers, 1, config.width)
         self.start = nn.Parameter(torch.zeros(shape)) if config.learned_start else None
         if config.cell == "lstm":
             set_forget_bias(self.rnn, 1.0)
+        if config.members > 1:
+            self._keep_members_apart()
+
+    def _keep_members_apart(self) -> None:
+        """An ensemble: K networks as one, each member's units reading only its own (and
+        the input): the weights between members start at zero and their gradients are
+        masked to zero, so they stay zero. One fused network trains all K in the time of a
+        few (their weights side by side in one checkpoint)."""
+        cfg, k = self.config, self.config.members
+        of_unit = torch.arange(cfg.width) // cfg.hidden  # the member of each unit
+        for name, w in self.named_parameters():
+            if name.startswith("rnn.weight_hh") or (name.startswith("rnn.weight_ih") and not name.endswith("l0")):
+                rows = of_unit.repeat(w.shape[0] // cfg.width)
+            elif name == "head.weight":
+                rows = torch.arange(w.shape[0]) // (w.shape[0] // k)
+            else:
+                continue
+            mask = (rows[:, None] == of_unit[None, :]).to(w.dtype)
+            key = _mask_name(name)
+            self.register_buffer(key, mask, persistent=False)
+            with torch.no_grad():
+                w.mul_(mask)
+            w.register_hook(lambda g, key=key: g * getattr(self, key))
 
     def initial(self, n: int):
         """The state n series start from, in the module's layout: the learned start where
@@ -167,7 +224,7 @@ class SeqModel(nn.Module):
         start of a series), else zero."""
         cfg = self.config
         if self.start is None:
-            s = self.head.weight.new_zeros(2 if cfg.cell == "lstm" else 1, cfg.layers, n, cfg.hidden)
+            s = self.head.weight.new_zeros(2 if cfg.cell == "lstm" else 1, cfg.layers, n, cfg.width)
         else:
             s = self.start.expand(-1, -1, n, -1).contiguous()
         return (s[0], s[1]) if cfg.cell == "lstm" else s[0]
@@ -187,6 +244,45 @@ class SeqModel(nn.Module):
         return self.head(out), state
 
 
+def _mask_name(parameter: str) -> str:
+    return "members_" + parameter.replace(".", "_")
+
+
+def member_index(name: str, shape: tuple, config: ModelConfig, k: int) -> tuple:
+    """The index of member k's part of the ensemble's weight `name` (of `shape`): its units'
+    rows in each gate, its own columns of the state, its head's rows."""
+    h, width = config.hidden, config.width
+    units = torch.arange(k * h, (k + 1) * h)
+    rows = slice(None)
+    if name.startswith("rnn."):
+        rows = torch.cat([g * width + units for g in range(shape[0] // width)])
+    elif name.startswith("head."):
+        per = shape[0] // config.members
+        rows = torch.arange(k * per, (k + 1) * per)
+    if name == "start":
+        return (slice(None), slice(None), slice(None), units)
+    reads_state = name.startswith("rnn.weight_hh") or (name.startswith("rnn.weight_ih") and not name.endswith("l0"))
+    if reads_state or name == "head.weight":
+        return (rows[:, None], units[None, :])
+    return (rows,)
+
+
+def member_weights(weights: dict, config: ModelConfig, k: int) -> dict:
+    """Member k of an ensemble's weights, as the weights of a network of its own."""
+    return {name: w[member_index(name, tuple(w.shape), config, k)].clone() for name, w in weights.items()}
+
+
+def joined_weights(members: list[dict], config: ModelConfig) -> dict:
+    """The weights of an ensemble (`config.members` = len(members)) made of these networks'
+    weights: each in its own place, zero between them."""
+    model = SeqModel(config)
+    joined = {name: torch.zeros_like(w) for name, w in model.state_dict().items()}
+    for k, weights in enumerate(members):
+        for name, w in weights.items():
+            joined[name][member_index(name, tuple(joined[name].shape), config, k)] = w
+    return joined
+
+
 def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_state: bool = False):
     """The model over series stored end to end (x [rows, n_in]; series i is the next
     lengths[i] rows), each from its start (`SeqModel.initial`), without gradients.
@@ -200,11 +296,11 @@ def over_series(model: SeqModel, x: torch.Tensor, lengths: np.ndarray, final_sta
     cfg = model.config
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     out = torch.empty(x.shape[0], model.head.out_features, dtype=x.dtype, device=x.device)
-    shape = (cfg.layers, len(lengths), cfg.hidden)
+    shape = (cfg.layers, len(lengths), cfg.width)
     final = None
     if final_state:
         final = tuple(x.new_zeros(shape) for _ in range(2)) if cfg.cell == "lstm" else x.new_zeros(shape)
-    cells = max(1024, BUDGET // cfg.hidden)
+    cells = max(1024, BUDGET // cfg.width)
     with torch.no_grad():
         for group in length_groups(lengths, cells):
             lens = lengths[group]

@@ -82,7 +82,8 @@ def summary(run: Run, r: TrainResult) -> str:
         cut = f" cut from {series} series" if run.source.count > series else ""
         mode = f"{run.source.count} streams{cut}, stateful"
     text = (
-        f"seqtool: trained {c.cell} ({c.layers} x {c.hidden}) on {mode} for {r.steps} steps "
+        f"seqtool: trained {f'{c.ensemble} x ' if c.ensemble > 1 else ''}{c.cell} ({c.layers} x {c.hidden}) on {mode} "
+        f"for {r.steps} steps "
         f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s "
         f"on {run.threads} thread{'s' if run.threads > 1 else ''}"
         f"{f' x {run.world.size} processes' if run.world.size > 1 else ''}"

@@ -113,9 +113,10 @@ def check_config(c: TrainConfig, device) -> None:
     c.check()
     if device.type == "cpu":
         gates = max(1, len(CELLS[c.cell].gates))
-        params = c.layers * gates * c.hidden * (2 * c.hidden + 2) + c.hidden
+        width = c.hidden * c.ensemble
+        params = c.layers * gates * width * (2 * width + 2) + width
         window = c.window or WINDOW
-        activations = c.batch * window * c.layers * c.hidden * (gates + 2)
+        activations = c.batch * window * c.layers * width * (gates + 2)
         what = f"training with --hidden {c.hidden} --layers {c.layers} --batch {c.batch} --window {window}"
         fits_in_memory(4.0 * (10 * params + 3 * activations), what)
 
@@ -172,7 +173,8 @@ class Run:
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
             n_in=self.data.rows.width, n_out=len(outputs), cell=config.cell, horizon=config.horizon,
-            hidden=config.hidden, layers=config.layers, dropout=config.dropout, loss=config.loss,
+            members=config.ensemble, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
+            loss=config.loss,
             learned_start=previous["model"].get("learned_start", False) if previous else config.stateful,
         )  # fmt: skip
         macs = work(self.model_config, math.ceil(min(config.batch, self.source.count) / world.size))
