@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEQTOOL := $(BIN)/seqtool
 
-.PHONY: install test lint test-kernels floors demo bench plots clean
+.PHONY: install test lint test-kernels floors demo bench bench-panels plots clean
 
 install: $(STAMP)
 
@@ -62,5 +62,13 @@ $(IMAGES) &: $(TABLES) | $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The competition panels need the bench extra (statsforecast holds pandas below 3): a venv of their own.
+BENCH_VENV := .venv-bench
+bench-panels:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q torch==2.13.0
+	$(BENCH_VENV)/bin/pip install -q -e .[bench]
+	$(BENCH_VENV)/bin/python -m bench competition
+
 clean:
-	rm -rf out plots .pytest_cache .ruff_cache .import_linter_cache .venv-floors
+	rm -rf out plots .pytest_cache .ruff_cache .import_linter_cache .venv-floors .venv-bench

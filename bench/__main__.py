@@ -11,7 +11,20 @@ import re
 import sys
 from pathlib import Path
 
-from . import accuracy, bigtable, calibration, distributed, forecasting, gpu, kernels, memory, speed, startup, threads
+from . import (
+    accuracy,
+    bigtable,
+    calibration,
+    competition,
+    distributed,
+    forecasting,
+    gpu,
+    kernels,
+    memory,
+    speed,
+    startup,
+    threads,
+)
 from .common import Row, machine
 
 BENCHMARKS = {
@@ -26,6 +39,7 @@ BENCHMARKS = {
     "bigtable": bigtable.run,
     "calibration": calibration.run,
     "kernels": kernels.run,
+    "competition": competition.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nEach section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"

