@@ -221,6 +221,7 @@ def _training_options() -> list[inspect.Parameter]:
             types[f.name],
             f.default,
             f.metadata["help"],
+            key=f.metadata["limit"],
             flag=f.metadata.get("flag"),
             choices=f.metadata["choices"],
         )

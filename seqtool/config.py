@@ -70,10 +70,11 @@ OPTIMIZERS = ("adam", "sgd")
 SCALES = ("global", "series")
 
 
-def _option(default, help: str, choices: tuple | None = None, flag: str | None = None):
-    """A training option: its default, its help line ({span}: the bounds from limits.py),
-    the values it takes and, where it is not --NAME, its flag."""
-    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+def _option(default, help: str, choices: tuple | None = None, flag: str | None = None, limit: str = ""):
+    """A training option: its default, its help line ({span}: the bounds from limits.py, of
+    `limit` where they are not the option's own), the values it takes and, where it is not
+    --NAME, its flag."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag, "limit": limit})
 
 
 @dataclass
@@ -130,6 +131,7 @@ class TrainConfig:
         1,
         "Steps ahead the model is trained for, {span}: from each position the head forecasts the next H "
         "(direct); rollout and backtest use them.",
+        limit="train_horizon",
     )
     ensemble: int = _option(
         1,

@@ -56,7 +56,7 @@ def test_every_training_option_is_in_help_with_its_line_and_default(cli, monkeyp
         line = next(row for row in lines if row.startswith(f"│ {_flag(f.name)} "))
         text = f.metadata["help"].replace("\\[", "[")  # escaped for rich markup
         if "{span}" in text:
-            text = text.replace("{span}", LIMITS[f.name].interval())
+            text = text.replace("{span}", LIMITS[f.metadata["limit"] or f.name].interval())
         assert text in line, (f.name, line)
         if f.default is None:
             assert line.count("[default:") == text.count("[default:"), line  # none shown but the help's own

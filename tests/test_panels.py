@@ -280,3 +280,46 @@ def test_bad_ensemble_input_is_one_line_and_exit_2(ensemble, cli, tmp_path):
     torch.save(ckpt, tmp_path / "edited.pt")
     one_error_line(cli("predict", tmp_path / "edited.pt", ensemble / "p.csv"), "damaged seqtool checkpoint")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_says_when_series_differ_in_scale_and_which_option_fixes_it(panel, cli, tmp_path):
+    said = cli("train", panel / "p.csv", "--steps", "5", "--hidden", "4", "-o", tmp_path / "a.pt")
+    assert said.exit_code == 0, said.stderr
+    [line] = [x for x in said.stderr.splitlines() if "differ in scale" in x]
+    sizes = levels(generators.panel(n_series=8, length=48, seed=2), np.full(8, 48))
+    assert f"{sizes.max() / sizes.min():,.0f}x" in line and "--scale series" in line
+    for quiet in (("--scale", "series"), ("--log-values",)):
+        result = cli("train", panel / "p.csv", "--steps", "5", "--hidden", "4", *quiet, "-o", tmp_path / "b.pt")
+        assert result.exit_code == 0 and "differ in scale" not in result.stderr
+    even = SeriesTable.from_arrays([np.linspace(1, 2, 30), np.linspace(5, 9, 30)])
+    write_table(even, tmp_path / "even.csv")
+    result = cli("train", tmp_path / "even.csv", "--steps", "5", "--hidden", "4", "-o", tmp_path / "c.pt")
+    assert result.exit_code == 0 and "differ in scale" not in result.stderr
+
+
+def test_each_member_learns_as_it_would_alone_even_by_sgd(panel, tmp_path):
+    """Member 0 starts as the network of the same seed, and its gradient is its own: the
+    same weights after training (within float error), with SGD as with Adam."""
+    table = read_table(panel / "p.csv")
+    for optimizer in ("sgd", "adam"):
+        base = dict(hidden=8, steps=30, window=24, batch=16, scale="series", optimizer=optimizer, lr=0.05)
+        train(table, tmp_path / "one.pt", TrainConfig(**base), quiet=True, threads=1)
+        train(table, tmp_path / "two.pt", TrainConfig(**base, ensemble=2), quiet=True, threads=1)
+        one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("one", "two"))
+        first = member_weights(two["weights"], ModelConfig(**two["model"]), 0)
+        for name, w in one["weights"].items():
+            torch.testing.assert_close(first[name], w, rtol=0, atol=2e-3, msg=f"{optimizer} {name}")
+
+
+def test_series_scale_refuses_huge_values_and_skips_series_it_does_not_forecast(panel, cli, tmp_path):
+    table = generators.panel(n_series=4, length=30, seed=1)
+    huge = table.with_x(np.where(np.arange(len(table.x))[:, None] < 30, 1e200, table.x))
+    write_table(huge, tmp_path / "huge.csv")
+    one_error_line(
+        cli("train", tmp_path / "huge.csv", "--scale", "series", "-o", tmp_path / "m.pt"), "seqtool models values up to"
+    )
+    assert not (tmp_path / "m.pt").exists()
+    one_step = SeriesTable.from_arrays([*[read_table(panel / "p.csv").numbers("x")[:48]] * 2, np.array([7.0])])
+    result, _ = backtest(panel / "plain.pt", one_step, horizon=3, start=40, quiet=True)
+    assert sorted(set(result.columns["series"].tolist())) == ["0", "1"]
+    assert np.isnan(predict(panel / "plain.pt", one_step, quiet=True)[0].columns["yhat"][-1])

@@ -268,9 +268,12 @@ def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source
 def levels(table, known: np.ndarray) -> np.ndarray:
     """Each series' level [N, F] for --scale series: the mean absolute value of each input
     column over its first known[i] steps (the steps a forecast may read), 1 where that is
-    0. Dividing by it keeps signs (so --log-values still applies) and makes a series times
-    1000 the same series to the network. Fewer than LEVEL_STEPS steps are refused."""
-    short = np.flatnonzero(known < LEVEL_STEPS)
+    0 (or known[i] is 0: a series not forecast). Dividing by it keeps signs (so
+    --log-values still applies) and makes a series times 1000 the same series to the
+    network. One step is refused (too few to scale by); so are values beyond MAX_MAGNITUDE."""
+    for name in table.x_names:
+        check_magnitude(table.columns[name], name, table.source)
+    short = np.flatnonzero((known > 0) & (known < LEVEL_STEPS))
     if len(short):
         i = int(short[0])
         raise SeqtoolError(
@@ -282,10 +285,14 @@ def levels(table, known: np.ndarray) -> np.ndarray:
 
 
 def magnitudes(table, known: np.ndarray) -> np.ndarray:
-    """The mean absolute value [N, F] of each series' first known[i] steps (each >= 1)."""
-    firsts = np.cumsum(known) - known  # of each series among the rows read
-    rows = np.repeat(table.offsets[:-1] - firsts, known) + np.arange(int(known.sum()))
-    return np.add.reduceat(np.abs(table.x[rows]), firsts, axis=0) / known[:, None]
+    """The mean absolute value [N, F] of each series' first known[i] steps (0 for none)."""
+    out = np.zeros((len(known), len(table.x_names)))
+    some = known > 0
+    firsts = np.cumsum(known[some]) - known[some]  # of each series among the rows read
+    rows = np.repeat(table.offsets[:-1][some] - firsts, known[some]) + np.arange(int(known.sum()))
+    if len(firsts):
+        out[some] = np.add.reduceat(np.abs(table.x[rows]), firsts, axis=0) / known[some][:, None]
+    return out
 
 
 def divided(table, level: np.ndarray):

@@ -102,7 +102,8 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
         longest = int(table.lengths.max())
         raise SeqtoolError(
             f"--start {start:g} with --horizon {horizon} leaves no origin in the data: an origin needs "
-            f"at least {first} steps of history and {horizon} steps after it (the longest series has {longest})"
+            f"at least {first} step{'s' if first > 1 else ''} of history and {horizon} "
+            f"step{'s' if horizon > 1 else ''} after it (the longest series has {longest})"
         )
     series = np.repeat(np.arange(len(counts)), counts)
     return series, begin[series] + stride * positions(counts)

@@ -124,10 +124,10 @@ def from_origins(
     """Free-running forecasts [origins, horizon, F] on the original scale, all origins in one
     batch; with `paths` N, N sample paths from each origin (ancestral sampling, as `roll`),
     [N, origins, horizon, F]. With --scale series, each series' level comes from the steps
-    before its first origin."""
+    before its first origin (none for a series without one)."""
     first = np.full(len(table.lengths), np.iinfo(np.int64).max)
     np.minimum.at(first, series, origin)
-    table, level = m.scaling.levelled(table, np.minimum(first, table.lengths))
+    table, level = m.scaling.levelled(table, np.where(first <= table.lengths, first, 0))
     z, lengths = m.view(table)
     order, width, n = m.scaling.diff.order, len(m.x_names), max(paths, 1)
     rows = origin - 1 - order

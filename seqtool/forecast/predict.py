@@ -96,7 +96,7 @@ def teacher_forced(m: Forecaster, table: SeriesTable, level: float | None = None
     with --log-values) and a Student-t's "df": [rows, G] each, in the rows they forecast;
     quantiles stay quantiles through the undoing (a shift by the true past, exp, a series'
     level: from all its steps, as in training)."""
-    table, levels = m.scaling.levelled(table, None)
+    table, levels = m.scaling.levelled(table, np.where(table.lengths > 1, table.lengths, 0))  # 1 step: no forecast
     z, lengths = m.view(table)
     out, _ = over_series(m.net, z, lengths)
     head, got = m.net.head, {}

@@ -139,7 +139,8 @@ def t_cdf(x: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
 class MembersHead(nn.Linear):
     """The point heads of an ensemble's K members side by side: member k reads its own
     units of the state (`SeqModel` keeps the members apart) and gives its own n_out values.
-    Trained by the mean of the members' squared errors; `point` is their median."""
+    Trained by the sum of the members' mean squared errors (so each member's gradient is
+    the one it would have alone, whatever the optimizer); `point` is their median."""
 
     probabilistic = False
 
@@ -152,12 +153,12 @@ class MembersHead(nn.Linear):
         return out.unflatten(-1, (self.members, self.n_out))
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
-        """The members' mean squared error over the steps that have a target, and their count."""
+        """The sum of the members' mean squared errors over the steps that have a target, and their count."""
         if mask is None:
             mask = ~torch.isnan(y)
         err = torch.where(mask[..., None, :], self.each(out) - torch.nan_to_num(y)[..., None, :], 0.0)
         count = mask.sum()
-        return err.pow(2).sum() / (count.clamp(min=1) * self.members), count
+        return err.pow(2).sum() / count.clamp(min=1), count
 
     def point(self, out: torch.Tensor) -> torch.Tensor:
         """The members' median (the mean of the middle two for an even K)."""

@@ -117,7 +117,8 @@ def check_config(c: TrainConfig, device) -> None:
         params = c.layers * gates * width * (2 * width + 2) + width
         window = c.window or WINDOW
         activations = c.batch * window * c.layers * width * (gates + 2)
-        what = f"training with --hidden {c.hidden} --layers {c.layers} --batch {c.batch} --window {window}"
+        members = f" --ensemble {c.ensemble}" if c.ensemble > 1 else ""
+        what = f"training with --hidden {c.hidden}{members} --layers {c.layers} --batch {c.batch} --window {window}"
         fits_in_memory(4.0 * (10 * params + 3 * activations), what)
 
 
