@@ -558,6 +558,27 @@ def _model_and_data(inputs: list[str]) -> tuple[Optional[str], Optional[str]]:
     return None, (inputs[0] if inputs else None)
 
 
+# --- ensemble --------------------------------------------------------------------------
+
+
+@app.command()
+def ensemble(
+    models: Annotated[list[str], typer.Argument(help="Checkpoints of one model: columns, transforms, architecture.")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="The ensemble's checkpoint.")] = ...,
+) -> None:
+    """Join checkpoints into one ensemble that forecasts their median, as train --ensemble
+    does; every command reads it as one model. The members must scale the data alike:
+    trained on the same table with --val 0 (or the same split), with different seeds.
+
+    Example: seqtool ensemble a.pt b.pt c.pt -o abc.pt  (each from make -j)
+    """
+    from seqtool.model.ensemble import ensemble as run
+
+    config = run(models, out)
+    typer.echo(str(out))
+    typer.echo(f"seqtool: {config.members} networks in {out}", err=True)
+
+
 # --- info ------------------------------------------------------------------------------
 
 

@@ -323,3 +323,44 @@ def test_series_scale_refuses_huge_values_and_skips_series_it_does_not_forecast(
     result, _ = backtest(panel / "plain.pt", one_step, horizon=3, start=40, quiet=True)
     assert sorted(set(result.columns["series"].tolist())) == ["0", "1"]
     assert np.isnan(predict(panel / "plain.pt", one_step, quiet=True)[0].columns["yhat"][-1])
+
+
+def test_seqtool_ensemble_joins_checkpoints_into_one_that_forecasts_their_median(ensemble, cli, tmp_path):
+    table = read_table(ensemble / "p.csv")
+    for seed in (1, 2):
+        train(table, tmp_path / f"s{seed}.pt", TrainConfig(**SMALL, val=0, seed=seed), quiet=True)
+    joined = cli("ensemble", tmp_path / "s1.pt", tmp_path / "s2.pt", "-o", tmp_path / "e.pt")
+    assert joined.exit_code == 0, joined.stderr
+    assert joined.stdout.strip() == str(tmp_path / "e.pt") and "2 networks" in joined.stderr
+    each = [predict(tmp_path / f"s{s}.pt", ensemble / "p.csv", quiet=True)[0].columns["yhat"] for s in (1, 2)]
+    got = predict(tmp_path / "e.pt", ensemble / "p.csv", quiet=True)[0].columns["yhat"]
+    np.testing.assert_allclose(got, (each[0] + each[1]) / 2, rtol=1e-5, atol=1e-3)  # K = 2: the mean of the two
+    assert cli("ensemble", *[tmp_path / "s1.pt"] * 3, "-o", tmp_path / "same.pt").exit_code == 0
+    same = predict(tmp_path / "same.pt", ensemble / "p.csv", quiet=True)[0].columns["yhat"]
+    np.testing.assert_allclose(same, each[0], rtol=1e-5, atol=1e-3)
+    assert cli("ensemble", ensemble / "e3.pt", ensemble / "member0.pt", "-o", tmp_path / "four.pt").exit_code == 0
+    four = torch.load(tmp_path / "four.pt", weights_only=True)  # an ensemble gives each of its members
+    assert four["model"]["members"] == 4
+    last = member_weights(four["weights"], ModelConfig(**four["model"]), 3)
+    for name, w in torch.load(ensemble / "member0.pt", weights_only=True)["weights"].items():
+        torch.testing.assert_close(last[name], w, rtol=0, atol=0)
+
+
+def test_bad_ensemble_of_checkpoints_is_one_line_and_exit_2(ensemble, cli, tmp_path):
+    table = read_table(ensemble / "p.csv")
+    train(table, tmp_path / "a.pt", TrainConfig(**SMALL, val=0), quiet=True)
+    train(table, tmp_path / "split.pt", TrainConfig(**SMALL, seed=3), quiet=True)  # another training split
+    train(table, tmp_path / "diff.pt", TrainConfig(**SMALL, val=0, diff="1"), quiet=True)
+    train(table, tmp_path / "gauss.pt", TrainConfig(hidden=8, steps=5, window=24, val=0, loss="gaussian"), quiet=True)
+    renamed = SeriesTable({"y1": table.numbers("x")}, ["y1"], [], np.full(8, 48))
+    train(renamed, tmp_path / "cols.pt", TrainConfig(**SMALL, val=0), quiet=True)
+    for other, fragment in [
+        ("cols.pt", "share their columns"),
+        ("diff.pt", "share their transforms"),
+        ("split.pt", "standardises its data otherwise"),
+        ("gauss.pt", "models a distribution"),
+    ]:
+        one_error_line(cli("ensemble", tmp_path / "a.pt", tmp_path / other, "-o", tmp_path / "e.pt"), fragment)
+    one_error_line(cli("ensemble", tmp_path / "a.pt", "-o", tmp_path / "e.pt"), "two or more checkpoints")
+    one_error_line(cli("ensemble", tmp_path / "a.pt", tmp_path / "a.pt", "-o", tmp_path / "a.pt"), "a.pt")
+    assert not (tmp_path / "e.pt").exists()
