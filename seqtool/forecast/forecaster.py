@@ -39,7 +39,6 @@ class Forecaster:
 
     def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
         self.path, self.net, self.scaling = path, net, scaling
-        self.horizon = net.config.horizon
         self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))
@@ -54,6 +53,11 @@ class Forecaster:
     def samples(self) -> bool:
         """Whether the model draws sample paths: a distribution head, as for intervals."""
         return self.net.head.probabilistic
+
+    @property
+    def horizon(self) -> int:
+        """Steps the head forecasts from each position (`train --horizon`)."""
+        return self.net.config.horizon
 
     def use_threads(self, threads: int | None, batch: int) -> None:
         """torch's threads for running `batch` series side by side (threads.py)."""

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from seqtool.config import CELLS, LOSSES, ModelConfig
+from seqtool.config import CELLS, LOSSES, SCALES, ModelConfig
 from seqtool.errors import SeqtoolError
 from seqtool.limits import LIMITS
 from seqtool.model.network import SeqModel
@@ -190,7 +190,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     if not isinstance(norm.get("log", False), bool) or (norm.get("log") and task != "next-step"):
         damaged(f"norm.log is {norm.get('log')!r:.60}; expected true or false (true only for a next-step model)")
     scale = norm.get("scale", "global")
-    if scale not in ("global", "series") or (scale == "series" and task != "next-step"):
+    if scale not in SCALES or (scale == "series" and task != "next-step"):
         damaged(f"norm.scale is {scale!r:.60}; expected global or series (series only for a next-step model)")
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")

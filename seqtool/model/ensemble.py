@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from seqtool import outputs
 from seqtool.config import ModelConfig
+from seqtool.data.scaling import STATS, Scaling
 from seqtool.errors import SeqtoolError
 from seqtool.limits import LIMITS
 from seqtool.model.checkpoint import check_checkpoint_path, load_checkpoint, save_checkpoint
 from seqtool.model.network import joined_weights, member_weights
+
+ARCHITECTURE = ("cell", "hidden", "layers", "n_in", "n_out", "horizon", "learned_start")  # members share these
 
 
 def ensemble(models: list[str | Path], out: str | Path) -> ModelConfig:
@@ -54,25 +57,29 @@ def _members(ckpt: dict) -> list[dict]:
 
 
 def _check_alike(name_a: str, a: dict, name_b: str, b: dict) -> None:
-    """Refuse two checkpoints that cannot be members of one ensemble, in one line."""
-    if a["model"].get("loss", "mse") != "mse" or b["model"].get("loss", "mse") != "mse":
-        raise SeqtoolError(
-            f"{name_a if a['model'].get('loss', 'mse') != 'mse' else name_b} models a distribution: an ensemble "
-            "forecasts the median of its members' points (train them with --loss mse)"
-        )
-    for what, key, fields in (
-        ("columns", "data", ("x_names", "y_names", "task", "time")),
-        ("transforms", "norm", ("lags", "log", "scale")),
-        ("architecture", "model", ("cell", "hidden", "layers", "n_in", "n_out", "horizon", "learned_start")),
-    ):
-        for field in fields:
-            va, vb = a[key].get(field), b[key].get(field)
-            if va != vb and not (field in ("horizon",) and {va, vb} <= {None, 1}):
+    """Refuse two checkpoints that cannot be members of one ensemble, in one line naming the
+    first field that differs (as the checkpoint loader reads them: absent fields as defaults)."""
+    model_a, model_b = ModelConfig(**a["model"]), ModelConfig(**b["model"])
+    for name, model in ((name_a, model_a), (name_b, model_b)):
+        if model.loss != "mse":
+            raise SeqtoolError(
+                f"{name} models a distribution: an ensemble forecasts the median of its members' points "
+                "(train them with --loss mse)"
+            )
+    norm_a, norm_b = Scaling.from_dict(a["norm"]), Scaling.from_dict(b["norm"])
+    for what, key, pairs in (
+        ("columns", "data", [(f, a["data"].get(f), b["data"].get(f)) for f in ("x_names", "y_names", "task", "time")]),
+        ("transforms", "norm", [("lags", norm_a.diff.lags, norm_b.diff.lags), ("log", norm_a.diff.log, norm_b.diff.log),
+                                ("scale", norm_a.scale, norm_b.scale)]),
+        ("architecture", "model", [(f, getattr(model_a, f), getattr(model_b, f)) for f in ARCHITECTURE]),
+    ):  # fmt: skip
+        for field, va, vb in pairs:
+            if va != vb:
                 raise SeqtoolError(
                     f"{name_b}: {key}.{field} is {vb!r}, {name_a}'s {va!r}: members of an ensemble share their {what}"
                 )
-    for stat in ("x_mean", "x_std", "y_mean", "y_std"):
-        if not torch.equal(torch.as_tensor(a["norm"][stat]), torch.as_tensor(b["norm"][stat])):
+    for stat in STATS:
+        if not np.array_equal(getattr(norm_a, stat), getattr(norm_b, stat)):
             raise SeqtoolError(
                 f"{name_b} standardises its data otherwise than {name_a} (norm.{stat}): members of an ensemble are "
                 "trained on the same training split (the same table, with --val 0 or the same --seed)"

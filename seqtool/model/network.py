@@ -207,17 +207,14 @@ class SeqModel(nn.Module):
         one network of the same seed); the weights between them start at zero and their
         gradients are masked to zero, so they stay zero. One fused recurrence runs all K
         (their weights side by side in one checkpoint)."""
-        self.load_state_dict(joined_weights(members, self.config, self.state_dict()))
-        cfg, k = self.config, self.config.members
-        of_unit = torch.arange(cfg.width) // cfg.hidden  # the member of each unit
+        like = self.state_dict()
+        self.load_state_dict(joined_weights(members, self.config, like))
+        ones = {name: torch.ones_like(w) for name, w in members[0].items()}
+        masks = joined_weights([ones] * self.config.members, self.config, like)  # 1 where a member's weight is
         for name, w in self.named_parameters():
-            if name.startswith("rnn.weight_hh") or (name.startswith("rnn.weight_ih") and not name.endswith("l0")):
-                rows = of_unit.repeat(w.shape[0] // cfg.width)
-            elif name == "head.weight":
-                rows = torch.arange(w.shape[0]) // (w.shape[0] // k)
-            else:
+            mask = masks[name]
+            if bool(mask.all()):  # the first layer's input weights, the biases: each row a member's
                 continue
-            mask = (rows[:, None] == of_unit[None, :]).to(w.dtype)
             key = _mask_name(name)
             self.register_buffer(key, mask, persistent=False)
             with torch.no_grad():

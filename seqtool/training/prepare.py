@@ -23,7 +23,7 @@ from seqtool.data.examples import (
     task_of,
 )
 from seqtool.data.reading import read_series
-from seqtool.data.scaling import Differencing, Scaling, divided, levels, magnitudes
+from seqtool.data.scaling import Differencing, Scaling, check_magnitude, divided, levels, magnitudes
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
@@ -104,6 +104,8 @@ def _levelled(table: SeriesTable, task: str, config: TrainConfig) -> SeriesTable
             f"{table.source}: --scale series is for next-step forecasting; this table has targets "
             f"({', '.join(table.y_names)}): drop --scale series"
         )
+    for name in table.x_names:  # dividing first would hide them from the standardisation's check
+        check_magnitude(table.columns[name], name, table.source)
     known = table.lengths.copy()
     if len(known) == 1 and config.val > 0:
         known[0] = tail_start(int(known[0]), config.val)
