@@ -67,7 +67,7 @@ GRAD_TASKS = ("adding", "sine", "sincos", "multisine")  # gradnorm's generated d
 GRAD_LOSSES = ("last", "all")
 WINDOW = 50  # --window's default, where targets are not sparse (prepare.window_for)
 OPTIMIZERS = ("adam", "sgd")
-SCALES = ("global", "series")
+SCALES = ("global", "series", "window")
 
 
 def _option(default, help: str, choices: tuple | None = None, flag: str | None = None, limit: str = ""):
@@ -124,7 +124,7 @@ class TrainConfig:
     )
     scale: str = _option(
         "global",
-        "global, or series: each series divided by its own level (mean |x|) first, for series of different scales.",
+        "global; series: each series divided by its own level (mean |x|); window: each window by its own.",
         SCALES,
     )
     horizon: int = _option(
@@ -217,12 +217,22 @@ class TrainConfig:
         self.lags()
         self.periods()
         check_all(season=self.season)
-        if self.ensemble > 1 and self.loss != "mse":
-            raise SeqtoolError("--ensemble forecasts the median of its members' points: train it with --loss mse")
-        if self.steps is not None and self.epochs is not None:
-            raise SeqtoolError("give --steps or --epochs, not both")
-        if not self.stateful and self.window is not None and self.burn_in >= self.window:
-            raise SeqtoolError(
-                f"--window {self.window} is not longer than --burn-in {self.burn_in}: every step of "
-                f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"
-            )
+        _check_together(self)
+
+
+def _check_together(c: TrainConfig) -> None:
+    """Options that exclude or need each other."""
+    if c.ensemble > 1 and c.loss != "mse":
+        raise SeqtoolError("--ensemble forecasts the median of its members' points: train it with --loss mse")
+    if c.scale == "window" and (c.stateful or (c.window is not None and c.window < 2)):
+        raise SeqtoolError(
+            "--scale window scales each window of at least 2 steps by its own level: drop --stateful"
+            if c.stateful else f"--scale window takes a level over at least 2 steps, got --window {c.window}"
+        )  # fmt: skip
+    if c.steps is not None and c.epochs is not None:
+        raise SeqtoolError("give --steps or --epochs, not both")
+    if not c.stateful and c.window is not None and c.burn_in >= c.window:
+        raise SeqtoolError(
+            f"--window {c.window} is not longer than --burn-in {c.burn_in}: every step of "
+            f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"
+        )

@@ -19,6 +19,7 @@ from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
 from seqtool.model.network import joined_weights, member_weights
+from seqtool.training.prepare import prepare
 from seqtool.training.run import train
 
 SMALL = dict(hidden=8, steps=60, window=24, batch=16, scale="series")
@@ -26,6 +27,8 @@ KINDS = {
     "plain": {},
     "log-diff": dict(log_values=True, diff="1"),
     "gaussian": dict(loss="gaussian", diff="1"),
+    "window": dict(scale="window", horizon=6),
+    "window-log": dict(scale="window", log_values=True, horizon=6),
 }
 
 
@@ -42,7 +45,7 @@ def panel(tmp_path_factory):
     write_table(table, d / "p.csv")
     write_table(_times(table, 1000.0), d / "p1000.csv")
     for name, options in KINDS.items():
-        train(table, d / f"{name}.pt", TrainConfig(**SMALL, **options), quiet=True)
+        train(table, d / f"{name}.pt", TrainConfig(**{**SMALL, **options}), quiet=True)
     return d
 
 
@@ -50,16 +53,45 @@ def test_a_level_is_the_mean_absolute_value_of_the_steps_read_and_1_for_zeros():
     table = SeriesTable.from_arrays([np.array([2.0, -4.0, 100.0]), np.zeros(4), np.array([-3.0, -3.0])])
     assert levels(table, np.array([2, 4, 2])).ravel().tolist() == [3.0, 1.0, 3.0]
     assert levels(table, table.lengths).ravel().tolist() == pytest.approx([106 / 3, 1.0, 3.0])
+    assert levels(table, np.array([3, 4, 2]), last=2).ravel().tolist() == [52.0, 1.0, 3.0]
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_a_training_window_is_scaled_by_its_own_level_and_a_forecast_by_its_last_window(panel, log):
+    """--scale window: the network sees each training window divided by the mean |x| of its
+    own steps (as standardised by the checkpoint), scored on the forecast from its last
+    step; a forecast is scaled by the last --window steps before it."""
+    x = np.concatenate([np.linspace(1.0, 2.0, 20), np.linspace(50.0, 80.0, 20)])
+    table = SeriesTable.from_arrays([x])
+    config = TrainConfig(window=8, scale="window", val=0, log_values=log, horizon=2)
+    data = prepare(table, config, "cpu")
+    s = data.scaling
+    for start in (0, 16, 30):
+        got_x, got_y = data.rows.take(torch.arange(start, start + 8)[None])
+        v = x[start : start + 10] / np.mean(np.abs(x[start : start + 8]))
+        v = np.log(v) if log else v
+        want_x = (v[:8] - s.x_mean) / s.x_std
+        want_y = (v[8:10] - s.x_mean) / s.x_std  # one forecast a window: from its last step
+        np.testing.assert_allclose(got_x[0, :, 0].numpy(), want_x, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_y[0, -1].numpy(), want_y, rtol=1e-5, atol=1e-5)
+        assert torch.isnan(got_y[0, :-1]).all()
+    model = panel / ("window-log.pt" if log else "window.pt")
+    assert load_checkpoint(model)["norm"]["window"] == SMALL["window"]
+    m = Forecaster(model)
+    read = m.read(panel / "p.csv")
+    _, level = m.scaling.levelled(read, np.full(len(read.lengths), 40))
+    np.testing.assert_allclose(level, levels(read, np.full(len(read.lengths), 40), last=SMALL["window"]))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_panel_times_1000_is_forecast_times_1000(panel, kind):
-    """Every command, point forecasts and intervals: the level is the series' own."""
+    """Every command, point forecasts and intervals: the level is the series' own (or its
+    last window's)."""
     model, one, big = panel / f"{kind}.pt", panel / "p.csv", panel / "p1000.csv"
-    assert load_checkpoint(model)["norm"]["scale"] == "series"
+    assert load_checkpoint(model)["norm"]["scale"] == KINDS[kind].get("scale", "series")
     runs = [
         lambda data: predict(model, data, quiet=True)[0].columns,
-        lambda data: rollout(model, data, warmup=30, quiet=True)[0].columns,
+        lambda data: rollout(model, data, warmup=42 if "window" in kind else 30, quiet=True)[0].columns,
         lambda data: rollout(model, data, horizon=6, samples=4 if kind == "gaussian" else 0, quiet=True)[0].columns,
         lambda data: backtest(model, data, horizon=5, start=0.7, quiet=True)[0].columns,
     ]
@@ -91,6 +123,36 @@ def test_a_forecast_takes_its_level_from_the_steps_before_it_only(panel):
     np.testing.assert_allclose(free_b, free_a, rtol=1e-9)
 
 
+def test_a_window_model_reads_the_last_window_before_each_forecast_and_no_further(panel, cli):
+    """Steps before a forecast's window change nothing (its state starts at the window, its
+    level is the window's); a step inside it does; past its horizon it does not forecast."""
+    table = read_table(panel / "p.csv")
+    step = np.concatenate([np.arange(n) for n in np.bincount(table.numbers("series").astype(int))])
+    model, w = panel / "window.pt", SMALL["window"]
+
+    def changed(steps):
+        t = read_table(panel / "p.csv")
+        t.columns["x"] = np.where(steps, 10 * t.numbers("x"), t.numbers("x"))
+        return t
+
+    early, inside = changed(step < 40 - w), changed(step == 41)
+    runs = {
+        "backtest": lambda d: backtest(model, d, horizon=6, start=40, quiet=True)[0].columns["yhat"],
+        "rollout": lambda d: rollout(model, d, warmup=42, quiet=True)[0].columns["yhat"][step >= 42],
+        "predict": lambda d: predict(model, d, quiet=True)[0].columns["yhat"][step >= 40],
+    }
+    for name, run in runs.items():
+        np.testing.assert_array_equal(run(early), run(panel / "p.csv"), err_msg=name)
+        assert not np.allclose(run(inside), run(panel / "p.csv")), name
+    warm = rollout(model, panel / "p.csv", warmup=42, quiet=True)[0].columns["yhat"]
+    assert np.isnan(warm[step < 42]).all()  # trained to forecast from a window's end only
+    one_error_line(
+        cli("rollout", model, panel / "p.csv", "--horizon", "7"),
+        "forecasts 6 step(s) from the window before them (--scale window, --horizon 6), and the rollout",
+    )
+    one_error_line(cli("backtest", model, panel / "p.csv", "--horizon", "8"), "and --horizon asks for 8")
+
+
 def test_a_folder_trains_series_scaled_as_its_csv(panel, tmp_path, sh):
     """A table folder is read into memory for --scale series: the same weights."""
     done = sh(
@@ -107,7 +169,7 @@ def test_a_folder_trains_series_scaled_as_its_csv(panel, tmp_path, sh):
 
 def test_bad_scale_input_is_one_line_and_exit_2(panel, cli, tmp_path):
     local = cli("train", panel / "p.csv", "--scale", "local", "-o", tmp_path / "m.pt")
-    one_error_line(local, "'local' is not one of 'global', 'series'")
+    one_error_line(local, "'local' is not one of 'global', 'series', 'window'")
     mapping = generators.generate("sincos", n_series=2, length=30, seed=0)
     write_table(mapping, tmp_path / "map.csv")
     one_error_line(
@@ -123,6 +185,18 @@ def test_bad_scale_input_is_one_line_and_exit_2(panel, cli, tmp_path):
     one_error_line(
         cli("rollout", panel / "plain.pt", panel / "p.csv", "--warmup", "1"), "1 step(s) to take its level from"
     )
+    one_error_line(
+        cli("train", panel / "p.csv", "--scale", "window", "--stateful", "-o", tmp_path / "m.pt"),
+        "--scale window scales each window of at least 2 steps by its own level: drop --stateful",
+    )
+    one_error_line(
+        cli("train", panel / "p.csv", "--scale", "window", "--window", "48", "--val", "0.5", "-o", tmp_path / "m.pt"),
+        "--scale window: no validation series is longer than --window 48",
+    )
+    one_error_line(
+        cli("train", panel / "p.csv", "--scale", "window", "--window", "1", "--burn-in", "0", "-o", tmp_path / "m.pt"),
+        "--scale window takes a level over at least 2 steps, got --window 1",
+    )
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -131,6 +205,13 @@ def test_a_checkpoint_with_an_unknown_scale_is_refused(panel, tmp_path, cli):
     ckpt["norm"]["scale"] = "local"
     torch.save(ckpt, tmp_path / "edited.pt")
     one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), "norm.scale is 'local'")
+    for scale, window in (("window", None), ("window", 1), ("series", 24)):
+        ckpt["norm"]["scale"] = scale
+        ckpt["norm"].pop("window", None)
+        if window is not None:
+            ckpt["norm"]["window"] = window
+        torch.save(ckpt, tmp_path / "edited.pt")
+        one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), f"norm.window is {window}")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtool.data.scaling import Differencing, Scaling
+from seqtool.data.scaling import Differencing, Scaling, WindowLevels
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
@@ -155,6 +155,7 @@ class Rows:
     y: object
     offsets: object  # int64 tensor [N + 1]
     lengths: object  # int64 tensor [N]
+    levels: WindowLevels | None = None  # --scale window: each window taken moved to its own level
 
     @classmethod
     def of(cls, xs: list[np.ndarray], ys: list[np.ndarray], scaling: Scaling, names=None, source="table") -> Rows:
@@ -167,7 +168,8 @@ class Rows:
         return cls(torch.from_numpy(x), torch.from_numpy(y), offsets, torch.from_numpy(lengths))
 
     def to(self, device) -> Rows:
-        return Rows(*(t.to(device) for t in (self.x, self.y, self.offsets, self.lengths)))
+        levels = None if self.levels is None else self.levels.to(device)
+        return Rows(*(t.to(device) for t in (self.x, self.y, self.offsets, self.lengths)), levels)
 
     @property
     def device(self):
@@ -184,8 +186,11 @@ class Rows:
         return self.offsets[:-1].cpu().numpy()
 
     def take(self, index):
-        """Inputs and targets of the rows `index` (a tensor on the device), [..., F] and [..., G]."""
-        return self.x[index], self.y[index]
+        """Inputs and targets of the rows `index` (a tensor on the device), [..., F] and [..., G];
+        with `levels`, windows [B, W] of rows, each on its own level."""
+        if self.levels is None:
+            return self.x[index], self.y[index]
+        return self.levels.moved(self.x[index], self.y[index], index)
 
     def targets_in(self, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
         """How many rows in [first, stop) have a target, for each pair."""

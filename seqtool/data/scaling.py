@@ -126,6 +126,7 @@ class Scaling:
     y_std: np.ndarray
     diff: Differencing = Differencing()
     scale: str = "global"
+    window: int = 0  # --scale window: the steps before a forecast its level is taken over
 
     @classmethod
     def fit(
@@ -151,6 +152,7 @@ class Scaling:
             **({"lags": list(self.diff.lags)} if self.diff.lags else {}),
             **({"log": True} if self.diff.log else {}),
             **({"scale": self.scale} if self.scale != "global" else {}),
+            **({"window": self.window} if self.scale == "window" else {}),
         }
 
     @classmethod
@@ -159,6 +161,7 @@ class Scaling:
             **{k: np.asarray(d[k], dtype=np.float64) for k in STATS},
             diff=Differencing(tuple(d.get("lags", ())), d.get("log", False)),
             scale=d.get("scale", "global"),
+            window=int(d.get("window", 0)),
         )
 
     def inputs(
@@ -183,10 +186,11 @@ class Scaling:
     def levelled(self, table, known: np.ndarray | None):
         """The table as the rest of the transform takes it, and its levels: with `scale`
         "series", each series divided by its level over its first known[i] steps (all by
-        default; `levels`); else as it is, and None."""
-        if self.scale != "series":
+        default; `levels`), with "window" over the last `window` of them; else as it is,
+        and None."""
+        if self.scale == "global":
             return table, None
-        level = levels(table, table.lengths if known is None else known)
+        level = levels(table, table.lengths if known is None else known, self.window or None)
         return divided(table, level), level
 
 
@@ -265,12 +269,13 @@ def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source
     return z
 
 
-def levels(table, known: np.ndarray) -> np.ndarray:
+def levels(table, known: np.ndarray, last: int | None = None) -> np.ndarray:
     """Each series' level [N, F] for --scale series: the mean absolute value of each input
-    column over its first known[i] steps (the steps a forecast may read), 1 where that is
-    0 (or known[i] is 0: a series not forecast). Dividing by it keeps signs (so
-    --log-values still applies) and makes a series times 1000 the same series to the
-    network. One step is refused (too few to scale by)."""
+    column over its first known[i] steps (the steps a forecast may read; with `last`, the
+    last `last` of them: --scale window), 1 where that is 0 (or known[i] is 0: a series
+    not forecast). Dividing by it keeps signs (so --log-values still applies) and makes a
+    series times 1000 the same series to the network. One step is refused (too few to
+    scale by)."""
     short = np.flatnonzero((known > 0) & (known < LEVEL_STEPS))
     if len(short):
         i = int(short[0])
@@ -278,18 +283,20 @@ def levels(table, known: np.ndarray) -> np.ndarray:
             f"{table.source}: series {table.ids[i]!r} has {int(known[i])} step(s) to take its level from; "
             f"--scale series scales each series by its mean absolute value over at least {LEVEL_STEPS} steps"
         )
-    level = magnitudes(table, known)
+    level = magnitudes(table, known, last)
     return np.where(level > 0, level, 1.0)
 
 
-def magnitudes(table, known: np.ndarray) -> np.ndarray:
-    """The mean absolute value [N, F] of each series' first known[i] steps (0 for none)."""
+def magnitudes(table, known: np.ndarray, last: int | None = None) -> np.ndarray:
+    """The mean absolute value [N, F] of each series' first known[i] steps (with `last`,
+    of the last `last` of those), 0 for none."""
     out = np.zeros((len(known), len(table.x_names)))
-    some = known > 0
-    firsts = np.cumsum(known[some]) - known[some]  # of each series among the rows read
-    rows = np.repeat(table.offsets[:-1][some] - firsts, known[some]) + np.arange(int(known.sum()))
+    skip = np.zeros_like(known) if last is None else np.maximum(known - last, 0)
+    some, count = known > 0, known - skip
+    firsts = np.cumsum(count[some]) - count[some]  # of each series among the rows read
+    rows = np.repeat(table.offsets[:-1][some] + skip[some] - firsts, count[some]) + np.arange(int(count.sum()))
     if len(firsts):
-        out[some] = np.add.reduceat(np.abs(table.x[rows]), firsts, axis=0) / known[some][:, None]
+        out[some] = np.add.reduceat(np.abs(table.x[rows]), firsts, axis=0) / count[some][:, None]
     return out
 
 
@@ -302,3 +309,48 @@ def times(values: np.ndarray, level: np.ndarray | None, lengths: np.ndarray) -> 
     """Forecasts [..., rows, F] of series of these lengths, end to end, multiplied back by
     their series' level (as they are for None)."""
     return values if level is None else values * np.repeat(level, lengths, axis=0)
+
+
+@dataclass
+class WindowLevels:
+    """--scale window in training: rows stored on their series' scale (divided by the series'
+    level), each window moved to its own level, the mean |x| of its steps, and scored as one
+    forecast, from its last step (the steps before have no target): what a forecast reads
+    and is scaled by. `relative` [rows, F] is each row's |x| over its series' level.
+    Dividing the series commutes with differencing; after the log it is a shift, which
+    differencing removes (then there is nothing to move, but still one forecast a window)."""
+
+    relative: object  # float32 tensor [rows, F]
+    scaling: Scaling
+
+    @classmethod
+    def of(cls, relative: np.ndarray, scaling: Scaling) -> WindowLevels:
+        import torch  # lazily: data/ loads without torch (gen, info, plot)
+
+        return cls(torch.from_numpy(relative.astype(np.float32)), scaling)
+
+    def to(self, device) -> WindowLevels:
+        return WindowLevels(self.relative.to(device), self.scaling)
+
+    def moved(self, x, y, index):
+        """Inputs [B, W, F(+)] and targets [B, W, H * F] (the last step's only) of the windows
+        of rows `index` [B, W], each on its own level (a window of zeros keeps its series')."""
+        import torch  # lazily: data/ loads without torch (gen, info, plot)
+
+        r = self.relative[index].mean(dim=1, keepdim=True)
+        cancels = self.scaling.diff.log and self.scaling.diff.order > 0  # differenced logs have no level
+        r = torch.ones_like(r) if cancels else torch.where(r > 0, r, torch.ones_like(r))
+        s, width = self.scaling, r.shape[-1]
+        reps = y.shape[-1] // width
+        y = self._move(y[:, -1:], r.repeat(1, 1, reps), np.tile(s.y_mean, reps), np.tile(s.y_std, reps))
+        y = torch.cat([torch.full_like(x[:, :-1, :1], float("nan")).expand(-1, -1, y.shape[-1]), y], dim=1)
+        return self._move(x[..., :width], r, s.x_mean, s.x_std, x[..., width:]), y
+
+    def _move(self, z, r, mean, std, rest=None):
+        import torch  # lazily: data/ loads without torch (gen, info, plot)
+
+        mean, std = (torch.as_tensor(a, dtype=z.dtype, device=z.device) for a in (mean, std))
+        v = z * std + mean
+        v = v - torch.log(r) if self.scaling.diff.log else v / r
+        out = (v - mean) / std
+        return out if rest is None or rest.shape[-1] == 0 else torch.cat([out, rest], dim=-1)

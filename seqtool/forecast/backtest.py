@@ -28,6 +28,7 @@ from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_mo
 from seqtool.forecast.freerun import from_origins
 from seqtool.forecast.intervals import from_paths, interval_columns
 from seqtool.forecast.metrics import interval_scores, line, naive_forecasts, report, scale, score
+from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
 
 
@@ -55,6 +56,7 @@ def backtest(
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
     check_sampling(m, samples, None)
+    check_reach(m, horizon, "--horizon")
     table = m.read(data)
     season = m.season_of(season, table.lengths)
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)

@@ -12,6 +12,7 @@ from seqtool.data.examples import positions, ranges
 from seqtool.data.scaling import Differencing, times
 from seqtool.data.tables import SeriesTable
 from seqtool.forecast.forecaster import Forecaster
+from seqtool.forecast.windows import first_read, pieces, reads_windows, unread
 from seqtool.model.network import Stepper, map_state, parts
 
 
@@ -48,7 +49,17 @@ def roll(m: Forecaster, table: SeriesTable, k: np.ndarray, free: np.ndarray, pat
     rows none): the network's (`_free_run`), with the differencing undone, from the true
     values during the warm-up and from its own forecasts after. With `paths` N: [N, rows, F],
     each path integrated from its own draws. With --scale series, each series' level comes
-    from its warm-up."""
+    from its warm-up; with --scale window, the network reads its warm-up's last window only."""
+    if reads_windows(m):  # the warm-up's own forecasts are not what it was trained for: none
+        every = np.arange(len(k))
+        first = first_read(m, table, every, k)
+        out = _roll(m, pieces(table, every, first, np.minimum(table.lengths, k)), k - first, free, paths)
+        out[..., ranges(np.cumsum(k - first + free) - (k - first + free), k - first), :] = np.nan
+        return unread(out, first, k - first + free)
+    return _roll(m, table, k, free, paths)
+
+
+def _roll(m: Forecaster, table: SeriesTable, k: np.ndarray, free: np.ndarray, paths: int = 0) -> np.ndarray:
     table, level = m.scaling.levelled(table, k)
     z, lengths = m.view(table)
     known = None if m.time is None else torch.from_numpy(m.known(table, k + free).astype(np.float32))
@@ -124,7 +135,18 @@ def from_origins(
     """Free-running forecasts [origins, horizon, F] on the original scale, all origins in one
     batch; with `paths` N, N sample paths from each origin (ancestral sampling, as `roll`),
     [N, origins, horizon, F]. With --scale series, each series' level comes from the steps
-    before its first origin (none for a series without one)."""
+    before its first origin (none for a series without one); with --scale window, each
+    origin's network reads the last window before it only."""
+    if reads_windows(m):
+        first = first_read(m, table, series, origin)
+        own = pieces(table, series, first, origin + horizon)
+        return _from_origins(m, own, np.arange(len(origin)), origin - first, horizon, paths)
+    return _from_origins(m, table, series, origin, horizon, paths)
+
+
+def _from_origins(
+    m: Forecaster, table: SeriesTable, series: np.ndarray, origin: np.ndarray, horizon: int, paths: int = 0
+) -> np.ndarray:
     first = np.full(len(table.lengths), np.iinfo(np.int64).max)
     np.minimum.at(first, series, origin)
     table, level = m.scaling.levelled(table, np.where(first <= table.lengths, first, 0))

@@ -14,11 +14,12 @@ import numpy as np
 
 from seqtool import outputs
 from seqtool.data.examples import MAPPING, NEXT_STEP, positions, ranges
-from seqtool.data.scaling import times
+from seqtool.data.scaling import LEVEL_STEPS, times
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, write_table
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.intervals import interval_columns
 from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, scale, score, tail
+from seqtool.forecast.windows import first_read, pieces, reads_windows
 from seqtool.limits import check_all
 from seqtool.model.network import over_series
 
@@ -95,8 +96,15 @@ def teacher_forced(m: Forecaster, table: SeriesTable, level: float | None = None
     bounds at `level` percent ("lo", "hi"), the scale ("scale", or "log_scale" of the log
     with --log-values) and a Student-t's "df": [rows, G] each, in the rows they forecast;
     quantiles stay quantiles through the undoing (a shift by the true past, exp, a series'
-    level: from all its steps, as in training)."""
-    table, levels = m.scaling.levelled(table, np.where(table.lengths > 1, table.lengths, 0))  # 1 step: no forecast
+    level: from all its steps, as in training; with --scale window, each step's forecast
+    reads the window before it only, `_windowed`)."""
+    if reads_windows(m) and m.task == NEXT_STEP:
+        return _windowed(m, table, level)
+    return _teacher_forced(m, table, level, np.where(table.lengths > 1, table.lengths, 0))  # 1 step: no forecast
+
+
+def _teacher_forced(m: Forecaster, table: SeriesTable, level: float | None, known: np.ndarray) -> dict:
+    table, levels = m.scaling.levelled(table, known)
     z, lengths = m.view(table)
     out, _ = over_series(m.net, z, lengths)
     head, got = m.net.head, {}
@@ -109,6 +117,24 @@ def teacher_forced(m: Forecaster, table: SeriesTable, level: float | None = None
         got.update({"df": df[0]} if df else {})
     got = {key: _aligned(m, table, lengths, v, shift=key in ("point", "lo", "hi")) for key, v in got.items()}
     return {key: times(v, levels, table.lengths) if key in SCALED else v for key, v in got.items()}
+
+
+def _windowed(m: Forecaster, table: SeriesTable, level: float | None) -> dict[str, np.ndarray]:
+    """`teacher_forced` of a --scale window model: the forecast of each step from the
+    window before it, scaled by that window's level (none for a series' first 1 + order
+    steps, nor before LEVEL_STEPS to take a level from)."""
+    step = positions(table.lengths)
+    forecast = np.flatnonzero(step >= max(m.scaling.diff.order + 1, LEVEL_STEPS))
+    series = np.repeat(np.arange(len(table.lengths)), table.lengths)[forecast]
+    first = first_read(m, table, series, step[forecast])
+    own = pieces(table, series, first, step[forecast] + 1)
+    got = _teacher_forced(m, own, level, own.lengths - 1)
+    last = own.offsets[1:] - 1
+    out = {}
+    for key, v in got.items():
+        out[key] = np.full((len(table.x), v.shape[1]), np.nan)
+        out[key][forecast] = v[last]
+    return out
 
 
 def _aligned(

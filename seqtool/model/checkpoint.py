@@ -189,11 +189,21 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
         damaged(f"norm.lags is {lags!r:.60}; expected differencing lags (whole numbers >= 1) of a next-step model")
     if not isinstance(norm.get("log", False), bool) or (norm.get("log") and task != "next-step"):
         damaged(f"norm.log is {norm.get('log')!r:.60}; expected true or false (true only for a next-step model)")
-    scale = norm.get("scale", "global")
-    if scale not in SCALES or (scale == "series" and task != "next-step"):
-        damaged(f"norm.scale is {scale!r:.60}; expected global or series (series only for a next-step model)")
+    _check_scale(norm, task, damaged)
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")
+
+
+def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
+    """norm.scale, and norm.window with --scale window only."""
+    scale = norm.get("scale", "global")
+    if scale not in SCALES or (scale != "global" and task != "next-step"):
+        damaged(f"norm.scale is {scale!r:.60}; expected one of {', '.join(SCALES)} (global unless next-step)")
+    window = norm.get("window")
+    if (scale == "window") != (window is not None) or not (
+        window is None or (_count(window) and window >= 2 and LIMITS["window"].holds(window))
+    ):
+        damaged(f"norm.window is {window!r:.60}; expected the steps of --scale window's level (>= 2), with it only")
 
 
 def _check_time(time, damaged: Damaged) -> int:

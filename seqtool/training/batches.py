@@ -244,7 +244,7 @@ def batches(rows: Rows, config) -> Source:
     source = (
         Streams(rows, c.window, c.batch, c.seed) if c.stateful else Windows(rows, c.window, c.stride, c.batch, c.seed)
     )
-    if not source.learnable(c.burn_in):
+    if not source.learnable(c.window - 1 if rows.levels is not None else c.burn_in):  # --scale window: the last
         where = "stream" if c.stateful else f"window of {c.window} steps"
         raise SeqtoolError(
             f"no {where} has a target after its first {c.burn_in} steps (--burn-in), so nothing "

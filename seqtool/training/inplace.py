@@ -16,6 +16,8 @@ class FolderRows:
     targets taken from the row after (none at a series' last training row), and
     standardised as they are taken."""
 
+    levels = None  # no --scale window: a folder with it is read into memory
+
     def __init__(self, folder: Folder, starts: np.ndarray, lengths: np.ndarray, scaling: Scaling, device):
         self.folder, self.scaling, self.device = folder, scaling, device
         self.starts, self.lengths = np.asarray(starts, np.int64), torch.from_numpy(np.asarray(lengths, np.int64))

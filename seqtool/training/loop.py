@@ -10,6 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from seqtool.config import TrainConfig
@@ -171,11 +172,31 @@ class Schedule:
 
 def _val_loss(model, val: Rows) -> float:
     """The head's loss, teacher-forced over whole held-out series, state carried (what
-    `predict` does)."""
+    `predict` does); for --scale window, over every window of the held-out series, each
+    from a zero state, on its own level (what its forecasts do)."""
     model.eval()
-    out, _ = over_series(model, val.x, val.lengths.cpu().numpy())
+    if val.levels is not None:
+        total, count = _windows_loss(model, val, val.levels.scaling.window)
+    else:
+        out, _ = over_series(model, val.x, val.lengths.cpu().numpy())
+        total, count = model.head.loss(out, val.y)
+        total = float(total) * int(count)
     model.train()
-    return float(model.head.loss(out, val.y)[0])
+    return total / int(count) if count else math.nan
+
+
+def _windows_loss(model, val: Rows, window: int, batch: int = 4096) -> tuple[float, int]:
+    """The head's summed loss over every window of `window` rows of the rows `val`, and its count."""
+    lengths = val.lengths.cpu().numpy()
+    first = np.concatenate([s + np.arange(max(n - window + 1, 0)) for s, n in zip(val.starts, lengths)])
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for k in range(0, len(first), batch):
+            index = torch.from_numpy(first[k : k + batch, None] + np.arange(window)).to(val.device)
+            x, y = val.take(index)
+            loss, n = model.head.loss(model(x)[0], y)
+            total, count = total + float(loss) * int(n), count + int(n)
+    return total, count
 
 
 def _diverged(run: Run, loss: float, grad: float) -> None:

@@ -23,7 +23,15 @@ from seqtool.data.examples import (
     task_of,
 )
 from seqtool.data.reading import read_series
-from seqtool.data.scaling import Differencing, Scaling, check_magnitude, divided, levels, magnitudes
+from seqtool.data.scaling import (
+    Differencing,
+    Scaling,
+    WindowLevels,
+    check_magnitude,
+    divided,
+    levels,
+    magnitudes,
+)
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
@@ -75,8 +83,14 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     diff = Differencing(config.lags(), config.log_values)
     time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
     _check_horizon(table, task, diff, config.horizon)
-    xs, ys = inputs_and_targets(_levelled(table, task, config), task, diff, time, config.horizon)
+    levelled = _levelled(table, task, config)
+    xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon)
+    fingerprint, width = _fingerprint(xs, ys), xs[0].shape[1]
+    if config.scale == "window":  # each row's |x| on its series' level, split with the rows
+        xs = [np.concatenate([x, np.abs(s[diff.order :])], axis=1) for x, s in zip(xs, levelled.split(levelled.x))]
     (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed, config.horizon)
+    relative, val_relative = [x[:, width:] for x in train_x], [x[:, width:] for x in val_x]
+    train_x, val_x = [x[:, :width] for x in train_x], [x[:, :width] for x in val_x]
     _has_targets(train_y, table, "training")
     series = [x[:, : len(table.x_names)] for x in train_x]  # not the time features: they are not scaled
     scaling = Scaling.fit(
@@ -90,19 +104,35 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     info = _info(table, task, config)
     if time is not None:
         info["time"] = time.to_dict()
-    rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source).to(device)
-    return Prepared(_fingerprint(xs, ys), scaling, rows, val, info, held_out, _scale_advice(table, task, config))
+    rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source)
+    if config.scale == "window":
+        rows.levels = WindowLevels.of(np.concatenate(relative), scaling)
+        if val is not None:
+            val.levels = WindowLevels.of(np.concatenate(val_relative), scaling).to(device)
+    return Prepared(fingerprint, scaling, rows.to(device), val, info, held_out, _scale_advice(table, task, config))
+
+
+def with_window(data: Prepared, window: int) -> None:
+    """--scale window, once --window is known: the steps a forecast's level is taken over;
+    some validation series must be longer, to be scored as a forecast is."""
+    data.scaling.window = window
+    if data.val is not None and not (data.val.lengths.cpu().numpy() > window).any():
+        raise SeqtoolError(
+            f"--scale window: no validation series is longer than --window {window}, so none "
+            "can be scored as a forecast is; use a shorter --window or --val 0"
+        )
 
 
 def _levelled(table: SeriesTable, task: str, config: TrainConfig) -> SeriesTable:
-    """With --scale series, each series divided by its level over its training steps (the
-    one series' before its validation tail)."""
+    """With --scale series (or window), each series divided by its level over its training
+    steps (the one series' before its validation tail); windows move to their own later
+    (`WindowLevels`)."""
     if config.scale == "global":
         return table
     if task != NEXT_STEP:
         raise SeqtoolError(
-            f"{table.source}: --scale series is for next-step forecasting; this table has targets "
-            f"({', '.join(table.y_names)}): drop --scale series"
+            f"{table.source}: --scale {config.scale} is for next-step forecasting; this table has targets "
+            f"({', '.join(table.y_names)}): drop --scale {config.scale}"
         )
     for name in table.x_names:  # dividing first would hide them from the standardisation's check
         check_magnitude(table.columns[name], name, table.source)

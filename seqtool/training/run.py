@@ -42,7 +42,7 @@ from seqtool.threads import work
 from seqtool.training import distributed
 from seqtool.training.batches import Source, batches
 from seqtool.training.loop import Schedule, fit, optimizer_for, param_groups, total_steps
-from seqtool.training.prepare import prepare, table_for, window_for
+from seqtool.training.prepare import prepare, table_for, window_for, with_window
 from seqtool.training.report import TrainResult, growing_log
 from seqtool.training.resume import restore, snapshot
 from seqtool.training.state import EMPTY_ACC, Best, check_resume
@@ -165,6 +165,8 @@ class Run:
                 config, window=window_for(self.data.rows, config, self.data.info["task"], quiet)
             )
             check_config(config, device)
+        if config.scale == "window":
+            with_window(self.data, config.window)
         self.world = world
         self.source = source(self.data.rows, config)
         if world.size > 1:
