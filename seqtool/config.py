@@ -231,7 +231,7 @@ def _check_together(c: TrainConfig) -> None:
         )  # fmt: skip
     if c.steps is not None and c.epochs is not None:
         raise SeqtoolError("give --steps or --epochs, not both")
-    if not c.stateful and c.window is not None and c.burn_in >= c.window:
+    if not c.stateful and c.scale != "window" and c.window is not None and c.burn_in >= c.window:
         raise SeqtoolError(
             f"--window {c.window} is not longer than --burn-in {c.burn_in}: every step of "
             f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"

@@ -148,9 +148,12 @@ def test_a_window_model_reads_the_last_window_before_each_forecast_and_no_furthe
     assert np.isnan(warm[step < 42]).all()  # trained to forecast from a window's end only
     one_error_line(
         cli("rollout", model, panel / "p.csv", "--horizon", "7"),
-        "forecasts 6 step(s) from the window before them (--scale window, --horizon 6), and the rollout",
+        "forecasts at most 6 step(s) from the window before them (--scale window, trained with --horizon 6), "
+        "and this rollout asks for 7: give --horizon 6 (past each series' end) or --steps 6",
     )
-    one_error_line(cli("backtest", model, panel / "p.csv", "--horizon", "8"), "and --horizon asks for 8")
+    one_error_line(
+        cli("backtest", model, panel / "p.csv", "--horizon", "8"), "and --horizon 8 asks for 8: give --horizon 6"
+    )
 
 
 def test_a_folder_trains_series_scaled_as_its_csv(panel, tmp_path, sh):
@@ -176,14 +179,19 @@ def test_bad_scale_input_is_one_line_and_exit_2(panel, cli, tmp_path):
         cli("train", tmp_path / "map.csv", "--scale", "series", "-o", tmp_path / "m.pt"),
         "--scale series is for next-step forecasting",
     )
-    ragged = SeriesTable.from_arrays([np.arange(1.0, 30.0), np.array([5.0])])
-    write_table(ragged, tmp_path / "ragged.csv")
+    ragged = SeriesTable.from_arrays([np.arange(1.0, 30.0), np.arange(1.0, 30.0), np.array([5.0])])
+    write_table(ragged, tmp_path / "ragged.csv")  # a series of one step has no target: left out
+    trained = cli(
+        "train", tmp_path / "ragged.csv", "--scale", "series", "--steps", "5", "--val", "0", "-o", tmp_path / "r.pt"
+    )
+    assert trained.exit_code == 0, trained.output
     one_error_line(
-        cli("train", tmp_path / "ragged.csv", "--scale", "series", "-o", tmp_path / "m.pt"),
-        "series '1' has 1 step(s) to take its level from",
+        cli("rollout", tmp_path / "r.pt", tmp_path / "ragged.csv", "--horizon", "2"),
+        "series '2' has 1 step(s) to take its level from; --scale series takes each level over at least 2",
     )
     one_error_line(
-        cli("rollout", panel / "plain.pt", panel / "p.csv", "--warmup", "1"), "1 step(s) to take its level from"
+        cli("rollout", panel / "window.pt", panel / "p.csv", "--warmup", "1", "--steps", "1"),
+        "1 step(s) to take its level from; --scale window takes each level over at least 2 steps: give it more",
     )
     one_error_line(
         cli("train", panel / "p.csv", "--scale", "window", "--stateful", "-o", tmp_path / "m.pt"),
@@ -193,6 +201,12 @@ def test_bad_scale_input_is_one_line_and_exit_2(panel, cli, tmp_path):
         cli("train", panel / "p.csv", "--scale", "window", "--window", "48", "--val", "0.5", "-o", tmp_path / "m.pt"),
         "--scale window: no validation series is longer than --window 48",
     )
+    one_error_line(
+        cli("train", panel / "p.csv", "--scale", "window", "--window", "48", "--val", "0", "-o", tmp_path / "m.pt"),
+        "no window of 48 steps has a target after its last step",
+    )
+    two = cli("train", panel / "p.csv", "--scale", "window", "--window", "2", "--steps", "3", "-o", tmp_path / "2.pt")
+    assert two.exit_code == 0, two.output  # --burn-in is not in the way: a window scores its last step
     one_error_line(
         cli("train", panel / "p.csv", "--scale", "window", "--window", "1", "--burn-in", "0", "-o", tmp_path / "m.pt"),
         "--scale window takes a level over at least 2 steps, got --window 1",
@@ -205,13 +219,18 @@ def test_a_checkpoint_with_an_unknown_scale_is_refused(panel, tmp_path, cli):
     ckpt["norm"]["scale"] = "local"
     torch.save(ckpt, tmp_path / "edited.pt")
     one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), "norm.scale is 'local'")
-    for scale, window in (("window", None), ("window", 1), ("series", 24)):
+    for scale, window, said in (
+        ("window", None, "norm.window is missing"),
+        ("window", 1, "norm.window is 1; expected a whole number of steps in [2, 1000000]"),
+        ("window", 10**9, "norm.window is 1000000000"),
+        ("series", 24, "norm.window is set but norm.scale is 'series'"),
+    ):
         ckpt["norm"]["scale"] = scale
         ckpt["norm"].pop("window", None)
         if window is not None:
             ckpt["norm"]["window"] = window
         torch.save(ckpt, tmp_path / "edited.pt")
-        one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), f"norm.window is {window}")
+        one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), said)
 
 
 @pytest.fixture(scope="module")

@@ -190,7 +190,8 @@ class Scaling:
         and None."""
         if self.scale == "global":
             return table, None
-        level = levels(table, table.lengths if known is None else known, self.window or None)
+        known = table.lengths if known is None else known
+        level = levels(table, known, self.window or None, f"--scale {self.scale}")
         return divided(table, level), level
 
 
@@ -269,7 +270,7 @@ def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source
     return z
 
 
-def levels(table, known: np.ndarray, last: int | None = None) -> np.ndarray:
+def levels(table, known: np.ndarray, last: int | None = None, option: str = "--scale series") -> np.ndarray:
     """Each series' level [N, F] for --scale series: the mean absolute value of each input
     column over its first known[i] steps (the steps a forecast may read; with `last`, the
     last `last` of them: --scale window), 1 where that is 0 (or known[i] is 0: a series
@@ -281,7 +282,8 @@ def levels(table, known: np.ndarray, last: int | None = None) -> np.ndarray:
         i = int(short[0])
         raise SeqtoolError(
             f"{table.source}: series {table.ids[i]!r} has {int(known[i])} step(s) to take its level from; "
-            f"--scale series scales each series by its mean absolute value over at least {LEVEL_STEPS} steps"
+            f"{option} takes each level over at least {LEVEL_STEPS} steps: give it more (a longer --warmup, "
+            "a later --start) or leave the series out"
         )
     level = magnitudes(table, known, last)
     return np.where(level > 0, level, 1.0)

@@ -56,7 +56,7 @@ def backtest(
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
     check_sampling(m, samples, None)
-    check_reach(m, horizon, "--horizon")
+    check_reach(m, horizon, f"--horizon {horizon}", "give --horizon {h} or fewer")
     table = m.read(data)
     season = m.season_of(season, table.lengths)
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)

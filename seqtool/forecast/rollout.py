@@ -23,6 +23,8 @@ from seqtool.forecast.predict import denominator_of, scores_of, write_if
 from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
 
+FEWER = "give --horizon {h} (past each series' end) or --steps {h}"  # a --scale window model's reach
+
 
 def rollout(
     model: str | Path,
@@ -69,7 +71,7 @@ def rollout(
     season = m.season_of(season, table.lengths)
     k = _warmups(m, table, warmup, horizon)
     free = np.full(len(k), steps) if steps is not None else table.lengths - k + horizon
-    check_reach(m, int(free.max(initial=0)), "the rollout (free steps after the warm-up)")
+    check_reach(m, int(free.max(initial=0)), "this rollout", FEWER)
     total = k + free
     width = len(table.columns) + (len(m.yhat_names) + 1) * (3 + max(samples, 1))
     fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")

@@ -19,12 +19,14 @@ def reads_windows(m) -> bool:
     return m.scaling.scale == "window"
 
 
-def check_reach(m, steps: int, option: str) -> None:
-    """Refuse, in one line, more free steps than a --scale window model forecasts from its window."""
+def check_reach(m, steps: int, what: str, fix: str) -> None:
+    """Refuse, in one line, more free steps than a --scale window model forecasts from its
+    window, saying which option asks for fewer (`fix`, {h}: the model's horizon)."""
     if reads_windows(m) and steps > m.horizon:
         raise SeqtoolError(
-            f"{m.path} forecasts {m.horizon} step(s) from the window before them (--scale window, --horizon "
-            f"{m.horizon}), and {option} asks for {steps}: ask for fewer, or train with --horizon {steps}"
+            f"{m.path} forecasts at most {m.horizon} step(s) from the window before them (--scale window, "
+            f"trained with --horizon {m.horizon}), and {what} asks for {steps}: {fix.format(h=m.horizon)} "
+            "(or train for more with train --horizon)"
         )
 
 

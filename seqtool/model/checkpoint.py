@@ -199,11 +199,13 @@ def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
     scale = norm.get("scale", "global")
     if scale not in SCALES or (scale != "global" and task != "next-step"):
         damaged(f"norm.scale is {scale!r:.60}; expected one of {', '.join(SCALES)} (global unless next-step)")
-    window = norm.get("window")
-    if (scale == "window") != (window is not None) or not (
-        window is None or (_count(window) and window >= 2 and LIMITS["window"].holds(window))
-    ):
-        damaged(f"norm.window is {window!r:.60}; expected the steps of --scale window's level (>= 2), with it only")
+    window, hi = norm.get("window"), int(LIMITS["window"].hi)
+    if scale == "window" and window is None:
+        damaged("norm.window is missing; a --scale window model stores the steps its level is taken over")
+    if scale != "window" and window is not None:
+        damaged(f"norm.window is set but norm.scale is {scale!r:.60}: a window belongs to --scale window only")
+    if window is not None and not (_count(window) and 2 <= window <= hi):
+        damaged(f"norm.window is {window!r:.60}; expected a whole number of steps in [2, {hi}]")
 
 
 def _check_time(time, damaged: Damaged) -> int:

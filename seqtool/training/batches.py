@@ -244,7 +244,12 @@ def batches(rows: Rows, config) -> Source:
     source = (
         Streams(rows, c.window, c.batch, c.seed) if c.stateful else Windows(rows, c.window, c.stride, c.batch, c.seed)
     )
-    if not source.learnable(c.window - 1 if rows.levels is not None else c.burn_in):  # --scale window: the last
+    if rows.levels is not None and not source.learnable(c.window - 1):  # --scale window: the last step's
+        raise SeqtoolError(
+            f"no window of {c.window} steps has a target after its last step (--scale window scores the "
+            f"forecast from there), so a series needs more than {c.window} steps: use a shorter --window"
+        )
+    if rows.levels is None and not source.learnable(c.burn_in):
         where = "stream" if c.stateful else f"window of {c.window} steps"
         raise SeqtoolError(
             f"no {where} has a target after its first {c.burn_in} steps (--burn-in), so nothing "

@@ -118,8 +118,8 @@ def with_window(data: Prepared, window: int) -> None:
     data.scaling.window = window
     if data.val is not None and not (data.val.lengths.cpu().numpy() > window).any():
         raise SeqtoolError(
-            f"--scale window: no validation series is longer than --window {window}, so none "
-            "can be scored as a forecast is; use a shorter --window or --val 0"
+            f"--scale window: no validation series is longer than --window {window} (a forecast from a "
+            "window needs a step after it), so none can be scored; use a shorter --window"
         )
 
 
@@ -139,7 +139,8 @@ def _levelled(table: SeriesTable, task: str, config: TrainConfig) -> SeriesTable
     known = table.lengths.copy()
     if len(known) == 1 and config.val > 0:
         known[0] = tail_start(int(known[0]), config.val)
-    return divided(table, levels(table, known))
+    known[known < 2] = 0  # a series of one step has no target: nothing to scale
+    return divided(table, levels(table, known, option=f"--scale {config.scale}"))
 
 
 def _check_horizon(table: SeriesTable, task: str, diff: Differencing, horizon: int) -> None:
