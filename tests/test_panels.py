@@ -18,7 +18,8 @@ from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
-from seqtool.model.network import joined_weights, member_weights
+from seqtool.model.network import SeqModel, joined_weights, member_weights
+from seqtool.training.loop import _windows_loss
 from seqtool.training.prepare import prepare
 from seqtool.training.run import train
 
@@ -464,3 +465,14 @@ def test_bad_ensemble_of_checkpoints_is_one_line_and_exit_2(ensemble, cli, tmp_p
     one_error_line(cli("ensemble", tmp_path / "a.pt", "-o", tmp_path / "e.pt"), "two or more checkpoints")
     one_error_line(cli("ensemble", tmp_path / "a.pt", tmp_path / "a.pt", "-o", tmp_path / "a.pt"), "a.pt")
     assert not (tmp_path / "e.pt").exists()
+
+
+def test_a_window_model_validates_on_the_windows_that_end_in_the_held_out_tail():
+    """One series: the validation windows are those whose last step forecasts a step of
+    its held-out tail (360..399 of 400, so 39 with a next step), each scored once."""
+    table = generators.generate("sine", n_series=1, length=400, seed=0)
+    data = prepare(table, TrainConfig(scale="window", window=20, val=0.1), "cpu")
+    data.scaling.window = 20
+    model = SeqModel(ModelConfig(n_in=1, n_out=1, hidden=4))
+    total, count = _windows_loss(model, data.val, 20)
+    assert count == 39 and np.isfinite(total) and total > 0

@@ -52,7 +52,7 @@ def roll(m: Forecaster, table: SeriesTable, k: np.ndarray, free: np.ndarray, pat
     from its warm-up; with --scale window, the network reads its warm-up's last window only."""
     if reads_windows(m):  # the warm-up's own forecasts are not what it was trained for: none
         every = np.arange(len(k))
-        first = first_read(m, table, every, k)
+        first = first_read(m, k)
         out = _roll(m, pieces(table, every, first, np.minimum(table.lengths, k)), k - first, free, paths)
         out[..., ranges(np.cumsum(k - first + free) - (k - first + free), k - first), :] = np.nan
         return unread(out, first, k - first + free)
@@ -138,7 +138,7 @@ def from_origins(
     before its first origin (none for a series without one); with --scale window, each
     origin's network reads the last window before it only."""
     if reads_windows(m):
-        first = first_read(m, table, series, origin)
+        first = first_read(m, origin)
         own = pieces(table, series, first, origin + horizon)
         return _from_origins(m, own, np.arange(len(origin)), origin - first, horizon, paths)
     return _from_origins(m, table, series, origin, horizon, paths)

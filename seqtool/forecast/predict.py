@@ -126,7 +126,7 @@ def _windowed(m: Forecaster, table: SeriesTable, level: float | None) -> dict[st
     step = positions(table.lengths)
     forecast = np.flatnonzero(step >= max(m.scaling.diff.order + 1, LEVEL_STEPS))
     series = np.repeat(np.arange(len(table.lengths)), table.lengths)[forecast]
-    first = first_read(m, table, series, step[forecast])
+    first = first_read(m, step[forecast])
     own = pieces(table, series, first, step[forecast] + 1)
     got = _teacher_forced(m, own, level, own.lengths - 1)
     last = own.offsets[1:] - 1

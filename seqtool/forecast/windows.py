@@ -30,8 +30,8 @@ def check_reach(m, steps: int, what: str, fix: str) -> None:
         )
 
 
-def first_read(m, table: SeriesTable, series: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """The first step a forecast from `origin` of series `series` reads (0 near a series' start)."""
+def first_read(m, origin: np.ndarray) -> np.ndarray:
+    """The first step of its series a forecast from `origin` reads (0 near a series' start)."""
     return np.maximum(origin - m.scaling.window - m.scaling.diff.order, 0)
 
 

@@ -186,9 +186,11 @@ def _val_loss(model, val: Rows) -> float:
 
 
 def _windows_loss(model, val: Rows, window: int, batch: int = 4096) -> tuple[float, int]:
-    """The head's summed loss over every window of `window` rows of the rows `val`, and its count."""
+    """The head's summed loss over every window of `window` rows of the rows `val` whose last
+    row has a target (a long series' tail alone, with one series), and its count."""
     lengths = val.lengths.cpu().numpy()
     first = np.concatenate([s + np.arange(max(n - window + 1, 0)) for s, n in zip(val.starts, lengths)])
+    first = first[val.targets_in(first + window - 1, first + window) > 0]
     total, count = 0.0, 0
     with torch.no_grad():
         for k in range(0, len(first), batch):
