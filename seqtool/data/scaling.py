@@ -323,36 +323,36 @@ class WindowLevels:
     differencing removes (then there is nothing to move, but still one forecast a window)."""
 
     relative: object  # float32 tensor [rows, F]
+    stats: tuple  # x_mean, x_std, y_mean, y_std: float32 tensors [F], where `relative` is
     scaling: Scaling
 
     @classmethod
     def of(cls, relative: np.ndarray, scaling: Scaling) -> WindowLevels:
         import torch  # lazily: data/ loads without torch (gen, info, plot)
 
-        return cls(torch.from_numpy(relative.astype(np.float32)), scaling)
+        stats = tuple(torch.as_tensor(getattr(scaling, k), dtype=torch.float32) for k in STATS)
+        return cls(torch.from_numpy(relative.astype(np.float32)), stats, scaling)
 
     def to(self, device) -> WindowLevels:
-        return WindowLevels(self.relative.to(device), self.scaling)
+        return WindowLevels(self.relative.to(device), tuple(t.to(device) for t in self.stats), self.scaling)
 
     def moved(self, x, y, index):
         """Inputs [B, W, F(+)] and targets [B, W, H * F] (the last step's only) of the windows
         of rows `index` [B, W], each on its own level (a window of zeros keeps its series')."""
         import torch  # lazily: data/ loads without torch (gen, info, plot)
 
-        r = self.relative[index].mean(dim=1, keepdim=True)
-        cancels = self.scaling.diff.log and self.scaling.diff.order > 0  # differenced logs have no level
-        r = torch.ones_like(r) if cancels else torch.where(r > 0, r, torch.ones_like(r))
-        s, width = self.scaling, r.shape[-1]
-        reps = y.shape[-1] // width
-        y = self._move(y[:, -1:], r.repeat(1, 1, reps), np.tile(s.y_mean, reps), np.tile(s.y_std, reps))
-        y = torch.cat([torch.full_like(x[:, :-1, :1], float("nan")).expand(-1, -1, y.shape[-1]), y], dim=1)
-        return self._move(x[..., :width], r, s.x_mean, s.x_std, x[..., width:]), y
+        last, width = y[:, -1:], self.relative.shape[-1]
+        if not (self.scaling.diff.log and self.scaling.diff.order):  # differenced logs have no level
+            r = self.relative[index].mean(dim=1, keepdim=True)
+            r = torch.where(r > 0, r, torch.ones_like(r))
+            x_mean, x_std, y_mean, y_std = self.stats
+            reps = y.shape[-1] // width
+            x = torch.cat([self._move(x[..., :width], r, x_mean, x_std), x[..., width:]], dim=-1)
+            last = self._move(last, r.repeat(1, 1, reps), y_mean.repeat(reps), y_std.repeat(reps))
+        before = torch.full_like(last, float("nan")).expand(-1, x.shape[1] - 1, -1)
+        return x, torch.cat([before, last], dim=1)
 
-    def _move(self, z, r, mean, std, rest=None):
-        import torch  # lazily: data/ loads without torch (gen, info, plot)
-
-        mean, std = (torch.as_tensor(a, dtype=z.dtype, device=z.device) for a in (mean, std))
+    def _move(self, z, r, mean, std):
+        """Standardised values `z` of windows at level r (1: their series') at their own."""
         v = z * std + mean
-        v = v - torch.log(r) if self.scaling.diff.log else v / r
-        out = (v - mean) / std
-        return out if rest is None or rest.shape[-1] == 0 else torch.cat([out, rest], dim=-1)
+        return ((v - r.log() if self.scaling.diff.log else v / r) - mean) / std

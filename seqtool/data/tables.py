@@ -137,6 +137,11 @@ class SeriesTable:
         columns = {**self.columns, **{n: x[:, j] for j, n in enumerate(self.x_names)}}
         return SeriesTable(columns, self.x_names, self.y_names, self.lengths, self.source)
 
+    def taken(self, rows: np.ndarray, lengths: np.ndarray) -> SeriesTable:
+        """The series made of these rows (indices, end to end), series i the next lengths[i]."""
+        columns = {name: col[rows] for name, col in self.columns.items()}
+        return SeriesTable(columns, self.x_names, self.y_names, np.asarray(lengths, dtype=np.int64), self.source)
+
     def split(self, rows: np.ndarray) -> list[np.ndarray]:
         """Cut an array over all rows into one array per series."""
         return np.split(rows, self.offsets[1:-1])

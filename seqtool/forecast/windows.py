@@ -39,9 +39,7 @@ def pieces(table: SeriesTable, series: np.ndarray, first: np.ndarray, stop: np.n
     """Steps first[p]..stop[p] - 1 of series series[p], for every p, each a series of its own."""
     count = (stop - first).astype(np.int64)
     fits_in_memory(float(count.sum()) * (len(table.columns) + 4) * 8 * 3, f"{len(count):,} windows to forecast from")
-    rows = ranges(table.offsets[series] + first, count)
-    columns = {name: col[rows] for name, col in table.columns.items()}
-    return SeriesTable(columns, table.x_names, table.y_names, count, table.source)
+    return table.taken(ranges(table.offsets[series] + first, count), count)
 
 
 def unread(values: np.ndarray, skipped: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -100,7 +100,8 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     if val_x:
         val, scored = _validation(val_x, val_y, table, scaling, config, device, config.burn_in, diff.order)
         if task == NEXT_STEP:  # as read: the naive forecasts repeat the values, not their differences
-            held_out = (_rows_of(table, held_out_rows(table.lengths, config.val, config.seed)), scored)
+            kept = held_out_rows(table.lengths, config.val, config.seed)
+            held_out = (table.taken(np.concatenate(kept), [len(r) for r in kept]), scored)
     info = _info(table, task, config)
     if time is not None:
         info["time"] = time.to_dict()
@@ -245,13 +246,6 @@ def window_for(rows: Rows, config: TrainConfig, task: str, quiet: bool) -> int:
             "inputs only; if it depends on more (an integrator), train with --stateful"
         )
     return WINDOW
-
-
-def _rows_of(table: SeriesTable, rows: list[np.ndarray]) -> SeriesTable:
-    """The series made of these rows of `table` (one array of row indices per series)."""
-    every = np.concatenate(rows)
-    columns = {name: col[every] for name, col in table.columns.items()}
-    return SeriesTable(columns, table.x_names, table.y_names, np.array([len(r) for r in rows]), table.source)
 
 
 def _has_targets(ys: list[np.ndarray], table, part: str, burn_in: int = 0) -> None:
