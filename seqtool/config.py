@@ -46,7 +46,7 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.0
     learned_start: bool = False  # the state each series starts from is learned (stateful training), not zero
-    loss: str = "mse"  # the head: a point forecast (mse), or a distribution of the next value (gaussian, studentt)
+    loss: str = "mse"  # the head: a point forecast (mse: a mean, mae: a median), or a distribution (gaussian, studentt)
     horizon: int = 1  # steps the head forecasts from each position (n_out values each)
     members: int = 1  # an ensemble: networks of `hidden` units side by side, forecasting their median
 
@@ -59,7 +59,8 @@ class ModelConfig:
         return asdict(self)
 
 
-LOSSES = ("mse", "gaussian", "studentt")
+POINT_LOSSES = ("mse", "mae")  # a point forecast: a mean, a median
+LOSSES = (*POINT_LOSSES, "gaussian", "studentt")
 SCHEDULES = ("cosine", "plateau", "none")
 DEVICES = ("auto", "cpu", "cuda")
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -88,8 +89,8 @@ class TrainConfig:
     dropout: float = _option(ModelConfig.dropout, "Dropout between stacked layers, {span}.")
     loss: str = _option(
         "mse",
-        "mse (a point forecast), or gaussian or studentt: a distribution of each next value, "
-        "trained by its likelihood; forecasts then have intervals.",
+        "mse or mae: a point forecast (a mean, a median); gaussian or studentt: a distribution of each "
+        "next value, by its likelihood, with intervals.",
         LOSSES,
     )
     lr: float = _option(1e-2, "Learning rate, {span}.")
@@ -222,8 +223,8 @@ class TrainConfig:
 
 def _check_together(c: TrainConfig) -> None:
     """Options that exclude or need each other."""
-    if c.ensemble > 1 and c.loss != "mse":
-        raise SeqtoolError("--ensemble forecasts the median of its members' points: train it with --loss mse")
+    if c.ensemble > 1 and c.loss not in POINT_LOSSES:
+        raise SeqtoolError("--ensemble forecasts the median of its members' points: train it with --loss mse or mae")
     if c.scale == "window" and (c.stateful or (c.window is not None and c.window < 2)):
         raise SeqtoolError(
             "--scale window scales each window of at least 2 steps by its own level: drop --stateful"

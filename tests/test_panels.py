@@ -453,6 +453,7 @@ def test_bad_ensemble_of_checkpoints_is_one_line_and_exit_2(ensemble, cli, tmp_p
     train(table, tmp_path / "split.pt", TrainConfig(**SMALL, seed=3), quiet=True)  # another training split
     train(table, tmp_path / "diff.pt", TrainConfig(**SMALL, val=0, diff="1"), quiet=True)
     train(table, tmp_path / "gauss.pt", TrainConfig(hidden=8, steps=5, window=24, val=0, loss="gaussian"), quiet=True)
+    train(table, tmp_path / "median.pt", TrainConfig(**SMALL, val=0, loss="mae"), quiet=True)
     renamed = SeriesTable({"y1": table.numbers("x")}, ["y1"], [], np.full(8, 48))
     train(renamed, tmp_path / "cols.pt", TrainConfig(**SMALL, val=0), quiet=True)
     for other, fragment in [
@@ -460,6 +461,7 @@ def test_bad_ensemble_of_checkpoints_is_one_line_and_exit_2(ensemble, cli, tmp_p
         ("diff.pt", "share their transforms"),
         ("split.pt", "standardises its data otherwise"),
         ("gauss.pt", "models a distribution"),
+        ("median.pt", "model.loss is 'mae'"),
     ]:
         one_error_line(cli("ensemble", tmp_path / "a.pt", tmp_path / other, "-o", tmp_path / "e.pt"), fragment)
     one_error_line(cli("ensemble", tmp_path / "a.pt", "-o", tmp_path / "e.pt"), "two or more checkpoints")

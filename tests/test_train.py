@@ -16,7 +16,7 @@ from conftest import BIN, faulty_source, one_error_line
 
 from seqtool.config import TrainConfig
 from seqtool.data import generators
-from seqtool.data.tables import write_table
+from seqtool.data.tables import SeriesTable, write_table
 from seqtool.errors import RunFailed, SeqtoolError
 from seqtool.forecast.predict import predict
 from seqtool.model.checkpoint import FORMAT, VERSION, build_model, load_checkpoint, save_checkpoint
@@ -79,6 +79,35 @@ def test_sparse_targets_are_masked_out_of_the_loss(tmp_path):
 
 
 # --- repeatability and resume -----------------------------------------------------------
+
+
+def test_mae_forecasts_the_median_where_mse_forecasts_the_mean(tmp_path):
+    """Values that are 0 nine times in ten and 10 otherwise, at random: the best forecast by
+    squared error is their mean (about 1), by absolute error their median (0), for one
+    network and for an ensemble."""
+    rng = np.random.default_rng(0)
+    table = SeriesTable.from_arrays([np.where(rng.random(60) < 0.1, 10.0, 0.0) for _ in range(16)])
+    mean = table.x.mean()
+    for loss, members in (("mse", 1), ("mae", 1), ("mae", 2)):
+        config = TrainConfig(hidden=4, steps=200, window=20, batch=16, val=0, loss=loss, ensemble=members)
+        train(table, tmp_path / "m.pt", config, quiet=True)
+        forecast = np.nanmean(predict(tmp_path / "m.pt", table, quiet=True)[0].columns["yhat"])
+        expected = mean if loss == "mse" else 0.0
+        assert abs(forecast - expected) < 0.15, (loss, members, forecast, mean)
+
+
+def test_point_losses_by_hand():
+    """The mean squared and absolute errors over the steps with a target; an ensemble's is
+    the sum of its members' own."""
+    out, y = torch.tensor([[1.0, -2.0, 0.5]]), torch.tensor([[0.0, 1.0, float("nan")]])
+    for loss, expected in (("mse", (1 + 9) / 2), ("mae", (1 + 3) / 2)):
+        head = SeqModel(ModelConfig(n_in=1, n_out=3, hidden=2, loss=loss)).head
+        value, count = head.loss(out, y)
+        assert count == 2 and value.item() == pytest.approx(expected)
+        pair = SeqModel(ModelConfig(n_in=1, n_out=1, hidden=2, loss=loss, members=2)).head
+        both = torch.tensor([[[1.0, 4.0], [-2.0, 0.0]]])  # [batch, steps, members]
+        value, count = pair.loss(both, torch.tensor([[[0.0], [1.0]]]))
+        assert count == 2 and value.item() == pytest.approx(expected + (16 + 1 if loss == "mse" else 4 + 1) / 2)
 
 
 def test_same_seed_same_weights_other_seed_differs(tmp_path):

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from seqtool.config import CELLS, LOSSES, SCALES, ModelConfig
+from seqtool.config import CELLS, LOSSES, POINT_LOSSES, SCALES, ModelConfig
 from seqtool.errors import SeqtoolError
 from seqtool.limits import LIMITS
 from seqtool.model.network import SeqModel
@@ -150,7 +150,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
         )
     if not (_count(model.get("members", 1)) and LIMITS["ensemble"].holds(model.get("members", 1))):
         damaged(f"model.members is {model['members']!r:.60}, expected a whole number in [1, 64]")
-    if model.get("members", 1) > 1 and model.get("loss", "mse") != "mse":
+    if model.get("members", 1) > 1 and model.get("loss", "mse") not in POINT_LOSSES:
         damaged("model.members is more than 1 for a model of a distribution")
     if not (_count(model.get("horizon", 1)) and LIMITS["train_horizon"].holds(model.get("horizon", 1))):
         damaged(f"model.horizon is {model['horizon']!r:.60}, expected a whole number of steps in [1, 10000]")

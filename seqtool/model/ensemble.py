@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from seqtool import outputs
-from seqtool.config import ModelConfig
+from seqtool.config import POINT_LOSSES, ModelConfig
 from seqtool.data.scaling import STATS, Scaling
 from seqtool.errors import SeqtoolError
 from seqtool.limits import LIMITS
 from seqtool.model.checkpoint import check_checkpoint_path, load_checkpoint, save_checkpoint
 from seqtool.model.network import joined_weights, member_weights
 
-ARCHITECTURE = ("cell", "hidden", "layers", "n_in", "n_out", "horizon", "learned_start")  # members share these
+ARCHITECTURE = ("cell", "hidden", "layers", "n_in", "n_out", "horizon", "learned_start", "loss")  # members share these
 
 
 def ensemble(models: list[str | Path], out: str | Path) -> ModelConfig:
@@ -61,17 +61,17 @@ def _check_alike(name_a: str, a: dict, name_b: str, b: dict) -> None:
     first field that differs (as the checkpoint loader reads them: absent fields as defaults)."""
     model_a, model_b = ModelConfig(**a["model"]), ModelConfig(**b["model"])
     for name, model in ((name_a, model_a), (name_b, model_b)):
-        if model.loss != "mse":
+        if model.loss not in POINT_LOSSES:
             raise SeqtoolError(
                 f"{name} models a distribution: an ensemble forecasts the median of its members' points "
-                "(train them with --loss mse)"
+                "(train them with --loss mse or mae)"
             )
     norm_a, norm_b = Scaling.from_dict(a["norm"]), Scaling.from_dict(b["norm"])
     for what, key, pairs in (
         ("columns", "data", [(f, a["data"].get(f), b["data"].get(f)) for f in ("x_names", "y_names", "task", "time")]),
         ("transforms", "norm", [("lags", norm_a.diff.lags, norm_b.diff.lags), ("log", norm_a.diff.log, norm_b.diff.log),
                                 ("scale", norm_a.scale, norm_b.scale), ("window", norm_a.window, norm_b.window)]),
-        ("architecture", "model", [(f, getattr(model_a, f), getattr(model_b, f)) for f in ARCHITECTURE]),
+        ("architecture and loss", "model", [(f, getattr(model_a, f), getattr(model_b, f)) for f in ARCHITECTURE]),
     ):  # fmt: skip
         for field, va, vb in pairs:
             if va != vb:

@@ -16,9 +16,15 @@ from seqtool.data.examples import length_groups
 BUDGET = 1 << 25  # hidden units x steps x series in one inference call: 128 MB of float32
 
 
+def point_error(err: torch.Tensor, power: int) -> torch.Tensor:
+    """Each error's part of a point loss: squared (power 2: the forecast is a mean) or
+    absolute (power 1: a median, robust to outliers; what MASE and sMAPE score)."""
+    return err.pow(2) if power == 2 else err.abs()
+
+
 class PointHead(nn.Linear):
     """The output layer of a point forecast: hidden state -> n_out values, the forecast
-    itself on the standardised scale, trained by the mean squared error.
+    itself on the standardised scale, trained by the mean squared error (`power` 2).
 
     A head owns what its output means: `loss` (masked: NaN in y is no target) and `point`
     (the point forecast it implies). Training, gradnorm and inference go through these two,
@@ -27,17 +33,25 @@ class PointHead(nn.Linear):
     """
 
     probabilistic = False
+    power = 2
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
-        """The mean squared error over the steps that have a target (or `mask`), and their count."""
+        """The mean squared (or absolute) error over the steps that have a target (or `mask`), and their count."""
         if mask is None:
             mask = ~torch.isnan(y)
         count = mask.sum()
         err = torch.where(mask, out - torch.nan_to_num(y), 0.0)
-        return err.pow(2).sum() / count.clamp(min=1), count
+        return point_error(err, self.power).sum() / count.clamp(min=1), count
 
     def point(self, out: torch.Tensor) -> torch.Tensor:
         return out
+
+
+class MedianHead(PointHead):
+    """A point forecast trained by the mean absolute error: the median of each next value,
+    robust to outliers (`--loss mae`)."""
+
+    power = 1
 
 
 class GaussianHead(nn.Linear):
@@ -139,26 +153,28 @@ def t_cdf(x: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
 class MembersHead(nn.Linear):
     """The point heads of an ensemble's K members side by side: member k reads its own
     units of the state (`SeqModel` keeps the members apart) and gives its own n_out values.
-    Trained by the sum of the members' mean squared errors (so each member's gradient is
-    the one it would have alone, whatever the optimizer); `point` is their median."""
+    Trained by the sum of the members' mean squared (`power` 2) or absolute (1) errors, so
+    each member's gradient is the one it would have alone, whatever the optimizer; `point`
+    is their median."""
 
     probabilistic = False
 
-    def __init__(self, hidden: int, n_out: int, members: int):
+    def __init__(self, hidden: int, n_out: int, members: int, power: int = 2):
         super().__init__(hidden, members * n_out)
-        self.members, self.n_out = members, n_out
+        self.members, self.n_out, self.power = members, n_out, power
 
     def each(self, out: torch.Tensor) -> torch.Tensor:
         """The members' outputs [..., K, n_out]."""
         return out.unflatten(-1, (self.members, self.n_out))
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
-        """The sum of the members' mean squared errors over the steps that have a target, and their count."""
+        """The sum of the members' mean squared (or absolute) errors over the steps that have a
+        target, and their count."""
         if mask is None:
             mask = ~torch.isnan(y)
         err = torch.where(mask[..., None, :], self.each(out) - torch.nan_to_num(y)[..., None, :], 0.0)
         count = mask.sum()
-        return err.pow(2).sum() / count.clamp(min=1), count
+        return point_error(err, self.power).sum() / count.clamp(min=1), count
 
     def point(self, out: torch.Tensor) -> torch.Tensor:
         """The members' median (the mean of the middle two for an even K)."""
@@ -167,7 +183,7 @@ class MembersHead(nn.Linear):
         return (ranked[..., (k - 1) // 2, :] + ranked[..., k // 2, :]) / 2
 
 
-HEADS = {"mse": PointHead, "gaussian": GaussianHead, "studentt": StudentTHead}
+HEADS = {"mse": PointHead, "mae": MedianHead, "gaussian": GaussianHead, "studentt": StudentTHead}
 
 
 class SeqModel(nn.Module):
@@ -191,7 +207,7 @@ class SeqModel(nn.Module):
         )
         n_out = config.n_out * config.horizon
         if config.members > 1:
-            self.head = MembersHead(config.width, n_out, config.members)
+            self.head = MembersHead(config.width, n_out, config.members, HEADS[config.loss].power)
         else:
             self.head = HEADS[config.loss](config.hidden, n_out)
         shape = (2 if config.cell == "lstm" else 1, config.layers, 1, config.width)
