@@ -16,6 +16,7 @@ from . import (
     bigtable,
     calibration,
     competition,
+    conformal,
     distributed,
     forecasting,
     gpu,
@@ -40,6 +41,7 @@ BENCHMARKS = {
     "calibration": calibration.run,
     "kernels": kernels.run,
     "competition": competition.run,
+    "conformal": conformal.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nEach section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"

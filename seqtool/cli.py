@@ -180,7 +180,55 @@ Level = Annotated[
     float,
     typer.Option(
         help=f"The interval's level in percent, {span('level')}, "
-        "for a model trained with --loss gaussian or studentt: yhat_lo, yhat_hi."
+        "for a calibrated model or one trained with --loss gaussian or studentt: yhat_lo, yhat_hi."
+    ),
+]
+INTERVALS = ("model", "conformal", "none")
+Intervals = Annotated[
+    Optional[Choice(INTERVALS)],
+    typer.Option(
+        help="Where intervals come from: model (a distribution head), conformal (seqtool calibrate's errors) or "
+        "none \\[default: conformal where calibrated, else model where it has a distribution].",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
+
+
+def samples_option(where: str) -> Any:
+    """--samples of rollout and backtest: sample paths `where`."""
+    return Annotated[
+        int,
+        typer.Option(
+            help=f"Sample paths {where}, {span('samples')}, for a model trained with --loss gaussian or studentt: "
+            "yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; "
+            "0: the mean run."
+        ),
+    ]
+
+
+def horizon_option(what: str) -> Any:
+    """backtest's and calibrate's --horizon (required)."""
+    return Annotated[int, typer.Option(help=f"{what}, {span('backtest_horizon')}.", show_default=False)]
+
+
+def start_option(what: str) -> Any:
+    """backtest's and calibrate's --start: the first origin."""
+    return Annotated[
+        float,
+        typer.Option(
+            help=f"{what}: a fraction of each series in (0, 1), a step index (a whole number >= 1), "
+            "or -K: K steps before each series' end."
+        ),
+    ]
+
+
+Stride = Annotated[int, typer.Option(help=f"Steps between origins, {span('stride')}.")]
+Adaptive = Annotated[
+    bool,
+    typer.Option(
+        help="Conformal intervals corrected as origins pass: each series' level moves by its own misses "
+        "(adaptive conformal inference), so coverage recovers after a break."
     ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help=f"Random seed, {span('seed')}: the same seed, the same result.")]
@@ -283,13 +331,14 @@ def predict(
     ] = 0,
     season: Season = None,
     level: Level = 80.0,
+    intervals: Intervals = None,
     metrics: Metrics = None,
     output: TableOut = None,
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
-    """Teacher-forced predictions: the table plus yhat (and an interval, for a model of a
-    distribution); metrics on stderr, beside the naive forecasts' on the same steps.
+    """Teacher-forced predictions: the table plus yhat (and an interval, for a calibrated
+    model or one of a distribution); metrics on stderr, beside the naive forecasts' on the same steps.
 
     Example: seqtool gen sine --seed 1 | seqtool predict model.pt --warmup 5 > pred.csv
     """
@@ -301,6 +350,7 @@ def predict(
         warmup=warmup,
         season=season,
         level=level,
+        intervals=intervals,
         metrics=metrics,
         output=output or "-",
         quiet=quiet,
@@ -326,15 +376,9 @@ def rollout(
     horizon: Annotated[
         int, typer.Option(help=f"Go this many steps past the end of each series, {span('horizon')}.")
     ] = 0,
-    samples: Annotated[
-        int,
-        typer.Option(
-            help=f"Sample paths per series, {span('samples')}, for a model trained with --loss gaussian or studentt: "
-            "yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; "
-            "0: the mean run."
-        ),
-    ] = 0,
+    samples: samples_option("per series") = 0,
     level: Level = 80.0,
+    intervals: Intervals = None,
     paths: Annotated[
         Optional[Path],
         typer.Option("--paths", help="Write the sample paths to FILE (.csv or .npz): series, path, t, phase, yhat."),
@@ -360,6 +404,7 @@ def rollout(
         horizon=horizon,
         samples=samples,
         level=level,
+        intervals=intervals,
         paths=paths,
         seed=seed,
         season=season,
@@ -374,24 +419,13 @@ def rollout(
 def backtest(
     model: Model,
     data: Data = None,
-    horizon: Annotated[
-        int, typer.Option(help=f"Steps to forecast from each origin, {span('backtest_horizon')}.", show_default=False)
-    ] = ...,  # type: ignore[assignment]
-    start: Annotated[
-        float,
-        typer.Option(help="First origin: a fraction of each series in (0, 1), or a step index (a whole number >= 1)."),
-    ] = 0.8,
-    stride: Annotated[int, typer.Option(help=f"Steps between origins, {span('stride')}.")] = 1,
-    samples: Annotated[
-        int,
-        typer.Option(
-            help=f"Sample paths from each origin, {span('samples')}, "
-            "for a model trained with --loss gaussian or studentt: "
-            "yhat is their mean (median with --log-values), yhat_lo and yhat_hi their quantiles at --level; "
-            "0: the mean run."
-        ),
-    ] = 0,
+    horizon: horizon_option("Steps to forecast from each origin") = ...,  # type: ignore[assignment]
+    start: start_option("First origin") = 0.8,
+    stride: Stride = 1,
+    samples: samples_option("from each origin") = 0,
     level: Level = 80.0,
+    intervals: Intervals = None,
+    adaptive: Adaptive = False,
     seed: Seed = 0,
     season: Season = None,
     metrics: Metrics = None,
@@ -415,6 +449,8 @@ def backtest(
         stride=stride,
         samples=samples,
         level=level,
+        intervals=intervals,
+        adaptive=adaptive,
         seed=seed,
         season=season,
         metrics=metrics,
@@ -422,6 +458,32 @@ def backtest(
         quiet=quiet,
         threads=threads,
     )
+
+
+@app.command()
+def calibrate(
+    model: Model,
+    data: Data = None,
+    horizon: horizon_option("Steps ahead to calibrate") = ...,  # type: ignore[assignment]
+    start: start_option("First origin, where the model was not trained") = 0.8,
+    stride: Stride = 1,
+    level: Annotated[
+        float, typer.Option(help=f"The highest level to serve, {span('level')}: enough origins for it, or refused.")
+    ] = 95.0,
+    out: Annotated[Path, typer.Option("--output", "-o", help="The calibrated checkpoint.")] = ...,
+    threads: Threads = None,
+    quiet: Quiet = False,
+) -> None:
+    """Calibrate a model on data it was not trained on: its backtest errors per step ahead,
+    scaled per series, stored in a copy of the checkpoint; its forecasts then have
+    conformal intervals at any --level.
+
+    Example: seqtool calibrate m.pt later.csv --horizon 12 -o cal.pt
+    """
+    from seqtool.forecast.calibrate import calibrate as run
+
+    run(model, data, horizon=horizon, start=start, stride=stride, level=level, output=out, quiet=quiet, threads=threads)
+    typer.echo(str(out))
 
 
 # --- plot --------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ DRAWN = {  # the numeric columns each non-series kind draws
     "log": ("step", "train_loss", "val_loss", "lr", "grad_norm", "clipped"),
     "gradnorm": ("t", "grad_norm", "grad_norm_lo", "grad_norm_hi"),
 }
-NOT_TRUTH = ("series", "t", "phase", "origin", "h")  # besides the forecasts (FORECAST)
+NOT_TRUTH = ("series", "t", "phase", "origin", "h", "interval_level")  # besides the forecasts (FORECAST)
 FORECAST = re.compile(r"(yhat|naive|seasonal_naive)\d*(_lo|_hi)?")
 FORECASTERS = {"yhat": "model", "naive": "naive", "seasonal_naive": "seasonal naive"}  # backtest's columns, legend
 
@@ -80,7 +80,7 @@ def truth_columns(table: Table, x: str | Sequence[str] | None = None) -> list[st
     rollout and backtest tables of a model trained with `--x value` plot without `--x` again.
 
     In order: `x` (as --x, "a,b" or a list); the inputs an npz remembers; `x` or x0, x1, ...;
-    else the numeric columns that are none of series, t, phase, origin, h and the forecasts
+    else the numeric columns that are none of series, t, phase, origin, h, interval_level and the forecasts
     (yhat*, naive*, seasonal_naive*, their _lo/_hi), in table order, which must be as many
     as the yhat columns: anything else is refused, naming the candidates.
     """
@@ -683,14 +683,37 @@ def _backtest_ids(table: Table) -> list[str]:
     return list(dict.fromkeys(np.asarray(table.columns["series"]).astype(str).tolist()))
 
 
+def coverage_by_h(table: Table, truths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A backtest's interval coverage per step ahead: the values of h, and for each the share
+    of known truths inside [yhat_lo, yhat_hi] (all series, origins and outputs)."""
+    steps, index = np.unique(table.numbers("h"), return_inverse=True)
+    hits, counts = np.zeros(len(steps)), np.zeros(len(steps))
+    for j, name in enumerate(_yhat_names(table)):
+        y = table.numbers(truths[min(j, len(truths) - 1)], True)
+        lo, hi = table.numbers(f"{name}_lo", True), table.numbers(f"{name}_hi", True)
+        known = ~np.isnan(y) & ~np.isnan(lo) & ~np.isnan(hi)
+        hits += np.bincount(index[known], weights=((lo <= y) & (y <= hi))[known], minlength=len(steps))
+        counts += np.bincount(index[known], minlength=len(steps))
+    return steps, np.divide(hits, counts, out=np.full(len(steps), np.nan), where=counts > 0)
+
+
+def _intervals_in(table: Table) -> bool:
+    names = _yhat_names(table)
+    return bool(names) and all(f"{n}_lo" in table.columns and f"{n}_hi" in table.columns for n in names)
+
+
 def _draw_backtest(fig, plan: _Plan, logy: bool) -> None:
-    """The error against h for each forecaster; with one table, a panel per series drawn
-    with the truth and the forecasts of a few origins."""
+    """The error against h for each forecaster; the intervals' coverage against h where the
+    tables have intervals; with one table, a panel per series drawn with the truth and the
+    forecasts of a few origins."""
     ids = plan.ids if len(plan.inputs) == 1 else []
-    axes = fig.subplots(1 + len(ids), 1, squeeze=False).ravel()
+    banded = [(i, t) for i, t in zip(plan.inputs, plan.truths) if _intervals_in(i[1])]
+    axes = fig.subplots(1 + bool(banded) + len(ids), 1, squeeze=False).ravel()
     _draw_errors(axes[0], plan.inputs, plan.truths, logy)
+    if banded:
+        _draw_coverage(axes[1], banded, several=len(plan.inputs) > 1)
     table = plan.inputs[0][1]
-    for ax, sid in zip(axes[1:], ids):
+    for ax, sid in zip(axes[1 + bool(banded) :], ids):
         _draw_origins(ax, table, plan.truths[0], sid, logy)
     total = len(_backtest_ids(table))
     if ids:
@@ -715,6 +738,27 @@ def _draw_errors(ax, inputs, truths, logy: bool) -> None:
     ax.set_ylabel("mean absolute error")
     ax.set_title("error by steps ahead (all series, all origins)", fontsize=10)
     _style(ax, logy, "steps ahead h")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="best")
+
+
+def _draw_coverage(ax, banded: list, several: bool) -> None:
+    """Coverage against h for each table with intervals, and its level (`interval_level`) as a line."""
+    from matplotlib.ticker import MaxNLocator  # lazily: as Figure
+
+    levels = set()
+    for n, ((label, table), truths) in enumerate(banded):
+        steps, covered = coverage_by_h(table, truths)
+        ax.plot(steps, covered, "-", marker="o", color=f"C{n}" if several else PRED, lw=1.6, ms=5,
+                label=_literal(label) if several else "coverage")  # fmt: skip
+        if "interval_level" in table.columns:
+            levels.update(np.unique(table.numbers("interval_level", True) / 100).tolist())
+    for level in sorted(v for v in levels if np.isfinite(v)):
+        ax.axhline(level, color=TRUTH, ls="--", lw=1.2, label=f"level {level:.0%}")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("coverage")
+    ax.set_title("interval coverage by steps ahead (all series, all origins)", fontsize=10)
+    _style(ax, False, "steps ahead h")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8, loc="best")
 

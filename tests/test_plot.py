@@ -338,3 +338,21 @@ def test_a_backtest_draws_each_shown_origins_interval_as_a_band():
         assert ys.min() == pytest.approx(np.min(line.get_ydata()) - 0.5) and ys.max() == pytest.approx(
             np.max(line.get_ydata()) + 1.0
         )
+
+
+def test_a_backtest_with_intervals_draws_their_coverage_by_h_beside_the_level():
+    """Coverage at h, counted by hand (truth within [lo, hi]), and the level as a dashed line."""
+    table = backtest_table(n_series=2)
+    yhat, truth = table.numbers("yhat"), table.numbers("value", True)
+    table.columns["yhat_lo"], table.columns["yhat_hi"] = yhat - 0.25, yhat + 0.25
+    table.columns["interval_level"] = np.full(len(yhat), 80.0)
+    fig = figure([("b", table)])
+    ax = fig.axes[1]
+    assert ax.get_title().startswith("interval coverage by steps ahead")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    h = table.numbers("h")
+    known = ~np.isnan(truth)
+    by_hand = [np.mean(np.abs(truth - yhat)[known & (h == k)] <= 0.25) for k in (1, 2, 3, 4)]
+    np.testing.assert_allclose(lines["coverage"].get_ydata(), by_hand)
+    assert list(lines["level 80%"].get_ydata()) == [0.8, 0.8] and lines["level 80%"].get_linestyle() == "--"
+    assert len(fig.axes) == 3  # errors, coverage, and the first series

@@ -24,6 +24,8 @@ from seqtool import outputs
 from seqtool.data.examples import positions
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, Table, numbered, write_table
 from seqtool.errors import SeqtoolError
+from seqtool.forecast.conformal import adaptive_radius, origin_scales, scaled_errors
+from seqtool.forecast.conformal import bounds as bounds_of
 from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_model
 from seqtool.forecast.freerun import from_origins
 from seqtool.forecast.intervals import from_paths, interval_columns
@@ -41,6 +43,8 @@ def backtest(
     stride: int = 1,
     samples: int = 0,
     level: float = 80.0,
+    intervals: str | None = None,
+    adaptive: bool = False,
     seed: int = 0,
     season: int | None = None,
     metrics: str | Path | None = None,
@@ -51,10 +55,14 @@ def backtest(
     """`seqtool backtest`: the table of forecasts from every origin, and the metrics
     (overall and for each h), the model's beside the naive forecasts' on the same steps.
     With `samples` N (a model of a distribution): N paths from each origin, their mean as
-    yhat and their quantiles at `level` as yhat_lo, yhat_hi, scored as rollout's."""
+    yhat and their quantiles at `level` as yhat_lo, yhat_hi, scored as rollout's. A
+    calibrated model's intervals are conformal by default (`intervals`): at h, the
+    calibration's radius times the series' scale before its first origin; `adaptive`
+    corrects each series' level by its own misses as origins pass (`adaptive_radius`)."""
     check_all(backtest_horizon=horizon, stride=stride, threads=threads, samples=samples, level=level, seed=seed)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
+    kind, radius = _intervals(m, intervals, adaptive, level, horizon)
     check_sampling(m, samples, None)
     check_reach(m, horizon, f"--horizon {horizon}", "give --horizon {h} or fewer")
     table = m.read(data)
@@ -68,7 +76,10 @@ def backtest(
     torch.manual_seed(seed)  # the draws of the paths
     drawn = from_origins(m, table, series, origin, horizon, samples)
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
-    result, scores = _table_and_scores(m, table, series, origin, yhat, season, {**bounds, "level": level})
+    if kind != "model":
+        bounds = _conformal(m, table, series, origin, yhat, radius, level, adaptive) if kind == "conformal" else {}
+    result, scores = _table_and_scores(m, table, series, origin, yhat, season, {**bounds, "level": level, "kind": kind})
+    scores.update({"intervals": kind, "adaptive": bool(adaptive)} if kind == "conformal" else {})
     report("backtest", scores, f"{len(origin)} origins x {horizon} steps", metrics, quiet)
     if not quiet and scores["by_h"]:
         ends = [s for s in (scores["by_h"][0], scores["by_h"][-1]) if s["mae"] is not None]
@@ -84,18 +95,19 @@ def backtest(
 
 def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: int) -> tuple[np.ndarray, np.ndarray]:
     """(series index, origin step) of every origin: from `start` (a fraction in (0, 1) of
-    each series' length, rounded up; or a whole step index >= 1), every `stride` steps,
-    while the horizon stays inside the series; never before step `first` (the model needs
-    that much history)."""
+    each series' length, rounded up; a whole step index >= 1; or -K, K steps before each
+    series' end), every `stride` steps, while the horizon stays inside the series; never
+    before step `first` (the model needs that much history)."""
     if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
         raise SeqtoolError(f"--start must be a number, got {start!r}")
     if 0 < start < 1:
         begin = np.ceil(start * table.lengths).astype(np.int64)
-    elif start >= 1 and float(start).is_integer() and start <= 1e15:
-        begin = np.full(len(table.lengths), int(start), dtype=np.int64)
+    elif abs(start) >= 1 and float(start).is_integer() and abs(start) <= 1e15:
+        begin = np.full(len(table.lengths), int(start), dtype=np.int64) + (table.lengths if start < 0 else 0)
     else:
         raise SeqtoolError(
-            f"--start must be a fraction of each series in (0, 1) or a step index (a whole number >= 1), got {start:g}"
+            "--start must be a fraction of each series in (0, 1), a step index (a whole number >= 1) or -K "
+            f"(K steps before each series' end), got {start:g}"
         )
     begin = np.maximum(begin, first)
     last = table.lengths - horizon
@@ -109,6 +121,26 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
         )
     series = np.repeat(np.arange(len(counts)), counts)
     return series, begin[series] + stride * positions(counts)
+
+
+def _intervals(m: Forecaster, intervals: str | None, adaptive: bool, level: float, horizon: int):
+    """Where the intervals come from, and a calibration's radius [H, G] at `level`."""
+    kind = m.interval_kind(intervals)
+    if adaptive and kind != "conformal":
+        raise SeqtoolError(
+            f"--adaptive corrects conformal intervals: calibrate {m.path} first "
+            f"(seqtool calibrate {m.path} DATA --horizon {horizon} -o CALIBRATED.pt)"
+        )
+    return kind, m.calibration.radius(level, horizon, m.path) if kind == "conformal" else None
+
+
+def _conformal(m: Forecaster, table, series, origin, yhat, radius, level: float, adaptive: bool) -> dict:
+    """Conformal bounds [origins, H, G] from the calibration's radius (or, `adaptive`, each
+    series' own, `adaptive_radius`) times each series' scale before its first origin."""
+    scales = origin_scales(table, series, origin)[:, None, :]
+    if adaptive:
+        radius = adaptive_radius(m.calibration, level, series, origin, scaled_errors(table, series, origin, yhat))
+    return bounds_of(yhat, np.broadcast_to(radius, yhat.shape), scales)
 
 
 def _table_and_scores(
@@ -133,6 +165,7 @@ def _table_and_scores(
     columns.update(zip(m.yhat_names, yhat.T))
     flat = {k: bounds[k].reshape(count * horizon, -1) for k in ("lo", "hi") if k in bounds}
     columns.update(interval_columns(m.yhat_names, flat))
+    columns.update({"interval_level": np.full(count * horizon, bounds["level"])} if flat else {})
     columns.update(zip(numbered("naive", n), naive.T))
     if seasonal is not None:
         columns.update(zip(numbered("seasonal_naive", n), seasonal.T))
@@ -142,10 +175,35 @@ def _table_and_scores(
     denominator = scale(table.x, table.offsets, history)
     truth = table.x[rows]
     scores = {**score(yhat, truth, np.ones(len(h), bool), naive, seasonal, denominator), "season": season}
+    by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]
     if flat and scores["steps"]:
         paths = bounds.get("paths")
         drawn = {} if paths is None else {"paths": paths.reshape(len(paths), count * horizon, -1)}
-        scores.update(interval_scores(truth, {"point": yhat, **flat, **drawn}, bounds["level"], np.ones(len(h), bool)))
-    by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]
+        got, level, kind = {"point": yhat, **flat, **drawn}, bounds["level"], bounds["kind"]
+        owner = np.repeat(series, horizon)
+        scores.update(interval_scores(truth, got, level, np.ones(len(h), bool), kind, owner))
+        for k, row in enumerate(by_h, start=1):
+            if row["steps"]:
+                row.update(interval_scores(truth, got, level, h == k, kind))
+        scores["by_origin"] = _by_origin(np.repeat(origin, horizon), truth, flat)
     scores.update(mode="backtest", horizon=horizon, origins=count, by_h=by_h)
     return Table(columns, table.source), scores
+
+
+ROLLING = 20  # origins in by_origin's rolling coverage
+
+
+def _by_origin(at: np.ndarray, truth: np.ndarray, flat: dict) -> list[dict]:
+    """For each origin step in time order: the coverage of the forecasts made there (every
+    series, h and output with a known truth), and over it and the ROLLING - 1 origins before."""
+    known = ~np.isnan(truth) & ~np.isnan(flat["lo"])
+    inside = (flat["lo"] <= truth) & (truth <= flat["hi"]) & known
+    steps, where = np.unique(at, return_inverse=True)
+    hits = np.bincount(where, inside.sum(axis=1), minlength=len(steps))
+    counts = np.bincount(where, known.sum(axis=1), minlength=len(steps))
+    roll_hits = np.convolve(hits, np.ones(ROLLING))[: len(steps)]
+    roll_counts = np.convolve(counts, np.ones(ROLLING))[: len(steps)]
+    return [
+        {"origin": int(o), "coverage": float(a / b) if b else None, "rolling": float(c / d) if d else None}
+        for o, a, b, c, d in zip(steps, hits, counts, roll_hits, roll_counts)
+    ]

@@ -15,6 +15,7 @@ from seqtool.data.scaling import Scaling, check_magnitude
 from seqtool.data.tables import SeriesTable, numbered
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import RunFailed, SeqtoolError
+from seqtool.forecast.conformal import Calibration
 from seqtool.limits import check_all
 from seqtool.model.checkpoint import build_model, load_checkpoint
 from seqtool.model.network import over_series
@@ -29,12 +30,14 @@ class Forecaster:
     def __init__(self, path: str | Path):
         ckpt = load_checkpoint(path)
         self._setup(build_model(ckpt, name=str(path)), Scaling.from_dict(ckpt["norm"]), ckpt["data"], str(path))
+        self.calibration = Calibration.from_dict(ckpt.get("calibration"))
 
     @classmethod
     def of(cls, net, scaling: Scaling, info: dict, name: str = "the model") -> Forecaster:
         """A network in memory (training's own, at the end of a run) as a Forecaster."""
         m = cls.__new__(cls)
         m._setup(net.eval(), scaling, info, name)
+        m.calibration = None
         return m
 
     def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
@@ -48,6 +51,26 @@ class Forecaster:
     def intervals(self) -> bool:
         """Whether the model gives intervals: a distribution head (`--loss gaussian|studentt`)."""
         return self.net.head.probabilistic
+
+    def interval_kind(self, intervals: str | None) -> str | None:
+        """Where intervals come from: `intervals` ("model": the distribution head's;
+        "conformal": the calibration's; "none"), by default the calibration's where there
+        is one, else the head's, else none; asking for what the model lacks is refused."""
+        if intervals == "conformal" and self.calibration is None:
+            raise SeqtoolError(
+                f"{self.path} is not calibrated: --intervals conformal needs "
+                f"seqtool calibrate {self.path} DATA --horizon H -o CALIBRATED.pt"
+            )
+        if intervals == "model" and not self.intervals:
+            raise SeqtoolError(
+                f"{self.path} forecasts points: --intervals model needs a model of a distribution "
+                "(train --loss gaussian or studentt); --intervals conformal, a calibrated one"
+            )
+        if intervals not in (None, "model", "conformal", "none"):
+            raise SeqtoolError(f"--intervals is model, conformal or none, got {intervals!r}")
+        if intervals is None:
+            return "conformal" if self.calibration is not None else "model" if self.intervals else None
+        return None if intervals == "none" else intervals
 
     @property
     def samples(self) -> bool:

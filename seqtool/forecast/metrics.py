@@ -53,6 +53,21 @@ def scale(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> np.nd
         return np.where(known, steps, 0.0).sum(axis=0) / known.sum(axis=0)
 
 
+def series_scales(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Per series and column [N, F], the mean absolute one-step change of its known rows in
+    `history` (NaN where it has none): MASE's denominator, each series its own."""
+    inside = history[1:] & history[:-1]
+    inside[offsets[1:-1] - 1] = False  # no step across two series
+    steps = np.abs(np.diff(values, axis=0))
+    known = inside[:, None] & ~np.isnan(steps)
+    owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[:-1]
+    total, count = np.zeros((len(offsets) - 1, values.shape[1])), np.zeros((len(offsets) - 1, values.shape[1]))
+    np.add.at(total, owner, np.where(known, steps, 0.0))
+    np.add.at(count, owner, known)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
 def score(
     yhat: np.ndarray, truth: np.ndarray | None, scored: np.ndarray, naive: np.ndarray | None = None,
     seasonal: np.ndarray | None = None, denominator: np.ndarray | None = None,
@@ -92,10 +107,17 @@ def tail(level: float) -> float:
     return (1 - level / 100) / 2
 
 
-def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarray) -> dict:
-    """How good the intervals are on the scored rows with a known truth: `coverage`, the
-    share of truths inside [lo, hi] (calibrated: level / 100); `width`, their mean width;
-    `pinball`, the mean quantile loss at the two bounds; and `crps` (lower is better): from
+def interval_scores(
+    truth: np.ndarray, got: dict, level: float, scored: np.ndarray, kind: str = "model",
+    series: np.ndarray | None = None,
+) -> dict:  # fmt: skip
+    """How good the intervals are on the scored rows with a known truth: `intervals`, where
+    they come from (`kind`: model or conformal); `coverage`, the share of truths inside
+    [lo, hi] (calibrated: level / 100); `width`, their mean width; `pinball`, the mean
+    quantile loss at the two bounds; `winkler`, the mean interval score (the width, plus
+    2 / (1 - level) times the distance of a truth outside; lower is better); with `series`
+    (each row's series), `series_near_level`, the share of series whose own coverage is
+    within 10 points of the level; and `crps` (lower is better): from
     sample paths ("paths" in `got`, [N, rows, G]), else in closed form: a Gaussian
     ("scale"), a Student-t ("scale", "df") or, with --log-values, a log-normal ("log_scale");
     none for a log-t, whose mean is infinite."""
@@ -104,13 +126,22 @@ def interval_scores(truth: np.ndarray, got: dict, level: float, scored: np.ndarr
     y, lo, hi, point = truth[mask], lo[mask], hi[mask], point[mask]
     q = tail(level)
     pinball = (np.maximum(q * (y - lo), (q - 1) * (y - lo)) + np.maximum((1 - q) * (y - hi), -q * (y - hi))) / 2
+    inside = (lo <= y) & (y <= hi)
+    outside = np.maximum(lo - y, 0) + np.maximum(y - hi, 0)
     result = {
+        "intervals": kind,
         "level": level,
-        "coverage": float(np.mean((lo <= y) & (y <= hi))),
+        "coverage": float(np.mean(inside)),
         "width": float(np.mean(hi - lo)),
         "pinball": float(np.mean(pinball)),
+        "winkler": float(np.mean(hi - lo + 2 / (1 - level / 100) * outside)),
         "crps": None,
     }
+    if series is not None:
+        owner = np.broadcast_to(series[:, None], mask.shape)[mask]
+        count = np.bincount(owner)
+        share = np.bincount(owner, inside)[count > 0] / count[count > 0]
+        result["series_near_level"] = float(np.mean(np.abs(share - level / 100) <= 0.1 + 1e-12))
     if "paths" in got:  # the sample estimate: E|X - y| - E|X - X'| / 2, from sorted draws
         x = np.sort(got["paths"][:, mask], axis=0)
         n = len(x)

@@ -16,9 +16,10 @@ from seqtool import outputs
 from seqtool.data.examples import MAPPING, NEXT_STEP, positions, ranges
 from seqtool.data.scaling import LEVEL_STEPS, times
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, write_table
+from seqtool.forecast.conformal import bounds
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.intervals import interval_columns
-from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, scale, score, tail
+from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, scale, score, series_scales, tail
 from seqtool.forecast.windows import first_read, pieces, reads_windows
 from seqtool.limits import check_all
 from seqtool.model.network import over_series
@@ -33,6 +34,7 @@ def predict(
     warmup: int = 0,
     season: int | None = None,
     level: float = 80.0,
+    intervals: str | None = None,
     metrics: str | Path | None = None,
     output: str | Path | None = None,
     quiet: bool = False,
@@ -40,15 +42,23 @@ def predict(
 ) -> tuple[SeriesTable, dict]:
     """`seqtool predict`: teacher-forced outputs for every step, state carried through each
     series; the table goes to `output` (a file, '-' for stdout, None: returned only). A
-    model with intervals adds each output's interval at `level` percent (`yhat_lo`,
-    `yhat_hi`) and its coverage, width and CRPS to the metrics."""
+    model with intervals (a distribution head's, or a calibration's: `intervals`) adds each
+    output's interval at `level` percent (`yhat_lo`, `yhat_hi`) and its scores to the
+    metrics; a calibration's are one step ahead, scaled by each series' scale before
+    `warmup` (over the whole series without one)."""
     check_all(warmup=warmup, threads=threads, level=level)
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = Forecaster(model)
+    kind = m.interval_kind(intervals)
     table = m.read(data)
     m.use_threads(threads, len(table.lengths))
     season = m.season_of(season, table.lengths)
-    got = teacher_forced(m, table, level if m.intervals else None)
+    got = teacher_forced(m, table, level if kind == "model" else None)
+    if kind == "conformal":  # the scale of the steps before the scored ones (of all, without a warm-up)
+        step = positions(table.lengths)
+        scales = series_scales(table.x, table.offsets, step < warmup if warmup >= 2 else step >= 0)
+        radius = m.calibration.radius(level, 1, m.path)
+        got.update(bounds(got["point"], radius, np.repeat(np.where(scales > 0, scales, np.nan), table.lengths, axis=0)))
     yhat, truth = got["point"], table.x if m.task == NEXT_STEP else table.y
     columns = {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, got)}
     result = _with_columns(table, columns)
@@ -57,8 +67,9 @@ def predict(
     denominator = denominator_of(table, truth, np.ones(len(step), dtype=bool))
     scores = scores_of(yhat, truth, step >= warmup, naive, seasonal, denominator, season)
     if "lo" in got and truth is not None and scores["steps"]:
-        scores.update(interval_scores(truth, got, level, step >= warmup))
+        scores.update(interval_scores(truth, got, level, step >= warmup, kind))
     scores.update(warmup=warmup, mode="teacher-forced")
+    scores.update({"intervals": kind} if "lo" in got else {})
     report("predict", scores, f"teacher-forced, warm-up {warmup}", metrics, quiet)
     write_if(result, output)
     return result, scores

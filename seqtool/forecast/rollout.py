@@ -15,10 +15,11 @@ from seqtool.data.examples import positions
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, dates_of
 from seqtool.data.timefeatures import extend
 from seqtool.errors import SeqtoolError
+from seqtool.forecast.conformal import bounds as bounds_of
 from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_model
 from seqtool.forecast.freerun import roll
 from seqtool.forecast.intervals import from_paths, interval_columns, paths_table
-from seqtool.forecast.metrics import interval_scores, naive_forecasts, report
+from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, series_scales
 from seqtool.forecast.predict import denominator_of, scores_of, write_if
 from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
@@ -35,6 +36,7 @@ def rollout(
     horizon: int = 0,
     samples: int = 0,
     level: float = 80.0,
+    intervals: str | None = None,
     paths: str | Path | None = None,
     seed: int = 0,
     season: int | None = None,
@@ -48,16 +50,11 @@ def rollout(
     steps past the end. All series run together as one batch. With `samples` N (a model of
     a distribution), N paths per series, each fed its own draws (from `seed`), all in that
     batch: `yhat` is their mean (`from_paths`), `yhat_lo`/`yhat_hi` their quantiles at
-    `level`; `paths` writes them."""
-    check_all(
-        rollout_warmup=warmup,
-        free_steps=steps,
-        horizon=horizon,
-        threads=threads,
-        samples=samples,
-        level=level,
-        seed=seed,
-    )
+    `level`; `paths` writes them. A calibrated model's intervals are conformal by default
+    (`intervals`): h steps after the warm-up, the calibration's radius at h times the
+    series' scale over its warm-up."""
+    check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples,
+              level=level, seed=seed)  # fmt: skip
     if steps is not None and horizon:
         raise SeqtoolError("give --steps or --horizon, not both")
     outputs.check(
@@ -65,6 +62,7 @@ def rollout(
         inputs=[model, data],
     )
     m = next_step_model(model)
+    kind = m.interval_kind(intervals)
     check_sampling(m, samples, paths)
     table = m.read(data)
     m.use_threads(threads, len(table.lengths) * max(samples, 1))
@@ -77,10 +75,12 @@ def rollout(
     fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")
 
     torch.manual_seed(seed)  # the draws of the paths
+    radius = m.calibration.radius(level, int(free.max(initial=0)), m.path) if kind == "conformal" else None
     drawn = roll(m, table, k, free, samples)
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
+    bounds = _conformal(m, table, k, total, yhat, radius) if kind == "conformal" else bounds if kind else {}
     result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
-    scores = _scores(table, result, yhat, bounds, k, level, season)
+    scores = _scores(table, result, yhat, bounds, k, level, season, kind)
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     write_if(result, output)
     if paths is not None:
@@ -88,7 +88,19 @@ def rollout(
     return result, scores
 
 
-def _scores(table: SeriesTable, result: SeriesTable, yhat, bounds: dict, k: np.ndarray, level: float, season) -> dict:
+def _conformal(m: Forecaster, table: SeriesTable, k: np.ndarray, total: np.ndarray, yhat, radius) -> dict:
+    """Conformal bounds of the free rows (h = 1, 2, ... after each warm-up; none in it)."""
+    h = positions(total) - np.repeat(k, total)
+    scales = series_scales(table.x, table.offsets, positions(table.lengths) < np.repeat(k, table.lengths))
+    free = h >= 0
+    r = np.full(yhat.shape, np.nan)
+    r[free] = radius[h[free]]
+    return bounds_of(yhat, r, np.repeat(np.where(scales > 0, scales, np.nan), total, axis=0))
+
+
+def _scores(
+    table: SeriesTable, result: SeriesTable, yhat, bounds: dict, k: np.ndarray, level: float, season, kind=None
+) -> dict:
     """The free steps' scores (the warm-up's are not scored), the naive forecasts' from the
     last warm-up step; the `phase` column of `result` marks which is which."""
     step, first_free = positions(result.lengths), np.repeat(k, result.lengths)
@@ -98,8 +110,10 @@ def _scores(table: SeriesTable, result: SeriesTable, yhat, bounds: dict, k: np.n
     denominator = denominator_of(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
     scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     if bounds and scores["steps"]:
-        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free))
+        owner = np.repeat(np.arange(len(result.lengths)), result.lengths)
+        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free, kind, owner))
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
+    scores.update({"intervals": kind} if bounds else {})
     return scores
 
 

@@ -190,6 +190,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     if not isinstance(norm.get("log", False), bool) or (norm.get("log") and task != "next-step"):
         damaged(f"norm.log is {norm.get('log')!r:.60}; expected true or false (true only for a next-step model)")
     _check_scale(norm, task, damaged)
+    _check_calibration(ckpt.get("calibration"), task, model["n_out"], damaged)
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")
 
@@ -206,6 +207,28 @@ def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
         damaged(f"norm.window is set but norm.scale is {scale!r:.60}: a window belongs to --scale window only")
     if window is not None and not (_count(window) and 2 <= window <= hi):
         damaged(f"norm.window is {window!r:.60}; expected a whole number of steps in [2, {hi}]")
+
+
+def _check_calibration(calibration, task: str, n_out: int, damaged: Damaged) -> None:
+    """The optional calibration (`seqtool calibrate`): scores [H, N, n_out], each NaN or a
+    finite number >= 0, and its source's name; of a next-step model only."""
+    if calibration is None:
+        return
+    scores = calibration.get("scores") if isinstance(calibration, dict) else None
+    if (
+        not isinstance(scores, torch.Tensor)
+        or scores.dim() != 3
+        or not scores.is_floating_point()
+        or scores.shape[2] != n_out
+        or min(scores.shape) < 1
+        or task != "next-step"
+        or not isinstance(calibration.get("source"), str)
+    ):
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        damaged(f"calibration.scores is {shape}; expected [steps ahead, origins, {n_out}] of a next-step model")
+    known = scores[~torch.isnan(scores)]
+    if not (torch.isfinite(known).all() and (known >= 0).all()):
+        damaged("calibration.scores holds values that are not NaN or finite numbers >= 0")
 
 
 def _check_time(time, damaged: Damaged) -> int:

@@ -1,0 +1,170 @@
+"""Conformal intervals: a model's own out-of-sample errors, per step ahead, as intervals.
+
+`seqtool calibrate` backtests a model from origins it was not trained on and keeps, for
+each h = 1..H, every origin's absolute error |y - yhat| divided by its series' scale (the
+mean absolute one-step change of the series before its first origin, MASE's denominator),
+so that one calibration serves series of any scale. A forecast h steps ahead then gets
+the interval yhat +- r_h * scale, where r_h is the ceil((n + 1) level)-th smallest of the
+n scores at h (split conformal: if the errors to come are exchangeable with the stored
+ones, the interval covers with probability at least the level; Vovk et al. 2005).
+
+`adaptive_radius` (backtest --adaptive) corrects each series' level as its own misses
+become known (adaptive conformal inference, Gibbs and Candes 2021), with the series' own
+past scores beside the stored ones, so that coverage recovers after a break.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqtool.data.examples import positions
+from seqtool.errors import SeqtoolError
+from seqtool.forecast.metrics import series_scales
+
+GAMMA = 0.05  # adaptive inference's step: the level moves by GAMMA * (miss - (1 - level)) per known outcome
+
+
+def needed(level: float) -> int:
+    """The fewest scores whose finite-sample quantile exists at `level` percent: the
+    smallest n with ceil((n + 1) level) <= n."""
+    p = level / 100
+    n = max(1, math.floor(p / (1 - p)))
+    while _rank(n, p) > n:
+        n += 1
+    return n
+
+
+def _rank(n: int, p: float) -> int:
+    """The rank of split conformal's quantile among n scores: ceil((n + 1) p), computed so
+    that a product that is a whole number in exact arithmetic stays one."""
+    return math.ceil(round((n + 1) * p, 9))
+
+
+def quantile(scores: np.ndarray, level: float) -> float:
+    """Split conformal's quantile of `scores` (NaN: none) at `level` percent: the
+    ceil((n + 1) level)-th smallest; NaN where there are too few scores for it."""
+    known = np.sort(scores[~np.isnan(scores)])
+    k = _rank(len(known), level / 100)
+    return float(known[k - 1]) if 1 <= k <= len(known) else math.nan
+
+
+@dataclass
+class Calibration:
+    """The scores of a calibration: [H, N, G] (step ahead, origin, output), NaN where an
+    origin's truth at h is unknown; stored in the checkpoint as `calibration`."""
+
+    scores: np.ndarray
+    source: str = "table"
+
+    @property
+    def horizon(self) -> int:
+        return self.scores.shape[0]
+
+    def counts(self) -> np.ndarray:
+        """The scores known at each h, the fewest over the outputs [H]."""
+        return (~np.isnan(self.scores)).sum(axis=1).min(axis=1)
+
+    def radius(self, level: float, steps: int, name: str = "the model") -> np.ndarray:
+        """The radius [steps, G] of the interval at `level` for h = 1..steps, in units of a
+        series' scale; refused in one line where the calibration does not reach that far or
+        has too few scores at some h for the level."""
+        if steps > self.horizon:
+            raise SeqtoolError(
+                f"{name} is calibrated for h = 1..{self.horizon}; this forecast reaches h = {steps}: "
+                f"calibrate with --horizon {steps} or more (or give --intervals none)"
+            )
+        counts, need = self.counts()[:steps], needed(level)
+        short = np.flatnonzero(counts < need)
+        if len(short):
+            h = int(short[0]) + 1
+            raise SeqtoolError(
+                f"--level {level:g} needs at least {need} calibration errors at each h; {name} has "
+                f"{int(counts[short[0]])} at h = {h}: calibrate on more origins (an earlier --start, a smaller "
+                "--stride, more series) or give a lower --level"
+            )
+        return np.array([[quantile(self.scores[h, :, j], level) for j in range(self.scores.shape[2])]
+                         for h in range(steps)])  # fmt: skip
+
+    def to_dict(self) -> dict:
+        import torch
+
+        return {"scores": torch.from_numpy(np.ascontiguousarray(self.scores, dtype=np.float64)), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Calibration | None:
+        return None if d is None else cls(d["scores"].double().numpy(), d["source"])
+
+
+def bounds(yhat: np.ndarray, radius: np.ndarray, scale: np.ndarray) -> dict[str, np.ndarray]:
+    """The interval yhat +- radius * scale, rows by rows ([rows, G] each)."""
+    half = radius * scale
+    return {"lo": yhat - half, "hi": yhat + half}
+
+
+def adaptive_radius(
+    calibration: Calibration, level: float, series: np.ndarray, origin: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """Per origin and h, the radius [origins, H, G] of adaptive conformal inference: each
+    series and h starts at `level`; once the truth of one of its forecasts is known (an
+    origin o's at h is known from origin o + h on), the level moves by GAMMA (1 - level)
+    after a miss and by -GAMMA level after a cover, and that score joins the series' own.
+    The radius is the quantile at the current level of the stored scores and the series'
+    own known ones (the largest of them where the level reaches 100%). `scores` [origins,
+    H, G]: this backtest's, |y - yhat| / scale (NaN where the truth is unknown)."""
+    count, horizon, width = scores.shape
+    radius = np.full(scores.shape, np.nan)
+    target = 1 - level / 100
+    for i in np.unique(series):
+        rows = np.flatnonzero(series == i)
+        rows = rows[np.argsort(origin[rows], kind="stable")]
+        for h in range(horizon):
+            for j in range(width):
+                stored = calibration.scores[h, :, j]
+                pool = sorted(stored[~np.isnan(stored)].tolist())
+                alpha, waiting = target, []  # (the origin from which the truth is known, its row)
+                for r in rows:
+                    while waiting and waiting[0][0] <= origin[r]:
+                        _, done = waiting.pop(0)
+                        s, miss = scores[done, h, j], scores[done, h, j] > radius[done, h, j]
+                        if not np.isnan(s):
+                            alpha += GAMMA * (target - float(miss))
+                            bisect.insort(pool, float(s))
+                    radius[r, h, j] = _at(pool, 1 - alpha)
+                    waiting.append((origin[r] + h + 1, r))
+    return radius
+
+
+def _at(pool: list[float], p: float) -> float:
+    """The finite-sample quantile at probability p of the sorted `pool`, held in [its
+    smallest, its largest]."""
+    if not pool:
+        return math.nan
+    k = _rank(len(pool), min(max(p, 0.0), 1.0))
+    return pool[min(max(k, 1), len(pool)) - 1]
+
+
+def scaled_errors(table, series: np.ndarray, origin: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+    """|y - yhat| / scale [origins, H, G] of forecasts from each origin: scale, the mean
+    absolute one-step change of the series before its first origin (as a backtest's MASE);
+    NaN where the truth is unknown or the series has no such change."""
+    return np.abs(yhat - truths(table, series, origin, yhat.shape[1])) / origin_scales(table, series, origin)[:, None]
+
+
+def truths(table, series: np.ndarray, origin: np.ndarray, horizon: int) -> np.ndarray:
+    """The true values [origins, H, G] of the steps forecast from each origin."""
+    rows = table.offsets[series][:, None] + origin[:, None] + np.arange(horizon)
+    return table.x[rows]
+
+
+def origin_scales(table, series: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Each origin's series scale [origins, G]: of the steps before the series' first origin
+    (0 and unknown scales as NaN: no interval can be scaled by them)."""
+    first = np.full(len(table.lengths), np.iinfo(np.int64).max)
+    np.minimum.at(first, series, origin)
+    history = positions(table.lengths) < np.repeat(first, table.lengths)
+    scales = series_scales(table.x, table.offsets, history)
+    return np.where(scales > 0, scales, np.nan)[series]
