@@ -15,10 +15,10 @@ from conftest import one_error_line
 from seqtool.config import TrainConfig
 from seqtool.data import generators
 from seqtool.data.reading import read_series
-from seqtool.data.tables import SeriesTable, write_table
+from seqtool.data.tables import SeriesTable, read_table, write_table
 from seqtool.forecast.backtest import backtest
 from seqtool.forecast.calibrate import calibrate
-from seqtool.forecast.conformal import Calibration, adaptive_radius, needed, quantile
+from seqtool.forecast.conformal import Calibration, _at, adaptive_radius, needed, quantile
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.training.run import train
@@ -197,3 +197,56 @@ def test_metrics_json_says_where_intervals_come_from(models, cli, tmp_path):
     assert saved["intervals"] == "conformal" and saved["adaptive"] is False
     assert {"coverage", "width", "pinball", "winkler"} <= set(saved["by_h"][0])
     assert set(saved["by_origin"][0]) == {"origin", "coverage", "rolling"}
+
+
+def test_the_adaptive_quantile_of_two_sorted_pools_is_that_of_their_union():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        stored = np.sort(rng.exponential(size=rng.integers(0, 30)))
+        own = sorted(rng.exponential(size=rng.integers(0, 8)).tolist())
+        p = float(rng.uniform(-0.2, 1.2))
+        union = np.sort(np.concatenate([stored, own]))
+        k = min(max(math.ceil((len(union) + 1) * min(max(p, 0), 1)), 1), len(union))  # held within the pool
+        expected = union[k - 1] if len(union) else math.nan
+        got = _at(stored, own, p)
+        assert (math.isnan(got) and math.isnan(expected)) or got == expected, (stored, own, p)
+
+
+def test_series_without_a_scale_get_no_interval_and_a_warning_naming_them(models, sh, tmp_path):
+    table = read_series(models / "fresh.csv")
+    flat = SeriesTable.from_arrays([*table.split(table.x)[:3], np.full((40, 1), 7.0)])
+    write_table(flat, tmp_path / "flat.csv")
+    out = sh(f"seqtool predict {models / 'cal.pt'} {tmp_path / 'flat.csv'} -o p.csv && "
+             f"seqtool rollout {models / 'cal.pt'} {tmp_path / 'flat.csv'} --horizon 3 -q -o r.csv")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.decode().splitlines() if "warning" in line]
+    assert len(warned) == 2 and all("no interval for 1 series" in w and "'3'" in w for w in warned), warned
+    predicted = read_table(tmp_path / "p.csv")
+    lo, yhat = (predicted.numbers(name, missing_ok=True) for name in ("yhat_lo", "yhat"))
+    series = predicted.numbers("series")
+    assert np.isnan(lo[series == 3]).all() and not np.isnan(lo[(series < 3) & ~np.isnan(yhat)]).any()
+    said = sh(f"seqtool calibrate {models / 'm.pt'} {models / 'train.csv'} --horizon 2 --start -5 -o c.pt")
+    assert said.returncode == 0 and "is the table the model was trained on" in said.stderr.decode()
+
+
+def test_more_bad_conformal_input_is_one_line_and_exit_2(models, cli, tmp_path):
+    fresh = models / "fresh.csv"
+    one_error_line(
+        cli("backtest", models / "cal.pt", fresh, "--horizon", "2", "--adaptive", "--intervals", "none"),
+        "drop --intervals none",
+    )
+    train(read_series(fresh), tmp_path / "g.pt", TrainConfig(hidden=4, steps=5, window=24, loss="gaussian"), quiet=True)
+    one_error_line(cli("rollout", tmp_path / "g.pt", fresh, "--horizon", "2", "--intervals", "model"), "--samples")
+    ckpt = torch.load(models / "cal.pt", weights_only=True)
+    for edit, fragment in [
+        (lambda c: c["calibration"].pop("source"), "expected scores and source"),
+        (lambda c: c["calibration"].update(scores=c["calibration"]["scores"].float()), "expected float64"),
+        (lambda c: c["calibration"].update(scores=c["calibration"]["scores"].to_sparse()), "expected float64"),
+        (lambda c: c["calibration"].update(scores=torch.full((2, 3, 1), 1e300, dtype=torch.float64)), "1e150"),
+    ]:
+        edited = {**ckpt, "calibration": dict(ckpt["calibration"])}
+        edit(edited)
+        torch.save(edited, tmp_path / "edited.pt")
+        one_error_line(cli("predict", tmp_path / "edited.pt", fresh), fragment)
+    low, _ = backtest(models / "cal.pt", fresh, horizon=2, start=-5, level=1e-9, quiet=True)
+    assert not np.isnan(low.columns["yhat_lo"]).any()

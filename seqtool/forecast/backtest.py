@@ -63,7 +63,7 @@ def backtest(
     outputs.check([(output, TABLE_FORMATS, "table"), (metrics, None, "metrics")], inputs=[model, data])
     m = next_step_model(model)
     kind, radius = _intervals(m, intervals, adaptive, level, horizon)
-    check_sampling(m, samples, None)
+    check_sampling(m, samples, None, intervals)
     check_reach(m, horizon, f"--horizon {horizon}", "give --horizon {h} or fewer")
     table = m.read(data)
     season = m.season_of(season, table.lengths)
@@ -128,7 +128,9 @@ def _intervals(m: Forecaster, intervals: str | None, adaptive: bool, level: floa
     kind = m.interval_kind(intervals)
     if adaptive and kind != "conformal":
         raise SeqtoolError(
-            f"--adaptive corrects conformal intervals: calibrate {m.path} first "
+            f"--adaptive corrects conformal intervals: drop --intervals {intervals}"
+            if m.calibration is not None
+            else f"--adaptive corrects conformal intervals: calibrate {m.path} first "
             f"(seqtool calibrate {m.path} DATA --horizon {horizon} -o CALIBRATED.pt)"
         )
     return kind, m.calibration.radius(level, horizon, m.path) if kind == "conformal" else None

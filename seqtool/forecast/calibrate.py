@@ -5,16 +5,18 @@ and backtest give it conformal intervals."""
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from seqtool import outputs
 from seqtool.config import ModelConfig
+from seqtool.data.examples import NEXT_STEP
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.backtest import origins
 from seqtool.forecast.conformal import Calibration, needed, scaled_errors
-from seqtool.forecast.forecaster import next_step_model
+from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.freerun import from_origins
 from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
@@ -41,7 +43,12 @@ def calibrate(
     check_all(backtest_horizon=horizon, stride=stride, threads=threads, level=level)
     check_checkpoint_path(output)
     outputs.check([(output, None, "checkpoint")], inputs=[model, data])
-    m = next_step_model(model)
+    m = Forecaster(model)
+    if m.task != NEXT_STEP:
+        raise SeqtoolError(
+            f"{m.path} maps inputs to targets: seqtool calibrate backtests a next-step model (one trained "
+            "without a target column)"
+        )
     check_reach(m, horizon, f"--horizon {horizon}", "give --horizon {h} or fewer")
     table = m.read(data)
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
@@ -55,16 +62,33 @@ def calibrate(
     if counts.min() < need:
         h = int(np.argmin(counts)) + 1
         raise SeqtoolError(
-            f"{table.source}: {int(counts.min())} origin(s) with a known truth at h = {h}; --level {level:g} needs "
-            f"at least {need}: an earlier --start, a smaller --stride, or more series"
+            f"{table.source}: {int(counts.min())} origin(s) with a known truth and a series scale at h = {h} (a "
+            f"scale needs 2 steps before the first origin that are not all equal); --level {level:g} needs at "
+            f"least {need}: an earlier --start, a smaller --stride, or more series"
         )
-    ckpt = load_checkpoint(model)  # the network and its transform; no training state (it is not resumed)
-    kept = {"model": ModelConfig(**ckpt["model"]).to_dict(), "data": ckpt["data"], "norm": ckpt["norm"]}
-    save_checkpoint({**kept, "weights": ckpt["weights"], "calibration": calibration.to_dict()}, output)
+    _write(model, calibration, output)
     if not quiet:
         print(
             f"seqtool: calibrate: {len(origin)} origins x {horizon} steps of {table.source}; "
-            f"{int(counts.min())} to {int(counts.max())} scores per h",
+            f"{int(counts.min())} to {int(counts.max())} scores per h"
+            + (
+                f" ({len(origin) - int(counts.max())} origins without a truth or a series scale)"
+                * bool(counts.max() < len(origin))
+            ),
             file=sys.stderr,
         )
     return calibration
+
+
+def _write(model, calibration: Calibration, output) -> None:
+    """The model's network and transform with `calibration`, no training state (it is not
+    resumed); a warning where the calibration's table is the one the model was trained on."""
+    ckpt = load_checkpoint(model)
+    if str(ckpt["data"].get("source")) == calibration.source and calibration.source not in ("<stdin>", "table"):
+        warnings.warn(
+            f"{calibration.source} is the table the model was trained on: its errors there are in-sample, so the "
+            "intervals come out too narrow; calibrate on data it did not see (later steps, other series)",
+            stacklevel=3,
+        )
+    kept = {"model": ModelConfig(**ckpt["model"]).to_dict(), "data": ckpt["data"], "norm": ckpt["norm"]}
+    save_checkpoint({**kept, "weights": ckpt["weights"], "calibration": calibration.to_dict()}, output)

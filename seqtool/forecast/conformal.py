@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ def needed(level: float) -> int:
 def _rank(n: int, p: float) -> int:
     """The rank of split conformal's quantile among n scores: ceil((n + 1) p), computed so
     that a product that is a whole number in exact arithmetic stays one."""
-    return math.ceil(round((n + 1) * p, 9))
+    return max(1, math.ceil(round((n + 1) * p, 9)))
 
 
 def quantile(scores: np.ndarray, level: float) -> float:
@@ -108,50 +109,55 @@ def bounds(yhat: np.ndarray, radius: np.ndarray, scale: np.ndarray) -> dict[str,
 def adaptive_radius(
     calibration: Calibration, level: float, series: np.ndarray, origin: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
-    """Per origin and h, the radius [origins, H, G] of adaptive conformal inference: each
-    series and h starts at `level`; once the truth of one of its forecasts is known (an
-    origin o's at h is known from origin o + h on), the level moves by GAMMA (1 - level)
-    after a miss and by -GAMMA level after a cover, and that score joins the series' own.
-    The radius is the quantile at the current level of the stored scores and the series'
-    own known ones (the largest of them where the level reaches 100%). `scores` [origins,
-    H, G]: this backtest's, |y - yhat| / scale (NaN where the truth is unknown)."""
+    """Per origin and h, the radius [origins, H, G] of adaptive conformal inference (Gibbs
+    and Candes 2021): each series and h starts at `level`; once the truth of one of its
+    forecasts is known (an origin o's at h is known from origin o + h on), the level rises
+    by GAMMA level after a miss and falls by GAMMA (1 - level) after a cover, and that score
+    joins the series' own. The radius is the quantile at the current level of the stored
+    scores and the series' own known ones (the largest of them where the level reaches
+    100%). `scores` [origins, H, G]: this backtest's, |y - yhat| / scale (NaN: unknown)."""
     count, horizon, width = scores.shape
     radius = np.full(scores.shape, np.nan)
     target = 1 - level / 100
-    for i in np.unique(series):
-        rows = np.flatnonzero(series == i)
-        rows = rows[np.argsort(origin[rows], kind="stable")]
-        for h in range(horizon):
-            for j in range(width):
-                stored = calibration.scores[h, :, j]
-                pool = sorted(stored[~np.isnan(stored)].tolist())
-                alpha, waiting = target, []  # (the origin from which the truth is known, its row)
+    order = np.lexsort((origin, series))
+    runs = np.split(order, np.flatnonzero(np.diff(series[order])) + 1)
+    for h in range(horizon):
+        for j in range(width):
+            stored = np.sort(calibration.scores[h, :, j][~np.isnan(calibration.scores[h, :, j])])
+            for rows in runs:
+                alpha, own, waiting = target, [], []  # waiting: (the origin from which the truth is known, its row)
                 for r in rows:
                     while waiting and waiting[0][0] <= origin[r]:
                         _, done = waiting.pop(0)
-                        s, miss = scores[done, h, j], scores[done, h, j] > radius[done, h, j]
+                        s = scores[done, h, j]
                         if not np.isnan(s):
-                            alpha += GAMMA * (target - float(miss))
-                            bisect.insort(pool, float(s))
-                    radius[r, h, j] = _at(pool, 1 - alpha)
+                            alpha += GAMMA * (target - float(s > radius[done, h, j]))
+                            bisect.insort(own, float(s))
+                    radius[r, h, j] = _at(stored, own, 1 - alpha)
                     waiting.append((origin[r] + h + 1, r))
     return radius
 
 
-def _at(pool: list[float], p: float) -> float:
-    """The finite-sample quantile at probability p of the sorted `pool`, held in [its
-    smallest, its largest]."""
-    if not pool:
+def _at(stored: np.ndarray, own: list[float], p: float) -> float:
+    """The finite-sample quantile at probability p (held in [0, 1]) of the sorted `stored`
+    and `own` together: their k-th smallest, found without merging them (`own` is short)."""
+    n, m = len(stored), len(own)
+    if n + m == 0:
         return math.nan
-    k = _rank(len(pool), min(max(p, 0.0), 1.0))
-    return pool[min(max(k, 1), len(pool)) - 1]
+    k = min(_rank(n + m, min(max(p, 0.0), 1.0)), n + m)
+    for t in range(max(0, k - n), min(k, m) + 1):  # t of the k smallest are the series' own
+        left = max(stored[k - t - 1] if k - t >= 1 else -math.inf, own[t - 1] if t >= 1 else -math.inf)
+        if left <= (stored[k - t] if k - t < n else math.inf) and left <= (own[t] if t < m else math.inf):
+            return float(left)
+    return math.nan
 
 
 def scaled_errors(table, series: np.ndarray, origin: np.ndarray, yhat: np.ndarray) -> np.ndarray:
     """|y - yhat| / scale [origins, H, G] of forecasts from each origin: scale, the mean
     absolute one-step change of the series before its first origin (as a backtest's MASE);
     NaN where the truth is unknown or the series has no such change."""
-    return np.abs(yhat - truths(table, series, origin, yhat.shape[1])) / origin_scales(table, series, origin)[:, None]
+    scales = origin_scales(table, series, origin, warn=False)
+    return np.abs(yhat - truths(table, series, origin, yhat.shape[1])) / scales[:, None]
 
 
 def truths(table, series: np.ndarray, origin: np.ndarray, horizon: int) -> np.ndarray:
@@ -160,11 +166,25 @@ def truths(table, series: np.ndarray, origin: np.ndarray, horizon: int) -> np.nd
     return table.x[rows]
 
 
-def origin_scales(table, series: np.ndarray, origin: np.ndarray) -> np.ndarray:
+def origin_scales(table, series: np.ndarray, origin: np.ndarray, warn: bool = True) -> np.ndarray:
     """Each origin's series scale [origins, G]: of the steps before the series' first origin
-    (0 and unknown scales as NaN: no interval can be scaled by them)."""
+    (`usable`: 0 and unknown scales as NaN)."""
     first = np.full(len(table.lengths), np.iinfo(np.int64).max)
     np.minimum.at(first, series, origin)
     history = positions(table.lengths) < np.repeat(first, table.lengths)
-    scales = series_scales(table.x, table.offsets, history)
-    return np.where(scales > 0, scales, np.nan)[series]
+    return usable(series_scales(table.x, table.offsets, history), table.ids, np.unique(series), warn)[series]
+
+
+def usable(scales: np.ndarray, ids: list[str], used: np.ndarray | None = None, warn: bool = True) -> np.ndarray:
+    """Series scales [N, G] with 0 and unknown ones as NaN: a series without one (constant
+    before its forecast, or with fewer than 2 known steps there) gets no interval, and a
+    warning says which (among the series `used`)."""
+    bad = ~(scales > 0)
+    missing = [i for i in (range(len(scales)) if used is None else used) if bad[i].any()]
+    if warn and missing:
+        warnings.warn(
+            f"no interval for {len(missing)} series whose scale is 0 or unknown (constant, or fewer than 2 "
+            f"known steps before the forecast), e.g. series {ids[missing[0]]!r}",
+            stacklevel=2,
+        )
+    return np.where(bad, np.nan, scales)

@@ -184,9 +184,11 @@ def next_step_model(path: str | Path) -> Forecaster:
     return m
 
 
-def check_sampling(m: Forecaster, samples: int, paths) -> None:
+def check_sampling(m: Forecaster, samples: int, paths, intervals: str | None = None) -> None:
     if paths is not None and not samples:
         raise SeqtoolError("--paths writes sample paths: give --samples N (N >= 1) too")
+    if intervals == "model" and not samples and m.intervals:
+        raise SeqtoolError("--intervals model: a free run's intervals come from sample paths; give --samples N too")
     if samples and m.horizon > 1:
         raise SeqtoolError(
             f"{m.path} forecasts each of its {m.horizon} steps on its own (train --horizon), not as a path: "

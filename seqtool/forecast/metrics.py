@@ -123,6 +123,8 @@ def interval_scores(
     none for a log-t, whose mean is infinite."""
     lo, hi, point = got["lo"], got["hi"], got["point"]
     mask = scored[:, None] & ~np.isnan(truth) & ~np.isnan(lo)
+    if not mask.any():  # no interval with a truth (series without a scale): nothing to score
+        return {"intervals": kind, "level": level, **dict.fromkeys(("coverage", "width", "pinball", "winkler", "crps"))}
     y, lo, hi, point = truth[mask], lo[mask], hi[mask], point[mask]
     q = tail(level)
     pinball = (np.maximum(q * (y - lo), (q - 1) * (y - lo)) + np.maximum((1 - q) * (y - hi), -q * (y - hi))) / 2

@@ -16,7 +16,7 @@ from seqtool import outputs
 from seqtool.data.examples import MAPPING, NEXT_STEP, positions, ranges
 from seqtool.data.scaling import LEVEL_STEPS, times
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, write_table
-from seqtool.forecast.conformal import bounds
+from seqtool.forecast.conformal import bounds, usable
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.intervals import interval_columns
 from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, scale, score, series_scales, tail
@@ -58,7 +58,7 @@ def predict(
         step = positions(table.lengths)
         scales = series_scales(table.x, table.offsets, step < warmup if warmup >= 2 else step >= 0)
         radius = m.calibration.radius(level, 1, m.path)
-        got.update(bounds(got["point"], radius, np.repeat(np.where(scales > 0, scales, np.nan), table.lengths, axis=0)))
+        got.update(bounds(got["point"], radius, np.repeat(usable(scales, table.ids), table.lengths, axis=0)))
     yhat, truth = got["point"], table.x if m.task == NEXT_STEP else table.y
     columns = {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, got)}
     result = _with_columns(table, columns)

@@ -16,6 +16,7 @@ from seqtool.data.tables import TABLE_FORMATS, SeriesTable, dates_of
 from seqtool.data.timefeatures import extend
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.conformal import bounds as bounds_of
+from seqtool.forecast.conformal import usable
 from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_model
 from seqtool.forecast.freerun import roll
 from seqtool.forecast.intervals import from_paths, interval_columns, paths_table
@@ -63,7 +64,7 @@ def rollout(
     )
     m = next_step_model(model)
     kind = m.interval_kind(intervals)
-    check_sampling(m, samples, paths)
+    check_sampling(m, samples, paths, intervals)
     table = m.read(data)
     m.use_threads(threads, len(table.lengths) * max(samples, 1))
     season = m.season_of(season, table.lengths)
@@ -95,7 +96,7 @@ def _conformal(m: Forecaster, table: SeriesTable, k: np.ndarray, total: np.ndarr
     free = h >= 0
     r = np.full(yhat.shape, np.nan)
     r[free] = radius[h[free]]
-    return bounds_of(yhat, r, np.repeat(np.where(scales > 0, scales, np.nan), total, axis=0))
+    return bounds_of(yhat, r, np.repeat(usable(scales, table.ids), total, axis=0))
 
 
 def _scores(

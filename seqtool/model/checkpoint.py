@@ -210,25 +210,23 @@ def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
 
 
 def _check_calibration(calibration, task: str, n_out: int, damaged: Damaged) -> None:
-    """The optional calibration (`seqtool calibrate`): scores [H, N, n_out], each NaN or a
-    finite number >= 0, and its source's name; of a next-step model only."""
+    """The optional calibration (`seqtool calibrate`): scores [H, N, n_out] of float64, each
+    NaN or a number in [0, 1e150], and its source's name; of a next-step model only."""
     if calibration is None:
         return
-    scores = calibration.get("scores") if isinstance(calibration, dict) else None
-    if (
-        not isinstance(scores, torch.Tensor)
-        or scores.dim() != 3
-        or not scores.is_floating_point()
-        or scores.shape[2] != n_out
-        or min(scores.shape) < 1
-        or task != "next-step"
-        or not isinstance(calibration.get("source"), str)
-    ):
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+    if not isinstance(calibration, dict) or set(calibration) != {"scores", "source"}:
+        damaged(f"calibration is {calibration!r:.60}; expected scores and source")
+    scores = calibration["scores"]
+    if not isinstance(calibration["source"], str):
+        damaged(f"calibration.source is {calibration['source']!r:.60}; expected the table's name")
+    if not isinstance(scores, torch.Tensor) or scores.layout != torch.strided or scores.dtype != torch.float64:
+        damaged(f"calibration.scores is {type(scores).__name__} {getattr(scores, 'dtype', '')}; expected float64")
+    if task != "next-step" or scores.dim() != 3 or scores.shape[2] != n_out or min(scores.shape) < 1:
+        shape = tuple(scores.shape)
         damaged(f"calibration.scores is {shape}; expected [steps ahead, origins, {n_out}] of a next-step model")
     known = scores[~torch.isnan(scores)]
-    if not (torch.isfinite(known).all() and (known >= 0).all()):
-        damaged("calibration.scores holds values that are not NaN or finite numbers >= 0")
+    if not ((known >= 0) & (known <= 1e150)).all():
+        damaged("calibration.scores holds values that are not NaN or numbers in [0, 1e150]")
 
 
 def _check_time(time, damaged: Damaged) -> int:
