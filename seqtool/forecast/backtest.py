@@ -79,7 +79,7 @@ def backtest(
     if kind != "model":
         bounds = _conformal(m, table, series, origin, yhat, radius, level, adaptive) if kind == "conformal" else {}
     result, scores = _table_and_scores(m, table, series, origin, yhat, season, {**bounds, "level": level, "kind": kind})
-    scores.update({"intervals": kind, "adaptive": bool(adaptive)} if kind == "conformal" else {})
+    scores.update({"adaptive": bool(adaptive)} if kind == "conformal" else {})
     report("backtest", scores, f"{len(origin)} origins x {horizon} steps", metrics, quiet)
     if not quiet and scores["by_h"]:
         ends = [s for s in (scores["by_h"][0], scores["by_h"][-1]) if s["mae"] is not None]
@@ -139,10 +139,11 @@ def _intervals(m: Forecaster, intervals: str | None, adaptive: bool, level: floa
 def _conformal(m: Forecaster, table, series, origin, yhat, radius, level: float, adaptive: bool) -> dict:
     """Conformal bounds [origins, H, G] from the calibration's radius (or, `adaptive`, each
     series' own, `adaptive_radius`) times each series' scale before its first origin."""
-    scales = origin_scales(table, series, origin)[:, None, :]
+    scales = origin_scales(table, series, origin)
     if adaptive:
-        radius = adaptive_radius(m.calibration, level, series, origin, scaled_errors(table, series, origin, yhat))
-    return bounds_of(yhat, np.broadcast_to(radius, yhat.shape), scales)
+        errors = scaled_errors(table, series, origin, yhat, scales)
+        radius = adaptive_radius(m.calibration, level, series, origin, errors)
+    return bounds_of(yhat, np.broadcast_to(radius, yhat.shape), scales[:, None, :])
 
 
 def _table_and_scores(
@@ -181,13 +182,13 @@ def _table_and_scores(
     if flat and scores["steps"]:
         paths = bounds.get("paths")
         drawn = {} if paths is None else {"paths": paths.reshape(len(paths), count * horizon, -1)}
-        got, level, kind = {"point": yhat, **flat, **drawn}, bounds["level"], bounds["kind"]
-        owner = np.repeat(series, horizon)
-        scores.update(interval_scores(truth, got, level, np.ones(len(h), bool), kind, owner))
+        got, level = {"point": yhat, **flat, **drawn}, bounds["level"]
+        scores.update(interval_scores(truth, got, level, np.ones(len(h), bool), np.repeat(series, horizon)))
         for k, row in enumerate(by_h, start=1):
             if row["steps"]:
-                row.update(interval_scores(truth, got, level, h == k, kind))
+                row.update(interval_scores(truth, got, level, h == k))
         scores["by_origin"] = _by_origin(np.repeat(origin, horizon), truth, flat)
+    scores.update({"intervals": bounds["kind"]} if flat else {})
     scores.update(mode="backtest", horizon=horizon, origins=count, by_h=by_h)
     return Table(columns, table.source), scores
 

@@ -12,11 +12,10 @@ import numpy as np
 
 from seqtool import outputs
 from seqtool.config import ModelConfig
-from seqtool.data.examples import NEXT_STEP
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.backtest import origins
 from seqtool.forecast.conformal import Calibration, needed, scaled_errors
-from seqtool.forecast.forecaster import Forecaster
+from seqtool.forecast.forecaster import next_step_model
 from seqtool.forecast.freerun import from_origins
 from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
@@ -43,12 +42,8 @@ def calibrate(
     check_all(backtest_horizon=horizon, stride=stride, threads=threads, level=level)
     check_checkpoint_path(output)
     outputs.check([(output, None, "checkpoint")], inputs=[model, data])
-    m = Forecaster(model)
-    if m.task != NEXT_STEP:
-        raise SeqtoolError(
-            f"{m.path} maps inputs to targets: seqtool calibrate backtests a next-step model (one trained "
-            "without a target column)"
-        )
+    ckpt = load_checkpoint(model)
+    m = next_step_model(model, ckpt, advice="seqtool calibrate backtests one")
     check_reach(m, horizon, f"--horizon {horizon}", "give --horizon {h} or fewer")
     table = m.read(data)
     series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
@@ -66,7 +61,7 @@ def calibrate(
             f"scale needs 2 steps before the first origin that are not all equal); --level {level:g} needs at "
             f"least {need}: an earlier --start, a smaller --stride, or more series"
         )
-    _write(model, calibration, output)
+    _write(ckpt, calibration, output)
     if not quiet:
         print(
             f"seqtool: calibrate: {len(origin)} origins x {horizon} steps of {table.source}; "
@@ -80,10 +75,9 @@ def calibrate(
     return calibration
 
 
-def _write(model, calibration: Calibration, output) -> None:
+def _write(ckpt: dict, calibration: Calibration, output) -> None:
     """The model's network and transform with `calibration`, no training state (it is not
     resumed); a warning where the calibration's table is the one the model was trained on."""
-    ckpt = load_checkpoint(model)
     if str(ckpt["data"].get("source")) == calibration.source and calibration.source not in ("<stdin>", "table"):
         warnings.warn(
             f"{calibration.source} is the table the model was trained on: its errors there are in-sample, so the "

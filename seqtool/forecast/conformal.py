@@ -152,11 +152,11 @@ def _at(stored: np.ndarray, own: list[float], p: float) -> float:
     return math.nan
 
 
-def scaled_errors(table, series: np.ndarray, origin: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+def scaled_errors(table, series: np.ndarray, origin: np.ndarray, yhat: np.ndarray, scales=None) -> np.ndarray:
     """|y - yhat| / scale [origins, H, G] of forecasts from each origin: scale, the mean
-    absolute one-step change of the series before its first origin (as a backtest's MASE);
-    NaN where the truth is unknown or the series has no such change."""
-    scales = origin_scales(table, series, origin, warn=False)
+    absolute one-step change of the series before its first origin (as a backtest's MASE;
+    `origin_scales`, unless given); NaN where the truth is unknown or there is no scale."""
+    scales = origin_scales(table, series, origin, warn=False) if scales is None else scales
     return np.abs(yhat - truths(table, series, origin, yhat.shape[1])) / scales[:, None]
 
 
@@ -180,8 +180,9 @@ def usable(scales: np.ndarray, ids: list[str], used: np.ndarray | None = None, w
     before its forecast, or with fewer than 2 known steps there) gets no interval, and a
     warning says which (among the series `used`)."""
     bad = ~(scales > 0)
-    missing = [i for i in (range(len(scales)) if used is None else used) if bad[i].any()]
-    if warn and missing:
+    among = np.arange(len(scales)) if used is None else used
+    missing = among[bad[among].any(axis=1)]
+    if warn and len(missing):
         warnings.warn(
             f"no interval for {len(missing)} series whose scale is 0 or unknown (constant, or fewer than 2 "
             f"known steps before the forecast), e.g. series {ids[missing[0]]!r}",

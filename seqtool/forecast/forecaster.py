@@ -27,8 +27,8 @@ class Forecaster:
     """A checkpoint ready to run: network, transform (differencing, standardisation),
     column names, season."""
 
-    def __init__(self, path: str | Path):
-        ckpt = load_checkpoint(path)
+    def __init__(self, path: str | Path, ckpt: dict | None = None):
+        ckpt = load_checkpoint(path) if ckpt is None else ckpt  # `ckpt`: the file at `path`, loaded already
         self._setup(build_model(ckpt, name=str(path)), Scaling.from_dict(ckpt["norm"]), ckpt["data"], str(path))
         self.calibration = Calibration.from_dict(ckpt.get("calibration"))
 
@@ -172,14 +172,15 @@ class Forecaster:
         return season
 
 
-def next_step_model(path: str | Path) -> Forecaster:
-    """A model whose outputs can be fed back as its inputs; a mapping model is refused."""
-    m = Forecaster(path)
+def next_step_model(path: str | Path, ckpt: dict | None = None, advice: str = "use seqtool predict") -> Forecaster:
+    """A model whose outputs can be fed back as its inputs; a mapping model is refused
+    (with `advice` on what to do instead)."""
+    m = Forecaster(path, ckpt)
     if m.task != NEXT_STEP:
         raise SeqtoolError(
             f"{m.path} maps inputs to targets ({', '.join(m.y_names)}), so its outputs cannot be "
             f"fed back as inputs; free running needs a next-step model (trained without a target "
-            f"column): use seqtool predict"
+            f"column): {advice}"
         )
     return m
 

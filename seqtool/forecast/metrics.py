@@ -45,27 +45,30 @@ def naive_forecasts(
 def scale(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> np.ndarray:
     """Per column, the mean absolute one-step change of `values` [rows, F] over consecutive
     rows of one series (`offsets`) that are both in `history` and known: MASE's denominator."""
-    inside = history[1:] & history[:-1]
-    inside[offsets[1:-1] - 1] = False  # no step across two series
-    steps = np.abs(np.diff(values, axis=0))[inside]
-    known = ~np.isnan(steps)
+    total, count = _changes(values, offsets, history)
     with np.errstate(invalid="ignore"):
-        return np.where(known, steps, 0.0).sum(axis=0) / known.sum(axis=0)
+        return total.sum(axis=0) / count.sum(axis=0)
 
 
 def series_scales(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> np.ndarray:
-    """Per series and column [N, F], the mean absolute one-step change of its known rows in
-    `history` (NaN where it has none): MASE's denominator, each series its own."""
+    """`scale` of each series on its own [N, F] (NaN where it has no known change)."""
+    total, count = _changes(values, offsets, history)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _changes(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per series and column [N, F]: the sum and the count of the absolute one-step changes
+    between known rows of the series that are both in `history`."""
     inside = history[1:] & history[:-1]
     inside[offsets[1:-1] - 1] = False  # no step across two series
     steps = np.abs(np.diff(values, axis=0))
     known = inside[:, None] & ~np.isnan(steps)
     owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[:-1]
-    total, count = np.zeros((len(offsets) - 1, values.shape[1])), np.zeros((len(offsets) - 1, values.shape[1]))
+    total, count = np.zeros((2, len(offsets) - 1, values.shape[1]))
     np.add.at(total, owner, np.where(known, steps, 0.0))
     np.add.at(count, owner, known)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+    return total, count
 
 
 def score(
@@ -108,12 +111,10 @@ def tail(level: float) -> float:
 
 
 def interval_scores(
-    truth: np.ndarray, got: dict, level: float, scored: np.ndarray, kind: str = "model",
-    series: np.ndarray | None = None,
-) -> dict:  # fmt: skip
-    """How good the intervals are on the scored rows with a known truth: `intervals`, where
-    they come from (`kind`: model or conformal); `coverage`, the share of truths inside
-    [lo, hi] (calibrated: level / 100); `width`, their mean width; `pinball`, the mean
+    truth: np.ndarray, got: dict, level: float, scored: np.ndarray, series: np.ndarray | None = None
+) -> dict:
+    """How good the intervals are on the scored rows with a known truth: `coverage`, the
+    share of truths inside [lo, hi] (calibrated: level / 100); `width`, their mean width; `pinball`, the mean
     quantile loss at the two bounds; `winkler`, the mean interval score (the width, plus
     2 / (1 - level) times the distance of a truth outside; lower is better); with `series`
     (each row's series), `series_near_level`, the share of series whose own coverage is
@@ -124,14 +125,13 @@ def interval_scores(
     lo, hi, point = got["lo"], got["hi"], got["point"]
     mask = scored[:, None] & ~np.isnan(truth) & ~np.isnan(lo)
     if not mask.any():  # no interval with a truth (series without a scale): nothing to score
-        return {"intervals": kind, "level": level, **dict.fromkeys(("coverage", "width", "pinball", "winkler", "crps"))}
+        return {"level": level, **dict.fromkeys(("coverage", "width", "pinball", "winkler", "crps"))}
     y, lo, hi, point = truth[mask], lo[mask], hi[mask], point[mask]
     q = tail(level)
     pinball = (np.maximum(q * (y - lo), (q - 1) * (y - lo)) + np.maximum((1 - q) * (y - hi), -q * (y - hi))) / 2
     inside = (lo <= y) & (y <= hi)
     outside = np.maximum(lo - y, 0) + np.maximum(y - hi, 0)
     result = {
-        "intervals": kind,
         "level": level,
         "coverage": float(np.mean(inside)),
         "width": float(np.mean(hi - lo)),

@@ -67,7 +67,7 @@ def predict(
     denominator = denominator_of(table, truth, np.ones(len(step), dtype=bool))
     scores = scores_of(yhat, truth, step >= warmup, naive, seasonal, denominator, season)
     if "lo" in got and truth is not None and scores["steps"]:
-        scores.update(interval_scores(truth, got, level, step >= warmup, kind))
+        scores.update(interval_scores(truth, got, level, step >= warmup))
     scores.update(warmup=warmup, mode="teacher-forced")
     scores.update({"intervals": kind} if "lo" in got else {})
     report("predict", scores, f"teacher-forced, warm-up {warmup}", metrics, quiet)

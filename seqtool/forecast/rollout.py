@@ -112,7 +112,7 @@ def _scores(
     scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     if bounds and scores["steps"]:
         owner = np.repeat(np.arange(len(result.lengths)), result.lengths)
-        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free, kind, owner))
+        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free, owner))
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
     scores.update({"intervals": kind} if bounds else {})
     return scores
