@@ -36,10 +36,11 @@ class _Main(TyperGroup):
         debug = "--debug" in argv or os.environ.get("SEQTOOL_DEBUG", "") not in ("", "0")
         argv = [a for a in argv if a != "--debug"]
         extra["standalone_mode"] = False
+        from seqtool.training.distributed import end, silence, world
+
+        silence(world())  # a rank other than 0, from its first line on
         with signals_stop(), warnings_as_lines():
             code = guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug)
-        from seqtool.training.distributed import end
-
         end(code)  # a rank of a distributed job: now
         sys.exit(code)
 

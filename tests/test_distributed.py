@@ -4,6 +4,7 @@ and `train --nproc`), two processes, tiny models."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -144,7 +145,7 @@ def test_sigterm_saves_once_a_killed_rank_ends_the_job_and_resume_finishes_the_r
     run.send_signal(signal.SIGTERM)
     err = run.communicate(timeout=60)[1]
     assert run.returncode == 130, err
-    assert err.splitlines()[-1].startswith("seqtool: stopped: SIGTERM at step") and err.count("stopped") == 1
+    assert err.splitlines()[-1].startswith("seqtool: stopped: SIGTERM at step") and err.count("stopped") == 1, err
     saved = (tmp_path / "cut.pt").read_bytes()
     step = load_checkpoint(tmp_path / "cut.pt")["resume"]["step"]
     assert 0 < step < 600
@@ -163,6 +164,18 @@ def test_sigterm_saves_once_a_killed_rank_ends_the_job_and_resume_finishes_the_r
     resumed = sh("seqtool train sine.csv --resume --nproc 2 -o cut.pt -q", timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     assert _same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+
+
+def test_a_rank_other_than_0_is_silent_from_its_first_line_and_replies_to_the_launcher(sh, tmp_path):
+    """Even a usage error, found before any command runs, goes to the reply file only: a
+    stop or error that reached every rank at start-up is said once, by rank 0."""
+    env = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 TORCHELASTIC_ERROR_FILE=reply.json"
+    one = sh(f"{env} RANK=1 seqtool train sine.csv --no-such-option")
+    assert one.returncode == 2 and one.stdout == b"" and one.stderr == b""
+    said = json.loads((tmp_path / "reply.json").read_text())["message"]
+    assert said.startswith("seqtool: error: No such option: --no-such-option")
+    zero = sh(f"{env} RANK=0 seqtool train sine.csv --no-such-option")
+    assert zero.returncode == 2 and zero.stderr.decode().strip() == said
 
 
 def test_nproc_refuses_standard_input(sh):

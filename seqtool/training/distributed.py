@@ -257,6 +257,8 @@ def launch(nproc: int, argv: list[str], out: str) -> None:
     try:
         run(args)
     except SignalException:  # passed on to every rank: rank 0 saved and said so
+        for sig in (signal.SIGINT, signal.SIGTERM):  # torch's handler would raise again while Python exits
+            signal.signal(sig, signal.SIG_IGN)
         raise SystemExit(130) from None
     except ChildFailedError as e:
         rank, failure = min(e.failures.items(), key=lambda rf: (_blame(*rf), rf[1].timestamp, rf[0]))
