@@ -21,6 +21,7 @@ from . import (
     forecasting,
     gpu,
     kernels,
+    known,
     memory,
     speed,
     startup,
@@ -42,6 +43,7 @@ BENCHMARKS = {
     "kernels": kernels.run,
     "competition": competition.run,
     "conformal": conformal.run,
+    "known": known.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nEach section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"

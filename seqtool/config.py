@@ -148,6 +148,7 @@ class TrainConfig:
     period: str | None = _option(
         None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates."
     )
+    known: str | None = _option(None, "Columns known in advance (a price), comma-separated: fed, not forecast.")
     save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
     world_size: int = field(
         default=1, metadata={"help": None}
@@ -172,7 +173,15 @@ class TrainConfig:
     def reshapes(self) -> bool:
         """Whether the run changes the series beyond standardising them, or its targets
         beyond the next step: what a table folder read in place does not serve."""
-        return bool(self.diff or self.log_values or self.time_features or self.scale != "global" or self.horizon > 1)
+        reshaped = self.diff or self.log_values or self.scale != "global" or self.horizon > 1
+        return bool(reshaped or self.time_features or self.known)
+
+    def known_columns(self) -> tuple[str, ...]:
+        """The columns of --known; () for none."""
+        names = tuple(n.strip() for n in (self.known or "").split(",") if n.strip())
+        if (self.known is not None and not names) or len(set(names)) < len(names):
+            raise SeqtoolError(f"--known names distinct columns, comma-separated, got {self.known!r}")
+        return names
 
     def periods(self) -> tuple[float, ...]:
         """The cycles of --period; () for none."""
@@ -212,7 +221,7 @@ class TrainConfig:
                 raise SeqtoolError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.save_every, (int, float)) and 0 <= self.save_every < math.inf):
             raise SeqtoolError(f"save_every must be a number of seconds, got {self.save_every!r}")
-        for name in ("x", "y"):
+        for name in ("x", "y", "known"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise SeqtoolError(f"--{name} must be column names, got {getattr(self, name)!r}")
         self.lags()
@@ -223,6 +232,10 @@ class TrainConfig:
 
 def _check_together(c: TrainConfig) -> None:
     """Options that exclude or need each other."""
+    if c.known is not None and (c.horizon > 1 or c.scale == "window"):
+        raise SeqtoolError(
+            f"--known feeds each step's next values: not yet with {'--horizon' if c.horizon > 1 else '--scale window'}"
+        )
     if c.ensemble > 1 and c.loss not in POINT_LOSSES:
         raise SeqtoolError("--ensemble forecasts the median of its members' points: train it with --loss mse or mae")
     if c.scale == "window" and (c.stateful or (c.window is not None and c.window < 2)):

@@ -73,6 +73,7 @@ GIVEN = {
     "batch": 7, "window": 20, "stride": 3, "steps": 11, "epochs": 1.5, "clip": 0.5, "schedule": "plateau", "val": 0.2,
     "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c", "diff": "1,12", "log_values": True,
     "scale": "series", "horizon": 3, "ensemble": 2, "season": 12, "time_features": True, "period": "7,365.25",
+    "known": "price,promo",
 }  # fmt: skip
 
 
@@ -138,6 +139,7 @@ def test_resume_refuses_each_training_option_given(cli, captured, tmp_path):
             "season": "12",
             "time_features": "--time-features",
             "period": "7",
+            "known": "price",
         }.get(f.name, str(f.default))
         argv = [value] if value.startswith("--") else [_flag(f.name), value]
         one_error_line(cli("train", "--resume", "-o", tmp_path / "m.pt", *argv), "--resume", f"drop {_flag(f.name)}")

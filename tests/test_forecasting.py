@@ -305,21 +305,6 @@ def test_time_features_follow_the_calendar_and_the_spacing():
     assert numeric.cycles == (("t", 12.0),) and np.allclose(numeric.of(np.array([3.0]))[0], [1.0, 0.0], atol=1e-12)
 
 
-def test_monthly_dates_go_on_by_whole_months():
-    from seqtool.data.timefeatures import extend
-
-    dates = np.array(["2023-11-01", "2023-12-01"], dtype="datetime64[D]")
-    assert extend(dates, 5).astype(str).tolist() == [
-        "2023-11-01",
-        "2023-12-01",
-        "2024-01-01",
-        "2024-02-01",
-        "2024-03-01",
-    ]
-    days = np.array(["2024-02-27", "2024-02-28"], dtype="datetime64[D]")
-    assert extend(days, 4).astype(str).tolist()[2:] == ["2024-02-29", "2024-03-01"]
-
-
 @pytest.fixture(scope="module")
 def calendar(tmp_path_factory):
     """A dated series whose level follows the day of the year, and a model with --time-features."""

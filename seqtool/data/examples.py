@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqtool.data.covariates import Covariates
 from seqtool.data.scaling import Differencing, Scaling, WindowLevels
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
@@ -37,6 +38,7 @@ def inputs_and_targets(
     diff: Differencing = Differencing(),  # noqa: B008 (a frozen dataclass: immutable)
     time: TimeFeatures | None = None,
     horizon: int = 1,
+    covariates: Covariates | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per series: inputs [T, F (+ time features)] and targets [T, G], NaN where a step
     has no target.
@@ -45,15 +47,29 @@ def inputs_and_targets(
     step), and with `horizon` H the inputs at t+1..t+H, [T, H * F] (step h's F values at
     columns h*F:(h+1)*F; NaN past the end); with differencing, of the differenced series
     (its first `order` steps dropped).
-    A mapping table is not differenced (its targets are not the series it reads). Time
-    features (`time`) are appended to the inputs: those of the step the output estimates.
+    A mapping table is not differenced (its targets are not the series it reads). Known
+    inputs (`time`, `covariates`) are appended: those of the step the output estimates.
     """
     xs, ys = _series_and_targets(table, task, diff, horizon)
-    if time is None:
+    if time is None and covariates is None:
         return xs, ys
     steps = table.lengths - diff.order
-    known = np.split(time.ahead(table, steps, diff.order + 1 if task == NEXT_STEP else 0), np.cumsum(steps)[:-1])
+    known = np.split(known_inputs(table, steps, task, diff, time, covariates), np.cumsum(steps)[:-1])
     return [np.concatenate([x, f], axis=1) for x, f in zip(xs, known)], ys
+
+
+def known_inputs(
+    table: SeriesTable, steps: np.ndarray, task: str, diff: Differencing, time: TimeFeatures | None,
+    covariates: Covariates | None,
+) -> np.ndarray:  # fmt: skip
+    """The inputs known in advance [sum(steps), K] that the network reads at the first
+    steps[i] of its rows of each series (after the differencing's first `order`): time
+    features, then covariates, of the step each output estimates. A covariate not given
+    there (past the rows after a series' end) reads 0, its mean: only an output nobody
+    uses reads one (a forecast beyond them is refused first, `Covariates.reach`)."""
+    shift = diff.order + 1 if task == NEXT_STEP else 0
+    parts = [f.ahead(table, steps, shift) for f in (time, covariates) if f is not None]
+    return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0) if parts else np.zeros((int(np.sum(steps)), 0))
 
 
 def _series_and_targets(
@@ -223,13 +239,3 @@ def length_groups(lengths: np.ndarray, cells: int) -> list[np.ndarray]:
         groups.append(order[i:j])
         i = j
     return groups
-
-
-def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, end to end."""
-    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(np.sum(counts)))
-
-
-def positions(lengths: np.ndarray) -> np.ndarray:
-    """Each row's step index within its series, end to end."""
-    return ranges(np.zeros_like(lengths), lengths)

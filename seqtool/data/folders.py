@@ -4,8 +4,8 @@ that `Folder` opens, read by offset (`os.pread`), nothing until used.
 
 A table folder (format "seqtool-table", version 1):
 
-    meta.json     format, version, x_names, y_names, rows, series, t ("number", "date" or
-                  null), sha256 (of the arrays below, for --resume)
+    meta.json     format, version, x_names, y_names, rows, series, t ("number", "integer",
+                  "date" or null), sha256 (of the arrays below, for --resume)
     x.npy         inputs as read, float64 [rows, F]; y.npy targets [rows, G] (NaN: none)
     t.npy         the t column (float64, or datetime64 for dates), where the table has one
     offsets.npy   int64 [series + 1]: series i is rows offsets[i]:offsets[i+1]
@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from seqtool.data.dates import dates_of
 from seqtool.data.examples import held_out, tail_start
 from seqtool.data.scaling import Scaling, spread
 from seqtool.data.tables import (
     NPZ_MAGIC,
     SeriesTable,
-    dates_of,
     from_csv,
     from_npz,
     not_contiguous,
@@ -137,13 +137,14 @@ class _Writer:
         self.lengths: list[int] = []
         self.first_row: dict[str, int] = {}
         self.names = self.t_kind = self.last_t = None
+        self.integers = True  # every chunk's numeric t held integers: read back as integers
 
     def add(self, table: SeriesTable) -> None:
         ids, lengths = table.ids, table.lengths.tolist()
         if self.names is None:
             self.names = (table.x_names, table.y_names)
             self.t_kind = (
-                None if "t" not in table.columns else ("number" if table.columns["t"].dtype.kind == "f" else "date")
+                None if "t" not in table.columns else ("number" if table.columns["t"].dtype.kind in "fi" else "date")
             )
         t = table.columns.get("t")
         if t is not None:
@@ -173,13 +174,15 @@ class _Writer:
         self.rows += len(table.x)
 
     def _times(self, t: np.ndarray, source: str) -> np.ndarray:
-        """t as stored: float64, or dates as datetime64 in the unit of the first chunk's
-        dates (a later date that unit cannot hold exactly is refused)."""
-        kind = "number" if t.dtype.kind == "f" else "date"
+        """t as stored: float64 (noting whether every chunk held integers), or dates as
+        datetime64 in the unit of the first chunk's dates (a later date that unit cannot
+        hold exactly is refused)."""
+        kind = "number" if t.dtype.kind in "fi" else "date"
         if kind != self.t_kind:
             raise SeqtoolError(f"{source}: column 't' holds {kind}s from row {self.rows + 1}, {self.t_kind}s before")
         if kind == "number":
-            return t
+            self.integers = self.integers and t.dtype.kind == "i"
+            return t.astype(np.float64)
         dates = dates_of(t)
         if "t" not in self.files:
             return dates
@@ -200,12 +203,20 @@ class _Writer:
         x_names, y_names = self.names
         self.digest.update(json.dumps([x_names, y_names, offsets.tolist()[-1], len(self.ids)]).encode())
         self.digest.update(offsets.tobytes())
+        t = "integer" if self.t_kind == "number" and self.integers else self.t_kind
         meta = {
             "format": FORMAT, "version": VERSION, "x_names": x_names, "y_names": y_names,
-            "rows": self.rows, "series": len(self.ids), "t": self.t_kind, "sha256": self.digest.hexdigest(),
+            "rows": self.rows, "series": len(self.ids), "t": t, "sha256": self.digest.hexdigest(),
         }  # fmt: skip
         (self.folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         return meta
+
+
+def _written_t(values: np.ndarray, integers: bool) -> np.ndarray:
+    """A folder's t as a table holds it: dates as ISO text, integers as integers."""
+    if values.dtype.kind == "M":
+        return np.datetime_as_string(values).astype(object)
+    return values.astype(np.int64) if integers else values
 
 
 class _NpyAppender:
@@ -352,12 +363,12 @@ class Folder:
             not self.x_names
             or self.y_names is None
             or not isinstance(rows, int)
-            or meta["t"] not in (None, "number", "date")
+            or meta["t"] not in (None, "number", "integer", "date")
         ):
             raise ValueError("meta.json's x_names, y_names, rows or t")
         self.x = _Array(self.path / "x.npy")
         self.y = _Array(self.path / "y.npy") if self.y_names else None
-        self.t = _Array(self.path / "t.npy") if meta["t"] else None
+        self.t, self.integer_t = (_Array(self.path / "t.npy") if meta["t"] else None), meta["t"] == "integer"
         self.offsets = np.load(self.path / "offsets.npy")
         self.moments = np.load(self.path / "moments.npy")
         ids = np.load(self.path / "series.npy", mmap_mode="r")
@@ -367,7 +378,7 @@ class Folder:
             "x.npy": self.x.shape == (rows, len(self.x_names)) and self.x.dtype == np.float64,
             "y.npy": self.y is None or (self.y.shape == (rows, len(self.y_names)) and self.y.dtype == np.float64),
             "t.npy": self.t is None
-            or (self.t.shape == (rows,) and self.t.dtype.kind == ("f" if meta["t"] == "number" else "M")),
+            or (self.t.shape == (rows,) and self.t.dtype.kind == ("M" if meta["t"] == "date" else "f")),
             "offsets.npy": self.offsets.ndim == 1
             and self.offsets.dtype.kind == "i"
             and len(self.offsets) >= 2
@@ -407,7 +418,7 @@ class Folder:
                 continue
             values = np.concatenate([array.read(b, e) for b, e in spans]) if spans else array.read(0, 0)
             if name == "t":
-                columns["t"] = values if values.dtype.kind == "f" else np.datetime_as_string(values).astype(object)
+                columns["t"] = _written_t(values, self.integer_t)
             else:
                 columns.update({n: values[:, j] for j, n in enumerate(self.x_names if name == "x" else self.y_names)})
         return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)

@@ -15,12 +15,13 @@ import io
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from seqtool.data.dates import dates_of, not_a_date
 from seqtool.errors import SeqtoolError
 from seqtool.outputs import Target, check_format, format_of, open_output, write_errors
 
@@ -82,6 +83,7 @@ class SeriesTable:
     y_names: list[str]
     lengths: np.ndarray
     source: str = "table"
+    ahead: list[np.ndarray] | None = None  # per series, known columns' values past its end (`covariates`)
 
     @classmethod
     def from_arrays(
@@ -134,8 +136,7 @@ class SeriesTable:
 
     def with_x(self, x: np.ndarray) -> SeriesTable:
         """The same table with its inputs replaced by x [rows, F]."""
-        columns = {**self.columns, **{n: x[:, j] for j, n in enumerate(self.x_names)}}
-        return SeriesTable(columns, self.x_names, self.y_names, self.lengths, self.source)
+        return replace(self, columns={**self.columns, **{n: x[:, j] for j, n in enumerate(self.x_names)}})
 
     def taken(self, rows: np.ndarray, lengths: np.ndarray) -> SeriesTable:
         """The series made of these rows (indices, end to end), series i the next lengths[i]."""
@@ -199,7 +200,7 @@ def series_of(
         columns[name] = _finite(table, name, missing_ok=True)
     if "t" in columns:
         t = times_of(table)
-        if t.dtype.kind == "f":
+        if t.dtype.kind in "fi":
             columns["t"] = t
         first = np.zeros(rows, dtype=bool)
         first[np.cumsum(lengths)[:-1]] = True
@@ -487,26 +488,44 @@ def not_contiguous(source: str, row: int, sid: str, started: int) -> SeqtoolErro
     )
 
 
+def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, end to end."""
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(np.sum(counts)))
+
+
+def positions(lengths: np.ndarray) -> np.ndarray:
+    """Each row's step index within its series, end to end."""
+    return ranges(np.zeros_like(lengths), lengths)
+
+
 def times_of(table: Table) -> np.ndarray:
-    """Column `t` as float64, or as datetime64 when it holds dates (then it is kept as written)."""
+    """Column `t` as numbers (int64 where every value is written as an integer, so that it is
+    written back as one), or as datetime64 when it holds dates (then it is kept as written)."""
     try:
-        return _finite(table, "t", missing_ok=False)
+        t = _finite(table, "t", missing_ok=False)
     except SeqtoolError as not_a_number:
-        dates = dates_of(table.columns["t"])
+        try:
+            dates = dates_of(table.columns["t"])
+        except SeqtoolError as e:
+            raise SeqtoolError(f"{table.source}: column 't': {e}") from None
         if dates is None:
+            r = not_a_date(table.columns["t"])
+            if r is not None:
+                cell = str(table.columns["t"][r]).strip()
+                raise SeqtoolError(
+                    f"{table.source}: row {r + 1}, column 't': {cell!r} is not an ISO date (YYYY-MM-DD, "
+                    "YYYY-MM-DDTHH:MM, ...) like the rest of the column"
+                ) from None
             raise not_a_number from None
         return dates
-
-
-def dates_of(column: np.ndarray) -> np.ndarray | None:
-    """A column of ISO dates (or date-times) as datetime64; None for numbers or other text."""
-    if column.dtype.kind in "fiub":
-        return None
+    column = table.columns["t"]
+    if column.dtype.kind == "f":
+        return t
     try:
-        dates = np.asarray(column).astype("datetime64")
-    except (ValueError, TypeError):
-        return None
-    return None if np.isnat(dates).any() else dates
+        whole = column.astype(np.int64)
+    except (ValueError, TypeError, OverflowError):
+        return t
+    return whole if (whole == t).all() else t
 
 
 def _finite(table: Table, name: str, missing_ok: bool) -> np.ndarray:
@@ -564,7 +583,8 @@ def _npz_arrays(table: Table | SeriesTable) -> dict[str, np.ndarray]:
             arrays["series"] = np.array(table.ids, dtype=str)
         elif name not in table.x_names and name not in table.y_names:
             col = _plain(table.columns[name])
-            arrays[_member(name)] = table.padded(col, "" if col.dtype.kind == "U" else np.nan)
+            fill = "" if col.dtype.kind == "U" else 0 if col.dtype.kind == "i" else np.nan  # padding: never read
+            arrays[_member(name)] = table.padded(col, fill)
     return arrays
 
 

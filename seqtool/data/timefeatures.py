@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtool.data.tables import dates_of
+from seqtool.data.dates import clock_of, continued, dates_of, is_dates
 from seqtool.errors import SeqtoolError
 
 DAY = np.timedelta64(1, "D")
@@ -37,11 +37,7 @@ class TimeFeatures:
     @classmethod
     def choose(cls, table, periods: tuple[float, ...] = ()) -> TimeFeatures:
         """The features of a table: from `t`, or else its first column of dates."""
-        column = (
-            "t"
-            if "t" in table.columns
-            else next((n for n in table.columns if dates_of(table.columns[n]) is not None), None)
-        )
+        column = "t" if "t" in table.columns else next((n for n in table.columns if is_dates(table.columns[n])), None)
         if column is None:
             raise SeqtoolError(
                 f"{table.source}: --time-features needs a time column: 't', or a column of dates "
@@ -97,16 +93,17 @@ class TimeFeatures:
 
     def ahead(self, table, steps: np.ndarray, shift: int) -> np.ndarray:
         """The features of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to end
-        [sum(steps), width]: the time goes on past a series' end with its last spacing."""
+        [sum(steps), width]: the time goes on past a series' end (`dates.continued` for dates)."""
         parts = [
-            self.of(extend(self.times(part), n + shift)[shift : n + shift])
+            self.of(self.times(_lengthened(part, n + shift))[shift : n + shift])
             for part, n in zip(table.split(table.columns[self.column]), steps)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, self.width))
 
     def times(self, column: np.ndarray) -> np.ndarray:
-        """The time column as numbers, or as datetime64 when it holds dates."""
-        dates = dates_of(column)
+        """The time column as numbers, or as datetime64 when it holds dates (their written
+        clock: a date's UTC offset does not move its hour of day)."""
+        dates = clock_of(column)
         if (dates is None) != (self.cycles[0][0] == "t"):
             raise SeqtoolError(
                 f"column {self.column!r}: the model's time features need "
@@ -116,30 +113,25 @@ class TimeFeatures:
 
 
 def extend(values: np.ndarray, n: int) -> np.ndarray:
-    """The first n values of a time column, going on past its end with its last spacing
-    (whole months for dates a month apart on the same day)."""
+    """The first n values of a numeric time column, going on past its end with its last
+    spacing (1 after a single value)."""
     if n <= len(values):
         return values[:n]
     extra = np.arange(1, n - len(values) + 1)
-    if len(values) < 2:
-        step = DAY if values.dtype.kind == "M" else 1.0
-        return np.concatenate([values, values[-1] + step * extra])
-    last, before = values[-1], values[-2]
-    if values.dtype.kind == "M" and _monthly(before, last):
-        months = last.astype("datetime64[M]") - before.astype("datetime64[M]")
-        day = last - last.astype("datetime64[M]").astype(last.dtype)
-        more = (last.astype("datetime64[M]") + months * extra).astype(last.dtype) + day
-        return np.concatenate([values, more])
-    return np.concatenate([values, last + (last - before) * extra])
+    step = values[-1] - values[-2] if len(values) >= 2 else 1
+    return np.concatenate([values, values[-1] + step * extra])
 
 
-def _monthly(before: np.datetime64, last: np.datetime64) -> bool:
-    """Whether two dates are whole months apart (the same day of the month, any time of day)."""
-    start = lambda d: d - d.astype("datetime64[M]").astype(d.dtype)  # noqa: E731
-    return before.astype("datetime64[M]") != last.astype("datetime64[M]") and start(before) == start(last)
+def _lengthened(column: np.ndarray, n: int) -> np.ndarray:
+    """A time column as written, cut or continued to n values (dates by their calendar)."""
+    if n <= len(column):
+        return column[:n]
+    if dates_of(column) is None:
+        return extend(np.asarray(column, dtype=np.float64), n)
+    return np.concatenate([np.asarray(column).astype(str).astype(object), continued(column, n - len(column))])
 
 
 def _spacing_in_days(table, column: str) -> float:
-    dates = dates_of(table.columns[column])
+    dates = clock_of(table.columns[column])
     steps = [np.diff(part) / DAY for part in table.split(dates) if len(part) > 1]
     return float(np.median(np.concatenate(steps))) if steps else 1.0

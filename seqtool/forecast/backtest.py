@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from seqtool import outputs
-from seqtool.data.examples import positions
-from seqtool.data.tables import TABLE_FORMATS, SeriesTable, Table, numbered, write_table
+from seqtool.data.tables import TABLE_FORMATS, SeriesTable, Table, numbered, positions, write_table
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.conformal import adaptive_radius, origin_scales, scaled_errors
 from seqtool.forecast.conformal import bounds as bounds_of

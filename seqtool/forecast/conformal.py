@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtool.data.examples import positions
+from seqtool.data.tables import positions
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.metrics import series_scales
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqtool.data.examples import MAPPING, NEXT_STEP, positions, predicted
+from seqtool.data.covariates import Covariates, history
+from seqtool.data.examples import MAPPING, NEXT_STEP, known_inputs, predicted
 from seqtool.data.reading import as_table, read_series
 from seqtool.data.scaling import Scaling, check_magnitude
-from seqtool.data.tables import SeriesTable, numbered
+from seqtool.data.tables import SeriesTable, numbered, positions
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import RunFailed, SeqtoolError
 from seqtool.forecast.conformal import Calibration
@@ -45,6 +46,8 @@ class Forecaster:
         self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))
+        self.covariates = Covariates.from_dict(info.get("known"))
+        self.reads_known = self.time is not None or self.covariates is not None  # inputs known in advance
         self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
 
     @property
@@ -102,7 +105,9 @@ class Forecaster:
                 "the table has none"
             )
         has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
-        series = read_series(table, self.x_names, self.y_names if has_truth else [])
+        known = self.covariates.names if self.covariates is not None else ()
+        series = read_series(table, self.x_names, self.y_names if has_truth else [], missing_inputs=bool(known))
+        series = history(series, known) if known else series  # the rows after each series' values: its future
         for name in series.x_names + series.y_names:  # the truth the metrics square
             check_magnitude(series.columns[name], name, series.source)
         short = np.flatnonzero(series.lengths <= self.scaling.diff.order)
@@ -122,17 +127,16 @@ class Forecaster:
         if self.scaling.diff.active:
             step = positions(table.lengths)
             x = self.scaling.diff.difference(x, table.source)[step[order:] >= order]
-        if self.time is not None:
+        if self.reads_known:
             x = np.concatenate([x, self.known(table, table.lengths)], axis=1)
         z = self.scaling.inputs(x, self.x_names, table.source)
         return torch.from_numpy(z), table.lengths - order
 
     def known(self, table: SeriesTable, steps: np.ndarray) -> np.ndarray:
-        """The time features the network reads at its first steps[i] - order rows of each
-        series (past the end of the data where steps[i] is longer): of the step its output
-        estimates."""
+        """The known inputs (`examples.known_inputs`) the network reads at its first steps[i]
+        - order rows of each series (past the end of the data where steps[i] is longer)."""
         order = self.scaling.diff.order
-        return self.time.ahead(table, steps - order, order + 1 if self.task == NEXT_STEP else 0)
+        return known_inputs(table, steps - order, self.task, self.scaling.diff, self.time, self.covariates)
 
     def next_step(self, values):
         """The first step of a horizon model's outputs [..., H * G] (all of another's): [..., G]."""

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from seqtool import outputs
-from seqtool.data.examples import MAPPING, NEXT_STEP, positions, ranges
+from seqtool.data.examples import MAPPING, NEXT_STEP
 from seqtool.data.scaling import LEVEL_STEPS, times
-from seqtool.data.tables import TABLE_FORMATS, SeriesTable, write_table
+from seqtool.data.tables import TABLE_FORMATS, SeriesTable, positions, ranges, write_table
 from seqtool.forecast.conformal import bounds, usable
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.intervals import interval_columns

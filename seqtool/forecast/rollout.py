@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from seqtool import outputs
-from seqtool.data.examples import positions
-from seqtool.data.tables import TABLE_FORMATS, SeriesTable, dates_of
+from seqtool.data.covariates import Covariates, reach
+from seqtool.data.dates import continued, is_dates
+from seqtool.data.tables import TABLE_FORMATS, SeriesTable, positions
 from seqtool.data.timefeatures import extend
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.conformal import bounds as bounds_of
@@ -48,12 +49,10 @@ def rollout(
 ) -> tuple[SeriesTable, dict]:
     """`seqtool rollout`: warm up on the first `warmup` true steps of each series, then feed
     the model its own predictions: to the end of the series, for `steps` steps, or `horizon`
-    steps past the end. All series run together as one batch. With `samples` N (a model of
-    a distribution), N paths per series, each fed its own draws (from `seed`), all in that
-    batch: `yhat` is their mean (`from_paths`), `yhat_lo`/`yhat_hi` their quantiles at
-    `level`; `paths` writes them. A calibrated model's intervals are conformal by default
-    (`intervals`): h steps after the warm-up, the calibration's radius at h times the
-    series' scale over its warm-up."""
+    steps past the end, all series in one batch. With `samples` N (a distribution head), N
+    paths per series fed their own draws (from `seed`): `yhat` is their mean, `yhat_lo`/
+    `yhat_hi` their quantiles at `level`; `paths` writes them. A calibrated model's
+    intervals are conformal by default: the radius at h times the warm-up's scale."""
     check_all(rollout_warmup=warmup, free_steps=steps, horizon=horizon, threads=threads, samples=samples,
               level=level, seed=seed)  # fmt: skip
     if steps is not None and horizon:
@@ -72,6 +71,7 @@ def rollout(
     free = np.full(len(k), steps) if steps is not None else table.lengths - k + horizon
     check_reach(m, int(free.max(initial=0)), "this rollout", FEWER)
     total = k + free
+    reach(m.covariates, table, total, "this rollout")
     width = len(table.columns) + (len(m.yhat_names) + 1) * (3 + max(samples, 1))
     fits_in_memory(float(total.sum()) * width * 8 * 3, f"a rollout of {int(total.sum()):,} rows")
 
@@ -81,6 +81,7 @@ def rollout(
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
     bounds = _conformal(m, table, k, total, yhat, radius) if kind == "conformal" else bounds if kind else {}
     result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
+    _given(result, table, m.covariates)
     scores = _scores(table, result, yhat, bounds, k, level, season, kind)
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     write_if(result, output)
@@ -140,8 +141,9 @@ def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int
 def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray]) -> SeriesTable:
     """The table cut or lengthened to `total` rows per series, plus the `new` columns.
 
-    Past the end: the series id repeats, `t` (and a column of ISO dates) goes on with its
-    last spacing, inputs are empty (no truth), other columns are empty.
+    Past the end: the series id repeats, `t` goes on with its last spacing and a column of
+    ISO dates by its calendar (`dates.continued`), inputs are empty (no truth), other
+    columns are empty.
     """
     columns = {}
     for name, col in table.columns.items():
@@ -155,15 +157,24 @@ def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray]) -
     return SeriesTable(columns, table.x_names, table.y_names, total.astype(np.int64), table.source)
 
 
+def _given(result: SeriesTable, table: SeriesTable, covariates: Covariates | None) -> None:
+    """The known columns' given values in the rows past each series' end."""
+    if covariates is None:
+        return
+    for i, (begin, n, after) in enumerate(zip(result.offsets[:-1].tolist(), table.lengths.tolist(), table.ahead)):
+        extra = min(int(result.lengths[i]) - n, len(after))
+        for j, name in enumerate(covariates.names):
+            result.columns[name][begin + n : begin + n + extra] = after[:extra, j]
+
+
 def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
     if n <= len(part):
         return part[:n]
     extra = n - len(part)
     if name == "series":
         return np.concatenate([part, np.repeat(part[:1], extra)])
-    if part.dtype.kind == "f":
-        return extend(part, n) if name == "t" and len(part) >= 2 else np.concatenate([part, np.full(extra, np.nan)])
-    dates = dates_of(part)
-    if dates is not None and len(dates) >= 2:
-        return np.concatenate([part.astype(str), extend(dates, n)[len(part) :].astype(str)])
+    if part.dtype.kind in "fi":
+        return extend(part, n) if name == "t" else np.concatenate([part, np.full(extra, np.nan)])
+    if is_dates(part):
+        return np.concatenate([part.astype(str), continued(part, extra)])
     return np.concatenate([part.astype(str), np.full(extra, "")])

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqtool.data.examples import ranges
-from seqtool.data.tables import SeriesTable
+from seqtool.data.tables import SeriesTable, ranges
 from seqtool.errors import SeqtoolError
 from seqtool.limits import fits_in_memory
 

@@ -171,7 +171,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     x_names, y_names, task = data.get("x_names"), data.get("y_names"), data.get("task")
     if task not in TASKS:
         damaged(f"data.task is {task!r}, not one of {', '.join(TASKS)}")
-    known = _check_time(data.get("time"), damaged)
+    known = _check_time(data.get("time"), damaged) + _check_known(data.get("known"), task, damaged)
     if not _names(x_names) or len(x_names) + known != model["n_in"]:
         damaged(f"data.x_names should be {model['n_in'] - known} column names, got {x_names!r}")
     outputs = len(x_names) if task == "next-step" else len(y_names) if _names(y_names) else None
@@ -246,6 +246,22 @@ def _check_time(time, damaged: Damaged) -> int:
     if not ok or len({c[0] == "t" for c in cycles}) > 1:
         damaged(f"data.time is {time!r:.80}; expected a column and its cycles ([unit, period], ...)")
     return 2 * len(cycles)
+
+
+def _check_known(known, task: str, damaged: Damaged) -> int:
+    """The covariates known in advance (data.known: columns, mean, std), if any; their width."""
+    if known is None:
+        return 0
+    names = known.get("columns") if isinstance(known, dict) else None
+    ok = _names(names) and 0 < len(names) <= 1000 and task == "next-step"
+    for key in ("mean", "std"):
+        values = known.get(key) if ok else None
+        ok = ok and isinstance(values, list) and len(values) == len(names)
+        low = 1e-150 if key == "std" else -1e150
+        ok = ok and all(isinstance(v, float) and low <= v <= 1e150 for v in values)
+    if not ok:
+        damaged(f"data.known is {known!r:.80}; expected the columns and their mean and std (a next-step model)")
+    return len(names)
 
 
 def check_weights(weights, model, damaged: Damaged, what: str) -> None:

@@ -18,6 +18,7 @@ from seqtool.model.checkpoint import check_checkpoint_path, load_checkpoint, sav
 from seqtool.model.network import joined_weights, member_weights
 
 ARCHITECTURE = ("cell", "hidden", "layers", "n_in", "n_out", "horizon", "learned_start", "loss")  # members share these
+DATA_FIELDS = ("x_names", "y_names", "task", "time", "known")  # what members must agree on
 
 
 def ensemble(models: list[str | Path], out: str | Path) -> ModelConfig:
@@ -68,7 +69,7 @@ def _check_alike(name_a: str, a: dict, name_b: str, b: dict) -> None:
             )
     norm_a, norm_b = Scaling.from_dict(a["norm"]), Scaling.from_dict(b["norm"])
     for what, key, pairs in (
-        ("columns", "data", [(f, a["data"].get(f), b["data"].get(f)) for f in ("x_names", "y_names", "task", "time")]),
+        ("columns", "data", [(f, a["data"].get(f), b["data"].get(f)) for f in DATA_FIELDS]),
         ("transforms", "norm", [("lags", norm_a.diff.lags, norm_b.diff.lags), ("log", norm_a.diff.log, norm_b.diff.log),
                                 ("scale", norm_a.scale, norm_b.scale), ("window", norm_a.window, norm_b.window)]),
         ("architecture and loss", "model", [(f, getattr(model_a, f), getattr(model_b, f)) for f in ARCHITECTURE]),

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from seqtool.config import WINDOW, TrainConfig
 from seqtool.data import folders
+from seqtool.data.covariates import Covariates, history
 from seqtool.data.examples import (
     MAPPING,
     NEXT_STEP,
@@ -49,7 +50,19 @@ def table_for(data, config: TrainConfig):
         folder.check_columns(config.x, config.y)
         if folder.in_place(config):
             return folder
-    return read_series(data, config.x, config.y)
+    if not config.known_columns():
+        return read_series(data, config.x, config.y)
+    table = history(read_series(data, config.x, config.y, missing_inputs=True), config.known_columns())
+    return replace(table, ahead=None)  # the rows after the values are a forecast's, not training's
+
+
+def _covariates(table: SeriesTable, task: str, config: TrainConfig) -> Covariates | None:
+    """--known's columns, standardised over the table (a next-step model's only, for now)."""
+    if not config.known_columns():
+        return None
+    if task != NEXT_STEP:
+        raise SeqtoolError(f"{table.source}: --known is for next-step forecasting; this table has targets")
+    return Covariates.fit(table, config.known_columns())
 
 
 def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
@@ -82,9 +95,10 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     task = task_of(table)
     diff = Differencing(config.lags(), config.log_values)
     time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
+    covariates = _covariates(table, task, config)
     _check_horizon(table, task, diff, config.horizon)
     levelled = _levelled(table, task, config)
-    xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon)
+    xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon, covariates)
     fingerprint, width = _fingerprint(xs, ys), xs[0].shape[1]
     if config.scale == "window":  # each row's |x| on its series' level, split with the rows
         xs = [np.concatenate([x, np.abs(s[diff.order :])], axis=1) for x, s in zip(xs, levelled.split(levelled.x))]
@@ -105,6 +119,8 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     info = _info(table, task, config)
     if time is not None:
         info["time"] = time.to_dict()
+    if covariates is not None:
+        info["known"] = covariates.to_dict()
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source)
     if config.scale == "window":
         rows.levels = WindowLevels.of(np.concatenate(relative), scaling)

@@ -17,8 +17,7 @@ import numpy as np
 from rich import progress as rich
 
 from seqtool import outputs
-from seqtool.data.examples import positions
-from seqtool.data.tables import TABLE_FORMATS, Table, csv_text, write_table
+from seqtool.data.tables import TABLE_FORMATS, Table, csv_text, positions, write_table
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.metrics import line, remedy, score

@@ -1,0 +1,150 @@
+"""Covariates known in advance (`train --known COLS`): columns such as a price, a promotion
+or a planned capacity, fed to the network at every step beside the series and never
+forecast. Like time features, the input at step s carries the values of step s + 1, the
+step its output forecasts, standardised by their training mean and spread. Their values
+past a series' end are the table's own rows after its last value (`history`): rows whose
+series columns are empty and whose known columns are given. numpy only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from seqtool.data.scaling import check_magnitude
+from seqtool.data.tables import SeriesTable, Table, positions, ranges
+from seqtool.errors import SeqtoolError
+
+FAR = 10.0  # known values past the end this many spreads from their training mean are warned of
+
+
+@dataclass(frozen=True)
+class Covariates:
+    """The known columns and the mean and spread that standardise each."""
+
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, table: SeriesTable, names: tuple[str, ...]) -> Covariates:
+        """The covariates `names` of a table read by `history` (their values all given)."""
+        values = np.stack([table.columns[n] for n in names], axis=1) if len(table.x) else np.zeros((0, len(names)))
+        std = values.std(axis=0) if len(values) else np.ones(len(names))
+        return cls(tuple(names), tuple(values.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+    def to_dict(self) -> dict:
+        return {"columns": list(self.names), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Covariates | None:
+        if d is None:
+            return None
+        return cls(tuple(d["columns"]), tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
+
+    def ahead(self, table: SeriesTable, steps: np.ndarray, shift: int) -> np.ndarray:
+        """Standardised values of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to
+        end [sum(steps), width]: past a series' end from its known rows (`table.ahead`), NaN
+        beyond them (`reach` refuses forecasts that would need them)."""
+        out = np.full((int(np.sum(steps)), self.width), np.nan)
+        starts = np.cumsum(steps) - steps
+        for i, (begin, n) in enumerate(zip(table.offsets[:-1].tolist(), np.asarray(steps).tolist())):
+            own = self._series(table, i, begin)
+            take = min(n, max(len(own) - shift, 0))
+            out[starts[i] : starts[i] + take] = own[shift : shift + take]
+        return (out - np.array(self.mean)) / np.array(self.std)
+
+    def _series(self, table: SeriesTable, i: int, begin: int) -> np.ndarray:
+        """Series i's known values, its rows then the rows past its end [rows + ahead, K]."""
+        rows = np.stack([table.columns[n][begin : begin + table.lengths[i]] for n in self.names], axis=1)
+        after = table.ahead[i] if table.ahead is not None else np.zeros((0, self.width))
+        return np.concatenate([rows.astype(np.float64), after])
+
+
+def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, what: str) -> None:
+    """Refuse, in one line, forecasts of `total` rows of each series beyond the rows its
+    known columns are given for (none for a model without covariates)."""
+    if covariates is None:
+        return
+    given = table.lengths + (np.array([len(a) for a in table.ahead]) if table.ahead is not None else 0)
+    short = np.flatnonzero(given < total)
+    if len(short):
+        i = int(short[0])
+        raise SeqtoolError(
+            f"{table.source}: {what} forecasts {int(total[i] - table.lengths[i])} step(s) past the end of "
+            f"series {table.ids[i]!r}, but its known column(s) {', '.join(map(repr, covariates.names))} are given "
+            f"for {int(given[i] - table.lengths[i])} (rows after its last value, with its series columns empty)"
+        )
+    _far(covariates, table, total)
+
+
+def _far(covariates: Covariates, table: SeriesTable, total: np.ndarray) -> None:
+    """A warning where a forecast reads a known value FAR spreads or more from its training
+    mean: the network never saw one like it."""
+    used = [a[: max(int(n - m), 0)] for a, n, m in zip(table.ahead or [], total, table.lengths)]
+    values = np.concatenate(used) if used else np.zeros((0, covariates.width))
+    z = np.abs(values - np.array(covariates.mean)) / np.array(covariates.std)
+    if len(z) and z.max() >= FAR:
+        r, j = np.unravel_index(int(np.argmax(z)), z.shape)
+        warnings.warn(
+            f"{table.source}: known column {covariates.names[j]!r} reaches {values[r, j]:g} past the end, "
+            f"{z[r, j]:.3g} spreads from its training mean {covariates.mean[j]:g}: the forecasts there extrapolate",
+            stacklevel=2,
+        )
+
+
+def history(table: SeriesTable, names: tuple[str, ...]) -> SeriesTable:
+    """A table read with empty series cells allowed, cut to each series' history: the rows
+    up to its last value. The known columns become numbers; their values in the rows after
+    each history, up to the first empty one, go to `ahead`. A series cell empty within the
+    history, or a known cell empty there, is refused in one line."""
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise SeqtoolError(f"{table.source}: no known column {missing[0]!r} (columns: {', '.join(table.columns)})")
+    both = [n for n in names if n in table.x_names + table.y_names]
+    if both:
+        raise SeqtoolError(
+            f"{table.source}: --known {both[0]}: the model forecasts {both[0]!r}; a known column is an input "
+            "given for every step, never a series the model forecasts"
+        )
+    known = np.stack([_numbers(table, n) for n in names], axis=1)
+    some = ~np.isnan(table.x).all(axis=1)  # a row with a value: the history goes on to it
+    step = positions(table.lengths)
+    last = np.full(len(table.lengths), -1)
+    np.maximum.at(last, np.repeat(np.arange(len(table.lengths)), table.lengths), np.where(some, step, -1))
+    length = last + 1
+    if (length == 0).any():
+        i = int(np.flatnonzero(length == 0)[0])
+        raise SeqtoolError(f"{table.source}: series {table.ids[i]!r} has no value in {', '.join(table.x_names)}")
+    inside = step < np.repeat(length, table.lengths)
+    _refuse_empty(table, inside, table.x_names, table.x, "an empty cell is not a number")
+    _refuse_empty(table, inside, names, known, "no value within the history: a known column needs one at every step")
+    kept = ranges(table.offsets[:-1], length)
+    columns = {n: c[kept] for n, c in table.columns.items()}
+    columns.update({n: known[kept, j] for j, n in enumerate(names)})
+    ahead = []
+    for begin, end in zip((table.offsets[:-1] + length).tolist(), table.offsets[1:].tolist()):
+        after = known[begin:end]
+        empty = np.flatnonzero(np.isnan(after).any(axis=1))
+        ahead.append(after[: empty[0] if len(empty) else len(after)])
+    return replace(table, columns=columns, lengths=length.astype(np.int64), ahead=ahead)
+
+
+def _refuse_empty(table: SeriesTable, where: np.ndarray, names, values: np.ndarray, what: str) -> None:
+    bad = np.flatnonzero(where[:, None] & np.isnan(values))
+    if len(bad):
+        r, j = divmod(int(bad[0]), values.shape[1])
+        raise SeqtoolError(f"{table.source}: row {r + 1}, column {list(names)[j]!r}: {what}")
+
+
+def _numbers(table: SeriesTable, name: str) -> np.ndarray:
+    """A known column as numbers, NaN where empty; inf or beyond 1e150 refused (as a series')."""
+    values = Table({name: table.columns[name]}, table.source).numbers(name, missing_ok=True)
+    check_magnitude(values, name, table.source)
+    return values

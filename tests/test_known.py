@@ -1,0 +1,144 @@
+"""Covariates known in advance (`train --known`): fed at every step, never forecast, their
+future read from the rows after each series' last value."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from conftest import BIN, one_error_line
+
+from seqtool.errors import SeqtoolError
+from seqtool.model.checkpoint import load_checkpoint
+
+HISTORY, FUTURE = 120, 10
+TRAIN = "--x sales --known price --hidden 16 --window 20 --steps 800 --val 0 -q"
+
+
+def _sales(path, future: int = FUTURE, seed: int = 0) -> np.ndarray:
+    """4 series of sales = 2 x price, a random price each step; the last `future` rows of
+    each series give the price only. The prices [4, HISTORY + future]."""
+    prices = np.random.default_rng(seed).uniform(0, 1, (4, HISTORY + future)).round(6)
+    lines = ["series,t,price,sales"]
+    for s, p in enumerate(prices):
+        lines += [f"s{s},{i},{v},{2 * v if i < HISTORY else ''}" for i, v in enumerate(p)]
+    path.write_text("\n".join(lines) + "\n")
+    return prices
+
+
+def _rows(result) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    return list(csv.DictReader(io.StringIO(result.stdout.decode())))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("known")
+    prices = _sales(folder / "sales.csv")
+    subprocess.run(
+        f"{BIN}/seqtool train sales.csv {TRAIN} -o m.pt", shell=True, cwd=folder, check=True, capture_output=True
+    )
+    return folder, prices
+
+
+def test_a_model_of_twice_the_price_forecasts_from_the_given_future_prices(sh, trained, tmp_path):
+    """The future prices reach the network: its free forecasts are 2 x price to 1e-2, and
+    other prices in the same rows give other forecasts."""
+    folder, prices = trained
+    rows = _rows(sh(f"seqtool rollout {folder / 'm.pt'} {folder / 'sales.csv'} --horizon {FUTURE} -q"))
+    free = [r for r in rows if r["phase"] == "free"]
+    assert len(free) == 4 * FUTURE and all(r["sales"] == "" for r in free)
+    given = prices[:, HISTORY:].ravel()
+    assert [float(r["price"]) for r in free] == given.tolist()  # written back as given
+    assert np.abs(np.array([float(r["yhat"]) for r in free]) - 2 * given).max() < 1e-2
+
+    other = _sales(tmp_path / "other.csv", seed=1)  # other prices past the end (and before)
+    rows = _rows(sh(f"seqtool rollout {folder / 'm.pt'} other.csv --horizon {FUTURE} -q"))
+    yhat = np.array([float(r["yhat"]) for r in rows if r["phase"] == "free"])
+    assert np.abs(yhat - 2 * other[:, HISTORY:].ravel()).max() < 1e-2
+
+
+def test_known_covariates_are_stored_and_serve_predict_and_backtest(sh, trained):
+    folder, prices = trained
+    known = load_checkpoint(folder / "m.pt")["data"]["known"]
+    assert known["columns"] == ["price"] and abs(known["mean"][0] - prices[:, :HISTORY].mean()) < 1e-9
+    rows = _rows(sh(f"seqtool predict {folder / 'm.pt'} {folder / 'sales.csv'} -q"))
+    assert len(rows) == 4 * HISTORY  # the history; the future rows are the known inputs' only
+    later = [r for r in rows if int(r["t"]) >= 30]
+    assert np.abs(np.array([float(r["yhat"]) - float(r["sales"]) for r in later])).max() < 2e-2
+    rows = _rows(sh(f"seqtool backtest {folder / 'm.pt'} {folder / 'sales.csv'} --horizon 5 --start 100 -q"))
+    assert np.abs(np.array([float(r["yhat"]) - float(r["sales"]) for r in rows])).max() < 2e-2
+
+
+def test_known_works_with_differences_logs_and_series_scales(sh, tmp_path):
+    prices = _sales(tmp_path / "sales.csv")
+    for option in ("--diff 1", "--log-values", "--scale series"):
+        assert sh(f"seqtool train sales.csv {TRAIN} {option} -o m.pt").returncode == 0, option
+        rows = _rows(sh(f"seqtool rollout m.pt sales.csv --horizon {FUTURE} -q"))
+        yhat = np.array([float(r["yhat"]) for r in rows if r["phase"] == "free"])
+        assert np.abs(yhat - 2 * prices[:, HISTORY:].ravel()).mean() < 0.06, option
+
+
+def test_known_inputs_refused_in_one_line(sh, trained, tmp_path):
+    folder, _ = trained
+    _sales(tmp_path / "sales.csv")
+    one_error_line(sh("seqtool train sales.csv --x sales --known sales -o m.pt"), "--known sales", "never a series")
+    one_error_line(sh("seqtool train sales.csv --x sales --known cost -o m.pt"), "no known column 'cost'")
+    lines = (tmp_path / "sales.csv").read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("s1,7,"))
+    lines[row] = "s1,7,," + lines[row].split(",")[3]
+    (tmp_path / "gap.csv").write_text("\n".join(lines) + "\n")
+    one_error_line(
+        sh("seqtool train gap.csv --x sales --known price -o m.pt"),
+        f"row {row}, column 'price': no value within the history",
+    )
+    one_error_line(
+        sh(f"seqtool rollout {folder / 'm.pt'} sales.csv --horizon {FUTURE + 1}"),
+        f"forecasts {FUTURE + 1} step(s) past the end of series 's0'",
+        f"'price' are given for {FUTURE}",
+    )
+    one_error_line(sh("seqtool train sales.csv --x sales --known price --horizon 2 -o m.pt"), "not yet with --horizon")
+    one_error_line(sh("seqtool train sales.csv --x sales --known 'price, price' -o m.pt"), "distinct columns")
+    for t, what in ((5, "inf"), (HISTORY + 3, "1e200")):  # in the history, and past it
+        lines = (tmp_path / "sales.csv").read_text().splitlines()
+        row = next(i for i, line in enumerate(lines) if line.startswith(f"s2,{t},"))
+        lines[row] = f"s2,{t},{what}," + lines[row].split(",")[3]
+        (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
+        one_error_line(sh(f"seqtool rollout {folder / 'm.pt'} big.csv --horizon 2"), "column 'price'", "1e+150")
+    lines = (tmp_path / "sales.csv").read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith(f"s1,{HISTORY + 2},"))
+    lines[row] += "0.5"  # a value after the empty ones: a gap in the history, not a future row
+    (tmp_path / "late.csv").write_text("\n".join(lines) + "\n")
+    one_error_line(
+        sh(f"seqtool rollout {folder / 'm.pt'} late.csv --horizon 2"),
+        f"row {row - 2}, column 'sales': an empty cell is not a number",
+    )
+
+
+def test_a_future_value_far_outside_training_is_warned_of(sh, trained, tmp_path):
+    folder, prices = trained
+    _sales(tmp_path / "sales.csv")
+    text = (
+        (tmp_path / "sales.csv")
+        .read_text()
+        .replace(f"s0,{HISTORY + 1},{prices[0, HISTORY + 1]},", f"s0,{HISTORY + 1},1000000,")
+    )
+    (tmp_path / "far.csv").write_text(text)
+    result = sh(f"seqtool rollout {folder / 'm.pt'} far.csv --horizon 3 -o out.csv")
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.decode().splitlines() if "warning" in line]
+    assert len(warning) == 1 and "known column 'price' reaches 1e+06 past the end" in warning[0], warning
+
+
+def test_a_damaged_known_field_is_refused(trained, tmp_path):
+    folder, _ = trained
+    ckpt = torch.load(folder / "m.pt", weights_only=True)
+    for bad in ({**ckpt["data"]["known"], "std": [-1.0]}, {**ckpt["data"]["known"], "std": [1e-300]}, ["price"]):
+        ckpt["data"]["known"] = bad
+        torch.save(ckpt, tmp_path / "bad.pt")
+        with pytest.raises(SeqtoolError, match="damaged seqtool checkpoint: data.known"):
+            load_checkpoint(tmp_path / "bad.pt")
