@@ -36,9 +36,9 @@ class _Main(TyperGroup):
         debug = "--debug" in argv or os.environ.get("SEQTOOL_DEBUG", "") not in ("", "0")
         argv = [a for a in argv if a != "--debug"]
         extra["standalone_mode"] = False
-        from seqtool.training.distributed import end, silence, world
+        from seqtool.training.distributed import end, silence_launched
 
-        silence(world())  # a rank other than 0, from its first line on
+        silence_launched()  # a rank of `train --nproc` other than 0, from its first line on
         with signals_stop(), warnings_as_lines():
             code = guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug)
         end(code)  # a rank of a distributed job: now

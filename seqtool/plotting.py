@@ -163,7 +163,7 @@ def _plan_backtest(inputs: list[tuple[str, Table]], series, x) -> _Plan:
         drawn = ["origin", "h", *names, *(n for n in table.columns if FORECAST.fullmatch(n))]
         for name in ("origin", "h"):
             table.numbers(name)
-        if "t" in table.columns and _times(table).dtype.kind == "f":
+        if "t" in table.columns and _times(table).dtype.kind in "fi":
             drawn.append("t")
         _drawable(table, drawn)
         truths.append(names)
@@ -446,7 +446,7 @@ def _time(view, i: int) -> tuple[np.ndarray, str]:
 
 
 def _times(table: Table) -> np.ndarray:
-    """Column `t` as float64, or as datetime64 where it holds dates (matplotlib draws both);
+    """Column `t` as numbers, or as datetime64 where it holds dates (matplotlib draws both);
     a backtest table without `t` has its step index, origin + h - 1."""
     if "t" not in table.columns:
         return table.numbers("origin") + table.numbers("h") - 1

@@ -18,15 +18,15 @@ BERLIN_SPRING = [  # the clocks go forward from 02:00 to 03:00 on 2024-03-31
 ]  # fmt: skip
 TABLES = {  # the table's t column, and the dates after its end, written by hand
     "month-end": (
-        pd.date_range("2013-09-30", periods=16, freq="ME").strftime("%Y-%m-%d"),
+        pd.date_range("2013-09-30", periods=16, freq=pd.offsets.MonthEnd()).strftime("%Y-%m-%d"),
         ["2015-01-31", "2015-02-28", "2015-03-31", "2015-04-30"],
     ),
     "month-start": (
-        pd.date_range("2013-09-01", periods=16, freq="MS").strftime("%Y-%m-%d"),
+        pd.date_range("2013-09-01", periods=16, freq=pd.offsets.MonthBegin()).strftime("%Y-%m-%d"),
         ["2015-01-01", "2015-02-01", "2015-03-01", "2015-04-01"],
     ),
     "quarterly": (
-        pd.date_range("2011-03-31", periods=16, freq="QE").strftime("%Y-%m-%d"),
+        pd.date_range("2011-03-31", periods=16, freq=pd.offsets.QuarterEnd(startingMonth=12)).strftime("%Y-%m-%d"),
         ["2015-03-31", "2015-06-30", "2015-09-30", "2015-12-31"],
     ),
     "business days": (  # ends on Thursday 2024-03-14
@@ -38,11 +38,11 @@ TABLES = {  # the table's t column, and the dates after its end, written by hand
         ["2024-03-31T07:00+02:00", "2024-03-31T08:00+02:00", "2024-03-31T09:00+02:00", "2024-03-31T10:00+02:00"],
     ),
     "hourly, a space and seconds": (
-        pd.date_range("2024-12-31 12:00", periods=12, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
+        pd.date_range("2024-12-31 12:00", periods=12, freq=pd.offsets.Hour()).strftime("%Y-%m-%d %H:%M:%S"),
         ["2025-01-01 00:00:00", "2025-01-01 01:00:00", "2025-01-01 02:00:00", "2025-01-01 03:00:00"],
     ),
     "year-month": (
-        pd.date_range("2023-01-01", periods=12, freq="MS").strftime("%Y-%m"),
+        pd.date_range("2023-01-01", periods=12, freq=pd.offsets.MonthBegin()).strftime("%Y-%m"),
         ["2024-01", "2024-02", "2024-03", "2024-04"],
     ),
     "irregular: the last spacing": (
@@ -64,7 +64,11 @@ TABLES = {  # the table's t column, and the dates after its end, written by hand
     ),
     "integers": ([str(i) for i in range(3, 15)], ["15", "16", "17", "18"]),
     "month-end, a month missing": (
-        [d for d in pd.date_range("2023-01-31", periods=13, freq="ME").strftime("%Y-%m-%d") if d != "2023-06-30"],
+        [
+            d
+            for d in pd.date_range("2023-01-31", periods=13, freq=pd.offsets.MonthEnd()).strftime("%Y-%m-%d")
+            if d != "2023-06-30"
+        ],
         ["2024-02-29", "2024-03-31", "2024-04-30", "2024-05-31"],
     ),
     "business days, a holiday": (
@@ -72,11 +76,13 @@ TABLES = {  # the table's t column, and the dates after its end, written by hand
         ["2024-03-15", "2024-03-18", "2024-03-19", "2024-03-20"],
     ),
     "the 30th, through February": (
-        pd.date_range("2023-05-01", periods=12, freq="MS").strftime("%Y-%m-30").str.replace("2024-02-30", "2024-02-29"),
+        pd.date_range("2023-05-01", periods=12, freq=pd.offsets.MonthBegin())
+        .strftime("%Y-%m-30")
+        .str.replace("2024-02-30", "2024-02-29"),
         ["2024-05-30", "2024-06-30", "2024-07-30", "2024-08-30"],
     ),
     "seconds with an offset": (
-        pd.date_range("2024-01-01", periods=12, freq="15s").strftime("%Y-%m-%dT%H:%M:%S+02:00"),
+        pd.date_range("2024-01-01", periods=12, freq=pd.offsets.Second(15)).strftime("%Y-%m-%dT%H:%M:%S+02:00"),
         [
             "2024-01-01T00:03:00+02:00",
             "2024-01-01T00:03:15+02:00",
@@ -84,8 +90,16 @@ TABLES = {  # the table's t column, and the dates after its end, written by hand
             "2024-01-01T00:03:45+02:00",
         ],
     ),  # fmt: skip
+    "month-ends, the last one on the 15th": (
+        [*pd.date_range("2023-01-31", periods=12, freq=pd.offsets.MonthEnd()).strftime("%Y-%m-%d"), "2024-01-15"],
+        ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"],
+    ),
+    "business days, the last one a Saturday": (
+        [*pd.bdate_range("2024-02-26", periods=11).strftime("%Y-%m-%d"), "2024-03-16"],
+        ["2024-03-18", "2024-03-19", "2024-03-20", "2024-03-21"],
+    ),
     "an offset in hours": (
-        pd.date_range("2024-01-01", periods=12, freq="h").strftime("%Y-%m-%dT%H:%M+05"),
+        pd.date_range("2024-01-01", periods=12, freq=pd.offsets.Hour()).strftime("%Y-%m-%dT%H:%M+05"),
         ["2024-01-01T12:00+05", "2024-01-01T13:00+05", "2024-01-01T14:00+05", "2024-01-01T15:00+05"],
     ),
 }
@@ -172,7 +186,7 @@ def test_only_text_that_starts_as_an_iso_date_is_a_date(sh, small_model, tmp_pat
 
 
 def test_time_features_of_year_months_train_and_roll_on_by_months(sh, tmp_path):
-    _write(tmp_path / "t.csv", pd.date_range("2020-01-01", periods=36, freq="MS").strftime("%Y-%m"))
+    _write(tmp_path / "t.csv", pd.date_range("2020-01-01", periods=36, freq=pd.offsets.MonthBegin()).strftime("%Y-%m"))
     trained = sh("seqtool train t.csv --time-features --hidden 4 --window 6 --steps 5 -q -o m.pt")
     assert trained.returncode == 0, trained.stderr
     result = sh("seqtool rollout m.pt t.csv --horizon 2 -q")

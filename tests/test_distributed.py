@@ -169,13 +169,15 @@ def test_sigterm_saves_once_a_killed_rank_ends_the_job_and_resume_finishes_the_r
 def test_a_rank_other_than_0_is_silent_from_its_first_line_and_replies_to_the_launcher(sh, tmp_path):
     """Even a usage error, found before any command runs, goes to the reply file only: a
     stop or error that reached every rank at start-up is said once, by rank 0."""
-    env = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 TORCHELASTIC_ERROR_FILE=reply.json"
+    env = "SEQTOOL_LAUNCHED=1 WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 TORCHELASTIC_ERROR_FILE=reply.json"
     one = sh(f"{env} RANK=1 seqtool train sine.csv --no-such-option")
     assert one.returncode == 2 and one.stdout == b"" and one.stderr == b""
     said = json.loads((tmp_path / "reply.json").read_text())["message"]
-    assert said.startswith("seqtool: error: No such option: --no-such-option")
+    assert said.startswith("seqtool: error: No such option") and "--no-such-option" in said
     zero = sh(f"{env} RANK=0 seqtool train sine.csv --no-such-option")
     assert zero.returncode == 2 and zero.stderr.decode().strip() == said
+    elsewhere = sh("WORLD_SIZE=2 RANK=1 seqtool gen sine -n 1 --length 3")  # a torchrun job's own command
+    assert elsewhere.returncode == 0 and len(elsewhere.stdout.decode().splitlines()) == 4
 
 
 def test_nproc_refuses_standard_input(sh):

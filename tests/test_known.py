@@ -142,3 +142,22 @@ def test_a_damaged_known_field_is_refused(trained, tmp_path):
         torch.save(ckpt, tmp_path / "bad.pt")
         with pytest.raises(SeqtoolError, match="damaged seqtool checkpoint: data.known"):
             load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_the_given_rows_past_the_end_keep_their_own_t_and_cells(sh, trained, tmp_path):
+    """Future rows as given: their t (a step skipped), their cells byte for byte; a rollout
+    that stops within the history (--steps) reads no future row."""
+    folder, prices = trained
+    lines = (folder / "sales.csv").read_text().splitlines()
+    for r, line in enumerate(lines):
+        series, t, price, sales = line.split(",")
+        if series == "s0" and int(t) >= HISTORY:
+            lines[r] = f"s0,{HISTORY + 2 * (int(t) - HISTORY)},{float(price):.8f},"
+    (tmp_path / "skip.csv").write_text("\n".join(lines) + "\n")
+    rows = _rows(sh(f"seqtool rollout {folder / 'm.pt'} skip.csv --horizon 3 -q"))
+    free = [r for r in rows if r["series"] == "s0" and r["phase"] == "free"]
+    assert [r["t"] for r in free] == [str(HISTORY), str(HISTORY + 2), str(HISTORY + 4)]
+    assert [r["price"] for r in free] == [f"{p:.8f}" for p in prices[0, HISTORY : HISTORY + 3]]
+    assert np.abs(np.array([float(r["yhat"]) for r in free]) - 2 * prices[0, HISTORY : HISTORY + 3]).max() < 1e-2
+    rows = _rows(sh(f"seqtool rollout {folder / 'm.pt'} skip.csv --warmup 100 --steps 5 -q"))
+    assert len(rows) == 4 * 105 and all(r["sales"] for r in rows)

@@ -31,7 +31,7 @@ class Covariates:
     @classmethod
     def fit(cls, table: SeriesTable, names: tuple[str, ...]) -> Covariates:
         """The covariates `names` of a table read by `history` (their values all given)."""
-        values = np.stack([table.columns[n] for n in names], axis=1) if len(table.x) else np.zeros((0, len(names)))
+        values = np.stack([_numbers(table.columns[n], n, table.source) for n in names], axis=1)
         std = values.std(axis=0) if len(values) else np.ones(len(names))
         return cls(tuple(names), tuple(values.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
 
@@ -50,21 +50,22 @@ class Covariates:
 
     def ahead(self, table: SeriesTable, steps: np.ndarray, shift: int) -> np.ndarray:
         """Standardised values of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to
-        end [sum(steps), width]: past a series' end from its known rows (`table.ahead`), NaN
+        end [sum(steps), width]: past a series' end from its given rows (`table.ahead`), NaN
         beyond them (`reach` refuses forecasts that would need them)."""
+        rows = np.stack([_numbers(table.columns[n], n, table.source) for n in self.names], axis=1)
         out = np.full((int(np.sum(steps)), self.width), np.nan)
         starts = np.cumsum(steps) - steps
         for i, (begin, n) in enumerate(zip(table.offsets[:-1].tolist(), np.asarray(steps).tolist())):
-            own = self._series(table, i, begin)
+            own = np.concatenate([rows[begin : begin + table.lengths[i]], self.given(table, i)])
             take = min(n, max(len(own) - shift, 0))
             out[starts[i] : starts[i] + take] = own[shift : shift + take]
         return (out - np.array(self.mean)) / np.array(self.std)
 
-    def _series(self, table: SeriesTable, i: int, begin: int) -> np.ndarray:
-        """Series i's known values, its rows then the rows past its end [rows + ahead, K]."""
-        rows = np.stack([table.columns[n][begin : begin + table.lengths[i]] for n in self.names], axis=1)
-        after = table.ahead[i] if table.ahead is not None else np.zeros((0, self.width))
-        return np.concatenate([rows.astype(np.float64), after])
+    def given(self, table: SeriesTable, i: int) -> np.ndarray:
+        """Series i's known values in its rows past the end [rows, K] (none for a table without)."""
+        if table.ahead is None:
+            return np.zeros((0, self.width))
+        return np.stack([_numbers(table.ahead[n][i], n, table.source) for n in self.names], axis=1)
 
 
 def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, what: str) -> None:
@@ -72,7 +73,9 @@ def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, 
     known columns are given for (none for a model without covariates)."""
     if covariates is None:
         return
-    given = table.lengths + (np.array([len(a) for a in table.ahead]) if table.ahead is not None else 0)
+    given = table.lengths + (
+        np.array([len(a) for a in table.ahead[table.x_names[0]]]) if table.ahead is not None else 0
+    )
     short = np.flatnonzero(given < total)
     if len(short):
         i = int(short[0])
@@ -87,7 +90,7 @@ def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, 
 def _far(covariates: Covariates, table: SeriesTable, total: np.ndarray) -> None:
     """A warning where a forecast reads a known value FAR spreads or more from its training
     mean: the network never saw one like it."""
-    used = [a[: max(int(n - m), 0)] for a, n, m in zip(table.ahead or [], total, table.lengths)]
+    used = [covariates.given(table, i)[: max(int(n - m), 0)] for i, (n, m) in enumerate(zip(total, table.lengths))]
     values = np.concatenate(used) if used else np.zeros((0, covariates.width))
     z = np.abs(values - np.array(covariates.mean)) / np.array(covariates.std)
     if len(z) and z.max() >= FAR:
@@ -101,9 +104,10 @@ def _far(covariates: Covariates, table: SeriesTable, total: np.ndarray) -> None:
 
 def history(table: SeriesTable, names: tuple[str, ...]) -> SeriesTable:
     """A table read with empty series cells allowed, cut to each series' history: the rows
-    up to its last value. The known columns become numbers; their values in the rows after
-    each history, up to the first empty one, go to `ahead`. A series cell empty within the
-    history, or a known cell empty there, is refused in one line."""
+    up to its last value. The rows after it, up to the first with a known cell empty, go to
+    `ahead`, every column of them: a forecast's future as given (its known values, its `t`,
+    its other cells). A series cell empty within the history, a known cell empty there, and
+    a known value that is not finite or beyond 1e150 are refused in one line."""
     missing = [n for n in names if n not in table.columns]
     if missing:
         raise SeqtoolError(f"{table.source}: no known column {missing[0]!r} (columns: {', '.join(table.columns)})")
@@ -113,7 +117,7 @@ def history(table: SeriesTable, names: tuple[str, ...]) -> SeriesTable:
             f"{table.source}: --known {both[0]}: the model forecasts {both[0]!r}; a known column is an input "
             "given for every step, never a series the model forecasts"
         )
-    known = np.stack([_numbers(table, n) for n in names], axis=1)
+    known = np.stack([_numbers(table.columns[n], n, table.source) for n in names], axis=1)
     some = ~np.isnan(table.x).all(axis=1)  # a row with a value: the history goes on to it
     step = positions(table.lengths)
     last = np.full(len(table.lengths), -1)
@@ -126,13 +130,13 @@ def history(table: SeriesTable, names: tuple[str, ...]) -> SeriesTable:
     _refuse_empty(table, inside, table.x_names, table.x, "an empty cell is not a number")
     _refuse_empty(table, inside, names, known, "no value within the history: a known column needs one at every step")
     kept = ranges(table.offsets[:-1], length)
-    columns = {n: c[kept] for n, c in table.columns.items()}
-    columns.update({n: known[kept, j] for j, n in enumerate(names)})
-    ahead = []
+    given = []  # per series, its rows after the history up to the first with a known cell empty
     for begin, end in zip((table.offsets[:-1] + length).tolist(), table.offsets[1:].tolist()):
-        after = known[begin:end]
-        empty = np.flatnonzero(np.isnan(after).any(axis=1))
-        ahead.append(after[: empty[0] if len(empty) else len(after)])
+        empty = np.flatnonzero(np.isnan(known[begin:end]).any(axis=1))
+        given.append(empty[0] if len(empty) else end - begin)
+    after = ranges(table.offsets[:-1] + length, np.array(given, dtype=np.int64))
+    ahead = {n: np.split(c[after], np.cumsum(given)[:-1]) for n, c in table.columns.items()}
+    columns = {n: c[kept] for n, c in table.columns.items()}
     return replace(table, columns=columns, lengths=length.astype(np.int64), ahead=ahead)
 
 
@@ -143,8 +147,8 @@ def _refuse_empty(table: SeriesTable, where: np.ndarray, names, values: np.ndarr
         raise SeqtoolError(f"{table.source}: row {r + 1}, column {list(names)[j]!r}: {what}")
 
 
-def _numbers(table: SeriesTable, name: str) -> np.ndarray:
+def _numbers(column: np.ndarray, name: str, source: str) -> np.ndarray:
     """A known column as numbers, NaN where empty; inf or beyond 1e150 refused (as a series')."""
-    values = Table({name: table.columns[name]}, table.source).numbers(name, missing_ok=True)
-    check_magnitude(values, name, table.source)
+    values = Table({name: column}, source).numbers(name, missing_ok=True)
+    check_magnitude(values, name, source)
     return values

@@ -4,11 +4,11 @@ continued past their end by the table's own calendar, in the table's own format.
 A date may carry a UTC offset (`2024-03-31T01:00+01:00`, `...Z`): its instant orders the
 rows, its written clock (01:00) gives the calendar features, so an hour of day does not
 shift at a daylight-saving change. A column that mixes dates with and without an offset is
-refused. Past the end, dates go on by the frequency pandas infers from the last dates
-(month-end, month-start, quarters, business days, hours, ...); where a gap or a holiday
-hides it, by the calendar offset that explains most of their steps; dates whole months
-apart go on on the series' day of the month (cut short by a month's end); else the
-commonest spacing, else the last. pandas is imported only then.
+refused. Past the end, dates whole months apart go on on the series' day of the month
+(cut short by a month's end); dates evenly spaced, by that spacing; others by the
+frequency pandas infers from the last dates (business days, weeks, ...), or where a gap
+or a holiday hides it, by the calendar offset that explains most of their steps; else
+the commonest spacing, else the last. pandas is imported only then.
 """
 
 from __future__ import annotations
@@ -115,6 +115,22 @@ def clock_of(column: np.ndarray) -> np.ndarray | None:
     return None if split is None else split[0]
 
 
+def lengthened(column: np.ndarray, n: int) -> np.ndarray:
+    """A time column of a series cut or continued to n values: numbers by their last
+    spacing (by 1 after a single one; integers stay integers), dates by their calendar
+    (`continued`), written as the column is."""
+    if n <= len(column):
+        return column[:n]
+    extra = np.arange(1, n - len(column) + 1)
+    if column.dtype.kind in "fi":
+        step = column[-1] - column[-2] if len(column) >= 2 else 1
+        return np.concatenate([column, column[-1] + step * extra])
+    if not is_dates(column):
+        values = np.asarray(column, dtype=np.float64)  # numbers as text
+        return lengthened(values, n)
+    return np.concatenate([np.asarray(column).astype(str).astype(object), continued(column, len(extra))])
+
+
 def continued(column: np.ndarray, extra: int) -> np.ndarray:
     """The `extra` dates after a column of dates (text), written as its last date is."""
     if extra <= 0:
@@ -148,7 +164,7 @@ def _by_frequency(clock: np.ndarray, extra: int, spacing: bool = False) -> np.nd
     freq = pd.DatetimeIndex(recent, freq="infer").freq or _most_steps(index, spacing)
     if freq is None:
         return None
-    return pd.date_range(pd.Timestamp(clock[-1]), periods=extra + 1, freq=freq)[1:].to_numpy()
+    return pd.date_range(pd.Timestamp(clock[-1]) + freq, periods=extra, freq=freq).to_numpy()  # the next, on it
 
 
 def _most_steps(index, spacing: bool):
@@ -189,6 +205,9 @@ def _after(clock: np.ndarray, extra: int) -> np.ndarray:
         starts = last.astype("datetime64[M]") + months * steps
         last_day = (starts + 1).astype(last.dtype) - np.timedelta64(1, "D")
         return np.minimum(starts.astype(last.dtype) + into, last_day + into % np.timedelta64(1, "D"))
+    recent = np.diff(clock[-INFER_FROM:])
+    if len(recent) >= 2 and (recent == recent[-1]).all():  # days, hours, ...: no calendar needed
+        return clock[-1] + recent[-1] * steps
     for spacing in (False, True):
         more = _by_frequency(clock, extra, spacing)
         if more is not None:

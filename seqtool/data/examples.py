@@ -66,7 +66,7 @@ def known_inputs(
     steps[i] of its rows of each series (after the differencing's first `order`): time
     features, then covariates, of the step each output estimates. A covariate not given
     there (past the rows after a series' end) reads 0, its mean: only an output nobody
-    uses reads one (a forecast beyond them is refused first, `Covariates.reach`)."""
+    uses reads one (a forecast beyond them is refused first, `covariates.reach`)."""
     shift = diff.order + 1 if task == NEXT_STEP else 0
     parts = [f.ahead(table, steps, shift) for f in (time, covariates) if f is not None]
     return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0) if parts else np.zeros((int(np.sum(steps)), 0))

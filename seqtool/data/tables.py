@@ -83,7 +83,7 @@ class SeriesTable:
     y_names: list[str]
     lengths: np.ndarray
     source: str = "table"
-    ahead: list[np.ndarray] | None = None  # per series, known columns' values past its end (`covariates`)
+    ahead: dict[str, list[np.ndarray]] | None = None  # each column's given rows past each series' end (`covariates`)
 
     @classmethod
     def from_arrays(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtool.data.dates import clock_of, continued, dates_of, is_dates
+from seqtool.data.dates import clock_of, dates_of, is_dates, lengthened
 from seqtool.errors import SeqtoolError
 
 DAY = np.timedelta64(1, "D")
@@ -93,11 +93,13 @@ class TimeFeatures:
 
     def ahead(self, table, steps: np.ndarray, shift: int) -> np.ndarray:
         """The features of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to end
-        [sum(steps), width]: the time goes on past a series' end (`dates.continued` for dates)."""
-        parts = [
-            self.of(self.times(_lengthened(part, n + shift))[shift : n + shift])
-            for part, n in zip(table.split(table.columns[self.column]), steps)
-        ]
+        [sum(steps), width]: past a series' end, the time of its rows given there (`table.ahead`),
+        then going on (`dates.continued` for dates)."""
+        given = table.ahead[self.column] if table.ahead is not None else None  # rows past the end, as given
+        parts = []
+        for i, (part, n) in enumerate(zip(table.split(table.columns[self.column]), steps)):
+            column = part if given is None else np.concatenate([part, given[i]])
+            parts.append(self.of(self.times(lengthened(column, n + shift))[shift : n + shift]))
         return np.concatenate(parts) if parts else np.zeros((0, self.width))
 
     def times(self, column: np.ndarray) -> np.ndarray:
@@ -110,25 +112,6 @@ class TimeFeatures:
                 f"{'numbers' if self.cycles[0][0] == 't' else 'dates'} there"
             )
         return np.asarray(column, dtype=np.float64) if dates is None else dates
-
-
-def extend(values: np.ndarray, n: int) -> np.ndarray:
-    """The first n values of a numeric time column, going on past its end with its last
-    spacing (1 after a single value)."""
-    if n <= len(values):
-        return values[:n]
-    extra = np.arange(1, n - len(values) + 1)
-    step = values[-1] - values[-2] if len(values) >= 2 else 1
-    return np.concatenate([values, values[-1] + step * extra])
-
-
-def _lengthened(column: np.ndarray, n: int) -> np.ndarray:
-    """A time column as written, cut or continued to n values (dates by their calendar)."""
-    if n <= len(column):
-        return column[:n]
-    if dates_of(column) is None:
-        return extend(np.asarray(column, dtype=np.float64), n)
-    return np.concatenate([np.asarray(column).astype(str).astype(object), continued(column, n - len(column))])
 
 
 def _spacing_in_days(table, column: str) -> float:

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 
 from seqtool import outputs
-from seqtool.data.covariates import Covariates, reach
-from seqtool.data.dates import continued, is_dates
+from seqtool.data.covariates import reach
+from seqtool.data.dates import is_dates, lengthened
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, positions
-from seqtool.data.timefeatures import extend
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.conformal import bounds as bounds_of
 from seqtool.forecast.conformal import usable
@@ -81,7 +80,6 @@ def rollout(
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
     bounds = _conformal(m, table, k, total, yhat, radius) if kind == "conformal" else bounds if kind else {}
     result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
-    _given(result, table, m.covariates)
     scores = _scores(table, result, yhat, bounds, k, level, season, kind)
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     write_if(result, output)
@@ -141,9 +139,9 @@ def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int
 def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray]) -> SeriesTable:
     """The table cut or lengthened to `total` rows per series, plus the `new` columns.
 
-    Past the end: the series id repeats, `t` goes on with its last spacing and a column of
-    ISO dates by its calendar (`dates.continued`), inputs are empty (no truth), other
-    columns are empty.
+    Past the end: the rows given there (a `--known` model's), then the series id repeats,
+    `t` goes on with its last spacing and a column of ISO dates by its calendar
+    (`dates.continued`), inputs are empty (no truth), other columns are empty.
     """
     columns = {}
     for name, col in table.columns.items():
@@ -151,20 +149,12 @@ def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray]) -
             continue
         parts = []
         for i, part in enumerate(table.split(col)):
+            if table.ahead is not None:  # the rows given past the end (`covariates.history`)
+                part = np.concatenate([part, table.ahead[name][i]])
             parts.append(_lengthen(part, int(total[i]), name))
         columns[name] = np.concatenate(parts)
     columns.update(new)
     return SeriesTable(columns, table.x_names, table.y_names, total.astype(np.int64), table.source)
-
-
-def _given(result: SeriesTable, table: SeriesTable, covariates: Covariates | None) -> None:
-    """The known columns' given values in the rows past each series' end."""
-    if covariates is None:
-        return
-    for i, (begin, n, after) in enumerate(zip(result.offsets[:-1].tolist(), table.lengths.tolist(), table.ahead)):
-        extra = min(int(result.lengths[i]) - n, len(after))
-        for j, name in enumerate(covariates.names):
-            result.columns[name][begin + n : begin + n + extra] = after[:extra, j]
 
 
 def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
@@ -173,8 +163,8 @@ def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
     extra = n - len(part)
     if name == "series":
         return np.concatenate([part, np.repeat(part[:1], extra)])
+    if name == "t" or (part.dtype.kind not in "fi" and is_dates(part)):
+        return lengthened(part, n)
     if part.dtype.kind in "fi":
-        return extend(part, n) if name == "t" else np.concatenate([part, np.full(extra, np.nan)])
-    if is_dates(part):
-        return np.concatenate([part.astype(str), continued(part, extra)])
+        return np.concatenate([part, np.full(extra, np.nan)])
     return np.concatenate([part.astype(str), np.full(extra, "")])

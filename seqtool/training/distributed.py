@@ -115,6 +115,13 @@ def silence(w: World) -> None:
         os.dup2(devnull, stream.fileno())
 
 
+def silence_launched() -> None:
+    """`silence` a process that `launch` started, before it parses anything: a stop or a
+    usage error that reaches every rank at start-up is said once, by rank 0."""
+    if os.environ.get(LAUNCHED) and os.environ.get("RANK", "0") != "0":
+        silence(World(rank=1, size=2))
+
+
 def join(w: World, device) -> None:
     """Join the job's process group: gloo for CPU tensors, and nccl for CUDA ones when the
     ranks train on GPUs (each on its own)."""
