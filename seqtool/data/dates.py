@@ -30,9 +30,9 @@ def _offset(text: str) -> re.Match | None:
     return m if m and m.start() >= 13 and text[10:11] in ("T", " ") else None
 
 
-def _split(column: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """The written clock as datetime64, and each date's offset in minutes (None when no
-    date has one); None when the column is not all dates."""
+def split_dates(column: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A column of dates as its written clocks (datetime64) and each date's offset in
+    minutes (None when no date has one); None when the column is not all dates."""
     if column.dtype.kind in "fiubM":
         return (column, None) if column.dtype.kind == "M" else None
     text = np.char.strip(np.asarray(column).astype(str))
@@ -92,7 +92,7 @@ def _minutes(offset: str) -> int:
 def dates_of(column: np.ndarray) -> np.ndarray | None:
     """A column of ISO dates (or date-times) as the instants they name (datetime64, UTC for
     dates with an offset); None for numbers or other text."""
-    split = _split(column)
+    split = split_dates(column)
     if split is None:
         return None
     clock, offsets = split
@@ -103,7 +103,7 @@ def is_dates(column: np.ndarray) -> bool:
     """Whether a column holds dates; one that mixes dates with and without an offset is not
     (it is carried as text; only `t` is refused for it, by `tables.times_of`)."""
     try:
-        return _split(column) is not None
+        return split_dates(column) is not None
     except SeqtoolError:
         return False
 
@@ -111,7 +111,7 @@ def is_dates(column: np.ndarray) -> bool:
 def clock_of(column: np.ndarray) -> np.ndarray | None:
     """A column of dates as written, without its offsets: the local clock that calendar
     features read. None for numbers or other text."""
-    split = _split(column)
+    split = split_dates(column)
     return None if split is None else split[0]
 
 
@@ -135,10 +135,8 @@ def continued(column: np.ndarray, extra: int) -> np.ndarray:
     """The `extra` dates after a column of dates (text), written as its last date is."""
     if extra <= 0:
         return np.zeros(0, dtype=object)
-    clock, offsets = _split(column)
-    more = _by_frequency(clock, extra) if offsets is not None else _after(clock, extra)
-    if more is None:  # hours across a daylight-saving change: regular as instants, with the last offset
-        more = _after(clock - offsets.astype("timedelta64[m]"), extra) + np.timedelta64(int(offsets[-1]), "m")
+    clock, offsets = split_dates(column)
+    more = next_clock(clock, offsets, extra)
     last = str(np.asarray(column)[-1]).strip()
     m = _offset(last) if offsets is not None else None
     body, suffix = (last[: m.start()], last[m.start() :]) if m else (last, "")
@@ -149,6 +147,18 @@ def continued(column: np.ndarray, extra: int) -> np.ndarray:
     else:
         written = [s[:10] + body[10] + s[11 : len(body)] for s in iso.tolist()]
     return np.array([w + suffix for w in written], dtype=object)
+
+
+def next_clock(clock: np.ndarray, offsets: np.ndarray | None, extra: int) -> np.ndarray:
+    """The written clocks of the `extra` dates after a series' dates (datetime64; `offsets`
+    in minutes, or None): by their calendar (`_after`); dates with offsets by their clock's
+    frequency, else (hours across a daylight-saving change) as instants, with the last offset."""
+    if offsets is None:
+        return _after(clock, extra)
+    more = _by_frequency(clock, extra)
+    if more is None:
+        more = _after(clock - offsets.astype("timedelta64[m]"), extra) + np.timedelta64(int(offsets[-1]), "m")
+    return more
 
 
 def _by_frequency(clock: np.ndarray, extra: int, spacing: bool = False) -> np.ndarray | None:

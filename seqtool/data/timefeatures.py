@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtool.data.dates import clock_of, dates_of, is_dates, lengthened
+from seqtool.data.dates import clock_of, dates_of, is_dates, lengthened, next_clock, split_dates
 from seqtool.errors import SeqtoolError
 
 DAY = np.timedelta64(1, "D")
@@ -95,12 +95,31 @@ class TimeFeatures:
         """The features of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to end
         [sum(steps), width]: past a series' end, the time of its rows given there (`table.ahead`),
         then going on (`dates.continued` for dates)."""
-        given = table.ahead[self.column] if table.ahead is not None else None  # rows past the end, as given
-        parts = []
-        for i, (part, n) in enumerate(zip(table.split(table.columns[self.column]), steps)):
-            column = part if given is None else np.concatenate([part, given[i]])
-            parts.append(self.of(self.times(lengthened(column, n + shift))[shift : n + shift]))
+        series = table.split(table.columns[self.column])
+        if table.ahead is not None:  # the rows given past the end
+            series = [np.concatenate([p, g]) for p, g in zip(series, table.ahead[self.column])]
+        wanted = [int(n) + shift for n in steps]
+        if self.cycles[0][0] == "t":
+            times = [lengthened(self.times(c), n) for c, n in zip(series, wanted)]
+        else:
+            times = self._dates(series, wanted)
+        parts = [self.of(t[shift:n]) for t, n in zip(times, wanted)]
         return np.concatenate(parts) if parts else np.zeros((0, self.width))
+
+    def _dates(self, series: list[np.ndarray], wanted: list[int]) -> list[np.ndarray]:
+        """Each series' written clocks, cut or continued to `wanted` dates: the column parsed
+        once, whole, so that a table of many short series reads fast."""
+        split = split_dates(np.concatenate(series)) if series else (np.zeros(0, "datetime64[s]"), None)
+        if split is None:
+            self.times(np.concatenate(series))  # refused: numbers where dates are needed
+        clock, offsets = split
+        bounds = np.cumsum([len(c) for c in series])[:-1]
+        out = []
+        for c, o, n in zip(
+            np.split(clock, bounds), np.split(offsets, bounds) if offsets is not None else [None] * len(series), wanted
+        ):
+            out.append(c[:n] if n <= len(c) else np.concatenate([c, next_clock(c, o, n - len(c))]))
+        return out
 
     def times(self, column: np.ndarray) -> np.ndarray:
         """The time column as numbers, or as datetime64 when it holds dates (their written
