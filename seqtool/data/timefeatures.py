@@ -94,7 +94,7 @@ class TimeFeatures:
     def ahead(self, table, steps: np.ndarray, shift: int) -> np.ndarray:
         """The features of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to end
         [sum(steps), width]: past a series' end, the time of its rows given there (`table.ahead`),
-        then going on (`dates.continued` for dates)."""
+        then going on (`dates.lengthened`, `dates.next_clock`)."""
         series = table.split(table.columns[self.column])
         if table.ahead is not None:  # the rows given past the end
             series = [np.concatenate([p, g]) for p, g in zip(series, table.ahead[self.column])]
