@@ -32,7 +32,7 @@ class Covariates:
     def fit(cls, table: SeriesTable, names: tuple[str, ...]) -> Covariates:
         """The covariates `names` of a table read by `history` (their values all given)."""
         values = np.stack([_numbers(table.columns[n], n, table.source) for n in names], axis=1)
-        std = values.std(axis=0) if len(values) else np.ones(len(names))
+        std = values.std(axis=0)
         return cls(tuple(names), tuple(values.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
 
     @property
@@ -55,17 +55,21 @@ class Covariates:
         rows = np.stack([_numbers(table.columns[n], n, table.source) for n in self.names], axis=1)
         out = np.full((int(np.sum(steps)), self.width), np.nan)
         starts = np.cumsum(steps) - steps
+        given = self.given(table)
         for i, (begin, n) in enumerate(zip(table.offsets[:-1].tolist(), np.asarray(steps).tolist())):
-            own = np.concatenate([rows[begin : begin + table.lengths[i]], self.given(table, i)])
+            own = np.concatenate([rows[begin : begin + table.lengths[i]], given[i]])
             take = min(n, max(len(own) - shift, 0))
             out[starts[i] : starts[i] + take] = own[shift : shift + take]
         return (out - np.array(self.mean)) / np.array(self.std)
 
-    def given(self, table: SeriesTable, i: int) -> np.ndarray:
-        """Series i's known values in its rows past the end [rows, K] (none for a table without)."""
+    def given(self, table: SeriesTable) -> list[np.ndarray]:
+        """Each series' known values in its rows past the end, [rows, K] each (none for a
+        table without): the columns parsed once, whole."""
         if table.ahead is None:
-            return np.zeros((0, self.width))
-        return np.stack([_numbers(table.ahead[n][i], n, table.source) for n in self.names], axis=1)
+            return [np.zeros((0, self.width))] * len(table.lengths)
+        counts = [len(a) for a in table.ahead[self.names[0]]]
+        whole = [_numbers(np.concatenate(table.ahead[n]), n, table.source) for n in self.names]
+        return np.split(np.stack(whole, axis=1), np.cumsum(counts)[:-1])
 
 
 def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, what: str) -> None:
@@ -90,7 +94,7 @@ def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, 
 def _far(covariates: Covariates, table: SeriesTable, total: np.ndarray) -> None:
     """A warning where a forecast reads a known value FAR spreads or more from its training
     mean: the network never saw one like it."""
-    used = [covariates.given(table, i)[: max(int(n - m), 0)] for i, (n, m) in enumerate(zip(total, table.lengths))]
+    used = [g[: max(int(n - m), 0)] for g, n, m in zip(covariates.given(table), total, table.lengths)]
     values = np.concatenate(used) if used else np.zeros((0, covariates.width))
     z = np.abs(values - np.array(covariates.mean)) / np.array(covariates.std)
     if len(z) and z.max() >= FAR:

@@ -116,19 +116,16 @@ def clock_of(column: np.ndarray) -> np.ndarray | None:
 
 
 def lengthened(column: np.ndarray, n: int) -> np.ndarray:
-    """A time column of a series cut or continued to n values: numbers by their last
-    spacing (by 1 after a single one; integers stay integers), dates by their calendar
-    (`continued`), written as the column is."""
+    """A time column of a series (numbers, or dates as text) cut or continued to n values:
+    numbers by their last spacing (by 1 after a single one; integers stay integers), dates
+    by their calendar (`continued`), written as the column is."""
     if n <= len(column):
         return column[:n]
     extra = np.arange(1, n - len(column) + 1)
-    if column.dtype.kind in "fi":
-        step = column[-1] - column[-2] if len(column) >= 2 else 1
-        return np.concatenate([column, column[-1] + step * extra])
-    if not is_dates(column):
-        values = np.asarray(column, dtype=np.float64)  # numbers as text
-        return lengthened(values, n)
-    return np.concatenate([np.asarray(column).astype(str).astype(object), continued(column, len(extra))])
+    if column.dtype.kind not in "fi":
+        return np.concatenate([np.asarray(column).astype(str).astype(object), continued(column, len(extra))])
+    step = column[-1] - column[-2] if len(column) >= 2 else 1
+    return np.concatenate([column, column[-1] + step * extra])
 
 
 def continued(column: np.ndarray, extra: int) -> np.ndarray:
@@ -161,37 +158,37 @@ def next_clock(clock: np.ndarray, offsets: np.ndarray | None, extra: int) -> np.
     return more
 
 
-def _by_frequency(clock: np.ndarray, extra: int, spacing: bool = False) -> np.ndarray | None:
-    """The next `extra` dates by the frequency pandas infers from the last dates, or by
-    the calendar offset (with `spacing`, or the commonest spacing) that explains most of
-    their steps (a month missing, a holiday); None where none does."""
+def _by_frequency(clock: np.ndarray, extra: int) -> np.ndarray | None:
+    """The next `extra` dates by the frequency pandas infers from the last dates, or by the
+    calendar offset, else the commonest spacing, that explains most of their steps (a
+    month missing, a holiday); None where none does."""
     recent = clock[-INFER_FROM:]
     if len(recent) < 3:
         return None
     import pandas as pd  # lazily: only a calendar that goes on needs it
 
     index = pd.DatetimeIndex(recent)
-    freq = pd.DatetimeIndex(recent, freq="infer").freq or _most_steps(index, spacing)
+    freq = pd.DatetimeIndex(recent, freq="infer").freq or _most_steps(index, calendar=True) or _most_steps(index)
     if freq is None:
         return None
     return pd.date_range(pd.Timestamp(clock[-1]) + freq, periods=extra, freq=freq).to_numpy()  # the next, on it
 
 
-def _most_steps(index, spacing: bool):
-    """The calendar offset (with `spacing`: the commonest spacing) that takes the most of
-    these dates to the next, if it takes at least MOST of them."""
+def _most_steps(index, calendar: bool = False):
+    """The calendar offset (with `calendar`; else the commonest spacing) that takes the most
+    of these dates to the next, if it takes at least MOST of them."""
     import pandas as pd
 
     o = pd.offsets
-    if spacing:
-        spacings = pd.Series(index[1:] - index[:-1]).mode()
-        candidates = [pd.tseries.frequencies.to_offset(t) for t in spacings if t > pd.Timedelta(0)]
-    else:
+    if calendar:
         candidates = [
             o.BusinessDay(), o.MonthEnd(), o.MonthBegin(), *(o.Week(weekday=d) for d in range(7)),
             *(q(startingMonth=m) for q in (o.QuarterEnd, o.QuarterBegin) for m in (1, 2, 3)),
             o.YearEnd(), o.YearBegin(),
         ]  # fmt: skip
+    else:
+        spacings = pd.Series(index[1:] - index[:-1]).mode()
+        candidates = [pd.tseries.frequencies.to_offset(t) for t in spacings if t > pd.Timedelta(0)]
     best, share = None, MOST
     for offset in candidates:
         hit = float(np.mean(np.asarray(index[:-1] + offset == index[1:])))
@@ -203,8 +200,8 @@ def _most_steps(index, spacing: bool):
 def _after(clock: np.ndarray, extra: int) -> np.ndarray:
     """The next `extra` dates of a calendar: by whole months on the series' day of the
     month where its last dates are whole months apart (month-ends, quarters and years
-    too), else by its frequency (`_by_frequency`), else by the commonest spacing, else by
-    the last spacing (a day after one date)."""
+    too), else by their spacing where it is even, else by `_by_frequency`, else by the last
+    spacing (a day after one date)."""
     steps = np.arange(1, extra + 1)
     if len(clock) < 2:
         return clock[-1] + np.timedelta64(1, "D") * steps
@@ -218,10 +215,9 @@ def _after(clock: np.ndarray, extra: int) -> np.ndarray:
     recent = np.diff(clock[-INFER_FROM:])
     if len(recent) >= 2 and (recent == recent[-1]).all():  # days, hours, ...: no calendar needed
         return clock[-1] + recent[-1] * steps
-    for spacing in (False, True):
-        more = _by_frequency(clock, extra, spacing)
-        if more is not None:
-            return more
+    more = _by_frequency(clock, extra)
+    if more is not None:
+        return more
     last, before = clock[-1], clock[-2]
     return last + (last - before) * steps
 
