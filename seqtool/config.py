@@ -68,7 +68,7 @@ GRAD_TASKS = ("adding", "sine", "sincos", "multisine")  # gradnorm's generated d
 GRAD_LOSSES = ("last", "all")
 WINDOW = 50  # --window's default, where targets are not sparse (prepare.window_for)
 OPTIMIZERS = ("adam", "sgd")
-SCALES = ("global", "series", "window")
+SCALES = ("global", "series", "naive", "window")
 
 
 def _option(default, help: str, choices: tuple | None = None, flag: str | None = None, limit: str = ""):
@@ -125,7 +125,8 @@ class TrainConfig:
     )
     scale: str = _option(
         "global",
-        "global; series: each series divided by its own level (mean |x|); window: each window by its own.",
+        "global; series: each series divided by its level (mean |x|); naive: by MASE's scale (the --season naive "
+        "forecast's MAE); window: each window by its own.",
         SCALES,
     )
     horizon: int = _option(

@@ -28,6 +28,7 @@ KINDS = {
     "plain": {},
     "log-diff": dict(log_values=True, diff="1"),
     "gaussian": dict(loss="gaussian", diff="1"),
+    "naive": dict(scale="naive", season=12, diff="1", loss="mae"),
     "window": dict(scale="window", horizon=6),
     "window-log": dict(scale="window", log_values=True, horizon=6),
 }
@@ -55,6 +56,32 @@ def test_a_level_is_the_mean_absolute_value_of_the_steps_read_and_1_for_zeros():
     assert levels(table, np.array([2, 4, 2])).ravel().tolist() == [3.0, 1.0, 3.0]
     assert levels(table, table.lengths).ravel().tolist() == pytest.approx([106 / 3, 1.0, 3.0])
     assert levels(table, np.array([3, 4, 2]), last=2).ravel().tolist() == [52.0, 1.0, 3.0]
+
+
+def test_a_naive_level_is_the_mean_absolute_change_over_the_season_or_one_step():
+    """--scale naive: MASE's scale, the mean |x[t] - x[t - m]| of the steps read; over one
+    step where a series has no more than m steps; 1 for a series that never changes."""
+    series = [np.array([1.0, 3.0, 2.0, 7.0, 7.0]), np.full(3, 5.0), np.array([2.0, -4.0, 100.0])]
+    table = SeriesTable.from_arrays(series)
+    assert levels(table, table.lengths, lag=1).ravel().tolist() == [2.0, 1.0, 55.0]
+    assert levels(table, table.lengths, lag=2).ravel().tolist() == pytest.approx([10 / 3, 1.0, 98.0])
+    assert levels(table, table.lengths, lag=3).ravel().tolist() == [5.0, 1.0, 55.0]
+    assert levels(table, np.array([3, 3, 0]), lag=1).ravel().tolist() == [1.5, 1.0, 1.0]
+
+
+def test_naive_scaled_targets_are_the_differences_over_the_naive_error():
+    """With --scale naive --diff 1, a mean absolute error on the network's scale is each
+    series' MASE up to one constant: the targets are the changes over the series' own naive
+    error (standardised by one mean and std for all)."""
+    table = generators.panel(n_series=8, length=48, seed=2)
+    config = TrainConfig(window=8, scale="naive", season=12, diff="1", val=0)
+    data = prepare(table, config, "cpu")
+    s, got = data.scaling, data.rows.y.cpu().numpy()[:, 0].astype(np.float64)
+    assert s.lag == 12 and s.to_dict()["lag"] == 12
+    want = np.concatenate([np.diff(x) / np.mean(np.abs(x[12:] - x[:-12])) for x in table.split(table.x[:, 0])])
+    starts = np.concatenate([[0], np.cumsum(table.lengths - 1)])
+    last = starts[1:] - 1  # a series' last difference is no step's target
+    np.testing.assert_allclose(np.delete(got, last) * s.y_std[0] + s.y_mean[0], np.delete(want, starts[:-1]), rtol=1e-5)
 
 
 @pytest.mark.parametrize("log", [False, True])
@@ -173,7 +200,7 @@ def test_a_folder_trains_series_scaled_as_its_csv(panel, tmp_path, sh):
 
 def test_bad_scale_input_is_one_line_and_exit_2(panel, cli, tmp_path):
     local = cli("train", panel / "p.csv", "--scale", "local", "-o", tmp_path / "m.pt")
-    one_error_line(local, "'local' is not one of 'global', 'series', 'window'")
+    one_error_line(local, "'local' is not one of 'global', 'series', 'naive', 'window'")
     mapping = generators.generate("sincos", n_series=2, length=30, seed=0)
     write_table(mapping, tmp_path / "map.csv")
     one_error_line(
@@ -225,11 +252,20 @@ def test_a_checkpoint_with_an_unknown_scale_is_refused(panel, tmp_path, cli):
         ("window", 1, "norm.window is 1; expected a whole number of steps in [2, 1000000]"),
         ("window", 10**9, "norm.window is 1000000000"),
         ("series", 24, "norm.window is set but norm.scale is 'series'"),
+        ("naive", None, "norm.lag is missing; a --scale naive model, and it only, stores its lag"),
     ):
         ckpt["norm"]["scale"] = scale
         ckpt["norm"].pop("window", None)
         if window is not None:
             ckpt["norm"]["window"] = window
+        torch.save(ckpt, tmp_path / "edited.pt")
+        one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), said)
+    for scale, lag, said in (
+        ("series", 12, "norm.lag is set; a --scale naive model, and it only, stores its lag"),
+        ("naive", 0, "norm.lag is 0; expected a whole number of steps in [1, 1000000]"),
+        ("naive", "12", "norm.lag is '12'"),
+    ):
+        ckpt["norm"]["scale"], ckpt["norm"]["lag"] = scale, lag
         torch.save(ckpt, tmp_path / "edited.pt")
         one_error_line(cli("predict", tmp_path / "edited.pt", panel / "p.csv"), said)
 

@@ -127,6 +127,7 @@ class Scaling:
     diff: Differencing = Differencing()
     scale: str = "global"
     window: int = 0  # --scale window: the steps before a forecast its level is taken over
+    lag: int = 0  # --scale naive: the lag of the naive forecast whose mean absolute error is the level
 
     @classmethod
     def fit(
@@ -153,6 +154,7 @@ class Scaling:
             **({"log": True} if self.diff.log else {}),
             **({"scale": self.scale} if self.scale != "global" else {}),
             **({"window": self.window} if self.scale == "window" else {}),
+            **({"lag": self.lag} if self.scale == "naive" else {}),
         }
 
     @classmethod
@@ -162,6 +164,7 @@ class Scaling:
             diff=Differencing(tuple(d.get("lags", ())), d.get("log", False)),
             scale=d.get("scale", "global"),
             window=int(d.get("window", 0)),
+            lag=int(d.get("lag", 0)),
         )
 
     def inputs(
@@ -185,13 +188,13 @@ class Scaling:
 
     def levelled(self, table, known: np.ndarray | None):
         """The table as the rest of the transform takes it, and its levels: with `scale`
-        "series", each series divided by its level over its first known[i] steps (all by
-        default; `levels`), with "window" over the last `window` of them; else as it is,
-        and None."""
+        "series" (or "naive"), each series divided by its level over its first known[i]
+        steps (all by default; `levels`), with "window" over the last `window` of them;
+        else as it is, and None."""
         if self.scale == "global":
             return table, None
         known = table.lengths if known is None else known
-        level = levels(table, known, self.window or None, f"--scale {self.scale}")
+        level = levels(table, known, self.window or None, f"--scale {self.scale}", self.lag)
         return divided(table, level), level
 
 
@@ -270,13 +273,16 @@ def _standardise(v: np.ndarray, mean: np.ndarray, std: np.ndarray, names, source
     return z
 
 
-def levels(table, known: np.ndarray, last: int | None = None, option: str = "--scale series") -> np.ndarray:
+def levels(
+    table, known: np.ndarray, last: int | None = None, option: str = "--scale series", lag: int = 0
+) -> np.ndarray:
     """Each series' level [N, F] for --scale series: the mean absolute value of each input
     column over its first known[i] steps (the steps a forecast may read; with `last`, the
-    last `last` of them: --scale window), 1 where that is 0 (or known[i] is 0: a series
-    not forecast). Dividing by it keeps signs (so --log-values still applies) and makes a
-    series times 1000 the same series to the network. One step is refused (too few to
-    scale by)."""
+    last `last` of them: --scale window); with `lag` (--scale naive), the mean absolute
+    change over `lag` steps there (1 where a series has no more steps than `lag`); 1 where
+    that is 0 (or known[i] is 0: a series not forecast). Dividing by it keeps signs (so
+    --log-values still applies) and makes a series times 1000 the same series to the
+    network. One step is refused (too few to scale by)."""
     short = np.flatnonzero((known > 0) & (known < LEVEL_STEPS))
     if len(short):
         i = int(short[0])
@@ -285,20 +291,30 @@ def levels(table, known: np.ndarray, last: int | None = None, option: str = "--s
             f"{option} takes each level over at least {LEVEL_STEPS} steps: give it more (a longer --warmup, "
             "a later --start) or leave the series out"
         )
-    level = magnitudes(table, known, last)
+    level = magnitudes(table, known, last, lag)
     return np.where(level > 0, level, 1.0)
 
 
-def magnitudes(table, known: np.ndarray, last: int | None = None) -> np.ndarray:
+def magnitudes(table, known: np.ndarray, last: int | None = None, lag: int = 0) -> np.ndarray:
     """The mean absolute value [N, F] of each series' first known[i] steps (with `last`,
-    of the last `last` of those), 0 for none."""
+    of the last `last` of those), 0 for none; with `lag`, of their changes over `lag`
+    steps (over one step where a series has no more than `lag` of them): the mean absolute
+    error of the (seasonal) naive forecast, MASE's scale."""
     out = np.zeros((len(known), len(table.x_names)))
     skip = np.zeros_like(known) if last is None else np.maximum(known - last, 0)
     some, count = known > 0, known - skip
     firsts = np.cumsum(count[some]) - count[some]  # of each series among the rows read
     rows = np.repeat(table.offsets[:-1][some] + skip[some] - firsts, count[some]) + np.arange(int(count.sum()))
-    if len(firsts):
-        out[some] = np.add.reduceat(np.abs(table.x[rows]), firsts, axis=0) / count[some][:, None]
+    if not len(firsts):
+        return out
+    values, n = np.abs(table.x[rows]), count[some]
+    if lag:
+        step = np.where(n > lag, lag, 1)
+        back = np.repeat(step, n)
+        after = np.arange(len(rows)) - np.repeat(firsts, n) >= back  # a step with one `back` steps before it
+        values = np.where(after[:, None], np.abs(table.x[rows] - table.x[np.where(after, rows - back, rows)]), 0.0)
+        n = np.maximum(n - step, 1)
+    out[some] = np.add.reduceat(values, firsts, axis=0) / n[:, None]
     return out
 
 

@@ -15,7 +15,9 @@ Layout of the dict:
     norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split),
                              lags (optional: the --diff lags, applied before standardising),
                              log (optional: true with --log-values, applied before the lags),
-                             scale (optional: "series" with --scale series, applied first)
+                             scale (optional: "series", "naive" or "window" with --scale,
+                             applied first), window (with "window": the steps a level is
+                             taken over), lag (with "naive": its naive forecast's lag)
     weights                  the weights to use: best on validation, else the last
     train                    every training setting, so --resume continues with them
     resume                   the run's state (`training.state.RunState`)
@@ -196,7 +198,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
 
 
 def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
-    """norm.scale, and norm.window with --scale window only."""
+    """norm.scale; norm.window with --scale window only, norm.lag with --scale naive only."""
     scale = norm.get("scale", "global")
     if scale not in SCALES or (scale != "global" and task != "next-step"):
         damaged(f"norm.scale is {scale!r:.60}; expected one of {', '.join(SCALES)} (global unless next-step)")
@@ -207,6 +209,12 @@ def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
         damaged(f"norm.window is set but norm.scale is {scale!r:.60}: a window belongs to --scale window only")
     if window is not None and not (_count(window) and 2 <= window <= hi):
         damaged(f"norm.window is {window!r:.60}; expected a whole number of steps in [2, {hi}]")
+    lag = norm.get("lag")
+    if (scale == "naive") != (lag is not None):
+        said = "is missing" if lag is None else "is set"
+        damaged(f"norm.lag {said}; a --scale naive model, and it only, stores its lag")
+    if lag is not None and not (_count(lag) and 1 <= lag <= hi):
+        damaged(f"norm.lag is {lag!r:.60}; expected a whole number of steps in [1, {hi}]")
 
 
 def _check_calibration(calibration, task: str, n_out: int, damaged: Damaged) -> None:

@@ -71,7 +71,8 @@ def _check_alike(name_a: str, a: dict, name_b: str, b: dict) -> None:
     for what, key, pairs in (
         ("columns", "data", [(f, a["data"].get(f), b["data"].get(f)) for f in DATA_FIELDS]),
         ("transforms", "norm", [("lags", norm_a.diff.lags, norm_b.diff.lags), ("log", norm_a.diff.log, norm_b.diff.log),
-                                ("scale", norm_a.scale, norm_b.scale), ("window", norm_a.window, norm_b.window)]),
+                                ("scale", norm_a.scale, norm_b.scale), ("window", norm_a.window, norm_b.window),
+                                ("lag", norm_a.lag, norm_b.lag)]),
         ("architecture and loss", "model", [(f, getattr(model_a, f), getattr(model_b, f)) for f in ARCHITECTURE]),
     ):  # fmt: skip
         for field, va, vb in pairs:

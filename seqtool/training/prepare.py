@@ -110,6 +110,7 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     scaling = Scaling.fit(
         series, train_y, task == NEXT_STEP, table.x_names, table.y_names, table.source, diff, config.scale
     )
+    scaling.lag = _naive_lag(config)
     val = held_out = None
     if val_x:
         val, scored = _validation(val_x, val_y, table, scaling, config, device, config.burn_in, diff.order)
@@ -157,7 +158,12 @@ def _levelled(table: SeriesTable, task: str, config: TrainConfig) -> SeriesTable
     if len(known) == 1 and config.val > 0:
         known[0] = tail_start(int(known[0]), config.val)
     known[known < 2] = 0  # a series of one step has no target: nothing to scale
-    return divided(table, levels(table, known, option=f"--scale {config.scale}"))
+    return divided(table, levels(table, known, option=f"--scale {config.scale}", lag=_naive_lag(config)))
+
+
+def _naive_lag(config: TrainConfig) -> int:
+    """The lag of --scale naive's naive forecast: --season, else 1; 0 for other scales."""
+    return (config.season or 1) if config.scale == "naive" else 0
 
 
 def _check_horizon(table: SeriesTable, task: str, diff: Differencing, horizon: int) -> None:
