@@ -65,7 +65,7 @@ LIMITS: dict[str, Limit] = {
     # shared
     "seed": _int("seed", 0, 2**32 - 1),  # numpy's and torch's generators take it as it is
     "threads": _int("threads", 1, cores()),
-    "season": _int("season", 1, BILLION),
+    "season": _int("season", 1, 1_000_000),  # as long as a --window may be, and a checkpoint may store
     # train (and gradnorm's fresh models)
     "hidden": _int("hidden", 1, 4096),
     "layers": _int("layers", 1, 16),

@@ -460,6 +460,15 @@ def test_series_scale_refuses_huge_values_and_skips_series_it_does_not_forecast(
     result, _ = backtest(panel / "plain.pt", one_step, horizon=3, start=40, quiet=True)
     assert sorted(set(result.columns["series"].tolist())) == ["0", "1"]
     assert np.isnan(predict(panel / "plain.pt", one_step, quiet=True)[0].columns["yhat"][-1])
+    trap = SeriesTable.from_arrays([np.r_[np.tile([0.0, 1e-300], 5), np.linspace(1e100, 2e100, 20)]])
+    write_table(trap, tmp_path / "trap.csv")
+    for model in ("plain", "naive"):  # a level of 1e-300 before values of 1e100: nothing to scale them by
+        said = cli("rollout", panel / f"{model}.pt", tmp_path / "trap.csv", "--warmup", "10", "--steps", "5")
+        one_error_line(said, "series '0' reaches 1e+100, more than 1e+150 times its level (")
+    one_error_line(
+        cli("train", panel / "p.csv", "--scale", "naive", "--season", "1000001", "-o", tmp_path / "m.pt"),
+        "--season",
+    )
 
 
 def test_seqtool_ensemble_joins_checkpoints_into_one_that_forecasts_their_median(ensemble, cli, tmp_path):

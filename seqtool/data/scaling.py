@@ -319,8 +319,20 @@ def magnitudes(table, known: np.ndarray, last: int | None = None, lag: int = 0) 
 
 
 def divided(table, level: np.ndarray):
-    """The table with each series' inputs divided by its level [N, F]."""
-    return table.with_x(table.x / np.repeat(level, table.lengths, axis=0))
+    """The table with each series' inputs divided by its level [N, F]. A value that the
+    division takes past MAX_MAGNITUDE (a level far below the values after it) is refused,
+    naming its series."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = table.x / np.repeat(level, table.lengths, axis=0)
+    far = np.flatnonzero((np.abs(x) > MAX_MAGNITUDE).any(axis=1))
+    if len(far):
+        i = int(np.searchsorted(table.offsets, far[0], side="right")) - 1
+        raise SeqtoolError(
+            f"{table.source}: series {table.ids[i]!r} reaches {np.abs(table.x[far[0]]).max():.3g}, more than "
+            f"{MAX_MAGNITUDE:g} times its level ({level[i].max():.3g}, taken over the steps before its forecast): "
+            "forecast it from more steps, or leave it out"
+        )
+    return table.with_x(x)
 
 
 def times(values: np.ndarray, level: np.ndarray | None, lengths: np.ndarray) -> np.ndarray:

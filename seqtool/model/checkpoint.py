@@ -194,7 +194,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     _check_scale(norm, task, damaged)
     _check_calibration(ckpt.get("calibration"), task, model["n_out"], damaged)
     if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
-        damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps >= 1")
+        damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps in [1, 1000000]")
 
 
 def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
