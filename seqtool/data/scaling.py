@@ -307,14 +307,14 @@ def magnitudes(table, known: np.ndarray, last: int | None = None, lag: int = 0) 
     rows = np.repeat(table.offsets[:-1][some] + skip[some] - firsts, count[some]) + np.arange(int(count.sum()))
     if not len(firsts):
         return out
-    values, n = np.abs(table.x[rows]), count[some]
+    values, n = table.x[rows], count[some]
     if lag:
         step = np.where(n > lag, lag, 1)
         back = np.repeat(step, n)
         after = np.arange(len(rows)) - np.repeat(firsts, n) >= back  # a step with one `back` steps before it
-        values = np.where(after[:, None], np.abs(table.x[rows] - table.x[np.where(after, rows - back, rows)]), 0.0)
+        values = np.where(after[:, None], values - table.x[np.where(after, rows - back, rows)], 0.0)
         n = np.maximum(n - step, 1)
-    out[some] = np.add.reduceat(values, firsts, axis=0) / n[:, None]
+    out[some] = np.add.reduceat(np.abs(values), firsts, axis=0) / n[:, None]
     return out
 
 

@@ -193,8 +193,9 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
         damaged(f"norm.log is {norm.get('log')!r:.60}; expected true or false (true only for a next-step model)")
     _check_scale(norm, task, damaged)
     _check_calibration(ckpt.get("calibration"), task, model["n_out"], damaged)
-    if "season" in data and not (_count(data["season"]) and LIMITS["season"].holds(data["season"])):
-        damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps in [1, 1000000]")
+    season = LIMITS["season"]
+    if "season" in data and not (_count(data["season"]) and season.holds(data["season"])):
+        damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps in {season.interval()}")
 
 
 def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
