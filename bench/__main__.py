@@ -19,6 +19,7 @@ from . import (
     conformal,
     distributed,
     forecasting,
+    gaps,
     gpu,
     kernels,
     known,
@@ -44,6 +45,7 @@ BENCHMARKS = {
     "competition": competition.run,
     "conformal": conformal.run,
     "known": known.run,
+    "gaps": gaps.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nEach section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"

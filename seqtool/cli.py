@@ -651,10 +651,10 @@ def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
 
     Example: seqtool info data/daily_temperature.csv --x value
     """
-    from seqtool.data.reading import read_series
+    from seqtool.data.reading import read_history
     from seqtool.data.tables import describe
 
-    for key, value in describe(read_series(data, x, y)).items():
+    for key, value in describe(read_history(data, x, y)).items():
         typer.echo(f"{key + ':':15} {value}")
 
 

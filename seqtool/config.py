@@ -69,6 +69,7 @@ GRAD_LOSSES = ("last", "all")
 WINDOW = 50  # --window's default, where targets are not sparse (prepare.window_for)
 OPTIMIZERS = ("adam", "sgd")
 SCALES = ("global", "series", "naive", "window")
+GAPS = ("fill", "refuse")  # empty input cells: carried forward and marked (`data.gaps`), or refused
 
 
 def _option(default, help: str, choices: tuple | None = None, flag: str | None = None, limit: str = ""):
@@ -150,6 +151,11 @@ class TrainConfig:
         None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates."
     )
     known: str | None = _option(None, "Columns known in advance (a price), comma-separated: fed, not forecast.")
+    gaps: str = _option(
+        "fill",
+        "Empty input cells in a series: fill (the last value before, with an input saying it was missing) or refuse.",
+        GAPS,
+    )
     save_every: float = field(default=30.0, metadata={"help": None})  # seconds between checkpoints; not an option
     world_size: int = field(
         default=1, metadata={"help": None}
@@ -207,28 +213,33 @@ class TrainConfig:
 
     def check(self) -> None:
         """Every setting within its bounds (limits.py) and consistent with the others."""
-        for f in self.options():
-            choices = f.metadata["choices"]
-            if choices and getattr(self, f.name) not in choices:
-                raise SeqtoolError(f"--{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
-        check_all(
-            hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr, batch=self.batch,
-            window=self.window, stride=self.stride, steps=self.steps, epochs=self.epochs, clip=self.clip,
-            val=self.val, patience=self.patience, burn_in=self.burn_in, seed=self.seed, train_horizon=self.horizon,
-            ensemble=self.ensemble,
-        )  # fmt: skip
-        for name in ("stateful", "time_features", "log_values"):
-            if not isinstance(getattr(self, name), bool):
-                raise SeqtoolError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not (isinstance(self.save_every, (int, float)) and 0 <= self.save_every < math.inf):
-            raise SeqtoolError(f"save_every must be a number of seconds, got {self.save_every!r}")
-        for name in ("x", "y", "known"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise SeqtoolError(f"--{name} must be column names, got {getattr(self, name)!r}")
-        self.lags()
-        self.periods()
-        check_all(season=self.season)
-        _check_together(self)
+        _check(self)
+
+
+def _check(c: TrainConfig) -> None:
+    """`TrainConfig.check`: each setting, then how they go together."""
+    for f in c.options():
+        choices = f.metadata["choices"]
+        if choices and getattr(c, f.name) not in choices:
+            raise SeqtoolError(f"--{f.name} must be one of {', '.join(choices)}, got {getattr(c, f.name)!r}")
+    check_all(
+        hidden=c.hidden, layers=c.layers, dropout=c.dropout, lr=c.lr, batch=c.batch,
+        window=c.window, stride=c.stride, steps=c.steps, epochs=c.epochs, clip=c.clip,
+        val=c.val, patience=c.patience, burn_in=c.burn_in, seed=c.seed, train_horizon=c.horizon,
+        ensemble=c.ensemble,
+    )  # fmt: skip
+    for name in ("stateful", "time_features", "log_values"):
+        if not isinstance(getattr(c, name), bool):
+            raise SeqtoolError(f"{name} must be true or false, got {getattr(c, name)!r}")
+    if not (isinstance(c.save_every, (int, float)) and 0 <= c.save_every < math.inf):
+        raise SeqtoolError(f"save_every must be a number of seconds, got {c.save_every!r}")
+    for name in ("x", "y", "known"):
+        if getattr(c, name) is not None and not isinstance(getattr(c, name), str):
+            raise SeqtoolError(f"--{name} must be column names, got {getattr(c, name)!r}")
+    c.lags()
+    c.periods()
+    check_all(season=c.season)
+    _check_together(c)
 
 
 def _check_together(c: TrainConfig) -> None:

@@ -110,8 +110,9 @@ def history(table: SeriesTable, names: tuple[str, ...]) -> SeriesTable:
     """A table read with empty series cells allowed, cut to each series' history: the rows
     up to its last value. The rows after it, up to the first with a known cell empty, go to
     `ahead`, every column of them: a forecast's future as given (its known values, its `t`,
-    its other cells). A series cell empty within the history, a known cell empty there, and
-    a known value that is not finite or beyond 1e150 are refused in one line."""
+    its other cells). A known cell empty within the history, and a known value that is not
+    finite or beyond 1e150, are refused in one line (an empty series cell there is a gap:
+    `gaps.marked`)."""
     missing = [n for n in names if n not in table.columns]
     if missing:
         raise SeqtoolError(f"{table.source}: no known column {missing[0]!r} (columns: {', '.join(table.columns)})")
@@ -131,7 +132,6 @@ def history(table: SeriesTable, names: tuple[str, ...]) -> SeriesTable:
         i = int(np.flatnonzero(length == 0)[0])
         raise SeqtoolError(f"{table.source}: series {table.ids[i]!r} has no value in {', '.join(table.x_names)}")
     inside = step < np.repeat(length, table.lengths)
-    _refuse_empty(table, inside, table.x_names, table.x, "an empty cell is not a number")
     _refuse_empty(table, inside, names, known, "no value within the history: a known column needs one at every step")
     kept = ranges(table.offsets[:-1], length)
     given = []  # per series, its rows after the history up to the first with a known cell empty

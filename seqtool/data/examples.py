@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqtool.data.covariates import Covariates
+from seqtool.data.gaps import mask
 from seqtool.data.scaling import Differencing, Scaling, WindowLevels
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
@@ -39,6 +40,7 @@ def inputs_and_targets(
     time: TimeFeatures | None = None,
     horizon: int = 1,
     covariates: Covariates | None = None,
+    gaps: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per series: inputs [T, F (+ time features)] and targets [T, G], NaN where a step
     has no target.
@@ -48,27 +50,43 @@ def inputs_and_targets(
     columns h*F:(h+1)*F; NaN past the end); with differencing, of the differenced series
     (its first `order` steps dropped).
     A mapping table is not differenced (its targets are not the series it reads). Known
-    inputs (`time`, `covariates`) are appended: those of the step the output estimates.
+    inputs (`time`, `covariates`) are appended: those of the step the output estimates;
+    with `gaps`, then the gap mask of the step read (`gaps.mask`). A target made of a gap
+    (`SeriesTable.missing`) is NaN: no loss scores it.
     """
     xs, ys = _series_and_targets(table, task, diff, horizon)
-    if time is None and covariates is None:
-        return xs, ys
     steps = table.lengths - diff.order
-    known = np.split(known_inputs(table, steps, task, diff, time, covariates), np.cumsum(steps)[:-1])
+    if table.missing is not None and task == NEXT_STEP:
+        ys = _unscored(ys, np.split(mask(table, steps, diff.coefficients()), np.cumsum(steps)[:-1]), horizon)
+    if time is None and covariates is None and not gaps:
+        return xs, ys
+    known = np.split(known_inputs(table, steps, task, diff, time, covariates, gaps), np.cumsum(steps)[:-1])
     return [np.concatenate([x, f], axis=1) for x, f in zip(xs, known)], ys
+
+
+def _unscored(ys: list[np.ndarray], gaps: list[np.ndarray], horizon: int) -> list[np.ndarray]:
+    """Targets [T, H * F] with NaN where the step they are of read a gap (`gaps` [T, F])."""
+    for y, g in zip(ys, gaps):
+        width = g.shape[1]
+        for h in range(min(horizon, len(y) - 1)):
+            y[: len(y) - 1 - h, h * width : (h + 1) * width][g[1 + h :] > 0] = np.nan
+    return ys
 
 
 def known_inputs(
     table: SeriesTable, steps: np.ndarray, task: str, diff: Differencing, time: TimeFeatures | None,
-    covariates: Covariates | None,
+    covariates: Covariates | None, gaps: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """The inputs known in advance [sum(steps), K] that the network reads at the first
     steps[i] of its rows of each series (after the differencing's first `order`): time
-    features, then covariates, of the step each output estimates. A covariate not given
-    there (past the rows after a series' end) reads 0, its mean: only an output nobody
-    uses reads one (a forecast beyond them is refused first, `covariates.reach`)."""
+    features, then covariates, of the step each output estimates; with `gaps`, the gap
+    mask of the step it reads (`gaps.mask`). A covariate not given there (past the rows
+    after a series' end) reads 0, its mean: only an output nobody uses reads one (a
+    forecast beyond them is refused first, `covariates.reach`)."""
     shift = diff.order + 1 if task == NEXT_STEP else 0
     parts = [f.ahead(table, steps, shift) for f in (time, covariates) if f is not None]
+    if gaps:
+        parts.append(mask(table, steps, diff.coefficients()))
     return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0) if parts else np.zeros((int(np.sum(steps)), 0))
 
 

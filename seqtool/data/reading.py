@@ -1,12 +1,15 @@
 """Reading any source as a table: a CSV or npz file, standard input, a table folder, or a
-table already in memory; and as series (`read_series`), checked by `tables.series_of`."""
+table already in memory; as series (`read_series`), checked by `tables.series_of`; and as
+a forecast's history (`read_history`): gaps marked, known columns' future set apart."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from seqtool.data.covariates import history
 from seqtool.data.folders import Folder, is_folder
+from seqtool.data.gaps import marked
 from seqtool.data.tables import SeriesTable, Table, read_table, series_of
 
 
@@ -37,3 +40,17 @@ def read_series(
     The checks are `tables.series_of`'s.
     """
     return series_of(as_table(source), x, y, missing_inputs)
+
+
+def read_history(
+    source: str | Path | Table | SeriesTable | None,
+    x: str | Sequence[str] | None = None,
+    y: str | Sequence[str] | None = None,
+    known: Sequence[str] = (),
+    gaps: str = "fill",
+) -> SeriesTable:
+    """A table as training and forecasting take it: each series up to its last value, with
+    `known` columns the rows after it as its given future (`covariates.history`), and its
+    empty input cells before it as gaps (`gaps.marked`: filled, or refused with "refuse")."""
+    table = read_series(source, x, y, missing_inputs=True)
+    return marked(history(table, tuple(known)) if known else table, gaps)

@@ -84,6 +84,7 @@ class SeriesTable:
     lengths: np.ndarray
     source: str = "table"
     ahead: dict[str, list[np.ndarray]] | None = None  # each column's given rows past each series' end (`covariates`)
+    missing: np.ndarray | None = None  # [rows, F]: input cells empty in the table, read as filled (`gaps`)
 
     @classmethod
     def from_arrays(
@@ -124,8 +125,16 @@ class SeriesTable:
 
     @property
     def x(self) -> np.ndarray:
-        """Inputs of all rows, [rows, F]."""
-        return np.stack([self.columns[n] for n in self.x_names], axis=1)
+        """Inputs of all rows, [rows, F]; a gap (`missing`) holds the last value before it
+        (`carried`): what a network reads and a forecast goes on from."""
+        x = np.stack([self.columns[n] for n in self.x_names], axis=1)
+        return x if self.missing is None else carried(x, self.offsets)
+
+    @property
+    def truth(self) -> np.ndarray:
+        """Inputs of all rows as observed, [rows, F], NaN at a gap: what a forecast is scored on."""
+        x = self.x
+        return x if self.missing is None else np.where(self.missing, np.nan, x)
 
     @property
     def y(self) -> np.ndarray | None:
@@ -139,9 +148,14 @@ class SeriesTable:
         return replace(self, columns={**self.columns, **{n: x[:, j] for j, n in enumerate(self.x_names)}})
 
     def taken(self, rows: np.ndarray, lengths: np.ndarray) -> SeriesTable:
-        """The series made of these rows (indices, end to end), series i the next lengths[i]."""
+        """The series made of these rows (indices, end to end), series i the next lengths[i];
+        a gap holds the value this table carried into it (from before the rows, maybe)."""
         columns = {name: col[rows] for name, col in self.columns.items()}
-        return SeriesTable(columns, self.x_names, self.y_names, np.asarray(lengths, dtype=np.int64), self.source)
+        missing = None if self.missing is None else self.missing[rows]
+        if missing is not None:
+            columns.update(zip(self.x_names, self.x[rows].T))
+        lengths = np.asarray(lengths, dtype=np.int64)
+        return SeriesTable(columns, self.x_names, self.y_names, lengths, self.source, missing=missing)
 
     def split(self, rows: np.ndarray) -> list[np.ndarray]:
         """Cut an array over all rows into one array per series."""
@@ -235,7 +249,16 @@ def describe(table: SeriesTable) -> dict[str, str]:
         "time": "column t" if "t" in table.columns else "steps 0, 1, 2, ... (no t column)",
         "other columns": ", ".join(other) or "(none)",
         "task": task,
+        **({"gaps": _gaps(table)} if table.missing is not None else {}),
     }
+
+
+def _gaps(table: SeriesTable) -> str:
+    per_series = np.add.reduceat(table.missing.any(axis=1), table.offsets[:-1])
+    return (
+        f"{int(table.missing.sum())} empty input cells in {int((per_series > 0).sum())} series "
+        "(train fills each with the value before it and marks it: --gaps)"
+    )
 
 
 def check_table_output(dest: str | Path | None) -> Target | None:
@@ -491,6 +514,20 @@ def not_contiguous(source: str, row: int, sid: str, started: int) -> SeqtoolErro
 def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, end to end."""
     return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(np.sum(counts)))
+
+
+def carried(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """x [rows, F] of series end to end with each NaN replaced by the last value before it
+    in its series (the first value after it at the series' start); all-NaN stays NaN."""
+    rows = np.arange(len(x))[:, None]
+    known = ~np.isnan(x)
+    index = np.where(known, rows, -1)
+    starts = offsets[:-1]
+    if len(starts):
+        first = np.minimum.reduceat(np.where(known, rows, len(x)), starts[starts < len(x)], axis=0)
+        index[starts[starts < len(x)]] = np.minimum(first, len(x) - 1)
+    index = np.maximum.accumulate(index, axis=0)
+    return np.take_along_axis(x, np.maximum(index, 0), axis=0)
 
 
 def positions(lengths: np.ndarray) -> np.ndarray:

@@ -174,8 +174,8 @@ def _table_and_scores(
     first = np.full(len(table.lengths), np.iinfo(np.int64).max)
     np.minimum.at(first, series, origin)
     history = positions(table.lengths) < np.repeat(first, table.lengths)
-    denominator = scale(table.x, table.offsets, history)
-    truth = table.x[rows]
+    denominator = scale(table.truth, table.offsets, history)
+    truth = table.truth[rows]
     scores = {**score(yhat, truth, np.ones(len(h), bool), naive, seasonal, denominator), "season": season}
     by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]
     if flat and scores["steps"]:

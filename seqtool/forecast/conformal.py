@@ -163,7 +163,7 @@ def scaled_errors(table, series: np.ndarray, origin: np.ndarray, yhat: np.ndarra
 def truths(table, series: np.ndarray, origin: np.ndarray, horizon: int) -> np.ndarray:
     """The true values [origins, H, G] of the steps forecast from each origin."""
     rows = table.offsets[series][:, None] + origin[:, None] + np.arange(horizon)
-    return table.x[rows]
+    return table.truth[rows]
 
 
 def origin_scales(table, series: np.ndarray, origin: np.ndarray, warn: bool = True) -> np.ndarray:
@@ -172,7 +172,7 @@ def origin_scales(table, series: np.ndarray, origin: np.ndarray, warn: bool = Tr
     first = np.full(len(table.lengths), np.iinfo(np.int64).max)
     np.minimum.at(first, series, origin)
     history = positions(table.lengths) < np.repeat(first, table.lengths)
-    return usable(series_scales(table.x, table.offsets, history), table.ids, np.unique(series), warn)[series]
+    return usable(series_scales(table.truth, table.offsets, history), table.ids, np.unique(series), warn)[series]
 
 
 def usable(scales: np.ndarray, ids: list[str], used: np.ndarray | None = None, warn: bool = True) -> np.ndarray:

@@ -4,14 +4,16 @@ it can give beside point forecasts (`intervals`, `samples`)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from seqtool.data.covariates import Covariates, history
+from seqtool.data.covariates import Covariates
 from seqtool.data.examples import MAPPING, NEXT_STEP, known_inputs, predicted
-from seqtool.data.reading import as_table, read_series
+from seqtool.data.gaps import count as gap_count
+from seqtool.data.reading import as_table, read_history
 from seqtool.data.scaling import Scaling, check_magnitude
 from seqtool.data.tables import SeriesTable, numbered, positions
 from seqtool.data.timefeatures import TimeFeatures
@@ -47,7 +49,8 @@ class Forecaster:
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))
         self.covariates = Covariates.from_dict(info.get("known"))
-        self.reads_known = self.time is not None or self.covariates is not None  # inputs known in advance
+        self.gaps = bool(info.get("gaps", False))  # trained on gaps: it reads a gap mask (`data.gaps`)
+        self.reads_known = self.time is not None or self.covariates is not None or self.gaps  # beside the series
         self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
 
     @property
@@ -90,33 +93,23 @@ class Forecaster:
         use_threads(threads, work(self.net.config, batch))
 
     def read(self, data) -> SeriesTable:
-        """Read a table with this model's columns; a table without them is refused."""
+        """Read a table with this model's columns (a table without them is refused), its
+        gaps marked (`gaps`), its known columns' future set apart (`covariates.history`)."""
         table = as_table(data)
-        missing = [n for n in self.x_names if n not in table.columns]
-        if missing:
-            raise SeqtoolError(
-                f"{table.source}: the model {self.path} needs input column(s) "
-                f"{', '.join(self.x_names)}; missing {', '.join(missing)} "
-                f"(columns: {', '.join(table.columns)})"
-            )
-        if self.time is not None and self.time.column not in table.columns:
-            raise SeqtoolError(
-                f"{table.source}: the model {self.path} reads time features from column {self.time.column!r}; "
-                "the table has none"
-            )
+        _check_columns(self, table)
         has_truth = self.task == MAPPING and all(n in table.columns for n in self.y_names)
         known = self.covariates.names if self.covariates is not None else ()
-        series = read_series(table, self.x_names, self.y_names if has_truth else [], missing_inputs=bool(known))
-        series = history(series, known) if known else series  # the rows after each series' values: its future
+        series = read_history(table, self.x_names, self.y_names if has_truth else [], known)
+        if series.missing is not None and not self.gaps:
+            warnings.warn(
+                f"{series.source}: {gap_count(series)} empty input cell(s) read as the value before each; "
+                f"{self.path} was trained without gaps, so it takes them for values (train on a table with "
+                "gaps for a model that knows them)",
+                stacklevel=2,
+            )
         for name in series.x_names + series.y_names:  # the truth the metrics square
             check_magnitude(series.columns[name], name, series.source)
-        short = np.flatnonzero(series.lengths <= self.scaling.diff.order)
-        if len(short):
-            raise SeqtoolError(
-                f"{series.source}: series {series.ids[short[0]]!r} has {series.lengths[short[0]]} steps; "
-                f"the model differences at lags {self.scaling.diff} (--diff), "
-                f"so a series needs more than {self.scaling.diff.order}"
-            )
+        _check_length(self, series)
         return series
 
     def view(self, table: SeriesTable):
@@ -136,7 +129,14 @@ class Forecaster:
         """The known inputs (`examples.known_inputs`) the network reads at its first steps[i]
         - order rows of each series (past the end of the data where steps[i] is longer)."""
         order = self.scaling.diff.order
-        return known_inputs(table, steps - order, self.task, self.scaling.diff, self.time, self.covariates)
+        return known_inputs(table, steps - order, self.task, self.scaling.diff, self.time, self.covariates, self.gaps)
+
+    def fed_known(self, known):
+        """Known inputs [rows, K] for steps that read the network's own forecasts: the gap
+        mask's columns (the last F) 0, as a forecast is never a gap."""
+        if self.gaps and known is not None:
+            known = torch.cat([known[:, : -len(self.x_names)], torch.zeros_like(known[:, -len(self.x_names) :])], 1)
+        return known
 
     def next_step(self, values):
         """The first step of a horizon model's outputs [..., H * G] (all of another's): [..., G]."""
@@ -174,6 +174,32 @@ class Forecaster:
                 f"no seasonal naive forecast can be made; give a shorter --season"
             )
         return season
+
+
+def _check_columns(m: Forecaster, table) -> None:
+    """Refuse a table without the model's input columns or its time features' column."""
+    missing = [n for n in m.x_names if n not in table.columns]
+    if missing:
+        raise SeqtoolError(
+            f"{table.source}: the model {m.path} needs input column(s) "
+            f"{', '.join(m.x_names)}; missing {', '.join(missing)} "
+            f"(columns: {', '.join(table.columns)})"
+        )
+    if m.time is not None and m.time.column not in table.columns:
+        raise SeqtoolError(
+            f"{table.source}: the model {m.path} reads time features from column {m.time.column!r}; the table has none"
+        )
+
+
+def _check_length(m: Forecaster, series: SeriesTable) -> None:
+    """Refuse a series too short for the model's differencing."""
+    short = np.flatnonzero(series.lengths <= m.scaling.diff.order)
+    if len(short):
+        raise SeqtoolError(
+            f"{series.source}: series {series.ids[short[0]]!r} has {series.lengths[short[0]]} steps; "
+            f"the model differences at lags {m.scaling.diff} (--diff), "
+            f"so a series needs more than {m.scaling.diff.order}"
+        )
 
 
 def next_step_model(path: str | Path, ckpt: dict | None = None, advice: str = "use seqtool predict") -> Forecaster:

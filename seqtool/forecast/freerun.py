@@ -61,7 +61,7 @@ def roll(m: Forecaster, table: SeriesTable, k: np.ndarray, free: np.ndarray, pat
 def _roll(m: Forecaster, table: SeriesTable, k: np.ndarray, free: np.ndarray, paths: int = 0) -> np.ndarray:
     table, level = m.scaling.levelled(table, k)
     z, lengths = m.view(table)
-    known = torch.from_numpy(m.known(table, k + free).astype(np.float32)) if m.reads_known else None
+    known = m.fed_known(torch.from_numpy(m.known(table, k + free).astype(np.float32))) if m.reads_known else None
     forecast, expected = _free_run(m, z, lengths, k - m.scaling.diff.order, free, known, paths)
     d = m.outputs(forecast, "forecasts", expected)
     out = _undone(m, table, k, free, d) if paths else _undone(m, table, k, free, d[None])[0]
@@ -157,7 +157,7 @@ def _from_origins(
     each = torch.arange(len(origin)).repeat_interleave(n)  # an origin's paths side by side
     first, step, states = _started(m, step, raw[each], [map_state(lambda s: s[each], st) for st in states], paths > 0)
     at = torch.from_numpy((np.cumsum(lengths) - lengths)[series] + rows)[each]  # each origin's row of z
-    known = z[:, width:] if z.shape[1] > width else None  # the time features and covariates
+    known = m.fed_known(z[:, width:]) if z.shape[1] > width else None  # time features, covariates, gaps
     outs = free_steps(step, first, states, np.full(len(first), horizon - 1), known, at, draw=paths > 0)
     d = (
         m.outputs(torch.stack([first, *outs], 1).reshape(-1, first.shape[1]), "forecasts")

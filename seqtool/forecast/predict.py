@@ -56,10 +56,10 @@ def predict(
     got = teacher_forced(m, table, level if kind == "model" else None)
     if kind == "conformal":  # the scale of the steps before the scored ones (of all, without a warm-up)
         step = positions(table.lengths)
-        scales = series_scales(table.x, table.offsets, step < warmup if warmup >= 2 else step >= 0)
+        scales = series_scales(table.truth, table.offsets, step < warmup if warmup >= 2 else step >= 0)
         radius = m.calibration.radius(level, 1, m.path)
         got.update(bounds(got["point"], radius, np.repeat(usable(scales, table.ids), table.lengths, axis=0)))
-    yhat, truth = got["point"], table.x if m.task == NEXT_STEP else table.y
+    yhat, truth = got["point"], table.truth if m.task == NEXT_STEP else table.y
     columns = {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, got)}
     result = _with_columns(table, columns)
     step = positions(table.lengths)

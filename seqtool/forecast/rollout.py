@@ -91,7 +91,7 @@ def rollout(
 def _conformal(m: Forecaster, table: SeriesTable, k: np.ndarray, total: np.ndarray, yhat, radius) -> dict:
     """Conformal bounds of the free rows (h = 1, 2, ... after each warm-up; none in it)."""
     h = positions(total) - np.repeat(k, total)
-    scales = series_scales(table.x, table.offsets, positions(table.lengths) < np.repeat(k, table.lengths))
+    scales = series_scales(table.truth, table.offsets, positions(table.lengths) < np.repeat(k, table.lengths))
     free = h >= 0
     r = np.full(yhat.shape, np.nan)
     r[free] = radius[h[free]]
@@ -107,7 +107,7 @@ def _scores(
     result.columns["phase"] = np.where(step < first_free, "warmup", "free")
     start = np.repeat(table.offsets[:-1], result.lengths)
     naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
-    denominator = denominator_of(table, table.x, positions(table.lengths) < np.repeat(k, table.lengths))
+    denominator = denominator_of(table, table.truth, positions(table.lengths) < np.repeat(k, table.lengths))
     scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     if bounds and scores["steps"]:
         owner = np.repeat(np.arange(len(result.lengths)), result.lengths)

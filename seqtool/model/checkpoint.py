@@ -11,7 +11,10 @@ Layout of the dict:
     data                     x_names, y_names, task ("next-step" or "mapping"), source,
                              season (optional: the season length --season named),
                              time (optional: --time-features' column and cycles; the model's
-                             inputs are then the x columns and a sine/cosine pair per cycle)
+                             inputs are then the x columns and a sine/cosine pair per cycle),
+                             known (optional: --known's columns, mean and std),
+                             gaps (optional: true where it was trained on gaps; a mask
+                             input for each x column, last)
     norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split),
                              lags (optional: the --diff lags, applied before standardising),
                              log (optional: true with --log-values, applied before the lags),
@@ -174,8 +177,11 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     if task not in TASKS:
         damaged(f"data.task is {task!r}, not one of {', '.join(TASKS)}")
     known = _check_time(data.get("time"), damaged) + _check_known(data.get("known"), task, damaged)
-    if not _names(x_names) or len(x_names) + known != model["n_in"]:
-        damaged(f"data.x_names should be {model['n_in'] - known} column names, got {x_names!r}")
+    if data.get("gaps", False) is not True and "gaps" in data:
+        damaged(f"data.gaps is {data['gaps']!r:.60}, expected true (or no such field)")
+    masks = 1 + bool(data.get("gaps"))  # with gaps, a mask input beside each input
+    if not _names(x_names) or masks * len(x_names) + known != model["n_in"]:
+        damaged(f"data.x_names should be {(model['n_in'] - known) / masks:g} column names, got {x_names!r}")
     outputs = len(x_names) if task == "next-step" else len(y_names) if _names(y_names) else None
     if not _names(y_names) or (task == "next-step" and y_names) or outputs != model["n_out"]:
         damaged(f"data.y_names {y_names!r} do not fit a {task} model of {model['n_out']} outputs")

@@ -12,7 +12,7 @@ import numpy as np
 
 from seqtool.config import WINDOW, TrainConfig
 from seqtool.data import folders
-from seqtool.data.covariates import Covariates, history
+from seqtool.data.covariates import Covariates
 from seqtool.data.examples import (
     MAPPING,
     NEXT_STEP,
@@ -23,7 +23,7 @@ from seqtool.data.examples import (
     tail_start,
     task_of,
 )
-from seqtool.data.reading import read_series
+from seqtool.data.reading import read_history
 from seqtool.data.scaling import (
     Differencing,
     Scaling,
@@ -50,9 +50,7 @@ def table_for(data, config: TrainConfig):
         folder.check_columns(config.x, config.y)
         if folder.in_place(config):
             return folder
-    if not config.known_columns():
-        return read_series(data, config.x, config.y)
-    table = history(read_series(data, config.x, config.y, missing_inputs=True), config.known_columns())
+    table = read_history(data, config.x, config.y, config.known_columns(), config.gaps)
     return replace(table, ahead=None)  # the rows after the values are a forecast's, not training's
 
 
@@ -98,7 +96,8 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     covariates = _covariates(table, task, config)
     _check_horizon(table, task, diff, config.horizon)
     levelled = _levelled(table, task, config)
-    xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon, covariates)
+    gaps = table.missing is not None
+    xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon, covariates, gaps)
     fingerprint, width = _fingerprint(xs, ys), xs[0].shape[1]
     if config.scale == "window":  # each row's |x| on its series' level, split with the rows
         xs = [np.concatenate([x, np.abs(s[diff.order :])], axis=1) for x, s in zip(xs, levelled.split(levelled.x))]
@@ -122,6 +121,8 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
         info["time"] = time.to_dict()
     if covariates is not None:
         info["known"] = covariates.to_dict()
+    if gaps:
+        info["gaps"] = True
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source)
     if config.scale == "window":
         rows.levels = WindowLevels.of(np.concatenate(relative), scaling)

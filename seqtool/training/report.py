@@ -108,7 +108,7 @@ def against_naive(run: Run) -> list[str]:
         forecasts = one_step(m, table)
     except SeqtoolError as e:  # the run is saved; its comparison cannot be made
         return [f"seqtool: no comparison with the naive forecast on validation: {e}"]
-    scores = score(forecasts, table.x, np.concatenate(scored), naive, seasonal)
+    scores = score(forecasts, table.truth, np.concatenate(scored), naive, seasonal)
     if scores["mae"] is None:
         return []
     lines = [f"seqtool: validation, one step ahead, original scale: {line(scores)} over {scores['steps']} steps"]

@@ -1,0 +1,83 @@
+"""Gaps (`train --gaps fill`, the default): empty input cells within a series. The network
+reads the last value before a gap (the first after it at a series' start; `tables.carried`)
+and, beside it, a mask that says the value was missing; no loss and no metric scores a
+missing step. Carrying forward reads nothing after the gap, so a backtest's forecast from
+an origin never sees a later value (an interpolation would). numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from seqtool.data.tables import SeriesTable
+from seqtool.errors import SeqtoolError
+
+
+def marked(table: SeriesTable, mode: str = "fill") -> SeriesTable:
+    """The table with its empty input cells as gaps (`SeriesTable.missing`; None where there
+    are none). Refused in one line: with `refuse`, any empty cell; a series that ends in an
+    empty cell (a forecast starts after its last value); a gap longer than half its series."""
+    empty = np.isnan(np.stack([table.columns[n] for n in table.x_names], axis=1))
+    if not empty.any():
+        return replace(table, missing=None)
+    rows, col = divmod(int(np.flatnonzero(empty)[0]), empty.shape[1])
+    name = table.x_names[col]
+    if mode == "refuse":
+        raise SeqtoolError(
+            f"{table.source}: row {rows + 1}, column {name!r}: an empty cell is not a number (--gaps fill fills gaps)"
+        )
+    last = table.offsets[1:] - 1
+    ends = np.flatnonzero(empty[last].any(axis=1))
+    if len(ends):
+        i = int(ends[0])
+        raise SeqtoolError(
+            f"{table.source}: series {table.ids[i]!r} ends in an empty cell (row {int(last[i]) + 1}): a forecast "
+            "starts after a series' last value; drop its rows after that"
+        )
+    _refuse_long(table, empty)
+    return replace(table, missing=empty)
+
+
+def _refuse_long(table: SeriesTable, empty: np.ndarray) -> None:
+    """Refuse a run of empty cells in one column longer than half of its series."""
+    owner = np.repeat(np.arange(len(table.lengths)), table.lengths)
+    for j, name in enumerate(table.x_names):
+        edges = np.diff(np.concatenate([[0], empty[:, j].astype(np.int8), [0]]))
+        begin, end = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        # a run never crosses series: every series ends in a value
+        long = np.flatnonzero(2 * (end - begin) > table.lengths[owner[begin]])
+        if len(long):
+            b, e = int(begin[long[0]]), int(end[long[0]])
+            i = int(owner[b])
+            raise SeqtoolError(
+                f"{table.source}: series {table.ids[i]!r}, column {name!r}: a gap of {e - b} steps (rows {b + 1} to "
+                f"{e}) in a series of {int(table.lengths[i])}: more than half of it is no series to learn from "
+                f"or forecast; a gap may be at most half its series"
+            )
+
+
+def count(table: SeriesTable) -> int:
+    """The table's gaps: empty input cells."""
+    return 0 if table.missing is None else int(table.missing.sum())
+
+
+def mask(table: SeriesTable, steps: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """The gap mask the network reads [sum(steps), F] at the first steps[i] of its rows of
+    each series (after the differencing's first `order` = len(coefficients) - 1): 1 where
+    its input read a gap (with differencing, where any value it was made of did), 0 past
+    the table's rows (a forecast's own values, never a gap)."""
+    order, width = len(coefficients) - 1, len(table.x_names)
+    gap = np.zeros((int(table.lengths.sum()), width), dtype=bool) if table.missing is None else table.missing
+    used = [k for k in range(order + 1) if k == 0 or coefficients[k] != 0]
+    out = np.zeros((int(np.sum(steps)), width), dtype=np.float64)
+    starts = np.cumsum(steps) - steps
+    for i, (begin, n) in enumerate(zip(table.offsets[:-1].tolist(), np.asarray(steps).tolist())):
+        own = gap[begin : begin + int(table.lengths[i])]
+        take = min(n, max(len(own) - order, 0))
+        hit = np.zeros((take, width), dtype=bool)
+        for k in used:
+            hit |= own[order - k : order - k + take]
+        out[starts[i] : starts[i] + take] = hit
+    return out
