@@ -151,6 +151,9 @@ class TrainConfig:
         None, "Cycles for --time-features, comma-separated: in steps of a numeric t, in days for dates."
     )
     known: str | None = _option(None, "Columns known in advance (a price), comma-separated: fed, not forecast.")
+    static: str | None = _option(
+        None, "Per-series attributes, comma-separated: one value per series, a number or a category (other text)."
+    )
     gaps: str = _option(
         "fill",
         "Empty input cells in a series: fill (the last value before, with an input saying it was missing) or refuse.",
@@ -181,14 +184,15 @@ class TrainConfig:
         """Whether the run changes the series beyond standardising them, or its targets
         beyond the next step: what a table folder read in place does not serve."""
         reshaped = self.diff or self.log_values or self.scale != "global" or self.horizon > 1
-        return bool(reshaped or self.time_features or self.known)
+        return bool(reshaped or self.time_features or self.known or self.static)
 
     def known_columns(self) -> tuple[str, ...]:
         """The columns of --known; () for none."""
-        names = tuple(n.strip() for n in (self.known or "").split(",") if n.strip())
-        if (self.known is not None and not names) or len(set(names)) < len(names):
-            raise SeqtoolError(f"--known names distinct columns, comma-separated, got {self.known!r}")
-        return names
+        return _columns(self.known, "--known")
+
+    def static_columns(self) -> tuple[str, ...]:
+        """The columns of --static; () for none."""
+        return _columns(self.static, "--static")
 
     def periods(self) -> tuple[float, ...]:
         """The cycles of --period; () for none."""
@@ -233,13 +237,23 @@ def _check(c: TrainConfig) -> None:
             raise SeqtoolError(f"{name} must be true or false, got {getattr(c, name)!r}")
     if not (isinstance(c.save_every, (int, float)) and 0 <= c.save_every < math.inf):
         raise SeqtoolError(f"save_every must be a number of seconds, got {c.save_every!r}")
-    for name in ("x", "y", "known"):
+    for name in ("x", "y", "known", "static"):
         if getattr(c, name) is not None and not isinstance(getattr(c, name), str):
             raise SeqtoolError(f"--{name} must be column names, got {getattr(c, name)!r}")
     c.lags()
     c.periods()
+    c.known_columns()
+    c.static_columns()
     check_all(season=c.season)
     _check_together(c)
+
+
+def _columns(value: str | None, option: str) -> tuple[str, ...]:
+    """Distinct column names, comma-separated; () for None."""
+    names = tuple(n.strip() for n in (value or "").split(",") if n.strip())
+    if (value is not None and not names) or len(set(names)) < len(names):
+        raise SeqtoolError(f"{option} names distinct columns, comma-separated, got {value!r}")
+    return names
 
 
 def _check_together(c: TrainConfig) -> None:

@@ -74,6 +74,7 @@ GIVEN = {
     "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c", "diff": "1,12", "log_values": True,
     "scale": "series", "horizon": 3, "ensemble": 2, "season": 12, "time_features": True, "period": "7,365.25",
     "known": "price,promo",
+    "static": "region",
     "gaps": "refuse",
 }  # fmt: skip
 

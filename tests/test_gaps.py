@@ -119,8 +119,6 @@ def test_gaps_that_cannot_be_filled_are_refused_in_one_line(cli, tmp_path):
         cli("train", tmp_path / "gap.csv", "--gaps", "refuse", "-o", tmp_path / "m.pt"),
         "row 3, column 'x': an empty cell is not a number (--gaps fill fills gaps)",
     )
-    (tmp_path / "end.csv").write_text("\n".join(rows + ["b,"]) + "\n")
-    one_error_line(cli("train", tmp_path / "end.csv", "-o", tmp_path / "m.pt"), "series 'b' ends in an empty cell")
     long = ["series,x"] + [f"a,{v}" for v in (1, "", "", "", 5)] + [f"b,{v}" for v in (1, 2, 3)]
     (tmp_path / "long.csv").write_text("\n".join(long) + "\n")
     one_error_line(
@@ -153,3 +151,15 @@ def test_a_damaged_gaps_field_is_refused(gapped, tmp_path):
     torch.save(ckpt, tmp_path / "none.pt")
     with pytest.raises(Exception, match="data.x_names should be 2 column names"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_a_series_that_ends_in_a_gap_is_forecast_from_after_its_last_row(gapped, tmp_path):
+    folder, _ = gapped
+    table, _ = _holed()
+    x = table.x.copy()
+    x[table.offsets[1] - 2 : table.offsets[1], 0] = np.nan  # series 0's last two steps
+    write_table(table.with_x(x), tmp_path / "end.csv")
+    out, _ = rollout(folder / "m.pt", tmp_path / "end.csv", horizon=3, quiet=True)
+    rows = np.flatnonzero(out.columns["series"] == "0")
+    assert len(rows) == T + 3 and (out.columns["phase"][rows[:T]] == "warmup").all()
+    assert np.isfinite(out.columns["yhat"][rows[T:]]).all() and np.isnan(out.columns["x"][rows[T - 2 :]]).all()

@@ -191,7 +191,7 @@ def test_info_reads_piped_npz(sh):
         (["info", "missing.csv"], None, ["missing.csv: no such file"]),
         (["info"], "", ["<stdin>: empty input"]),
         (["info", "-"], "x\n1\noops\n", ["row 2", "column 'x'", "'oops'"]),
-        (["info"], "x,y\n1,2\nnan,3\n", ["series '0' ends in an empty cell (row 2)"]),
+        (["info"], "x,y\n1,2\nnan,3\nnan,4\n", ["a gap of 2 steps (rows 2 to 3) in a series of 3"]),
         (["info"], "x,y\ninf,2\n", ["row 1", "column 'x'", "not a finite number"]),
         (["info"], "date,value\n2024-01-01,1\n", ["no input column", "--x"]),
         (["info", "--x", "value"], "date,value\n2024-01-01,1\n2024-01-02,?\n", ["row 2", "'value'"]),

@@ -16,6 +16,7 @@ import numpy as np
 from seqtool.data.covariates import Covariates
 from seqtool.data.gaps import mask
 from seqtool.data.scaling import Differencing, Scaling, WindowLevels
+from seqtool.data.statics import Statics
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
@@ -41,6 +42,7 @@ def inputs_and_targets(
     horizon: int = 1,
     covariates: Covariates | None = None,
     gaps: bool = False,
+    statics: Statics | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per series: inputs [T, F (+ time features)] and targets [T, G], NaN where a step
     has no target.
@@ -51,16 +53,18 @@ def inputs_and_targets(
     (its first `order` steps dropped).
     A mapping table is not differenced (its targets are not the series it reads). Known
     inputs (`time`, `covariates`) are appended: those of the step the output estimates;
-    with `gaps`, then the gap mask of the step read (`gaps.mask`). A target made of a gap
+    then each series' attributes (`statics`); with `gaps`, then the gap mask of the step
+    read (`gaps.mask`). A target made of a gap
     (`SeriesTable.missing`) is NaN: no loss scores it.
     """
     xs, ys = _series_and_targets(table, task, diff, horizon)
     steps = table.lengths - diff.order
     if table.missing is not None and task == NEXT_STEP:
         ys = _unscored(ys, np.split(mask(table, steps, diff.coefficients()), np.cumsum(steps)[:-1]), horizon)
-    if time is None and covariates is None and not gaps:
+    if time is None and covariates is None and statics is None and not gaps:
         return xs, ys
-    known = np.split(known_inputs(table, steps, task, diff, time, covariates, gaps), np.cumsum(steps)[:-1])
+    known = known_inputs(table, steps, task, diff, time, covariates, gaps, statics)
+    known = np.split(known, np.cumsum(steps)[:-1])
     return [np.concatenate([x, f], axis=1) for x, f in zip(xs, known)], ys
 
 
@@ -75,16 +79,17 @@ def _unscored(ys: list[np.ndarray], gaps: list[np.ndarray], horizon: int) -> lis
 
 def known_inputs(
     table: SeriesTable, steps: np.ndarray, task: str, diff: Differencing, time: TimeFeatures | None,
-    covariates: Covariates | None, gaps: bool = False,
+    covariates: Covariates | None, gaps: bool = False, statics: Statics | None = None,
 ) -> np.ndarray:  # fmt: skip
     """The inputs known in advance [sum(steps), K] that the network reads at the first
     steps[i] of its rows of each series (after the differencing's first `order`): time
-    features, then covariates, of the step each output estimates; with `gaps`, the gap
-    mask of the step it reads (`gaps.mask`). A covariate not given there (past the rows
-    after a series' end) reads 0, its mean: only an output nobody uses reads one (a
-    forecast beyond them is refused first, `covariates.reach`)."""
+    features, then covariates, of the step each output estimates; each series'
+    attributes (`statics`); with `gaps`, the gap mask of the step it reads (`gaps.mask`).
+    A covariate not given there (past the rows after a series' end) reads 0, its mean:
+    only an output nobody uses reads one (a forecast beyond them is refused first,
+    `covariates.reach`)."""
     shift = diff.order + 1 if task == NEXT_STEP else 0
-    parts = [f.ahead(table, steps, shift) for f in (time, covariates) if f is not None]
+    parts = [f.ahead(table, steps, shift) for f in (time, covariates, statics) if f is not None]
     if gaps:
         parts.append(mask(table, steps, diff.coefficients()))
     return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0) if parts else np.zeros((int(np.sum(steps)), 0))

@@ -17,36 +17,30 @@ from seqtool.errors import SeqtoolError
 
 def marked(table: SeriesTable, mode: str = "fill") -> SeriesTable:
     """The table with its empty input cells as gaps (`SeriesTable.missing`; None where there
-    are none). Refused in one line: with `refuse`, any empty cell; a series that ends in an
-    empty cell (a forecast starts after its last value); a gap longer than half its series."""
+    are none). Refused in one line: with `refuse`, any empty cell; a gap longer than half
+    its series (a series with no value is one)."""
     empty = np.isnan(np.stack([table.columns[n] for n in table.x_names], axis=1))
     if not empty.any():
         return replace(table, missing=None)
-    rows, col = divmod(int(np.flatnonzero(empty)[0]), empty.shape[1])
-    name = table.x_names[col]
     if mode == "refuse":
+        row, col = divmod(int(np.flatnonzero(empty)[0]), empty.shape[1])
         raise SeqtoolError(
-            f"{table.source}: row {rows + 1}, column {name!r}: an empty cell is not a number (--gaps fill fills gaps)"
-        )
-    last = table.offsets[1:] - 1
-    ends = np.flatnonzero(empty[last].any(axis=1))
-    if len(ends):
-        i = int(ends[0])
-        raise SeqtoolError(
-            f"{table.source}: series {table.ids[i]!r} ends in an empty cell (row {int(last[i]) + 1}): a forecast "
-            "starts after a series' last value; drop its rows after that"
+            f"{table.source}: row {row + 1}, column {table.x_names[col]!r}: an empty cell is not a number "
+            "(--gaps fill fills gaps)"
         )
     _refuse_long(table, empty)
     return replace(table, missing=empty)
 
 
 def _refuse_long(table: SeriesTable, empty: np.ndarray) -> None:
-    """Refuse a run of empty cells in one column longer than half of its series."""
+    """Refuse a run of empty cells in one column, within one series, longer than half of it."""
+    first, last = np.zeros((2, len(empty)), dtype=bool)
+    first[table.offsets[:-1]] = last[table.offsets[1:] - 1] = True
     owner = np.repeat(np.arange(len(table.lengths)), table.lengths)
     for j, name in enumerate(table.x_names):
-        edges = np.diff(np.concatenate([[0], empty[:, j].astype(np.int8), [0]]))
-        begin, end = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        # a run never crosses series: every series ends in a value
+        e = empty[:, j]
+        begin = np.flatnonzero(e & (first | ~np.r_[False, e[:-1]]))
+        end = np.flatnonzero(e & (last | ~np.r_[e[1:], False])) + 1
         long = np.flatnonzero(2 * (end - begin) > table.lengths[owner[begin]])
         if len(long):
             b, e = int(begin[long[0]]), int(end[long[0]])

@@ -15,6 +15,7 @@ from seqtool.data.examples import MAPPING, NEXT_STEP, known_inputs, predicted
 from seqtool.data.gaps import count as gap_count
 from seqtool.data.reading import as_table, read_history
 from seqtool.data.scaling import Scaling, check_magnitude
+from seqtool.data.statics import Statics
 from seqtool.data.tables import SeriesTable, numbered, positions
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import RunFailed, SeqtoolError
@@ -49,8 +50,9 @@ class Forecaster:
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))
         self.covariates = Covariates.from_dict(info.get("known"))
-        self.gaps = bool(info.get("gaps", False))  # trained on gaps: it reads a gap mask (`data.gaps`)
-        self.reads_known = self.time is not None or self.covariates is not None or self.gaps  # beside the series
+        self.statics, self.gaps = Statics.from_dict(info.get("static")), bool(info.get("gaps", False))
+        beside = (self.time, self.covariates, self.statics)
+        self.reads_known = any(f is not None for f in beside) or self.gaps  # inputs beside the series
         self.yhat_names = numbered("yhat", len(predicted(self.task, self.x_names, self.y_names)))
 
     @property
@@ -129,7 +131,8 @@ class Forecaster:
         """The known inputs (`examples.known_inputs`) the network reads at its first steps[i]
         - order rows of each series (past the end of the data where steps[i] is longer)."""
         order = self.scaling.diff.order
-        return known_inputs(table, steps - order, self.task, self.scaling.diff, self.time, self.covariates, self.gaps)
+        diff = self.scaling.diff
+        return known_inputs(table, steps - order, self.task, diff, self.time, self.covariates, self.gaps, self.statics)
 
     def fed_known(self, known):
         """Known inputs [rows, K] for steps that read the network's own forecasts: the gap

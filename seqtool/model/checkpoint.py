@@ -13,6 +13,8 @@ Layout of the dict:
                              time (optional: --time-features' column and cycles; the model's
                              inputs are then the x columns and a sine/cosine pair per cycle),
                              known (optional: --known's columns, mean and std),
+                             static (optional: --static's columns, each a number's mean
+                             and std or a category's categories and shares),
                              gaps (optional: true where it was trained on gaps; a mask
                              input for each x column, last)
     norm                     x_mean, x_std, y_mean, y_std (float64 tensors, training split),
@@ -176,12 +178,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     x_names, y_names, task = data.get("x_names"), data.get("y_names"), data.get("task")
     if task not in TASKS:
         damaged(f"data.task is {task!r}, not one of {', '.join(TASKS)}")
-    known = _check_time(data.get("time"), damaged) + _check_known(data.get("known"), task, damaged)
-    if data.get("gaps", False) is not True and "gaps" in data:
-        damaged(f"data.gaps is {data['gaps']!r:.60}, expected true (or no such field)")
-    masks = 1 + bool(data.get("gaps"))  # with gaps, a mask input beside each input
-    if not _names(x_names) or masks * len(x_names) + known != model["n_in"]:
-        damaged(f"data.x_names should be {(model['n_in'] - known) / masks:g} column names, got {x_names!r}")
+    _check_inputs(data, model["n_in"], damaged)
     outputs = len(x_names) if task == "next-step" else len(y_names) if _names(y_names) else None
     if not _names(y_names) or (task == "next-step" and y_names) or outputs != model["n_out"]:
         damaged(f"data.y_names {y_names!r} do not fit a {task} model of {model['n_out']} outputs")
@@ -202,6 +199,19 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     season = LIMITS["season"]
     if "season" in data and not (_count(data["season"]) and season.holds(data["season"])):
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps in {season.interval()}")
+
+
+def _check_inputs(data: dict, n_in: int, damaged: Damaged) -> None:
+    """data.x_names and what the network reads beside them: time features, known columns,
+    attributes, gap masks; n_in inputs in all."""
+    x_names, task = data.get("x_names"), data.get("task")
+    known = _check_time(data.get("time"), damaged) + _check_known(data.get("known"), task, damaged)
+    known += _check_static(data.get("static"), damaged)
+    if data.get("gaps", True) is not True:  # absent, or true
+        damaged(f"data.gaps is {data['gaps']!r:.60}, expected true (or no such field)")
+    masks = 1 + bool(data.get("gaps"))  # with gaps, a mask input beside each input
+    if not _names(x_names) or masks * len(x_names) + known != n_in:
+        damaged(f"data.x_names should be {(n_in - known) / masks:g} column names, got {x_names!r}")
 
 
 def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:
@@ -277,6 +287,30 @@ def _check_known(known, task: str, damaged: Damaged) -> int:
     if not ok:
         damaged(f"data.known is {known!r:.80}; expected the columns and their mean and std (a next-step model)")
     return len(names)
+
+
+def _check_static(static, damaged: Damaged) -> int:
+    """The per-series attributes (data.static: a number's column, mean, std, or a
+    category's column, categories, shares), if any; their width."""
+    if static is None:
+        return 0
+    ok = isinstance(static, list) and 0 < len(static) <= 1000 and all(isinstance(c, dict) for c in static)
+    width = 0
+    for c in static if ok else []:
+        if set(c) == {"column", "mean", "std"}:
+            ok = ok and all(isinstance(c[k], float) and -1e150 <= c[k] <= 1e150 for k in ("mean", "std"))
+            ok, width = ok and c["std"] > 0, width + 1
+        elif set(c) == {"column", "categories", "shares"}:
+            cats, shares = c["categories"], c["shares"]
+            ok = ok and _names(cats) and 0 < len(cats) <= 1000 and isinstance(shares, list) and len(shares) == len(cats)
+            ok = ok and all(isinstance(v, float) and 0 <= v <= 1 for v in shares)
+            width += len(cats) if ok else 0
+        else:
+            ok = False
+        ok = ok and isinstance(c.get("column"), str)
+    if not ok:
+        damaged(f"data.static is {static!r:.80}; expected per column its mean and std, or its categories and shares")
+    return width
 
 
 def check_weights(weights, model, damaged: Damaged, what: str) -> None:

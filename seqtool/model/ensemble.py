@@ -18,7 +18,7 @@ from seqtool.model.checkpoint import check_checkpoint_path, load_checkpoint, sav
 from seqtool.model.network import joined_weights, member_weights
 
 ARCHITECTURE = ("cell", "hidden", "layers", "n_in", "n_out", "horizon", "learned_start", "loss")  # members share these
-DATA_FIELDS = ("x_names", "y_names", "task", "time", "known", "gaps")  # what members must agree on
+DATA_FIELDS = ("x_names", "y_names", "task", "time", "known", "static", "gaps")  # what members must agree on
 
 
 def ensemble(models: list[str | Path], out: str | Path) -> ModelConfig:

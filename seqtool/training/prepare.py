@@ -33,6 +33,7 @@ from seqtool.data.scaling import (
     levels,
     magnitudes,
 )
+from seqtool.data.statics import Statics
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
@@ -97,7 +98,8 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     _check_horizon(table, task, diff, config.horizon)
     levelled = _levelled(table, task, config)
     gaps = table.missing is not None
-    xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon, covariates, gaps)
+    statics = Statics.fit(table, config.static_columns()) if config.static_columns() else None
+    xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon, covariates, gaps, statics)
     fingerprint, width = _fingerprint(xs, ys), xs[0].shape[1]
     if config.scale == "window":  # each row's |x| on its series' level, split with the rows
         xs = [np.concatenate([x, np.abs(s[diff.order :])], axis=1) for x, s in zip(xs, levelled.split(levelled.x))]
@@ -121,6 +123,8 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
         info["time"] = time.to_dict()
     if covariates is not None:
         info["known"] = covariates.to_dict()
+    if statics is not None:
+        info["static"] = statics.to_dict()
     if gaps:
         info["gaps"] = True
     rows = Rows.of(train_x, train_y, scaling, table.x_names, table.source)

@@ -1,0 +1,110 @@
+"""Per-series attributes (`train --static COLS`): a number standardised, a category one
+input per category seen in training; an unseen category reads the shared entry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import one_error_line
+
+from seqtool.config import TrainConfig
+from seqtool.data.reading import read_history
+from seqtool.data.statics import Statics
+from seqtool.forecast.rollout import rollout
+from seqtool.model.checkpoint import load_checkpoint
+from seqtool.training.run import train
+
+REGIONS = {"north": 1.0, "south": -1.0, "east": 0.0}  # each region's amplitude
+
+
+def _panel(path, regions=None) -> list[str]:
+    """24 series of 40 steps, a sine whose sign and size follow the series' region; a size
+    column (a number per series). `regions` replaces series' regions as written."""
+    rng = np.random.default_rng(0)
+    lines, names = ["series,t,region,size,x"], []
+    for s in range(24):
+        region = list(REGIONS)[s % 3]
+        phase = rng.uniform(0, 2 * np.pi)
+        written = (regions or {}).get(f"s{s}", region)
+        for t in range(40):
+            value = REGIONS[region] * np.sin(0.3 * t + phase) + 0.05 * rng.normal()
+            lines.append(f"s{s},{t},{written},{10 + s},{value:.5f}")
+        names.append(region)
+    path.write_text("\n".join(lines) + "\n")
+    return names
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("static")
+    _panel(folder / "panel.csv")
+    config = TrainConfig(hidden=16, steps=150, window=20, batch=16, val=0, static="region,size")
+    train(folder / "panel.csv", folder / "m.pt", config, quiet=True)
+    return folder
+
+
+def test_numbers_are_standardised_and_categories_one_input_each(tmp_path):
+    _panel(tmp_path / "p.csv")
+    table = read_history(tmp_path / "p.csv")
+    statics = Statics.fit(table, ("region", "size"))
+    size = np.arange(10, 34, dtype=float)
+    region, number = statics.columns
+    assert region.categories == ("east", "north", "south") and region.shares == pytest.approx((1 / 3,) * 3)
+    assert (number.mean, number.std) == pytest.approx((size.mean(), size.std()))
+    encoded = statics.per_series(table)
+    assert encoded.shape == (24, 4)
+    assert encoded[:3, :3].tolist() == [[0, 1, 0], [0, 0, 1], [1, 0, 0]]  # north, south, east
+    assert encoded[:, 3] == pytest.approx((size - size.mean()) / size.std())
+    _panel(tmp_path / "u.csv", {"s0": "west"})
+    assert Statics.fit(table, ("region",)).per_series(read_history(tmp_path / "u.csv"))[0] == pytest.approx([1 / 3] * 3)
+
+
+def _forecasts(folder, tmp_path, regions=None) -> dict[str, np.ndarray]:
+    _panel(tmp_path / "in.csv", regions)
+    out, _ = rollout(folder / "m.pt", tmp_path / "in.csv", horizon=5, quiet=True)
+    free = out.columns["phase"] == "free"
+    return {s: out.columns["yhat"][free & (out.columns["series"] == s)] for s in ("s0", "s1")}
+
+
+def test_a_category_changes_its_series_forecast_and_an_unseen_one_reads_the_shared_entry(model, tmp_path):
+    ckpt = load_checkpoint(model / "m.pt")
+    assert ckpt["model"]["n_in"] == 1 + 3 + 1 and ckpt["data"]["static"][0]["column"] == "region"
+    own = _forecasts(model, tmp_path)
+    swapped = _forecasts(model, tmp_path, {"s0": "south"})
+    assert np.abs(swapped["s0"] - own["s0"]).max() > 1e-3  # s0 is north: as south, another forecast
+    np.testing.assert_allclose(swapped["s1"], own["s1"], rtol=1e-6)  # and no other series'
+    west = _forecasts(model, tmp_path, {"s0": "west"})
+    mars = _forecasts(model, tmp_path, {"s0": "mars"})
+    np.testing.assert_allclose(west["s0"], mars["s0"], rtol=1e-6)  # every unseen category: one entry
+    assert min(np.abs(west["s0"] - f["s0"]).max() for f in (own, swapped)) > 1e-4
+
+
+def test_static_columns_that_are_not_attributes_are_refused_in_one_line(cli, model, tmp_path):
+    _panel(tmp_path / "p.csv")
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    lines[5] = lines[5].replace(",north,", ",south,")  # row 5: series s0 changes region
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    one_error_line(
+        cli("train", tmp_path / "bad.csv", "--static", "region", "-o", tmp_path / "m.pt"),
+        "row 5, column 'region': 'south' where series 's0' has 'north'; a static column holds one value per series",
+    )
+    one_error_line(cli("train", tmp_path / "p.csv", "--static", "x", "-o", tmp_path / "m.pt"), "'x' is a series column")
+    one_error_line(cli("train", tmp_path / "p.csv", "--static", "shop", "-o", tmp_path / "m.pt"), "no static column")
+    (tmp_path / "none.csv").write_text("series,t,x\ns0,0,1\ns0,1,2\n")
+    one_error_line(cli("rollout", model / "m.pt", tmp_path / "none.csv", "--horizon", "2"), "no static column 'region'")
+    (tmp_path / "text.csv").write_text((tmp_path / "p.csv").read_text().replace(",north,10,", ",north,ten,"))
+    one_error_line(
+        cli("rollout", model / "m.pt", tmp_path / "text.csv", "--horizon", "2"),
+        "column 'size': 'ten' is not a number; the model read numbers there",
+    )
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_damaged_static_field_is_refused(model, tmp_path):
+    ckpt = load_checkpoint(model / "m.pt")
+    region, size = ckpt["data"]["static"]
+    for bad in ([{**region, "shares": [0.5]}, size], [region, {**size, "std": 0.0}], [region], "region"):
+        torch.save({**ckpt, "data": {**ckpt["data"], "static": bad}}, tmp_path / "bad.pt")
+        with pytest.raises(Exception, match="data.static is|data.x_names should be"):
+            load_checkpoint(tmp_path / "bad.pt")
