@@ -83,6 +83,27 @@ def test_known_works_with_differences_logs_and_series_scales(sh, tmp_path):
         assert np.abs(yhat - 2 * prices[:, HISTORY:].ravel()).mean() < 0.06, option
 
 
+def test_a_horizon_model_reads_the_known_values_of_each_step_it_forecasts(sh, tmp_path):
+    """With --horizon H, each step reads the known values of the H steps after it: the
+    direct forecast of every h is 2 x that step's price; H rows past the end are needed."""
+    prices = _sales(tmp_path / "sales.csv")
+    assert sh(f"seqtool train sales.csv {TRAIN} --horizon 5 -o m.pt").returncode == 0
+    known = load_checkpoint(tmp_path / "m.pt")["data"]["known"]
+    assert known["horizon"] == 5
+    for horizon in (5, FUTURE):
+        rows = _rows(sh(f"seqtool rollout m.pt sales.csv --horizon {horizon} -q"))
+        yhat = np.array([float(r["yhat"]) for r in rows if r["phase"] == "free"])
+        assert np.abs(yhat - 2 * prices[:, HISTORY : HISTORY + horizon].ravel()).mean() < 0.06, horizon
+    rows = _rows(sh("seqtool backtest m.pt sales.csv --horizon 5 --start 100 -q"))
+    assert np.abs(np.array([float(r["yhat"]) - float(r["sales"]) for r in rows])).mean() < 0.06
+    _sales(tmp_path / "short.csv", future=3)
+    one_error_line(
+        sh("seqtool rollout m.pt short.csv --horizon 2"),
+        "forecasts 5 step(s) past the end of series 's0' (the model reads them 5 steps ahead)",
+        "are given for 3",
+    )
+
+
 def test_known_inputs_refused_in_one_line(sh, trained, tmp_path):
     folder, _ = trained
     _sales(tmp_path / "sales.csv")
@@ -101,7 +122,7 @@ def test_known_inputs_refused_in_one_line(sh, trained, tmp_path):
         f"forecasts {FUTURE + 1} step(s) past the end of series 's0'",
         f"'price' are given for {FUTURE}",
     )
-    one_error_line(sh("seqtool train sales.csv --x sales --known price --horizon 2 -o m.pt"), "not yet with --horizon")
+    one_error_line(sh("seqtool train sales.csv --x sales --known price --scale window -o m.pt"), "not yet with --scale")
     one_error_line(sh("seqtool train sales.csv --x sales --known 'price, price' -o m.pt"), "distinct columns")
     for t, what in ((5, "inf"), (HISTORY + 3, "1e200")):  # in the history, and past it
         lines = (tmp_path / "sales.csv").read_text().splitlines()

@@ -27,46 +27,52 @@ class Covariates:
     names: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    horizon: int = 1  # steps ahead read at each step: a horizon model's (`train --horizon`)
 
     @classmethod
-    def fit(cls, table: SeriesTable, names: tuple[str, ...]) -> Covariates:
+    def fit(cls, table: SeriesTable, names: tuple[str, ...], horizon: int = 1) -> Covariates:
         """The covariates `names` of a table read by `history` (their values all given)."""
         values = np.stack([_numbers(table.columns[n], n, table.source) for n in names], axis=1)
-        std = values.std(axis=0)
-        return cls(tuple(names), tuple(values.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
+        std = np.where(values.std(axis=0) > 0, values.std(axis=0), 1.0)
+        return cls(tuple(names), tuple(values.mean(axis=0).tolist()), tuple(std.tolist()), horizon)
 
     @property
     def width(self) -> int:
-        return len(self.names)
+        return len(self.names) * self.horizon
 
     def to_dict(self) -> dict:
-        return {"columns": list(self.names), "mean": list(self.mean), "std": list(self.std)}
+        d = {"columns": list(self.names), "mean": list(self.mean), "std": list(self.std)}
+        return {**d, "horizon": self.horizon} if self.horizon > 1 else d
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Covariates | None:
         if d is None:
             return None
-        return cls(tuple(d["columns"]), tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
+        mean, std = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
+        return cls(tuple(d["columns"]), mean, std, int(d.get("horizon", 1)))
 
     def ahead(self, table: SeriesTable, steps: np.ndarray, shift: int) -> np.ndarray:
-        """Standardised values of steps s + shift, s = 0 .. steps[i] - 1 of each series, end to
-        end [sum(steps), width]: past a series' end from its given rows (`table.ahead`), NaN
-        beyond them (`reach` refuses forecasts that would need them)."""
+        """Standardised values of steps s + shift .. s + shift + horizon - 1 (step by step),
+        s = 0 .. steps[i] - 1 of each series, end to end [sum(steps), width]: past a
+        series' end from its given rows (`table.ahead`), NaN beyond them (`reach` refuses
+        forecasts that would need them)."""
         rows = np.stack([_numbers(table.columns[n], n, table.source) for n in self.names], axis=1)
+        k = len(self.names)
         out = np.full((int(np.sum(steps)), self.width), np.nan)
         starts = np.cumsum(steps) - steps
         given = self.given(table)
         for i, (begin, n) in enumerate(zip(table.offsets[:-1].tolist(), np.asarray(steps).tolist())):
-            own = np.concatenate([rows[begin : begin + table.lengths[i]], given[i]])
-            take = min(n, max(len(own) - shift, 0))
-            out[starts[i] : starts[i] + take] = own[shift : shift + take]
-        return (out - np.array(self.mean)) / np.array(self.std)
+            own = (np.concatenate([rows[begin : begin + table.lengths[i]], given[i]]) - self.mean) / self.std
+            for j in range(self.horizon):
+                take = min(n, max(len(own) - shift - j, 0))
+                out[starts[i] : starts[i] + take, j * k : (j + 1) * k] = own[shift + j : shift + j + take]
+        return out
 
     def given(self, table: SeriesTable) -> list[np.ndarray]:
         """Each series' known values in its rows past the end, [rows, K] each (none for a
         table without): the columns parsed once, whole."""
         if table.ahead is None:
-            return [np.zeros((0, self.width))] * len(table.lengths)
+            return [np.zeros((0, len(self.names)))] * len(table.lengths)
         counts = [len(a) for a in table.ahead[self.names[0]]]
         whole = [_numbers(np.concatenate(table.ahead[n]), n, table.source) for n in self.names]
         return np.split(np.stack(whole, axis=1), np.cumsum(counts)[:-1])
@@ -80,13 +86,16 @@ def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, 
     given = table.lengths + (
         np.array([len(a) for a in table.ahead[table.x_names[0]]]) if table.ahead is not None else 0
     )
-    short = np.flatnonzero(given < total)
+    past = total > table.lengths  # a horizon model's forecast from the end reads H steps ahead
+    needed = np.where(past, np.maximum(total, table.lengths + covariates.horizon), total)
+    short = np.flatnonzero(given < needed)
     if len(short):
         i = int(short[0])
+        also = f" (the model reads them {covariates.horizon} steps ahead)" if covariates.horizon > 1 else ""
         raise SeqtoolError(
-            f"{table.source}: {what} forecasts {int(total[i] - table.lengths[i])} step(s) past the end of "
-            f"series {table.ids[i]!r}, but its known column(s) {', '.join(map(repr, covariates.names))} are given "
-            f"for {int(given[i] - table.lengths[i])} (rows after its last value, with its series columns empty)"
+            f"{table.source}: {what} forecasts {int(needed[i] - table.lengths[i])} step(s) past the end of "
+            f"series {table.ids[i]!r}{also}, but its known column(s) {', '.join(map(repr, covariates.names))} are "
+            f"given for {int(given[i] - table.lengths[i])} (rows after its last value, with its series columns empty)"
         )
     _far(covariates, table, total)
 
@@ -95,7 +104,7 @@ def _far(covariates: Covariates, table: SeriesTable, total: np.ndarray) -> None:
     """A warning where a forecast reads a known value FAR spreads or more from its training
     mean: the network never saw one like it."""
     used = [g[: max(int(n - m), 0)] for g, n, m in zip(covariates.given(table), total, table.lengths)]
-    values = np.concatenate(used) if used else np.zeros((0, covariates.width))
+    values = np.concatenate(used) if used else np.zeros((0, len(covariates.names)))
     z = np.abs(values - np.array(covariates.mean)) / np.array(covariates.std)
     if len(z) and z.max() >= FAR:
         r, j = np.unravel_index(int(np.argmax(z)), z.shape)

@@ -178,7 +178,7 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
     x_names, y_names, task = data.get("x_names"), data.get("y_names"), data.get("task")
     if task not in TASKS:
         damaged(f"data.task is {task!r}, not one of {', '.join(TASKS)}")
-    _check_inputs(data, model["n_in"], damaged)
+    _check_inputs(data, model, damaged)
     outputs = len(x_names) if task == "next-step" else len(y_names) if _names(y_names) else None
     if not _names(y_names) or (task == "next-step" and y_names) or outputs != model["n_out"]:
         damaged(f"data.y_names {y_names!r} do not fit a {task} model of {model['n_out']} outputs")
@@ -201,11 +201,11 @@ def _check_model(ckpt: dict, damaged: Damaged) -> None:
         damaged(f"data.season is {data['season']!r:.60}, expected a whole number of steps in {season.interval()}")
 
 
-def _check_inputs(data: dict, n_in: int, damaged: Damaged) -> None:
+def _check_inputs(data: dict, model: dict, damaged: Damaged) -> None:
     """data.x_names and what the network reads beside them: time features, known columns,
-    attributes, gap masks; n_in inputs in all."""
-    x_names, task = data.get("x_names"), data.get("task")
-    known = _check_time(data.get("time"), damaged) + _check_known(data.get("known"), task, damaged)
+    attributes, gap masks; model.n_in inputs in all."""
+    x_names, task, n_in = data.get("x_names"), data.get("task"), model["n_in"]
+    known = _check_time(data.get("time"), damaged) + _check_known(data.get("known"), task, damaged, model)
     known += _check_static(data.get("static"), damaged)
     if data.get("gaps", True) is not True:  # absent, or true
         damaged(f"data.gaps is {data['gaps']!r:.60}, expected true (or no such field)")
@@ -273,20 +273,26 @@ def _check_time(time, damaged: Damaged) -> int:
     return 2 * len(cycles)
 
 
-def _check_known(known, task: str, damaged: Damaged) -> int:
-    """The covariates known in advance (data.known: columns, mean, std), if any; their width."""
+def _check_known(known, task: str, damaged: Damaged, model: dict) -> int:
+    """The covariates known in advance (data.known: columns, mean, std; with a horizon
+    model, its horizon: the steps ahead read), if any; their width."""
     if known is None:
         return 0
     names = known.get("columns") if isinstance(known, dict) else None
-    ok = _names(names) and 0 < len(names) <= 1000 and task == "next-step"
+    horizon = model.get("horizon", 1)
+    ok = _names(names) and 0 < len(names) <= 1000 and task == "next-step" and known.get("horizon", 1) == horizon
+    ok = ok and set(known) <= {"columns", "mean", "std", "horizon"}
     for key in ("mean", "std"):
         values = known.get(key) if ok else None
         ok = ok and isinstance(values, list) and len(values) == len(names)
         low = 1e-150 if key == "std" else -1e150
         ok = ok and all(isinstance(v, float) and low <= v <= 1e150 for v in values)
     if not ok:
-        damaged(f"data.known is {known!r:.80}; expected the columns and their mean and std (a next-step model)")
-    return len(names)
+        damaged(
+            f"data.known is {known!r:.80}; expected the columns, their mean and std, and the model's horizon "
+            "(a next-step model)"
+        )
+    return len(names) * horizon
 
 
 def _check_static(static, damaged: Damaged) -> int:

@@ -61,7 +61,7 @@ def _covariates(table: SeriesTable, task: str, config: TrainConfig) -> Covariate
         return None
     if task != NEXT_STEP:
         raise SeqtoolError(f"{table.source}: --known is for next-step forecasting; this table has targets")
-    return Covariates.fit(table, config.known_columns())
+    return Covariates.fit(table, config.known_columns(), config.horizon)
 
 
 def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
