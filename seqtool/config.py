@@ -258,8 +258,6 @@ def _columns(value: str | None, option: str) -> tuple[str, ...]:
 
 def _check_together(c: TrainConfig) -> None:
     """Options that exclude or need each other."""
-    if c.known is not None and c.scale == "window":
-        raise SeqtoolError("--known feeds each step's next values: not yet with --scale window")
     if c.ensemble > 1 and c.loss not in POINT_LOSSES:
         raise SeqtoolError("--ensemble forecasts the median of its members' points: train it with --loss mse or mae")
     if c.scale == "window" and (c.stateful or (c.window is not None and c.window < 2)):

@@ -120,7 +120,7 @@ def gradnorm(
 def _of_checkpoint(path, data, batch: int, loss: str, threads: int | None) -> Report:
     m = Forecaster(path)
     table, _ = m.scaling.levelled(m.read(data), None)
-    xs, ys = inputs_and_targets(table, m.task, m.scaling.diff, m.time, m.horizon)
+    xs, ys = inputs_and_targets(table, m.task, m.scaling.diff, m.time, m.horizon, m.covariates, m.gaps, m.statics)
     x, y = _tensors(table, xs, ys, m.scaling, batch)
     return _measure(m.net, x, y, loss, threads)
 

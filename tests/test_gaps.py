@@ -126,7 +126,7 @@ def test_gaps_that_cannot_be_filled_are_refused_in_one_line(cli, tmp_path):
         "series 'a', column 'x': a gap of 3 steps (rows 2 to 4) in a series of 5",
     )
     (tmp_path / "none.csv").write_text("series,x\na,\na,\nb,1\nb,2\n")
-    one_error_line(cli("info", tmp_path / "none.csv"), "series 'a'")
+    one_error_line(cli("info", tmp_path / "none.csv"), "series 'a', column 'x': no value (rows 1 to 2 are empty)")
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -149,7 +149,7 @@ def test_a_damaged_gaps_field_is_refused(gapped, tmp_path):
             load_checkpoint(tmp_path / "bad.pt")
     del ckpt["data"]["gaps"]
     torch.save(ckpt, tmp_path / "none.pt")
-    with pytest.raises(Exception, match="data.x_names should be 2 column names"):
+    with pytest.raises(Exception, match="model.n_in 2 is 0 inputs beside the series, and one for each x name"):
         load_checkpoint(tmp_path / "none.pt")
 
 
@@ -163,3 +163,41 @@ def test_a_series_that_ends_in_a_gap_is_forecast_from_after_its_last_row(gapped,
     rows = np.flatnonzero(out.columns["series"] == "0")
     assert len(rows) == T + 3 and (out.columns["phase"][rows[:T]] == "warmup").all()
     assert np.isfinite(out.columns["yhat"][rows[T:]]).all() and np.isnan(out.columns["x"][rows[T - 2 :]]).all()
+
+
+def test_nothing_is_trained_or_scored_from_a_value_carried_back_into_a_series_start(gapped, tmp_path):
+    """A gap at a series' start reads the first value after it: no target is learned, and
+    no forecast scored, from the steps before that value (they would read it early)."""
+    nan = np.nan
+    table = read_history(SeriesTable.from_arrays([np.array([nan, nan, 5.0, 1, 7, 2, 4, 3])]))
+    assert table.lead.tolist() == [2]
+    _, ys = inputs_and_targets(table, NEXT_STEP, gaps=True)
+    assert np.array_equal(ys[0][:, 0], [nan, nan, 1, 7, 2, 4, 3, nan], equal_nan=True)  # not 5 from step 1
+    folder, _ = gapped
+    rows = ["series,x"] + [f"a,{v}" for v in ("", "", 5, 1, 7, 2, 4, 3, 6, 5)] + [f"b,{v}" for v in range(10)]
+    (tmp_path / "lead.csv").write_text("\n".join(rows) + "\n")
+    result, scores = predict(folder / "m.pt", tmp_path / "lead.csv", quiet=True)
+    assert scores["steps"] == (10 - 3) + (10 - 1)  # series a from its step 3, b from its step 1
+    bt, report = backtest(folder / "m.pt", tmp_path / "lead.csv", horizon=2, start=1, quiet=True)
+    assert bt.columns["origin"][bt.columns["series"] == "a"].min() == 3
+    assert report["naive"]["mae"] > 0  # no naive forecast repeats a value carried back
+
+
+def test_gradnorm_reads_a_model_trained_on_gaps(gapped, cli, tmp_path):
+    folder, _ = gapped
+    result = cli("gradnorm", folder / "m.pt", folder / "gap.csv", "-o", tmp_path / "g.csv")
+    assert result.exit_code == 0, result.stderr
+    values = np.loadtxt(tmp_path / "g.csv", delimiter=",", skiprows=1, usecols=-1)
+    assert np.isfinite(values).all() and (values > 0).any()
+
+
+def test_with_known_columns_a_gap_is_named_by_its_row_as_read(cli, tmp_path):
+    rows = ["series,x,k", "a,1,1", "a,2,2", "a,3,3", "a,4,4", "a,,5", "a,,6", "b,1,1", "b,,2", "b,,3", "b,,4", "b,5,5"]
+    (tmp_path / "k.csv").write_text("\n".join(rows) + "\n")  # a's last two rows: its future; b's gap: rows 8-10
+    one_error_line(
+        cli("train", tmp_path / "k.csv", "--known", "k", "--gaps", "refuse", "-o", tmp_path / "m.pt"),
+        "row 8, column 'x': an empty cell",
+    )
+    one_error_line(cli("train", tmp_path / "k.csv", "--known", "k", "-o", tmp_path / "m.pt"), "(rows 8 to 10)")
+    (tmp_path / "none.csv").write_text("series,x\na,1\na,2\nb,\nb,\n")
+    one_error_line(cli("train", tmp_path / "none.csv", "-o", tmp_path / "m.pt"), "series 'b', column 'x': no value")

@@ -74,13 +74,14 @@ def test_known_covariates_are_stored_and_serve_predict_and_backtest(sh, trained)
     assert np.abs(np.array([float(r["yhat"]) - float(r["sales"]) for r in rows])).max() < 2e-2
 
 
-def test_known_works_with_differences_logs_and_series_scales(sh, tmp_path):
+def test_known_works_with_differences_logs_and_scales(sh, tmp_path):
     prices = _sales(tmp_path / "sales.csv")
-    for option in ("--diff 1", "--log-values", "--scale series"):
+    for option, horizon in (("--diff 1", FUTURE), ("--log-values", FUTURE), ("--scale series", FUTURE),
+                            ("--scale window --horizon 5", 5)):  # fmt: skip
         assert sh(f"seqtool train sales.csv {TRAIN} {option} -o m.pt").returncode == 0, option
-        rows = _rows(sh(f"seqtool rollout m.pt sales.csv --horizon {FUTURE} -q"))
+        rows = _rows(sh(f"seqtool rollout m.pt sales.csv --horizon {horizon} -q"))
         yhat = np.array([float(r["yhat"]) for r in rows if r["phase"] == "free"])
-        assert np.abs(yhat - 2 * prices[:, HISTORY:].ravel()).mean() < 0.06, option
+        assert np.abs(yhat - 2 * prices[:, HISTORY : HISTORY + horizon].ravel()).mean() < 0.06, option
 
 
 def test_a_horizon_model_reads_the_known_values_of_each_step_it_forecasts(sh, tmp_path):
@@ -122,7 +123,6 @@ def test_known_inputs_refused_in_one_line(sh, trained, tmp_path):
         f"forecasts {FUTURE + 1} step(s) past the end of series 's0'",
         f"'price' are given for {FUTURE}",
     )
-    one_error_line(sh("seqtool train sales.csv --x sales --known price --scale window -o m.pt"), "not yet with --scale")
     one_error_line(sh("seqtool train sales.csv --x sales --known 'price, price' -o m.pt"), "distinct columns")
     for t, what in ((5, "inf"), (HISTORY + 3, "1e200")):  # in the history, and past it
         lines = (tmp_path / "sales.csv").read_text().splitlines()

@@ -106,5 +106,5 @@ def test_a_damaged_static_field_is_refused(model, tmp_path):
     region, size = ckpt["data"]["static"]
     for bad in ([{**region, "shares": [0.5]}, size], [region, {**size, "std": 0.0}], [region], "region"):
         torch.save({**ckpt, "data": {**ckpt["data"], "static": bad}}, tmp_path / "bad.pt")
-        with pytest.raises(Exception, match="data.static is|data.x_names should be"):
+        with pytest.raises(Exception, match="data.static is|data.x_names are"):
             load_checkpoint(tmp_path / "bad.pt")

@@ -61,6 +61,9 @@ def inputs_and_targets(
     steps = table.lengths - diff.order
     if table.missing is not None and task == NEXT_STEP:
         ys = _unscored(ys, np.split(mask(table, steps, diff.coefficients()), np.cumsum(steps)[:-1]), horizon)
+    if table.missing is not None:  # nothing forecast from a step that read a value carried back
+        for y, lead in zip(ys, table.lead - diff.order):
+            y[: max(int(lead), 0)] = np.nan
     if time is None and covariates is None and statics is None and not gaps:
         return xs, ys
     known = known_inputs(table, steps, task, diff, time, covariates, gaps, statics)

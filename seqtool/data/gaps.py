@@ -15,24 +15,26 @@ from seqtool.data.tables import SeriesTable
 from seqtool.errors import SeqtoolError
 
 
-def marked(table: SeriesTable, mode: str = "fill") -> SeriesTable:
+def marked(table: SeriesTable, mode: str = "fill", rows: np.ndarray | None = None) -> SeriesTable:
     """The table with its empty input cells as gaps (`SeriesTable.missing`; None where there
-    are none). Refused in one line: with `refuse`, any empty cell; a gap longer than half
-    its series (a series with no value is one)."""
+    are none). Refused in one line: with `refuse`, any empty cell; a series with no value;
+    a gap longer than half its series. `rows`: each row's index in the table as read (for
+    the messages), where this one was cut from it."""
     empty = np.isnan(np.stack([table.columns[n] for n in table.x_names], axis=1))
     if not empty.any():
         return replace(table, missing=None)
+    rows = np.arange(len(empty)) if rows is None else rows
     if mode == "refuse":
         row, col = divmod(int(np.flatnonzero(empty)[0]), empty.shape[1])
         raise SeqtoolError(
-            f"{table.source}: row {row + 1}, column {table.x_names[col]!r}: an empty cell is not a number "
+            f"{table.source}: row {rows[row] + 1}, column {table.x_names[col]!r}: an empty cell is not a number "
             "(--gaps fill fills gaps)"
         )
-    _refuse_long(table, empty)
+    _refuse_long(table, empty, rows)
     return replace(table, missing=empty)
 
 
-def _refuse_long(table: SeriesTable, empty: np.ndarray) -> None:
+def _refuse_long(table: SeriesTable, empty: np.ndarray, rows: np.ndarray) -> None:
     """Refuse a run of empty cells in one column, within one series, longer than half of it."""
     first, last = np.zeros((2, len(empty)), dtype=bool)
     first[table.offsets[:-1]] = last[table.offsets[1:] - 1] = True
@@ -45,10 +47,13 @@ def _refuse_long(table: SeriesTable, empty: np.ndarray) -> None:
         if len(long):
             b, e = int(begin[long[0]]), int(end[long[0]])
             i = int(owner[b])
+            where = f"{table.source}: series {table.ids[i]!r}, column {name!r}"
+            if e - b == table.lengths[i]:
+                raise SeqtoolError(f"{where}: no value (rows {rows[b] + 1} to {rows[e - 1] + 1} are empty)")
             raise SeqtoolError(
-                f"{table.source}: series {table.ids[i]!r}, column {name!r}: a gap of {e - b} steps (rows {b + 1} to "
-                f"{e}) in a series of {int(table.lengths[i])}: more than half of it is no series to learn from "
-                f"or forecast; a gap may be at most half its series"
+                f"{where}: a gap of {e - b} steps (rows {rows[b] + 1} to {rows[e - 1] + 1}) in a series of "
+                f"{int(table.lengths[i])}: more than half of it is no series to learn from or forecast; a gap may "
+                "be at most half its series"
             )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from seqtool.data.covariates import history
 from seqtool.data.folders import Folder, is_folder
 from seqtool.data.gaps import marked
-from seqtool.data.tables import SeriesTable, Table, read_table, series_of
+from seqtool.data.tables import SeriesTable, Table, ranges, read_table, series_of
 
 
 def as_table(source: str | Path | Table | SeriesTable | None) -> Table:
@@ -53,4 +53,7 @@ def read_history(
     `known` columns the rows after it as its given future (`covariates.history`), and its
     empty input cells before it as gaps (`gaps.marked`: filled, or refused with "refuse")."""
     table = read_series(source, x, y, missing_inputs=True)
-    return marked(history(table, tuple(known)) if known else table, gaps)
+    if not known:
+        return marked(table, gaps)
+    cut = history(table, tuple(known))
+    return marked(cut, gaps, rows=ranges(table.offsets[:-1], cut.lengths))  # rows as read, for messages

@@ -132,9 +132,23 @@ class SeriesTable:
 
     @property
     def truth(self) -> np.ndarray:
-        """Inputs of all rows as observed, [rows, F], NaN at a gap: what a forecast is scored on."""
+        """Inputs of all rows as observed, [rows, F], NaN at a gap and up to `lead` (a
+        forecast of those steps read a value from after them): what forecasts are scored on."""
         x = self.x
-        return x if self.missing is None else np.where(self.missing, np.nan, x)
+        if self.missing is None:
+            return x
+        early = positions(self.lengths) <= np.repeat(np.where(self.lead > 0, self.lead, -1), self.lengths)
+        return np.where(self.missing | early[:, None], np.nan, x)
+
+    @property
+    def lead(self) -> np.ndarray:
+        """Each series' first step at which every input has had a value [N] (0 without
+        gaps): a step before it reads a value carried back from a later one (`carried`)."""
+        if self.missing is None:
+            return np.zeros(len(self.lengths), dtype=np.int64)
+        rows = np.where(self.missing, len(self.missing), np.arange(len(self.missing))[:, None])
+        first = np.minimum.reduceat(rows, self.offsets[:-1], axis=0).max(axis=1)
+        return first - self.offsets[:-1]
 
     @property
     def y(self) -> np.ndarray | None:

@@ -96,7 +96,8 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
     """(series index, origin step) of every origin: from `start` (a fraction in (0, 1) of
     each series' length, rounded up; a whole step index >= 1; or -K, K steps before each
     series' end), every `stride` steps, while the horizon stays inside the series; never
-    before step `first` (the model needs that much history)."""
+    before step `first` (the model needs that much history), nor before a series' `lead`
+    (steps before it read a value carried back from a later one)."""
     if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
         raise SeqtoolError(f"--start must be a number, got {start!r}")
     if 0 < start < 1:
@@ -108,7 +109,7 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
             "--start must be a fraction of each series in (0, 1), a step index (a whole number >= 1) or -K "
             f"(K steps before each series' end), got {start:g}"
         )
-    begin = np.maximum(begin, first)
+    begin = np.maximum(begin, np.maximum(first, table.lead + 1))
     last = table.lengths - horizon
     counts = np.where(last >= begin, (last - begin) // stride + 1, 0)
     if counts.sum() == 0:

@@ -7,6 +7,8 @@ forecast from a window's last step only (its H-step head's), so it forecasts no 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from seqtool.data.tables import SeriesTable, ranges
@@ -35,10 +37,18 @@ def first_read(m, origin: np.ndarray) -> np.ndarray:
 
 
 def pieces(table: SeriesTable, series: np.ndarray, first: np.ndarray, stop: np.ndarray) -> SeriesTable:
-    """Steps first[p]..stop[p] - 1 of series series[p], for every p, each a series of its own."""
+    """Steps first[p]..stop[p] - 1 of series series[p], for every p, each a series of its own
+    (a piece that ends where its series does keeps the rows given after it: `ahead`)."""
     count = (stop - first).astype(np.int64)
     fits_in_memory(float(count.sum()) * (len(table.columns) + 4) * 8 * 3, f"{len(count):,} windows to forecast from")
-    return table.taken(ranges(table.offsets[series] + first, count), count)
+    out = table.taken(ranges(table.offsets[series] + first, count), count)
+    if table.ahead is None:
+        return out
+    ends = stop == table.lengths[series]
+    ahead = {
+        n: [rows[s] if e else rows[s][:0] for s, e in zip(series.tolist(), ends)] for n, rows in table.ahead.items()
+    }
+    return replace(out, ahead=ahead)
 
 
 def unread(values: np.ndarray, skipped: np.ndarray, lengths: np.ndarray) -> np.ndarray:

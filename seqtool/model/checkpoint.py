@@ -211,7 +211,10 @@ def _check_inputs(data: dict, model: dict, damaged: Damaged) -> None:
         damaged(f"data.gaps is {data['gaps']!r:.60}, expected true (or no such field)")
     masks = 1 + bool(data.get("gaps"))  # with gaps, a mask input beside each input
     if not _names(x_names) or masks * len(x_names) + known != n_in:
-        damaged(f"data.x_names should be {(n_in - known) / masks:g} column names, got {x_names!r}")
+        damaged(
+            f"data.x_names are {x_names!r:.80}; model.n_in {n_in} is {known} inputs beside the series"
+            f"{' and a gap mask for each of them' if masks > 1 else ''}, and one for each x name"
+        )
 
 
 def _check_scale(norm: dict, task: str, damaged: Damaged) -> None:

@@ -147,7 +147,7 @@ EDITS = [
     ("model/layers", -1, "model.layers is -1"),
     ("model/extra", 1, "model has fields"),
     ("data/task", "other", "data.task is 'other'"),
-    ("data/x_names", ["x", "z"], "data.x_names should be 1 column names"),
+    ("data/x_names", ["x", "z"], "data.x_names are ['x', 'z']; model.n_in 1 is 0 inputs beside the series"),
     ("weights/head.bias", torch.tensor([float("nan")]), "weights.head.bias holds values that are not finite"),
     ("weights/head.bias", torch.zeros(2), "weights.head.bias is (2,), expected (1,)"),
 ]
