@@ -19,8 +19,8 @@ import numpy as np
 
 from seqtool import outputs
 from seqtool.config import IMAGE_FORMATS
-from seqtool.data.reading import read_series
-from seqtool.data.tables import SeriesTable, Table, columns_of, of_role, read_table, times_of
+from seqtool.data.reading import as_table, read_series
+from seqtool.data.tables import SeriesTable, Table, columns_of, of_role, times_of
 from seqtool.errors import SeqtoolError
 from seqtool.limits import check_all
 from seqtool.outputs import check_format, open_output
@@ -269,8 +269,8 @@ def plot(
     if output is not None and not single:
         raise SeqtoolError("several inputs make several images: use --outdir DIR, or --overlay -o FILE")
     for f in files:
-        if f is not None and str(f) != "-" and (not str(f) or Path(f).is_dir()):
-            raise SeqtoolError(f"{f!r}: not a table file" if not str(f) else f"{f}: is a folder, not a table")
+        if f is not None and not str(f):
+            raise SeqtoolError(f"{f!r}: not a table")
     if output is not None:
         out = check_format(output, FORMATS, "image")
         suffix = out.suffix if out is not None and out.suffix in FORMATS else suffix
@@ -281,7 +281,7 @@ def plot(
             raise SeqtoolError(f"two inputs would make the same image in {outdir}; give them different names")
     else:
         outputs.check([(t, FORMATS, "image") for t in targets], inputs=files)
-    tables = [read_table(f) for f in files]
+    tables = [as_table(f) for f in files]  # a file, stdin or a table folder
     names = [_literal(n) for n in (labels or [_label(f) for f in files])]
     inputs = list(zip(names, tables))
     where = look.series, look.x, look.y

@@ -4,6 +4,8 @@ and the windows need no array as long as the table."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -225,6 +227,12 @@ def test_every_command_reads_a_folder(tmp_path, cli, small_model):
         via_folder = cli(*command, tmp_path / "s.seq", "-q")
         assert via_folder.exit_code == 0 and via_folder.stdout == via_csv.stdout, command[0]
     assert cli("info", tmp_path / "s.seq", "--y", "").exit_code == 0  # --y "": no targets, as a CSV
+    from_folder, from_csv = tmp_path / "f.png", tmp_path / "c.png"
+    assert cli("plot", tmp_path / "s.seq", "-o", from_folder).exit_code == 0
+    assert cli("plot", small_model / "sine.csv", "-o", from_csv).exit_code == 0
+    assert from_folder.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and from_folder.stat().st_size > 10_000
+    one_error_line(cli("convert", small_model / "sine.csv", "-o", "-"), "convert writes a table folder, not a stream")
+    assert not os.path.exists("-")  # (in the working folder, where a folder named - would go)
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,8 @@ def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y
     a time, each chunk read and checked by the table reader (`tables.series_of`), so a folder
     holds what the CSV would give. Written to a temporary folder beside `dest`, renamed at
     the end (`outputs.new_folder`): a failure leaves nothing. An npz input is read whole (npz cannot stream)."""
+    if str(dest) in ("-", ""):
+        raise SeqtoolError(f"-o {str(dest)!r}: convert writes a table folder, not a stream: name a new folder")
     dest = Path(dest)
     if dest.exists():
         raise SeqtoolError(f"{dest}: exists; convert writes a new folder (remove it, or choose another name)")
