@@ -330,6 +330,7 @@ def test_divergence_after_progress_saves_the_last_good_state(tmp_path):
         (["--steps", "10", "--epochs", "2"], ["--steps or --epochs"]),
         (["--val", "1.5"], ["--val"]),
         (["--x", "value"], ["no column 'value'"]),
+        (["--season", "30"], ["--season 30 is as long as the longest series (30 steps)", "no seasonal naive"]),
     ],
 )
 def test_bad_training_options(tmp_path, cli, args, fragments):

@@ -89,6 +89,12 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     which no step has a target is refused; validation is scored like training (no loss
     during the burn-in). With --scale series, each series is divided by its level first;
     with --diff, the series are differenced (next step only)."""
+    lengths = np.diff(table.offsets)
+    if config.season is not None and config.season >= int(lengths.max()):
+        raise SeqtoolError(
+            f"{table.source}: --season {config.season} is as long as the longest series ({int(lengths.max())} steps): "
+            "no seasonal naive forecast can be made; give a shorter --season"
+        )
     if isinstance(table, folders.Folder):
         return _prepare_in_place(table, config, device)
     task = task_of(table)
