@@ -13,8 +13,9 @@ from conftest import one_error_line
 
 from seqtool.config import TrainConfig
 from seqtool.data import generators
-from seqtool.data.tables import write_table
+from seqtool.data.tables import positions, write_table
 from seqtool.forecast.metrics import interval_scores
+from seqtool.forecast.predict import predict
 from seqtool.model.checkpoint import load_checkpoint
 from seqtool.model.network import GaussianHead, StudentTHead, t_quantile
 from seqtool.training.run import train
@@ -108,6 +109,18 @@ def test_predict_writes_the_interval_on_the_original_scale_and_it_covers_what_it
     sigma = m["width"] / (2 * 1.2816)
     assert 0.08 <= sigma <= 0.16  # the noise is 0.1; the level is not known exactly from a noisy past
     assert m["crps"] < m["mae"]
+
+
+def test_with_a_season_every_figure_of_a_report_is_over_the_same_steps(noisy, tmp_path):
+    """The seasonal naive forecast is unknown for each series' first season: coverage and
+    width leave those steps out, as MSE and MAE do."""
+    result, m = predict(noisy / "g.pt", noisy / "fresh.csv", season=30, level=80.0, quiet=True)
+    x, yhat = result.columns["x"], result.columns["yhat"]
+    lo, hi = result.columns["yhat_lo"], result.columns["yhat_hi"]
+    same = ~np.isnan(yhat) & (positions(result.lengths) >= 30)  # the truth, the forecasts and both naive ones
+    assert m["steps"] == int(same.sum()) < int((~np.isnan(yhat)).sum())
+    assert m["coverage"] == pytest.approx(float(np.mean((lo <= x)[same] & (x <= hi)[same])), rel=1e-12)
+    assert m["width"] == pytest.approx(float(np.mean((hi - lo)[same])), rel=1e-9)
 
 
 def test_a_student_t_model_scores_its_interval_and_crps(noisy, cli):

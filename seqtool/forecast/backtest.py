@@ -28,7 +28,7 @@ from seqtool.forecast.conformal import bounds as bounds_of
 from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_model
 from seqtool.forecast.freerun import from_origins
 from seqtool.forecast.intervals import from_paths, interval_columns
-from seqtool.forecast.metrics import interval_scores, line, naive_forecasts, report, scale, score
+from seqtool.forecast.metrics import interval_scores, known_rows, line, naive_forecasts, report, scale, score
 from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
 
@@ -183,10 +183,14 @@ def _table_and_scores(
         paths = bounds.get("paths")
         drawn = {} if paths is None else {"paths": paths.reshape(len(paths), count * horizon, -1)}
         got, level = {"point": yhat, **flat, **drawn}, bounds["level"]
-        scores.update(interval_scores(truth, got, level, np.ones(len(h), bool), np.repeat(series, horizon)))
+        scores.update(
+            interval_scores(
+                truth, got, level, known_rows(np.ones(len(h), bool), naive, seasonal), np.repeat(series, horizon)
+            )
+        )
         for k, row in enumerate(by_h, start=1):
             if row["steps"]:
-                row.update(interval_scores(truth, got, level, h == k))
+                row.update(interval_scores(truth, got, level, known_rows(h == k, naive, seasonal)))
         scores["by_origin"] = _by_origin(np.repeat(origin, horizon), truth, flat)
     scores.update({"intervals": bounds["kind"]} if flat else {})
     scores.update(mode="backtest", horizon=horizon, origins=count, by_h=by_h)

@@ -104,6 +104,15 @@ def _errors(forecast: np.ndarray, truth: np.ndarray, mask: np.ndarray, denominat
     return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(e))), "mase": mase}
 
 
+def known_rows(scored: np.ndarray, *forecasts: np.ndarray | None) -> np.ndarray:
+    """`scored` [rows] where every forecast given (the naive ones; None: none) is known: the
+    steps of a report's point figures, for its interval figures too."""
+    for f in forecasts:
+        if f is not None:
+            scored = scored & ~np.isnan(f).any(axis=1)
+    return scored
+
+
 def tail(level: float) -> float:
     """The probability below an interval at `level` percent (and above it): the interval is
     the quantiles tail and 1 - tail."""

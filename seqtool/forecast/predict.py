@@ -19,7 +19,16 @@ from seqtool.data.tables import TABLE_FORMATS, SeriesTable, positions, ranges, w
 from seqtool.forecast.conformal import bounds, usable
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.intervals import interval_columns
-from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, scale, score, series_scales, tail
+from seqtool.forecast.metrics import (
+    interval_scores,
+    known_rows,
+    naive_forecasts,
+    report,
+    scale,
+    score,
+    series_scales,
+    tail,
+)
 from seqtool.forecast.windows import first_read, pieces, reads_windows
 from seqtool.limits import check_all
 from seqtool.model.network import over_series
@@ -67,7 +76,7 @@ def predict(
     denominator = denominator_of(table, truth, np.ones(len(step), dtype=bool))
     scores = scores_of(yhat, truth, step >= warmup, naive, seasonal, denominator, season)
     if "lo" in got and truth is not None and scores["steps"]:
-        scores.update(interval_scores(truth, got, level, step >= warmup))
+        scores.update(interval_scores(truth, got, level, known_rows(step >= warmup, naive, seasonal)))
     scores.update(warmup=warmup, mode="teacher-forced")
     scores.update({"intervals": kind} if "lo" in got else {})
     report("predict", scores, f"teacher-forced, warm-up {warmup}", metrics, quiet)

@@ -20,7 +20,7 @@ from seqtool.forecast.conformal import usable
 from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_model
 from seqtool.forecast.freerun import roll
 from seqtool.forecast.intervals import from_paths, interval_columns, paths_table
-from seqtool.forecast.metrics import interval_scores, naive_forecasts, report, series_scales
+from seqtool.forecast.metrics import interval_scores, known_rows, naive_forecasts, report, series_scales
 from seqtool.forecast.predict import denominator_of, scores_of, write_if
 from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
@@ -111,7 +111,11 @@ def _scores(
     scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     if bounds and scores["steps"]:
         owner = np.repeat(np.arange(len(result.lengths)), result.lengths)
-        scores.update(interval_scores(result.x, {"point": yhat, **bounds}, level, step >= first_free, owner))
+        scores.update(
+            interval_scores(
+                result.x, {"point": yhat, **bounds}, level, known_rows(step >= first_free, naive, seasonal), owner
+            )
+        )
     scores.update(warmup=int(k.min()) if len(set(k.tolist())) == 1 else "varies", mode="free-running")
     scores.update({"intervals": kind} if bounds else {})
     return scores
