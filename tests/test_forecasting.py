@@ -18,7 +18,7 @@ from seqtool.errors import SeqtoolError
 from seqtool.forecast import freerun
 from seqtool.forecast.backtest import backtest
 from seqtool.forecast.forecaster import Forecaster
-from seqtool.forecast.metrics import naive_forecasts, scale, score
+from seqtool.forecast.metrics import naive_forecasts, score, series_scales
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
@@ -121,21 +121,23 @@ def test_naive_seasonal_naive_and_mase_by_hand():
     assert np.isnan(seasonal[3, 0]) and seasonal[[0, 1, 2, 4], 0].tolist() == [3.0, 2.0, 2.0, 10.0]
     offsets = np.array([0, 5, 8])
     history = np.ones(8, bool)
-    assert scale(values, offsets, history)[0] == pytest.approx((2 + 1 + 4 + 1 + 10 + 10) / 6)  # no step across series
+    own = series_scales(values, offsets, history)[:, 0]
+    assert own.tolist() == pytest.approx([(2 + 1 + 4 + 1) / 4, (10 + 10) / 2])  # no step across series
     truth = values[start + pos]
     yhat = truth + np.array([[1.0], [-2.0], [0.5], [4.0], [1.0]])
-    s = score(yhat, truth, np.ones(5, bool), naive, seasonal, scale(values, offsets, history))
+    per_row = own[[0, 0, 0, 1, 1]][:, None]  # each step's own series' scale
+    s = score(yhat, truth, np.ones(5, bool), naive, seasonal, per_row)
     scored = [0, 1, 2, 4]  # the seasonal naive has no value for the fourth: left out of every figure
     e = (yhat - truth)[scored, 0]
     assert s["steps"] == 4 and s["mae"] == pytest.approx(np.abs(e).mean()) and s["mse"] == pytest.approx((e**2).mean())
-    assert s["mase"] == pytest.approx(np.abs(e).mean() / (28 / 6))
+    assert s["mase"] == pytest.approx(np.mean(np.abs(e) / per_row[scored, 0]))  # 1/2, 2/2, 0.5/2, 1/10
     en = (naive - truth)[scored, 0]
     assert s["naive"]["mae"] == pytest.approx(np.abs(en).mean()) and s["naive"]["rmse"] == pytest.approx(
         np.sqrt((en**2).mean())
     )
     es = (seasonal - truth)[scored, 0]
     assert s["seasonal_naive"]["mae"] == pytest.approx(np.abs(es).mean())
-    assert s["seasonal_naive"]["mase"] == pytest.approx(np.abs(es).mean() / (28 / 6))
+    assert s["seasonal_naive"]["mase"] == pytest.approx(np.mean(np.abs(es) / per_row[scored, 0]))
 
 
 def test_predict_reports_the_naive_forecasts_on_the_same_steps(trend, tmp_path):
@@ -146,12 +148,13 @@ def test_predict_reports_the_naive_forecasts_on_the_same_steps(trend, tmp_path):
     step = np.concatenate([np.arange(n) for n in result.lengths])
     rows = np.flatnonzero(step >= 12)  # the seasonal naive needs a season of history
     e, en, es = yhat[rows] - x[rows], x[rows - 1] - x[rows], x[rows - 12] - x[rows]
-    history = np.ones(len(x), bool)
-    denominator = scale(x[:, None], result.offsets, history)[0]
+    owner = np.repeat(np.arange(len(result.lengths)), result.lengths)
+    own = np.array([np.abs(np.diff(x[owner == i])).mean() for i in range(len(result.lengths))])  # each series'
     assert s["steps"] == len(rows) and s["mae"] == pytest.approx(np.abs(e).mean())
     assert s["naive"]["mae"] == pytest.approx(np.abs(en).mean())
     assert s["seasonal_naive"]["mse"] == pytest.approx((es**2).mean())
-    assert s["mase"] == pytest.approx(np.abs(e).mean() / denominator)
+    assert s["mase"] == pytest.approx(np.mean(np.abs(e) / own[owner[rows]]))
+    assert s["naive"]["mase"] == pytest.approx(np.mean(np.abs(en) / own[owner[rows]]))
     saved = json.loads((tmp_path / "m.json").read_text())
     assert {"mae", "mse", "rmse", "mase", "naive", "seasonal_naive"} <= set(saved)
     assert set(saved["naive"]) == set(saved["seasonal_naive"]) == {"mae", "mse", "rmse", "mase"}

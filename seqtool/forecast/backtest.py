@@ -28,7 +28,7 @@ from seqtool.forecast.conformal import bounds as bounds_of
 from seqtool.forecast.forecaster import Forecaster, check_sampling, next_step_model
 from seqtool.forecast.freerun import from_origins
 from seqtool.forecast.intervals import from_paths, interval_columns
-from seqtool.forecast.metrics import interval_scores, known_rows, line, naive_forecasts, report, scale, score
+from seqtool.forecast.metrics import interval_scores, known_rows, line, naive_forecasts, report, score, series_scales
 from seqtool.forecast.windows import check_reach
 from seqtool.limits import check_all, fits_in_memory
 
@@ -175,7 +175,7 @@ def _table_and_scores(
     first = np.full(len(table.lengths), np.iinfo(np.int64).max)
     np.minimum.at(first, series, origin)
     history = positions(table.lengths) < np.repeat(first, table.lengths)
-    denominator = scale(table.truth, table.offsets, history)
+    denominator = series_scales(table.truth, table.offsets, history)[np.repeat(series, horizon)]  # each row's own
     truth = table.truth[rows]
     scores = {**score(yhat, truth, np.ones(len(h), bool), naive, seasonal, denominator), "season": season}
     by_h = [{"h": k, **score(yhat, truth, h == k, naive, seasonal, denominator)} for k in range(1, horizon + 1)]

@@ -5,8 +5,9 @@ Every report sets the model beside the naive forecasts on exactly the same steps
 - naive: the last known value carried forward (Hyndman & Athanasopoulos, FPP3 5.2);
 - seasonal naive, when a season m is known: the value one season before, from the last
   known season (for h steps ahead of origin o: the value at o + h - 1 - m * (floor((h - 1) / m) + 1));
-- MASE (Hyndman & Koehler 2006): the MAE over the mean absolute one-step change of the
-  known history of the same series (the in-sample MAE of the one-step naive forecast).
+- MASE (Hyndman & Koehler 2006): each step's absolute error over the mean absolute
+  one-step change of the known history of its own series (the in-sample MAE of its
+  one-step naive forecast), averaged over the steps; series without one left out.
 
 A step is scored where its truth, the model's forecast and every naive forecast shown
 are known, so that all figures of one report are over the same steps. numpy only.
@@ -42,16 +43,9 @@ def naive_forecasts(
     return naive, seasonal
 
 
-def scale(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> np.ndarray:
-    """Per column, the mean absolute one-step change of `values` [rows, F] over consecutive
-    rows of one series (`offsets`) that are both in `history` and known: MASE's denominator."""
-    total, count = _changes(values, offsets, history)
-    with np.errstate(invalid="ignore"):
-        return total.sum(axis=0) / count.sum(axis=0)
-
-
 def series_scales(values: np.ndarray, offsets: np.ndarray, history: np.ndarray) -> np.ndarray:
-    """`scale` of each series on its own [N, F] (NaN where it has no known change)."""
+    """Each series' mean absolute one-step change of `values` [rows, F] over its consecutive
+    rows that are both in `history` and known [N, F] (NaN where it has none): MASE's scale."""
     total, count = _changes(values, offsets, history)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
@@ -97,10 +91,11 @@ def _errors(forecast: np.ndarray, truth: np.ndarray, mask: np.ndarray, denominat
     with np.errstate(over="ignore"):  # forecasts far off: an MSE of inf, reported as such
         mse = float(np.mean(e**2))
     mase = None
-    if denominator is not None:
-        scaled = np.abs(forecast - truth) / np.where(denominator > 0, denominator, np.nan)
-        if not np.isnan(scaled[mask]).any():
-            mase = float(np.mean(scaled[mask]))
+    if denominator is not None:  # each step over its own series' scale; series without one left out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scaled = (np.abs(forecast - truth) / np.where(denominator > 0, denominator, np.nan))[mask]
+        if np.isfinite(scaled).any():
+            mase = float(np.mean(scaled[np.isfinite(scaled)]))
     return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(e))), "mase": mase}
 
 

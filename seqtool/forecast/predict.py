@@ -24,7 +24,6 @@ from seqtool.forecast.metrics import (
     known_rows,
     naive_forecasts,
     report,
-    scale,
     score,
     series_scales,
     tail,
@@ -84,9 +83,15 @@ def predict(
     return result, scores
 
 
-def denominator_of(table: SeriesTable, truth: np.ndarray | None, history: np.ndarray) -> np.ndarray | None:
-    """MASE's scale: the mean one-step change of the truth over each series' known history."""
-    return None if truth is None else scale(truth, table.offsets, history)
+def denominator_of(
+    table: SeriesTable, truth: np.ndarray | None, history: np.ndarray, lengths: np.ndarray | None = None
+) -> np.ndarray | None:
+    """MASE's scale of each row [rows, F]: the mean one-step change of the truth over its
+    own series' known history, for `lengths` rows of each series (its rows by default)."""
+    if truth is None:
+        return None
+    own = series_scales(truth, table.offsets, history)
+    return np.repeat(own, table.lengths if lengths is None else lengths, axis=0)
 
 
 def scores_of(yhat, truth, scored, naive, seasonal, denominator, season) -> dict:

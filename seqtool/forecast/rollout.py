@@ -107,7 +107,8 @@ def _scores(
     result.columns["phase"] = np.where(step < first_free, "warmup", "free")
     start = np.repeat(table.offsets[:-1], result.lengths)
     naive, seasonal = naive_forecasts(table.x, start, step, np.minimum(step, first_free), season)
-    denominator = denominator_of(table, table.truth, positions(table.lengths) < np.repeat(k, table.lengths))
+    warm = positions(table.lengths) < np.repeat(k, table.lengths)
+    denominator = denominator_of(table, table.truth, warm, result.lengths)
     scores = scores_of(yhat, result.x, step >= first_free, naive, seasonal, denominator, season)
     if bounds and scores["steps"]:
         owner = np.repeat(np.arange(len(result.lengths)), result.lengths)
