@@ -100,9 +100,15 @@ def test_a_horizon_model_reads_the_known_values_of_each_step_it_forecasts(sh, tm
     _sales(tmp_path / "short.csv", future=3)
     one_error_line(
         sh("seqtool rollout m.pt short.csv --horizon 2"),
-        "forecasts 5 step(s) past the end of series 's0' (the model reads them 5 steps ahead)",
+        "for 5 step(s) past the end of series 's0' (a model of --horizon 5 reads them 5 steps at a time)",
         "are given for 3",
     )
+    _sales(tmp_path / "eight.csv", future=8)  # 7 steps: a second block, which reads steps 6 to 10
+    one_error_line(sh("seqtool rollout m.pt eight.csv --horizon 7"), "for 10 step(s) past the end", "given for 8")
+    history = "\n".join(line for line in (tmp_path / "sales.csv").read_text().splitlines() if not line.endswith(","))
+    (tmp_path / "history.csv").write_text(history + "\n")  # no rows past the end: the last origins read none
+    rows = _rows(sh("seqtool backtest m.pt history.csv --horizon 2 --start 110 -q"))
+    assert max(int(r["origin"]) for r in rows) == HISTORY - 5  # its forecast's block reads 5 steps of prices
 
 
 def test_known_inputs_refused_in_one_line(sh, trained, tmp_path):
@@ -120,8 +126,8 @@ def test_known_inputs_refused_in_one_line(sh, trained, tmp_path):
     )
     one_error_line(
         sh(f"seqtool rollout {folder / 'm.pt'} sales.csv --horizon {FUTURE + 1}"),
-        f"forecasts {FUTURE + 1} step(s) past the end of series 's0'",
-        f"'price' are given for {FUTURE}",
+        f"for {FUTURE + 1} step(s) past the end of series 's0'",
+        f"they are given for {FUTURE}",
     )
     one_error_line(sh("seqtool train sales.csv --x sales --known 'price, price' -o m.pt"), "distinct columns")
     for t, what in ((5, "inf"), (HISTORY + 3, "1e200")):  # in the history, and past it

@@ -11,6 +11,7 @@ from conftest import one_error_line
 from seqtool.config import TrainConfig
 from seqtool.data.reading import read_history
 from seqtool.data.statics import Statics
+from seqtool.errors import SeqtoolError
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
 from seqtool.training.run import train
@@ -108,3 +109,41 @@ def test_a_damaged_static_field_is_refused(model, tmp_path):
         torch.save({**ckpt, "data": {**ckpt["data"], "static": bad}}, tmp_path / "bad.pt")
         with pytest.raises(Exception, match="data.static is|data.x_names are"):
             load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_what_a_model_knows_of_attributes_comes_from_its_training_series(tmp_path):
+    _panel(tmp_path / "p.csv", {"s4": "west"})  # one series of a region of its own
+    table = read_history(tmp_path / "p.csv")
+    training = np.setdiff1d(np.arange(24), [4])  # as if s4 were held out for validation
+    region, size = Statics.fit(table, ("region", "size"), training).columns
+    assert region.categories == ("east", "north", "south") and sum(region.shares) == pytest.approx(1.0)
+    assert size.mean == pytest.approx(np.delete(np.arange(10, 34), 4).mean())
+    with pytest.warns(
+        UserWarning, match=r"column 'region': 1 series of a category the model never saw \(e.g. 'west'\)"
+    ):
+        encoded = Statics((region,)).per_series(table)
+    assert encoded[4] == pytest.approx(region.shares)
+
+
+def test_numbers_are_compared_as_numbers_and_inf_or_an_npz_nan_refused(tmp_path):
+    _panel(tmp_path / "p.csv")
+    text = (tmp_path / "p.csv").read_text()
+    first = text.replace("s0,0,north,10,", "s0,0,north,10.0,")  # 10.0 where the rest of s0 says 10
+    (tmp_path / "same.csv").write_text(first)
+    assert Statics.fit(read_history(tmp_path / "same.csv"), ("size",)).columns[0].categories == ()
+    (tmp_path / "inf.csv").write_text(text.replace(",north,10,", ",north,inf,"))
+    with pytest.raises(SeqtoolError, match="column 'size': 'inf' is not a finite number"):
+        Statics.fit(read_history(tmp_path / "inf.csv"), ("size",))
+    (tmp_path / "nan.csv").write_text(text.replace(",north,10,", ",north,NaN,"))
+    with pytest.raises(SeqtoolError, match="row 1, column 'size': series 's0' has no value"):
+        Statics.fit(read_history(tmp_path / "nan.csv"), ("size",))
+
+
+def test_a_rollout_repeats_the_attributes_past_the_end_so_its_output_reads_back(model, tmp_path):
+    _panel(tmp_path / "p.csv")
+    out, _ = rollout(model / "m.pt", tmp_path / "p.csv", horizon=3, output=tmp_path / "r.csv", quiet=True)
+    free = out.columns["phase"] == "free"
+    assert set(out.columns["region"][free & (out.columns["series"] == "s1")].tolist()) == {"south"}
+    with pytest.warns(UserWarning, match="empty input cell"):  # its forecast rows read back: gaps at the end
+        again, _ = rollout(model / "m.pt", tmp_path / "r.csv", horizon=2, quiet=True)
+    assert set(again.columns["region"][again.columns["series"] == "s1"].tolist()) == {"south"}

@@ -86,16 +86,17 @@ def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, 
     given = table.lengths + (
         np.array([len(a) for a in table.ahead[table.x_names[0]]]) if table.ahead is not None else 0
     )
-    past = total > table.lengths  # a horizon model's forecast from the end reads H steps ahead
-    needed = np.where(past, np.maximum(total, table.lengths + covariates.horizon), total)
+    h = covariates.horizon  # a horizon model's block of H forecasts reads the H steps it forecasts
+    past = np.maximum(total - table.lengths, 0)
+    needed = table.lengths + h * -(-past // h)
     short = np.flatnonzero(given < needed)
     if len(short):
         i = int(short[0])
-        also = f" (the model reads them {covariates.horizon} steps ahead)" if covariates.horizon > 1 else ""
+        also = f" (a model of --horizon {h} reads them {h} steps at a time)" if h > 1 else ""
         raise SeqtoolError(
-            f"{table.source}: {what} forecasts {int(needed[i] - table.lengths[i])} step(s) past the end of "
-            f"series {table.ids[i]!r}{also}, but its known column(s) {', '.join(map(repr, covariates.names))} are "
-            f"given for {int(given[i] - table.lengths[i])} (rows after its last value, with its series columns empty)"
+            f"{table.source}: {what} needs the known column(s) {', '.join(map(repr, covariates.names))} for "
+            f"{int(needed[i] - table.lengths[i])} step(s) past the end of series {table.ids[i]!r}{also}, and they "
+            f"are given for {int(given[i] - table.lengths[i])} (rows after its last value, its series columns empty)"
         )
     _far(covariates, table, total)
 

@@ -64,6 +64,9 @@ def inputs_and_targets(
     if table.missing is not None:  # nothing forecast from a step that read a value carried back
         for y, lead in zip(ys, table.lead - diff.order):
             y[: max(int(lead), 0)] = np.nan
+    if covariates is not None and covariates.horizon > 1:  # a step whose known inputs run past the series
+        for y, n in zip(ys, steps):
+            y[max(int(n) - covariates.horizon, 0) :] = np.nan
     if time is None and covariates is None and statics is None and not gaps:
         return xs, ys
     known = known_inputs(table, steps, task, diff, time, covariates, gaps, statics)

@@ -11,6 +11,7 @@ the mean of their embeddings, one shared entry for every unseen category. numpy 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,12 +62,16 @@ class Statics:
     columns: tuple[Static, ...]
 
     @classmethod
-    def fit(cls, table: SeriesTable, names: tuple[str, ...]) -> Statics:
-        """The attributes `names` of a table's series: numbers where every cell is one."""
+    def fit(cls, table: SeriesTable, names: tuple[str, ...], training: np.ndarray | None = None) -> Statics:
+        """The attributes `names` of a table's series: numbers where every cell is one; the
+        statistics and the categories seen are those of the `training` series (all by
+        default), so that a category only a validation series has reads the unseen entry."""
         columns = []
         for name in names:
             values = values_of(table, name)
-            numbers = _as_numbers(values)
+            numbers = _as_numbers(values, name, table.source)
+            values = values if training is None else values[training]
+            numbers = numbers if numbers is None or training is None else numbers[training]
             if numbers is not None:
                 check_magnitude(numbers, name, table.source)
                 std = float(numbers.std())
@@ -86,9 +91,24 @@ class Statics:
     def width(self) -> int:
         return sum(c.width for c in self.columns)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
     def per_series(self, table: SeriesTable) -> np.ndarray:
-        """What the network reads of each series' attributes [N, width]."""
-        parts = [c.encoded(_typed(values_of(table, c.name), c, table.source)) for c in self.columns]
+        """What the network reads of each series' attributes [N, width]; a warning names a
+        category the model never saw (it reads the shared entry)."""
+        parts = []
+        for c in self.columns:
+            values = _typed(values_of(table, c.name), c, table.source)
+            unseen = [v for v in values.tolist() if c.categories and v not in c.categories]
+            if unseen:
+                warnings.warn(
+                    f"{table.source}: column {c.name!r}: {len(unseen)} series of a category the model never saw "
+                    f"(e.g. {unseen[0]!r}) read the categories' mean",
+                    stacklevel=2,
+                )
+            parts.append(c.encoded(values))
         return np.concatenate(parts, axis=1)
 
     def ahead(self, table: SeriesTable, steps: np.ndarray, shift: int = 0) -> np.ndarray:
@@ -120,38 +140,46 @@ def values_of(table: SeriesTable, name: str) -> np.ndarray:
         raise SeqtoolError(f"{table.source}: no static column {name!r} (columns: {', '.join(table.columns)})")
     if name in table.x_names + table.y_names or name in ("series", "t"):
         raise SeqtoolError(f"{table.source}: --static {name}: {name!r} is a series column, not an attribute of one")
-    column = np.asarray(table.columns[name]).astype(str)
+    column = np.char.strip(np.asarray(table.columns[name]).astype(str))
+    column = np.where(np.char.lower(column) == "nan", "", column)  # an npz's empty cell
+    owner = np.repeat(np.arange(len(table.lengths)), table.lengths)
+    empty = np.flatnonzero(column == "")
+    if len(empty):
+        r = int(empty[0])
+        raise SeqtoolError(f"{table.source}: row {r + 1}, column {name!r}: series {table.ids[owner[r]]!r} has no value")
     first = column[table.offsets[:-1]]
-    changed = np.flatnonzero(column != np.repeat(first, table.lengths))
+    numbers = _as_numbers(column, name, table.source, finite=False)  # '11' and '11.0' are one number
+    read = column if numbers is None else numbers
+    changed = np.flatnonzero(read != read[table.offsets[:-1]][owner])
     if len(changed):
         r = int(changed[0])
-        i = int(np.searchsorted(table.offsets, r, side="right") - 1)
         raise SeqtoolError(
-            f"{table.source}: row {r + 1}, column {name!r}: {str(column[r])!r} where series {table.ids[i]!r} has "
-            f"{str(first[i])!r}; a static column holds one value per series"
+            f"{table.source}: row {r + 1}, column {name!r}: {str(column[r])!r} where series {table.ids[owner[r]]!r} "
+            f"has {str(first[owner[r]])!r}; a static column holds one value per series"
         )
-    empty = np.flatnonzero(np.char.strip(first) == "")
-    if len(empty):
-        raise SeqtoolError(f"{table.source}: column {name!r}: series {table.ids[int(empty[0])]!r} has no value")
-    return np.char.strip(first)
+    return first
 
 
-def _as_numbers(values: np.ndarray) -> np.ndarray | None:
-    """The values as finite numbers, or None where one is not."""
+def _as_numbers(values: np.ndarray, name: str, source: str, finite: bool = True) -> np.ndarray | None:
+    """The values as numbers, or None where one is not a number; with `finite`, inf is
+    refused in one line (it is a number, not a category)."""
     try:
         numbers = values.astype(np.float64)
     except ValueError:
         return None
-    return numbers if np.isfinite(numbers).all() else None
+    if finite and not np.isfinite(numbers).all():
+        bad = values[~np.isfinite(numbers)][0]
+        raise SeqtoolError(f"{source}: column {name!r}: {str(bad)!r} is not a finite number")
+    return numbers
 
 
 def _typed(values: np.ndarray, column: Static, source: str) -> np.ndarray:
     """A model's numeric attribute as numbers (one line where a series' is not one)."""
     if column.categories:
         return values
-    numbers = _as_numbers(values)
+    numbers = _as_numbers(values, column.name, source)
     if numbers is None:
-        bad = next(v for v in values.tolist() if _as_numbers(np.array([v])) is None)
+        bad = next(v for v in values.tolist() if _as_numbers(np.array([v]), column.name, source) is None)
         raise SeqtoolError(f"{source}: column {column.name!r}: {bad!r} is not a number; the model read numbers there")
     check_magnitude(numbers, column.name, source)
     return numbers

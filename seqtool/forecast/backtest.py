@@ -66,7 +66,7 @@ def backtest(
     check_reach(m, horizon, f"--horizon {horizon}", "give --horizon {h} or fewer")
     table = m.read(data)
     season = m.season_of(season, table.lengths)
-    series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
+    series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1, known_reach(m, horizon))
     m.use_threads(threads, len(origin))
     width = len(table.columns) + 3 * len(m.x_names) + 3
     fits_in_memory(
@@ -92,10 +92,13 @@ def backtest(
     return result, scores
 
 
-def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+def origins(
+    table: SeriesTable, start: float, stride: int, horizon: int, first: int, reads: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(series index, origin step) of every origin: from `start` (a fraction in (0, 1) of
     each series' length, rounded up; a whole step index >= 1; or -K, K steps before each
-    series' end), every `stride` steps, while the horizon stays inside the series; never
+    series' end), every `stride` steps, while the horizon stays inside the series and the
+    `reads` steps after it whose known values the model reads are given; never
     before step `first` (the model needs that much history), nor before a series' `lead`
     (steps before it read a value carried back from a later one)."""
     if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
@@ -110,7 +113,8 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
             f"(K steps before each series' end), got {start:g}"
         )
     begin = np.maximum(begin, np.maximum(first, table.lead + 1))
-    last = table.lengths - horizon
+    given = table.lengths + (np.array([len(r) for r in next(iter(table.ahead.values()))]) if table.ahead else 0)
+    last = np.minimum(table.lengths - horizon, given - reads)
     counts = np.where(last >= begin, (last - begin) // stride + 1, 0)
     if counts.sum() == 0:
         longest = int(table.lengths.max())
@@ -121,6 +125,15 @@ def origins(table: SeriesTable, start: float, stride: int, horizon: int, first: 
         )
     series = np.repeat(np.arange(len(counts)), counts)
     return series, begin[series] + stride * positions(counts)
+
+
+def known_reach(m: Forecaster, horizon: int) -> int:
+    """The steps after an origin whose known values a forecast of `horizon` steps reads: a
+    horizon-H model's blocks read H at a time (0 for a model without known columns)."""
+    if m.covariates is None:
+        return 0
+    h = m.covariates.horizon
+    return h * -(-horizon // h)
 
 
 def _intervals(m: Forecaster, intervals: str | None, adaptive: bool, level: float, horizon: int):

@@ -13,7 +13,7 @@ import numpy as np
 from seqtool import outputs
 from seqtool.config import ModelConfig
 from seqtool.errors import SeqtoolError
-from seqtool.forecast.backtest import origins
+from seqtool.forecast.backtest import known_reach, origins
 from seqtool.forecast.conformal import Calibration, needed, scaled_errors
 from seqtool.forecast.forecaster import next_step_model
 from seqtool.forecast.freerun import from_origins
@@ -46,7 +46,7 @@ def calibrate(
     m = next_step_model(model, ckpt, advice="seqtool calibrate backtests one")
     check_reach(m, horizon, f"--horizon {horizon}", "give --horizon {h} or fewer")
     table = m.read(data)
-    series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1)
+    series, origin = origins(table, start, stride, horizon, m.scaling.diff.order + 1, known_reach(m, horizon))
     m.use_threads(threads, len(origin))
     size = float(len(origin)) * horizon * len(m.yhat_names) * 8 * 4
     fits_in_memory(size, f"a calibration of {len(origin):,} origins x {horizon} steps")

@@ -79,7 +79,8 @@ def rollout(
     drawn = roll(m, table, k, free, samples)
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
     bounds = _conformal(m, table, k, total, yhat, radius) if kind == "conformal" else bounds if kind else {}
-    result = _extend(table, total, {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)})
+    new = {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)}
+    result = _extend(table, total, new, m.statics.names if m.statics is not None else ())
     scores = _scores(table, result, yhat, bounds, k, level, season, kind)
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     write_if(result, output)
@@ -141,12 +142,13 @@ def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int
     return np.full(len(lengths), warmup)
 
 
-def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray]) -> SeriesTable:
+def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray], same: tuple = ()) -> SeriesTable:
     """The table cut or lengthened to `total` rows per series, plus the `new` columns.
 
-    Past the end: the rows given there (a `--known` model's), then the series id repeats,
-    `t` goes on with its last spacing and a column of ISO dates by its calendar
-    (`dates.continued`), inputs are empty (no truth), other columns are empty.
+    Past the end: the rows given there (a `--known` model's), then the series id and the
+    columns `same` (a model's per-series attributes) repeat, `t` goes on with its last
+    spacing and a column of ISO dates by its calendar (`dates.continued`), inputs are
+    empty (no truth), other columns are empty.
     """
     columns = {}
     for name, col in table.columns.items():
@@ -156,7 +158,7 @@ def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray]) -
         for i, part in enumerate(table.split(col)):
             if table.ahead is not None:  # the rows given past the end (`covariates.history`)
                 part = np.concatenate([part, table.ahead[name][i]])
-            parts.append(_lengthen(part, int(total[i]), name))
+            parts.append(_lengthen(part, int(total[i]), "series" if name in same else name))
         columns[name] = np.concatenate(parts)
     columns.update(new)
     return SeriesTable(columns, table.x_names, table.y_names, total.astype(np.int64), table.source)

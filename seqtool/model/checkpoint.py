@@ -308,7 +308,7 @@ def _check_static(static, damaged: Damaged) -> int:
     for c in static if ok else []:
         if set(c) == {"column", "mean", "std"}:
             ok = ok and all(isinstance(c[k], float) and -1e150 <= c[k] <= 1e150 for k in ("mean", "std"))
-            ok, width = ok and c["std"] > 0, width + 1
+            ok, width = ok and c["std"] >= 1e-150, width + 1
         elif set(c) == {"column", "categories", "shares"}:
             cats, shares = c["categories"], c["shares"]
             ok = ok and _names(cats) and 0 < len(cats) <= 1000 and isinstance(shares, list) and len(shares) == len(cats)

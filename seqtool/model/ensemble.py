@@ -78,7 +78,8 @@ def _check_alike(name_a: str, a: dict, name_b: str, b: dict) -> None:
         for field, va, vb in pairs:
             if va != vb:
                 raise SeqtoolError(
-                    f"{name_b}: {key}.{field} is {vb!r}, {name_a}'s {va!r}: members of an ensemble share their {what}"
+                    f"{name_b}: {key}.{field} is {vb!r:.60}, {name_a}'s {va!r:.60}: "
+                    f"members of an ensemble share their {what}"
                 )
     for stat in STATS:
         if not np.array_equal(getattr(norm_a, stat), getattr(norm_b, stat)):

@@ -17,6 +17,7 @@ from seqtool.data.examples import (
     MAPPING,
     NEXT_STEP,
     Rows,
+    held_out,
     held_out_rows,
     inputs_and_targets,
     split,
@@ -64,6 +65,16 @@ def _covariates(table: SeriesTable, task: str, config: TrainConfig) -> Covariate
     return Covariates.fit(table, config.known_columns(), config.horizon)
 
 
+def _statics(table: SeriesTable, config: TrainConfig) -> Statics | None:
+    """--static's columns, their statistics and categories from the training series (not
+    those held out for validation: a category only they have reads the unseen entry)."""
+    if not config.static_columns():
+        return None
+    n = len(table.lengths)
+    training = np.setdiff1d(np.arange(n), held_out(n, config.val, config.seed)) if n >= 2 and config.val > 0 else None
+    return Statics.fit(table, config.static_columns(), training)
+
+
 def _fingerprint(xs: list[np.ndarray], ys: list[np.ndarray]) -> str:
     digest = hashlib.sha256()
     for a in xs + ys:
@@ -104,7 +115,7 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     _check_horizon(table, task, diff, config.horizon)
     levelled = _levelled(table, task, config)
     gaps = table.missing is not None
-    statics = Statics.fit(table, config.static_columns()) if config.static_columns() else None
+    statics = _statics(table, config)
     xs, ys = inputs_and_targets(levelled, task, diff, time, config.horizon, covariates, gaps, statics)
     fingerprint, width = _fingerprint(xs, ys), xs[0].shape[1]
     if config.scale == "window":  # each row's |x| on its series' level, split with the rows
