@@ -1,8 +1,10 @@
 """Gaps (`train --gaps fill`, the default): empty input cells within a series. The network
-reads the last value before a gap (the first after it at a series' start; `tables.carried`)
-and, beside it, a mask that says the value was missing; no loss and no metric scores a
-missing step. Carrying forward reads nothing after the gap, so a backtest's forecast from
-an origin never sees a later value (an interpolation would). numpy only.
+reads the last value before a gap (`tables.carried`) and, beside it, a mask that says the
+value was missing; no loss and no metric scores a missing step. Carrying forward reads
+nothing after the gap, so a backtest's forecast from an origin never sees a later value
+(an interpolation would). A gap at a series' start reads the first value after it, so
+nothing is learned or scored from the steps before that one (`SeriesTable.lead`). numpy
+only.
 """
 
 from __future__ import annotations
@@ -45,13 +47,13 @@ def _refuse_long(table: SeriesTable, empty: np.ndarray, rows: np.ndarray) -> Non
         end = np.flatnonzero(e & (last | ~np.r_[e[1:], False])) + 1
         long = np.flatnonzero(2 * (end - begin) > table.lengths[owner[begin]])
         if len(long):
-            b, e = int(begin[long[0]]), int(end[long[0]])
+            b, stop = int(begin[long[0]]), int(end[long[0]])
             i = int(owner[b])
             where = f"{table.source}: series {table.ids[i]!r}, column {name!r}"
-            if e - b == table.lengths[i]:
-                raise SeqtoolError(f"{where}: no value (rows {rows[b] + 1} to {rows[e - 1] + 1} are empty)")
+            if stop - b == table.lengths[i]:
+                raise SeqtoolError(f"{where}: no value (rows {rows[b] + 1} to {rows[stop - 1] + 1} are empty)")
             raise SeqtoolError(
-                f"{where}: a gap of {e - b} steps (rows {rows[b] + 1} to {rows[e - 1] + 1}) in a series of "
+                f"{where}: a gap of {stop - b} steps (rows {rows[b] + 1} to {rows[stop - 1] + 1}) in a series of "
                 f"{int(table.lengths[i])}: more than half of it is no series to learn from or forecast; a gap may "
                 "be at most half its series"
             )
