@@ -19,6 +19,7 @@ import numpy as np
 
 from seqtool import outputs
 from seqtool.config import IMAGE_FORMATS
+from seqtool.data.folders import Folder, is_folder
 from seqtool.data.reading import as_table, read_series
 from seqtool.data.tables import SeriesTable, Table, columns_of, of_role, times_of
 from seqtool.errors import SeqtoolError
@@ -271,6 +272,8 @@ def plot(
     for f in files:
         if f is not None and not str(f):
             raise SeqtoolError(f"{f!r}: not a table")
+        if is_folder(f):
+            Folder(f)  # a table folder, or one line saying it is not one
     if output is not None:
         out = check_format(output, FORMATS, "image")
         suffix = out.suffix if out is not None and out.suffix in FORMATS else suffix
@@ -360,9 +363,10 @@ def _beside(f, suffix: str, outdir) -> Path:
     if f is None or str(f) == "-":
         name = Path("plot" + suffix)
         return Path(outdir) / name if outdir else name
+    f = Path(f).resolve() if not Path(f).name else Path(f)  # `.` or `..`: the folder's own name
     if outdir is not None:
-        return Path(outdir) / (Path(f).stem + suffix)
-    return Path(f).with_suffix(suffix)
+        return Path(outdir) / (f.stem + suffix)
+    return f.with_suffix(suffix)
 
 
 def _check_new_folder(folder: Path) -> None:

@@ -260,3 +260,13 @@ def test_errors_name_rows_of_the_whole_file_and_a_csv_may_begin_with_pk(tmp_path
     one_error_line(cli("convert", tmp_path / "b.csv", "-o", tmp_path / "b.seq"), "series 'a'", "started at row 31")
     (tmp_path / "pk.csv").write_text("PKxx,x\n1,2\n")
     assert cli("convert", tmp_path / "pk.csv", "-o", tmp_path / "pk.seq").exit_code == 0
+
+
+def test_plot_of_a_folder_named_dot_draws_beside_it_and_of_another_folder_says_so(
+    tmp_path, cli, small_model, monkeypatch
+):
+    assert cli("convert", small_model / "sine.csv", "-o", tmp_path / "s.seq").exit_code == 0
+    monkeypatch.chdir(tmp_path / "s.seq")
+    assert cli("plot", ".").exit_code == 0 and (tmp_path / "s.png").stat().st_size > 10_000
+    monkeypatch.chdir(tmp_path)
+    one_error_line(cli("plot", "."), "a folder, but not a seqtool table folder")
