@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 import subprocess
 
 import numpy as np
@@ -12,11 +13,16 @@ import pytest
 import torch
 from conftest import BIN, one_error_line
 
+from seqtool.config import TrainConfig
 from seqtool.errors import SeqtoolError
+from seqtool.forecast.backtest import backtest
+from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
+from seqtool.training.run import train
 
 HISTORY, FUTURE = 120, 10
 TRAIN = "--x sales --known price --hidden 16 --window 20 --steps 800 --val 0 -q"
+CONFIG = {"x": "sales", "known": "price", "hidden": 16, "window": 20, "steps": 800, "val": 0.0}  # TRAIN's
 
 
 def _sales(path, future: int = FUTURE, seed: int = 0) -> np.ndarray:
@@ -74,74 +80,88 @@ def test_known_covariates_are_stored_and_serve_predict_and_backtest(sh, trained)
     assert np.abs(np.array([float(r["yhat"]) - float(r["sales"]) for r in rows])).max() < 2e-2
 
 
-def test_known_works_with_differences_logs_and_scales(sh, tmp_path):
+def _free(model, data, horizon: int) -> np.ndarray:
+    """A rollout's forecasts past the end, in process."""
+    out, _ = rollout(model, data, horizon=horizon, quiet=True)
+    return out.columns["yhat"][out.columns["phase"] == "free"]
+
+
+@pytest.mark.parametrize(
+    "option, horizon",
+    [({"diff": "1"}, FUTURE), ({"log_values": True}, FUTURE), ({"scale": "series"}, FUTURE),
+     ({"scale": "window", "horizon": 5}, 5)],
+)  # fmt: skip
+def test_known_works_with_differences_logs_and_scales(tmp_path, option, horizon):
     prices = _sales(tmp_path / "sales.csv")
-    for option, horizon in (("--diff 1", FUTURE), ("--log-values", FUTURE), ("--scale series", FUTURE),
-                            ("--scale window --horizon 5", 5)):  # fmt: skip
-        assert sh(f"seqtool train sales.csv {TRAIN} {option} -o m.pt").returncode == 0, option
-        rows = _rows(sh(f"seqtool rollout m.pt sales.csv --horizon {horizon} -q"))
-        yhat = np.array([float(r["yhat"]) for r in rows if r["phase"] == "free"])
-        assert np.abs(yhat - 2 * prices[:, HISTORY : HISTORY + horizon].ravel()).mean() < 0.06, option
+    train(tmp_path / "sales.csv", tmp_path / "m.pt", TrainConfig(**CONFIG, **option), quiet=True)
+    yhat = _free(tmp_path / "m.pt", tmp_path / "sales.csv", horizon)
+    assert np.abs(yhat - 2 * prices[:, HISTORY : HISTORY + horizon].ravel()).mean() < 0.06, option
 
 
-def test_a_horizon_model_reads_the_known_values_of_each_step_it_forecasts(sh, tmp_path):
+def test_a_horizon_model_reads_the_known_values_of_each_step_it_forecasts(cli, tmp_path):
     """With --horizon H, each step reads the known values of the H steps after it: the
     direct forecast of every h is 2 x that step's price; H rows past the end are needed."""
     prices = _sales(tmp_path / "sales.csv")
-    assert sh(f"seqtool train sales.csv {TRAIN} --horizon 5 -o m.pt").returncode == 0
+    train(tmp_path / "sales.csv", tmp_path / "m.pt", TrainConfig(**CONFIG, horizon=5), quiet=True)
     known = load_checkpoint(tmp_path / "m.pt")["data"]["known"]
     assert known["horizon"] == 5
     for horizon in (5, FUTURE):
-        rows = _rows(sh(f"seqtool rollout m.pt sales.csv --horizon {horizon} -q"))
-        yhat = np.array([float(r["yhat"]) for r in rows if r["phase"] == "free"])
+        yhat = _free(tmp_path / "m.pt", tmp_path / "sales.csv", horizon)
         assert np.abs(yhat - 2 * prices[:, HISTORY : HISTORY + horizon].ravel()).mean() < 0.06, horizon
-    rows = _rows(sh("seqtool backtest m.pt sales.csv --horizon 5 --start 100 -q"))
-    assert np.abs(np.array([float(r["yhat"]) - float(r["sales"]) for r in rows])).mean() < 0.06
+    bt, _ = backtest(tmp_path / "m.pt", tmp_path / "sales.csv", horizon=5, start=100, quiet=True)
+    assert np.abs(bt.columns["yhat"] - bt.columns["sales"]).mean() < 0.06
     _sales(tmp_path / "short.csv", future=3)
     one_error_line(
-        sh("seqtool rollout m.pt short.csv --horizon 2"),
+        cli("rollout", tmp_path / "m.pt", tmp_path / "short.csv", "--horizon", "2"),
         "for 5 step(s) past the end of series 's0' (a model of --horizon 5 reads them 5 steps at a time)",
         "are given for 3",
     )
     _sales(tmp_path / "eight.csv", future=8)  # 7 steps: a second block, which reads steps 6 to 10
-    one_error_line(sh("seqtool rollout m.pt eight.csv --horizon 7"), "for 10 step(s) past the end", "given for 8")
+    one_error_line(
+        cli("rollout", tmp_path / "m.pt", tmp_path / "eight.csv", "--horizon", "7"),
+        "for 10 step(s) past the end",
+        "given for 8",
+    )
     history = "\n".join(line for line in (tmp_path / "sales.csv").read_text().splitlines() if not line.endswith(","))
     (tmp_path / "history.csv").write_text(history + "\n")  # no rows past the end: the last origins read none
-    rows = _rows(sh("seqtool backtest m.pt history.csv --horizon 2 --start 110 -q"))
-    assert max(int(r["origin"]) for r in rows) == HISTORY - 5  # its forecast's block reads 5 steps of prices
+    bt, _ = backtest(tmp_path / "m.pt", tmp_path / "history.csv", horizon=2, start=110, quiet=True)
+    assert bt.columns["origin"].max() == HISTORY - 5  # its forecast's block reads 5 steps of prices
 
 
-def test_known_inputs_refused_in_one_line(sh, trained, tmp_path):
+def test_known_inputs_refused_in_one_line(cli, trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     folder, _ = trained
     _sales(tmp_path / "sales.csv")
-    one_error_line(sh("seqtool train sales.csv --x sales --known sales -o m.pt"), "--known sales", "never a series")
-    one_error_line(sh("seqtool train sales.csv --x sales --known cost -o m.pt"), "no known column 'cost'")
+    one_error_line(
+        cli(*shlex.split("train sales.csv --x sales --known sales -o m.pt")), "--known sales", "never a series"
+    )
+    one_error_line(cli(*shlex.split("train sales.csv --x sales --known cost -o m.pt")), "no known column 'cost'")
     lines = (tmp_path / "sales.csv").read_text().splitlines()
     row = next(i for i, line in enumerate(lines) if line.startswith("s1,7,"))
     lines[row] = "s1,7,," + lines[row].split(",")[3]
     (tmp_path / "gap.csv").write_text("\n".join(lines) + "\n")
     one_error_line(
-        sh("seqtool train gap.csv --x sales --known price -o m.pt"),
+        cli(*shlex.split("train gap.csv --x sales --known price -o m.pt")),
         f"row {row}, column 'price': no value within the history",
     )
     one_error_line(
-        sh(f"seqtool rollout {folder / 'm.pt'} sales.csv --horizon {FUTURE + 1}"),
+        cli(*shlex.split(f"rollout {folder / 'm.pt'} sales.csv --horizon {FUTURE + 1}")),
         f"for {FUTURE + 1} step(s) past the end of series 's0'",
         f"they are given for {FUTURE}",
     )
-    one_error_line(sh("seqtool train sales.csv --x sales --known 'price, price' -o m.pt"), "distinct columns")
+    one_error_line(cli(*shlex.split("train sales.csv --x sales --known 'price, price' -o m.pt")), "distinct columns")
     for t, what in ((5, "inf"), (HISTORY + 3, "1e200")):  # in the history, and past it
         lines = (tmp_path / "sales.csv").read_text().splitlines()
         row = next(i for i, line in enumerate(lines) if line.startswith(f"s2,{t},"))
         lines[row] = f"s2,{t},{what}," + lines[row].split(",")[3]
         (tmp_path / "big.csv").write_text("\n".join(lines) + "\n")
-        one_error_line(sh(f"seqtool rollout {folder / 'm.pt'} big.csv --horizon 2"), "column 'price'", "1e+150")
+        one_error_line(cli(*shlex.split(f"rollout {folder / 'm.pt'} big.csv --horizon 2")), "column 'price'", "1e+150")
     lines = (tmp_path / "sales.csv").read_text().splitlines()
     row = next(i for i, line in enumerate(lines) if line.startswith(f"s1,{HISTORY + 2},"))
     lines[row] += "0.5"  # a value after the empty ones: a gap in the history, not a future row
     (tmp_path / "late.csv").write_text("\n".join(lines) + "\n")
-    late = sh(f"seqtool rollout {folder / 'm.pt'} late.csv --horizon 2")
-    assert late.returncode == 0 and "2 empty input cell(s) read as the value before each" in late.stderr.decode()
+    late = cli(*shlex.split(f"rollout {folder / 'm.pt'} late.csv --horizon 2"))
+    assert late.exit_code == 0 and "2 empty input cell(s) read as the value before each" in late.stderr
 
 
 def test_a_future_value_far_outside_training_is_warned_of(sh, trained, tmp_path):
