@@ -134,6 +134,15 @@ def check(key: str, value) -> None:
         raise SeqtoolError(f"--{limit.option} must be {what} in {limit.interval()}, got {value!r}")
 
 
+def check_season(season: int | None, longest: int, source: str | None = None) -> None:
+    """Refuse a season as long as the longest series: no seasonal naive forecast exists."""
+    if season is not None and season >= longest:
+        raise SeqtoolError(
+            f"{source + ': ' if source else ''}--season {season} is as long as the longest series ({longest} steps): "
+            "no seasonal naive forecast can be made; give a shorter --season"
+        )
+
+
 def check_all(**values) -> None:
     """`check` for several options; None means "not given" and is skipped."""
     for key, value in values.items():

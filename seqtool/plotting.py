@@ -19,7 +19,6 @@ import numpy as np
 
 from seqtool import outputs
 from seqtool.config import IMAGE_FORMATS
-from seqtool.data.folders import Folder, is_folder
 from seqtool.data.reading import as_table, read_series
 from seqtool.data.tables import SeriesTable, Table, columns_of, of_role, times_of
 from seqtool.errors import SeqtoolError
@@ -272,8 +271,6 @@ def plot(
     for f in files:
         if f is not None and not str(f):
             raise SeqtoolError(f"{f!r}: not a table")
-        if is_folder(f):
-            Folder(f)  # a table folder, or one line saying it is not one
     if output is not None:
         out = check_format(output, FORMATS, "image")
         suffix = out.suffix if out is not None and out.suffix in FORMATS else suffix

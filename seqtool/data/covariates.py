@@ -51,6 +51,11 @@ class Covariates:
         mean, std = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
         return cls(tuple(d["columns"]), mean, std, int(d.get("horizon", 1)))
 
+    def reads(self, steps: np.ndarray | int) -> np.ndarray | int:
+        """The steps whose known values a free run of `steps` reads: a horizon-H model's
+        blocks of H forecasts read H steps each (whole blocks)."""
+        return self.horizon * -(-steps // self.horizon)
+
     def ahead(self, table: SeriesTable, steps: np.ndarray, shift: int) -> np.ndarray:
         """Standardised values of steps s + shift .. s + shift + horizon - 1 (step by step),
         s = 0 .. steps[i] - 1 of each series, end to end [sum(steps), width]: past a
@@ -78,17 +83,19 @@ class Covariates:
         return np.split(np.stack(whole, axis=1), np.cumsum(counts)[:-1])
 
 
+def given_rows(table: SeriesTable) -> np.ndarray:
+    """Each series' rows with their known values given: its own and those after it (`ahead`)."""
+    return table.lengths + (np.array([len(a) for a in table.ahead[table.x_names[0]]]) if table.ahead else 0)
+
+
 def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, what: str) -> None:
     """Refuse, in one line, forecasts of `total` rows of each series beyond the rows its
     known columns are given for (none for a model without covariates)."""
     if covariates is None:
         return
-    given = table.lengths + (
-        np.array([len(a) for a in table.ahead[table.x_names[0]]]) if table.ahead is not None else 0
-    )
-    h = covariates.horizon  # a horizon model's block of H forecasts reads the H steps it forecasts
-    past = np.maximum(total - table.lengths, 0)
-    needed = table.lengths + h * -(-past // h)
+    given = given_rows(table)
+    needed = table.lengths + covariates.reads(np.maximum(total - table.lengths, 0))
+    h = covariates.horizon
     short = np.flatnonzero(given < needed)
     if len(short):
         i = int(short[0])

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from seqtool import outputs
+from seqtool.data.covariates import given_rows
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, Table, numbered, positions, write_table
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.conformal import adaptive_radius, origin_scales, scaled_errors
@@ -113,8 +114,7 @@ def origins(
             f"(K steps before each series' end), got {start:g}"
         )
     begin = np.maximum(begin, np.maximum(first, table.lead + 1))
-    given = table.lengths + (np.array([len(r) for r in next(iter(table.ahead.values()))]) if table.ahead else 0)
-    last = np.minimum(table.lengths - horizon, given - reads)
+    last = np.minimum(table.lengths - horizon, given_rows(table) - reads)
     counts = np.where(last >= begin, (last - begin) // stride + 1, 0)
     if counts.sum() == 0:
         longest = int(table.lengths.max())
@@ -130,10 +130,7 @@ def origins(
 def known_reach(m: Forecaster, horizon: int) -> int:
     """The steps after an origin whose known values a forecast of `horizon` steps reads: a
     horizon-H model's blocks read H at a time (0 for a model without known columns)."""
-    if m.covariates is None:
-        return 0
-    h = m.covariates.horizon
-    return h * -(-horizon // h)
+    return 0 if m.covariates is None else int(m.covariates.reads(horizon))
 
 
 def _intervals(m: Forecaster, intervals: str | None, adaptive: bool, level: float, horizon: int):

@@ -20,7 +20,7 @@ from seqtool.data.tables import SeriesTable, numbered, positions
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import RunFailed, SeqtoolError
 from seqtool.forecast.conformal import Calibration
-from seqtool.limits import check_all
+from seqtool.limits import check_all, check_season
 from seqtool.model.checkpoint import build_model, load_checkpoint
 from seqtool.model.network import over_series
 from seqtool.threads import use as use_threads
@@ -171,11 +171,7 @@ class Forecaster:
         check_all(season=season)
         if season is None:
             return self.season if self.season is not None and self.season < int(lengths.max()) else None
-        if season >= int(lengths.max()):
-            raise SeqtoolError(
-                f"season {season} is as long as the longest series ({int(lengths.max())} steps): "
-                f"no seasonal naive forecast can be made; give a shorter --season"
-            )
+        check_season(season, int(lengths.max()))
         return season
 
 

@@ -158,17 +158,18 @@ def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray], s
         for i, part in enumerate(table.split(col)):
             if table.ahead is not None:  # the rows given past the end (`covariates.history`)
                 part = np.concatenate([part, table.ahead[name][i]])
-            parts.append(_lengthen(part, int(total[i]), "series" if name in same else name))
+            parts.append(_lengthen(part, int(total[i]), name, repeat=name == "series" or name in same))
         columns[name] = np.concatenate(parts)
     columns.update(new)
     return SeriesTable(columns, table.x_names, table.y_names, total.astype(np.int64), table.source)
 
 
-def _lengthen(part: np.ndarray, n: int, name: str) -> np.ndarray:
+def _lengthen(part: np.ndarray, n: int, name: str, repeat: bool = False) -> np.ndarray:
+    """A series' column cut or lengthened to n rows: with `repeat`, its first value again."""
     if n <= len(part):
         return part[:n]
     extra = n - len(part)
-    if name == "series":
+    if repeat:
         return np.concatenate([part, np.repeat(part[:1], extra)])
     if name == "t" or (part.dtype.kind not in "fi" and is_dates(part)):
         return lengthened(part, n)

@@ -38,6 +38,7 @@ from seqtool.data.statics import Statics
 from seqtool.data.tables import SeriesTable
 from seqtool.data.timefeatures import TimeFeatures
 from seqtool.errors import SeqtoolError
+from seqtool.limits import check_season
 from seqtool.training.inplace import FolderRows
 
 WHOLE_SERIES = 10_000  # the longest window that --window's default makes of a whole series
@@ -100,12 +101,7 @@ def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
     which no step has a target is refused; validation is scored like training (no loss
     during the burn-in). With --scale series, each series is divided by its level first;
     with --diff, the series are differenced (next step only)."""
-    lengths = np.diff(table.offsets)
-    if config.season is not None and config.season >= int(lengths.max()):
-        raise SeqtoolError(
-            f"{table.source}: --season {config.season} is as long as the longest series ({int(lengths.max())} steps): "
-            "no seasonal naive forecast can be made; give a shorter --season"
-        )
+    check_season(config.season, int(np.diff(table.offsets).max()), table.source)
     if isinstance(table, folders.Folder):
         return _prepare_in_place(table, config, device)
     task = task_of(table)
