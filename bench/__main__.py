@@ -18,6 +18,7 @@ from . import (
     competition,
     conformal,
     distributed,
+    export,
     forecasting,
     gaps,
     gpu,
@@ -26,6 +27,7 @@ from . import (
     memory,
     speed,
     startup,
+    tables,
     threads,
 )
 from .common import Row, machine
@@ -46,6 +48,8 @@ BENCHMARKS = {
     "conformal": conformal.run,
     "known": known.run,
     "gaps": gaps.run,
+    "tables": tables.run,
+    "export": export.run,
 }
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nEach section is rewritten by `python -m bench NAME` (all of them: `make bench`).\n"

@@ -9,6 +9,7 @@ are imported inside the commands, so that `seqtool --help` and `seqtool gen` sta
 from __future__ import annotations
 
 import inspect
+import json as _json
 import os
 import sys
 import typing
@@ -20,8 +21,9 @@ import typer
 from typer.core import TyperGroup
 
 from seqtool import __version__
-from seqtool.config import DEVICES, GRAD_LOSSES, GRAD_TASKS, IMAGE_FORMATS, ModelConfig, TrainConfig
+from seqtool.config import DEVICES, GRAD_LOSSES, GRAD_TASKS, IMAGE_FORMATS, TRAIN_PANELS, ModelConfig, TrainConfig
 from seqtool.errors import Interrupted, PipeClosed, SeqtoolError, guarded, signals_stop, warnings_as_lines
+from seqtool.limits import check
 from seqtool.limits import interval as span
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ class _Main(TyperGroup):
         extra["standalone_mode"] = False
         from seqtool.training.distributed import end, silence_launched
 
+        _plain_flags(self)
         silence_launched()  # a rank of `train --nproc` other than 0, from its first line on
         with signals_stop(), warnings_as_lines():
             code = guarded(lambda: TyperGroup.main(self, argv, prog_name or "seqtool", **extra), debug)
@@ -65,6 +68,30 @@ app = typer.Typer(
 )
 
 
+def _plain_flags(command: Any) -> None:
+    """A flag shows no `<bool>` in --help (the flag says it all), in every command below,
+    --help itself too (made on first use)."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    made = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = made(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+
+
+def _panel(name: str) -> str:
+    """The `train --help` panel of option `name` (config.TRAIN_PANELS)."""
+    return next(panel for panel, names in TRAIN_PANELS.items() if name in names)
+
+
 class _Kinds(TyperGroup):
     """`seqtool gen`: a command per kind that generators.COMMANDS declares, made on first use (so
     that numpy loads under `gen` only); an unknown kind gets the list of kinds, not click's
@@ -76,6 +103,7 @@ class _Kinds(TyperGroup):
 
             for kind in COMMANDS.values():
                 self.add_command(_gen_command(kind), kind.name)
+            _plain_flags(self)
         return self.commands
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -93,7 +121,7 @@ class _Kinds(TyperGroup):
 gen_app = typer.Typer(
     cls=_Kinds,
     no_args_is_help=True,
-    help="Generate a series table: CSV on stdout, or CSV/npz with -o.\n\n"
+    help="Generate a series table: CSV on stdout, or CSV, npz or Parquet with -o.\n\n"
     "Example: [bold]seqtool gen sine --n-series 4 --seed 1 -o sine.csv[/bold]",
 )
 app.add_typer(gen_app, name="gen")
@@ -120,11 +148,11 @@ def _root(
 
 def _option(
     name: str, annotation: Any, default: Any, help: str, key: str = "", flag: Optional[str] = None,
-    short: Optional[str] = None, choices: Optional[tuple] = None,
+    short: Optional[str] = None, choices: Optional[tuple] = None, panel: Optional[str] = None,
 ) -> inspect.Parameter:  # fmt: skip
-    """A parameter that typer shows as the option `flag` (default: typer's --NAME) and `short`;
-    "{span}" in `help` stands for the bounds of `key` (default: `name`) in limits.py. With
-    `choices`, the values it takes (`Choice`)."""
+    """A parameter that typer shows as the option `flag` (default: typer's --NAME) and `short`,
+    in the help panel `panel`; "{span}" in `help` stands for the bounds of `key` (default:
+    `name`) in limits.py. With `choices`, the values it takes (`Choice`)."""
     if "{span}" in help:
         help = help.replace("{span}", span(key or name))
     flags = [flag] if flag else []  # none: typer's --NAME, and --NAME/--no-NAME for a bool
@@ -132,7 +160,7 @@ def _option(
         flags = [flag or f"--{name.replace('_', '-')}", short]
     if choices:
         annotation = Choice(choices)
-    option = typer.Option(*flags, help=help, case_sensitive=False)
+    option = typer.Option(*flags, help=help, case_sensitive=False, rich_help_panel=panel)
     return inspect.Parameter(
         name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=Annotated[annotation, option]
     )
@@ -169,7 +197,7 @@ def _given(ctx: typer.Context, names: Any) -> list[str]:
 
 Data = Annotated[
     Optional[str],
-    typer.Argument(help="A CSV or npz table; '-' or nothing reads standard input.", show_default=False),
+    typer.Argument(help="A CSV, npz or Parquet table; '-' or nothing reads standard input.", show_default=False),
 ]
 XCols = Annotated[
     Optional[str], typer.Option("--x", help="Input columns, comma-separated \\[default: x or x0,x1,...].")
@@ -241,15 +269,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summa
 Metrics = Annotated[Optional[Path], typer.Option(help="Also write the metrics to FILE as JSON.")]
 TableOut = Annotated[
     Optional[Path],
-    typer.Option("--output", "-o", help="Write the table to FILE (.csv or .npz) instead of CSV on stdout."),
+    typer.Option("--output", "-o", help="Write the table to FILE (.csv, .npz or .parquet) instead of CSV on stdout."),
 ]
-Threads = Annotated[
-    Optional[int],
-    typer.Option(
-        help=f"CPU threads for torch, {span('threads')} "
-        "\\[default: as many as the model's size pays for, within the cores free now]."
-    ),
-]
+THREADS_HELP = (
+    f"CPU threads for torch, {span('threads')} \\[default: as many as the model's size pays for, within the cores "
+    "free now]."
+)
+Threads = Annotated[Optional[int], typer.Option(help=THREADS_HELP)]
 Model = Annotated[Path, typer.Argument(help="A checkpoint written by seqtool train.", show_default=False)]
 Season = Annotated[
     Optional[int],
@@ -273,6 +299,7 @@ def _training_options() -> list[inspect.Parameter]:
             key=f.metadata["limit"],
             flag=f.metadata.get("flag"),
             choices=f.metadata["choices"],
+            panel=_panel(f.name),
         )
         for f in TrainConfig.options()
     ]
@@ -283,24 +310,34 @@ def _training_options() -> list[inspect.Parameter]:
 def train(
     ctx: typer.Context,
     data: Data = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (one writer at a time).")] = Path(
-        "model.pt"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Checkpoint to write (one writer at a time).", rich_help_panel="Output")
+    ] = Path("model.pt"),
     log: Annotated[
-        Optional[Path], typer.Option(help="Write the training log (a row per evaluation) to FILE (.csv or .npz).")
+        Optional[Path],
+        typer.Option(
+            help="Write the training log (a row per evaluation) to FILE (.csv, .npz or .parquet).",
+            rich_help_panel="Output",
+        ),
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run saved in --out, with its settings.")] = False,
-    device: Annotated[Choice(DEVICES), typer.Option(help="auto, cpu or cuda.", case_sensitive=False)] = "auto",
-    threads: Threads = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run saved in --out, with its settings.", rich_help_panel="Runtime")
+    ] = False,
+    device: Annotated[
+        Choice(DEVICES), typer.Option(help="auto, cpu or cuda.", case_sensitive=False, rich_help_panel="Runtime")
+    ] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP, rich_help_panel="Runtime")] = None,
     nproc: Annotated[
         int,
         typer.Option(
-            help="Train in N processes on this machine, each on its share of every batch "
+            help=f"Train in N processes on this machine, {span('nproc')}, each on its share of every batch "
             "(torch.distributed; as torchrun --nproc-per-node N -m seqtool train ...).",
-            min=1,
+            rich_help_panel="Runtime",
         ),
     ] = 1,
-    quiet: Quiet = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.", rich_help_panel="Output")
+    ] = False,
     **options: Any,
 ) -> None:
     """Train a recurrent network on a series table; prints the checkpoint's path.
@@ -311,6 +348,7 @@ def train(
     """
     from seqtool.training.run import train as run
 
+    check("nproc", nproc)
     given = _given(ctx, options) if resume else []
     if given:
         raise SeqtoolError(f"--resume continues with the settings saved in {out}; drop {', '.join(given)}")
@@ -338,8 +376,10 @@ def predict(
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
-    """Teacher-forced predictions: the table plus yhat (and an interval, for a calibrated
-    model or one of a distribution); metrics on stderr, beside the naive forecasts' on the same steps.
+    """Teacher-forced one-step predictions: the table plus yhat.
+
+    An interval beside, for a calibrated model or one of a distribution; metrics on
+    stderr, beside the naive forecasts' on the same steps.
 
     Example: seqtool gen sine --seed 1 | seqtool predict model.pt --warmup 5 > pred.csv
     """
@@ -382,7 +422,9 @@ def rollout(
     intervals: Intervals = None,
     paths: Annotated[
         Optional[Path],
-        typer.Option("--paths", help="Write the sample paths to FILE (.csv or .npz): series, path, t, phase, yhat."),
+        typer.Option(
+            "--paths", help="Write the sample paths to FILE (.csv, .npz or .parquet): series, path, t, phase, yhat."
+        ),
     ] = None,
     seed: Seed = 0,
     season: Season = None,
@@ -434,9 +476,11 @@ def backtest(
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
-    """Rolling-origin evaluation: from every origin, warm up on all history before it and
-    forecast --horizon steps free-running; one row per (series, origin, h), with the naive
-    forecasts beside; metrics for each h and overall on stderr.
+    """Rolling-origin evaluation: forecasts from many origins, scored by h.
+
+    From every origin, warm up on all history before it and forecast --horizon steps
+    free-running; one row per (series, origin, h), with the naive forecasts beside;
+    metrics for each h and overall on stderr.
 
     Example: seqtool backtest air.pt data/airline.csv --horizon 12 | seqtool plot -o bt.png
     """
@@ -475,9 +519,10 @@ def calibrate(
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
-    """Calibrate a model on data it was not trained on: its backtest errors per step ahead,
-    scaled per series, stored in a copy of the checkpoint; its forecasts then have
-    conformal intervals at any --level.
+    """Calibrate a model's intervals on data it was not trained on (conformal).
+
+    Its backtest errors per step ahead, scaled per series, are stored in a copy of the
+    checkpoint; its forecasts then have conformal intervals at any --level.
 
     Example: seqtool calibrate m.pt later.csv --horizon 12 -o cal.pt
     """
@@ -629,9 +674,11 @@ def ensemble(
     models: Annotated[list[str], typer.Argument(help="Checkpoints of one model: columns, transforms, architecture.")],
     out: Annotated[Path, typer.Option("--output", "-o", help="The ensemble's checkpoint.")] = ...,
 ) -> None:
-    """Join checkpoints into one ensemble that forecasts their median, as train --ensemble
-    does; every command reads it as one model. The members must scale the data alike:
-    trained on the same table with --val 0 (or the same split), with different seeds.
+    """Join checkpoints into one ensemble that forecasts their median.
+
+    As train --ensemble does; every command reads it as one model. The members must scale
+    the data alike: trained on the same table with --val 0 (or the same split), with
+    different seeds.
 
     Example: seqtool ensemble a.pt b.pt c.pt -o abc.pt  (each from make -j)
     """
@@ -646,16 +693,21 @@ def ensemble(
 
 
 @app.command()
-def info(data: Data = None, x: XCols = None, y: YCols = None) -> None:
+def info(
+    data: Data = None,
+    x: XCols = None,
+    y: YCols = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object (docs/formats.md, Info JSON).")] = False,
+) -> None:
     """Check a table and show what seqtool sees in it: series, columns, task.
 
     Example: seqtool info data/daily_temperature.csv --x value
     """
     from seqtool.data.reading import read_history
-    from seqtool.data.tables import describe
+    from seqtool.data.tables import describe, description
 
-    for key, value in describe(read_history(data, x, y)).items():
-        typer.echo(f"{key + ':':15} {value}")
+    seen = describe(read_history(data, x, y))
+    typer.echo(_json.dumps(seen) if json else "\n".join(description(seen)))
 
 
 @app.command()
@@ -665,8 +717,9 @@ def convert(
     x: XCols = None,
     y: YCols = None,
 ) -> None:
-    """Convert a CSV table to a table folder that train reads in place (for tables bigger
-    than memory): the CSV is read a chunk at a time, never whole.
+    """Convert a table to a folder that train reads in place (bigger than memory).
+
+    A CSV is read a chunk at a time, a Parquet file a batch of rows at a time, never whole.
 
     Example: seqtool convert big.csv --x value -o big.seq && seqtool train big.seq
     """
@@ -677,11 +730,28 @@ def convert(
     typer.echo(f"seqtool: {done.rows:,} rows of {done.series:,} series in {done.path}", err=True)
 
 
+@app.command()
+def export(
+    model: Model,
+    out: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write (.onnx).")] = ...,
+) -> None:
+    """Export a model's network as ONNX, its scaling and transforms inside as JSON.
+
+    The state is an input and an output: one call runs one step or a sequence
+    (docs/formats.md, ONNX). Needs the onnx package (seqtool[export]).
+
+    Example: seqtool export model.pt -o model.onnx
+    """
+    from seqtool.model.export import export as run
+
+    typer.echo(run(model, out))
+
+
 # --- gen -----------------------------------------------------------------------------
 
 Output = Annotated[
     Optional[Path],
-    typer.Option("--output", "-o", help="Write to FILE (.csv or .npz) instead of CSV on stdout."),
+    typer.Option("--output", "-o", help="Write to FILE (.csv, .npz or .parquet) instead of CSV on stdout."),
 ]
 
 

@@ -272,3 +272,17 @@ def _check_together(c: TrainConfig) -> None:
             f"--window {c.window} is not longer than --burn-in {c.burn_in}: every step of "
             f"every window would be left out of the loss; use a longer --window or a smaller --burn-in"
         )
+
+
+TRAIN_PANELS = {  # `train --help` shows its options in these panels, in this order (the fields')
+    "Model": ("cell", "hidden", "layers", "dropout", "loss", "horizon", "ensemble"),
+    "Optimisation": (
+        "lr", "optimizer", "batch", "window", "stride", "steps", "epochs", "clip", "schedule", "val", "patience",
+        "stateful", "burn_in", "seed",
+    ),
+    "Data and transforms": (
+        "x", "y", "diff", "log_values", "scale", "season", "time_features", "period", "known", "static", "gaps",
+    ),
+    "Output": ("out", "log", "quiet"),
+    "Runtime": ("resume", "device", "threads", "nproc"),
+}  # fmt: skip

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from dataclasses import dataclass
 
 from seqtool.errors import SeqtoolError
+from seqtool.resources import available_memory, cores
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,11 @@ def _real(option: str, lo: float, hi: float, lo_open: bool = False, hi_open: boo
 BILLION = 1_000_000_000
 
 
-def cores() -> int:
-    """The cores this process may run on: more torch threads than these only slow it down."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 LIMITS: dict[str, Limit] = {
     # shared
     "seed": _int("seed", 0, 2**32 - 1),  # numpy's and torch's generators take it as it is
     "threads": _int("threads", 1, cores()),
+    "nproc": _int("nproc", 1, 1024),  # processes on one machine (more than its cores only slow it)
     "season": _int("season", 1, 1_000_000),  # as long as a --window may be, and a checkpoint may store
     # train (and gradnorm's fresh models)
     "hidden": _int("hidden", 1, 4096),
@@ -148,21 +141,6 @@ def check_all(**values) -> None:
     for key, value in values.items():
         if value is not None:
             check(key, value)
-
-
-def available_memory() -> int:
-    """Bytes this process could still allocate: MemAvailable, else the physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
 
 
 def fits_in_memory(nbytes: float, what: str) -> None:

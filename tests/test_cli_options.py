@@ -67,6 +67,42 @@ def test_every_training_option_is_in_help_with_its_line_and_default(cli, monkeyp
             assert f"[default: {shown}]" in line, (f.name, line)
 
 
+def test_train_help_shows_every_option_in_its_panel_in_panel_order(cli, monkeypatch):
+    from seqtool.config import TRAIN_PANELS
+
+    monkeypatch.setenv("COLUMNS", "250")
+    lines = cli("train", "--help").stdout.splitlines()
+    titles = [line.strip("╭─╮ ") for line in lines if line.startswith("╭─")]
+    assert titles == ["Arguments", "Options", *TRAIN_PANELS]  # Options: --help alone
+    named = [n for names in TRAIN_PANELS.values() for n in names]
+    assert sorted(named) == sorted([f.name for f in OPTIONS] + OWN)  # each option in one panel
+    for panel, names in TRAIN_PANELS.items():
+        start = lines.index(next(line for line in lines if line.startswith(f"╭─ {panel} ")))
+        rows = lines[start + 1 : lines.index(next(line for line in lines[start:] if line.startswith("╰")), start)]
+        flags = [row.split()[1] for row in rows if row.startswith("│ --")]
+        assert flags == [_flag(n) for n in names], panel
+
+
+@pytest.mark.parametrize("command", [["train"], ["predict"], ["backtest"], ["info"], ["gen", "sine"], []])
+def test_help_shows_no_bool_label_and_ranges_in_one_style(cli, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "250")
+    text = cli(*command, "--help").stdout
+    assert "--help" in text and "<bool>" not in text
+    assert "x>=" not in text and "<=x" not in text and "range>" not in text  # bounds in the help, as [1, 4096]
+
+
+def test_the_command_list_has_one_line_a_command(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    lines = cli("--help").stdout.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("╭─ Commands")))
+    rows = lines[start + 1 : lines.index(next(line for line in lines[start:] if line.startswith("╰")), start)]
+    assert len(rows) == 12 and all(row.split()[1][0].isalpha() for row in rows), rows  # no row carried on
+
+
+def test_nproc_out_of_range_is_one_line(cli):
+    one_error_line(cli("train", "--nproc", "0"), "--nproc must be a whole number in [1, 1024], got 0")
+
+
 # a value other than the default for every training option
 GIVEN = {
     "cell": "gru", "loss": "gaussian", "hidden": 8, "layers": 2, "dropout": 0.25, "lr": 0.003, "optimizer": "sgd",

@@ -243,7 +243,7 @@ def test_npz_equals_csv_for_every_kind(cli, tmp_path, kind):
         (["gen", "trend", "--amplitude", "-1"], ["--amplitude must be a number in [0, 1e+06], got -1.0"]),
         (["gen", "trend", "--slope", "inf"], ["--slope must be a number in [-1e+06, 1e+06], got inf"]),
         (["gen", "trend", "--period", "1.5"], ["'--period'", "integer"]),
-        (["gen", "sine", "-o", "x.parquet"], ["unknown table format '.parquet'"]),
+        (["gen", "sine", "-o", "x.xlsx"], ["unknown table format '.xlsx'"]),
         (["gen", "sine", "--lenght", "5"], ["No such option", "--lenght", "seqtool gen sine --help"]),
         (["gen", "sine", "--length", "five"], ["'--length'", "integer"]),
     ],

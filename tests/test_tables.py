@@ -1,4 +1,4 @@
-"""The series-table layer: reading CSV and npz, columns and roles, exact round trips, bad input."""
+"""The series-table layer: reading CSV and npz, columns and roles, exact round trips, bad input; Parquet."""
 
 from __future__ import annotations
 
@@ -149,8 +149,8 @@ def test_from_arrays_builds_series_and_t():
 
 def test_write_refuses_unknown_extension_and_keeps_old_file(tmp_path):
     table = Table({"x": np.array([1.0])})
-    with pytest.raises(SeqtoolError, match="unknown table format '.parquet'"):
-        write_table(table, tmp_path / "a.parquet")
+    with pytest.raises(SeqtoolError, match="unknown table format '.xlsx'"):
+        write_table(table, tmp_path / "a.xlsx")
     target = tmp_path / "keep.csv"
     target.write_text("old\n")
     with pytest.raises(SeqtoolError, match="folder"):
@@ -177,6 +177,20 @@ def test_info_shows_what_seqtool_sees(cli, tmp_path):
     assert lines["series"].strip() == "2" and lines["inputs"].strip() == "x"
     assert "targets at 2 of 4 steps" in lines["task"]
     assert lines["other columns"].strip() == "note"
+
+
+def test_info_json_is_one_object_of_typed_values(cli, tmp_path):
+    import json
+
+    result = cli("info", write(tmp_path, "m.csv", MIXED.replace("a,0.5,0.25,,", "a,0.5,,,")), "--json")
+    assert result.exit_code == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen == {
+        "source": str(tmp_path / "m.csv"), "rows": 4, "series": 2, "length": {"min": 1, "median": 2, "max": 3},
+        "inputs": ["x"], "targets": ["y"], "time": "t", "other_columns": ["note"],
+        "task": "sequence mapping x -> y, targets at 2 of 4 steps (empty cells are left out)",
+        "gaps": {"cells": 1, "series": 1},
+    }  # fmt: skip
 
 
 def test_info_reads_piped_npz(sh):

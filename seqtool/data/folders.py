@@ -25,25 +25,30 @@ series that comes back, t across chunks) by the writer, with the reader's errors
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from seqtool.data import columnar
 from seqtool.data.dates import dates_of
 from seqtool.data.examples import held_out, tail_start
 from seqtool.data.scaling import Scaling, spread
 from seqtool.data.tables import (
     NPZ_MAGIC,
     SeriesTable,
+    Table,
     from_csv,
     from_npz,
     not_contiguous,
     not_ordered,
     opened,
+    parquet_errors,
     series_of,
 )
 from seqtool.errors import SeqtoolError
@@ -76,8 +81,8 @@ class Converted:
 
 
 def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y: str | None = None) -> Converted:
-    """`seqtool convert`: a CSV (path or stdin) to a table folder at `dest`, CHUNK bytes at
-    a time, each chunk read and checked by the table reader (`tables.series_of`), so a folder
+    """`seqtool convert`: a CSV or Parquet table (path or stdin) to a table folder at `dest`, a part at
+    a time (`_parts`), each chunk read and checked by the table reader (`tables.series_of`), so a folder
     holds what the CSV would give. Written to a temporary folder beside `dest`, renamed at
     the end (`outputs.new_folder`): a failure leaves nothing. An npz input is read whole (npz cannot stream)."""
     if str(dest) in ("-", ""):
@@ -97,27 +102,16 @@ def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y
 
 
 def _chunks(source, x, y):
-    """The table, as series tables of consecutive rows, CHUNK bytes of CSV each (a chunk
-    ends at a line end outside quotes); error lines name rows and lines of the whole file."""
+    """The table, as series tables of consecutive rows (`_parts`); error lines name rows and
+    lines of the whole file."""
     with opened(source) as (name, stream):
-        header = stream.readline()
-        if header.startswith(NPZ_MAGIC):  # npz cannot stream: read whole
-            yield series_of(from_npz(header + stream.read(), name), x, y)
-            return
-        if not header.strip():
-            raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
         rows, last = 0, (None, 0)  # the last series read, and its first row in the file
-        while block := stream.read(CHUNK):
-            block += stream.readline()  # to the end of its last line
-            while block.count(b'"') % 2 and (more := stream.readline()):  # a quoted cell goes on
-                block += more
-            if not block.strip():
-                continue
+        for part in _parts(name, stream):
             try:
-                table = series_of(from_csv(header + block, name), x, y)
-            except SeqtoolError as e:  # the reader counts from the chunk's first row
+                table = series_of(part(), x, y)
+            except SeqtoolError as e:  # the reader counts from the part's first row
                 text = re.sub(r"\b(row|line) (\d+)", lambda m: f"{m[1]} {int(m[2]) + rows}", str(e))  # noqa: B023 (called at once)
-                if f"series {last[0]!r} continues" in text:  # it began in an earlier chunk
+                if f"series {last[0]!r} continues" in text:  # it began in an earlier part
                     text = re.sub(r"started at row \d+", f"started at row {last[1] + 1}", text)
                 raise SeqtoolError(text) from None
             ids = table.ids
@@ -127,6 +121,35 @@ def _chunks(source, x, y):
             yield table
         if rows == 0:
             raise SeqtoolError(f"{name}: a header but no rows")
+
+
+def _parts(name: str, stream) -> Iterator[Callable[[], Table]]:
+    """A table's consecutive parts, each read when called: CHUNK bytes of CSV (a chunk ends
+    at a line end outside quotes), a Parquet file's batches, or an npz whole (npz cannot stream)."""
+    header = stream.readline()
+    if header.startswith(NPZ_MAGIC):
+        data = header + stream.read()
+        yield lambda: from_npz(data, name)
+        return
+    if columnar.is_parquet(header):
+        if stream.seekable():
+            stream.seek(0)
+        else:
+            stream = io.BytesIO(header + stream.read())
+        with parquet_errors(name):
+            for columns in columnar.parquet_batches(stream):
+                yield lambda columns=columns: Table(columns, name)
+        return
+    if not header.strip():
+        raise SeqtoolError(f"{name}: empty input, expected a CSV, npz or Parquet table")
+    while block := stream.read(CHUNK):
+        pieces = [header, block, stream.readline()]  # to the end of its last line; joined once
+        if b'"' in block:
+            while sum(p.count(b'"') for p in pieces[1:]) % 2 and (more := stream.readline()):  # a quoted cell goes on
+                pieces.append(more)
+        if not all(p.isspace() for p in pieces[1:] if p):
+            data = b"".join(pieces)
+            yield lambda data=data: from_csv(data, name)
 
 
 class _Writer:

@@ -1,4 +1,4 @@
-"""Series tables (docs/formats.md, Tables): read and write CSV and npz, from paths and pipes, and check them.
+"""Series tables (docs/formats.md, Tables): read and write CSV, npz and Parquet, from paths and pipes, and check them.
 
 Two layers. `Table` is what a file holds: named columns in long form, one row per time
 step. `SeriesTable` is a table read as series: inputs `x*`, targets `y*`, optional
@@ -21,14 +21,15 @@ from typing import BinaryIO
 
 import numpy as np
 
+from seqtool.data import columnar
 from seqtool.data.dates import dates_of, not_a_date
 from seqtool.errors import SeqtoolError
 from seqtool.outputs import Target, check_format, format_of, open_output, write_errors
 
 NPZ_MAGIC = b"PK\x03\x04"
-TABLE_FORMATS = (".csv", ".npz")
+TABLE_FORMATS = (".csv", ".npz", ".parquet")
 MAX_LINE = 16 << 20  # bytes: 100,000 columns of 160 characters
-FAST_CSV_BYTES = 1 << 20  # larger CSVs try pandas' C parser first (see _regular_csv); < MAX_LINE
+FAST_CSV_BYTES = 1 << 20  # larger CSVs go to arrow's parser first (`columnar.from_csv`); < MAX_LINE
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Table:
 
     Cells read from CSV stay strings until a column is used as numbers (`numbers`), so
     columns that seqtool does not interpret (a `date`, a station id) are written back
-    exactly as they were read.
+    exactly as they were read. A large CSV or a Parquet file holds its columns in arrow
+    until used (`columnar.ArrowColumns`).
     """
 
     columns: dict[str, np.ndarray]
@@ -45,10 +47,16 @@ class Table:
     roles: dict[str, list[str]] = field(default_factory=dict)  # x/y names an npz remembers
 
     def __len__(self) -> int:
+        if isinstance(self.columns, columnar.ArrowColumns):
+            return self.columns.rows
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
     def numbers(self, name: str, missing_ok: bool = False) -> np.ndarray:
         """Column `name` as float64. Empty cells become NaN where `missing_ok`, else an error."""
+        if isinstance(self.columns, columnar.ArrowColumns):
+            parsed = self.columns.numbers(name, missing_ok)
+            if parsed is not None:
+                return parsed
         col = self.columns[name]
         if col.dtype.kind in "fiub":
             return col.astype(np.float64, copy=False)
@@ -68,6 +76,20 @@ class Table:
                 what = "an empty cell" if not text else f"{cell!r}"
                 raise SeqtoolError(f"{self.source}: row {i + 1}, column {name!r}: {what} is not a number") from None
         return out
+
+    def integers(self, name: str) -> np.ndarray | None:
+        """Column `name` as int64 where every cell is written as an integer, else None."""
+        if isinstance(self.columns, columnar.ArrowColumns):
+            parsed = self.columns.integers(name)
+            if parsed is not None:
+                return parsed
+        column = self.columns[name]
+        if column.dtype.kind == "f":
+            return None
+        try:
+            return column.astype(np.int64)
+        except (ValueError, TypeError, OverflowError):
+            return None
 
 
 @dataclass
@@ -184,18 +206,20 @@ class SeriesTable:
 
 
 def read_table(source: str | Path | None = None) -> Table:
-    """Read a CSV or npz table from a path, or from standard input for None or '-'.
+    """Read a CSV, npz or Parquet table from a path, or from standard input for None or '-'.
 
-    The format is detected from the content, so npz bytes arrive through a pipe too.
+    The format is detected from the content, so npz and Parquet bytes arrive through a pipe too.
     """
     with opened(source) as (name, stream):
         data = stream.read()
     if isinstance(data, str):  # a standard input without a binary buffer
         data = data.encode("utf-8")
     if not data or data.isspace():  # isspace: no copy of a large input
-        raise SeqtoolError(f"{name}: empty input, expected a CSV or npz table")
+        raise SeqtoolError(f"{name}: empty input, expected a CSV, npz or Parquet table")
     if data.startswith(NPZ_MAGIC):
         return from_npz(data, name)
+    if columnar.is_parquet(data):
+        return from_parquet(data, name)
     return from_csv(data, name)
 
 
@@ -221,15 +245,15 @@ def series_of(
 
     rows = len(table)
     lengths = _series_lengths(table)
-    columns = dict(table.columns)
+    numeric = {*x_names, *y_names, "t"}
+    columns = {n: None if n in numeric else table.columns[n] for n in names}  # in the table's order
     for name in x_names:
         columns[name] = _finite(table, name, missing_ok=missing_inputs)
     for name in y_names:
         columns[name] = _finite(table, name, missing_ok=True)
     if "t" in columns:
         t = times_of(table)
-        if t.dtype.kind in "fi":
-            columns["t"] = t
+        columns["t"] = t if t.dtype.kind in "fi" else table.columns["t"]
         first = np.zeros(rows, dtype=bool)
         first[np.cumsum(lengths)[:-1]] = True
         steps = np.diff(t)
@@ -240,10 +264,10 @@ def series_of(
     return SeriesTable(columns, x_names, y_names, lengths, src)
 
 
-def describe(table: SeriesTable) -> dict[str, str]:
-    """What seqtool sees in a table: its series, columns and the task they imply."""
-    lengths = table.lengths
-    y = table.y
+def describe(table: SeriesTable) -> dict:
+    """What seqtool sees in a table (`info --json`, docs/formats.md): its series, columns
+    and the task they imply; `gaps` where input cells are empty."""
+    lengths, y = table.lengths, table.y
     if y is None:
         task = "next-step forecasting of the inputs (no target column)"
     else:
@@ -252,37 +276,53 @@ def describe(table: SeriesTable) -> dict[str, str]:
         if present < len(y):
             task += f", targets at {present} of {len(y)} steps (empty cells are left out)"
     roles = {*table.x_names, *table.y_names, "series", "t"}
-    other = [n for n in table.columns if n not in roles]
-    return {
+    info = {
         "source": table.source,
-        "rows": str(int(lengths.sum())),
-        "series": str(len(lengths)),
-        "length": f"min {lengths.min()}, median {int(np.median(lengths))}, max {lengths.max()}",
-        "inputs": ", ".join(table.x_names),
-        "targets": ", ".join(table.y_names) or "(none)",
-        "time": "column t" if "t" in table.columns else "steps 0, 1, 2, ... (no t column)",
-        "other columns": ", ".join(other) or "(none)",
+        "rows": int(lengths.sum()),
+        "series": len(lengths),
+        "length": {"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},
+        "inputs": list(table.x_names),
+        "targets": list(table.y_names),
+        "time": "t" if "t" in table.columns else None,
+        "other_columns": [n for n in table.columns if n not in roles],
         "task": task,
-        **({"gaps": _gaps(table)} if table.missing is not None else {}),
     }
+    if table.missing is not None:
+        per_series = np.add.reduceat(table.missing.any(axis=1), table.offsets[:-1])
+        info["gaps"] = {"cells": int(table.missing.sum()), "series": int((per_series > 0).sum())}
+    return info
 
 
-def _gaps(table: SeriesTable) -> str:
-    per_series = np.add.reduceat(table.missing.any(axis=1), table.offsets[:-1])
-    return (
-        f"{int(table.missing.sum())} empty input cells in {int((per_series > 0).sum())} series "
-        "(train fills each with the value before it and marks it: --gaps)"
-    )
+def description(info: dict) -> list[str]:
+    """`describe`'s dict as the lines `info` prints."""
+    n = info["length"]
+    lines = {
+        "source": info["source"],
+        "rows": info["rows"],
+        "series": info["series"],
+        "length": f"min {n['min']}, median {n['median']}, max {n['max']}",
+        "inputs": ", ".join(info["inputs"]),
+        "targets": ", ".join(info["targets"]) or "(none)",
+        "time": "column t" if info["time"] else "steps 0, 1, 2, ... (no t column)",
+        "other columns": ", ".join(info["other_columns"]) or "(none)",
+        "task": info["task"],
+    }
+    if "gaps" in info:
+        lines["gaps"] = (
+            f"{info['gaps']['cells']} empty input cells in {info['gaps']['series']} series "
+            "(train fills each with the value before it and marks it: --gaps)"
+        )
+    return [f"{key + ':':15} {value}" for key, value in lines.items()]
 
 
 def check_table_output(dest: str | Path | None) -> Target | None:
-    """Check a table's output path before any work: CSV or npz by extension; a device,
-    pipe or descriptor (`/dev/stdout`) gets CSV unless its name ends in .npz."""
+    """Check a table's output path before any work: CSV, npz or Parquet by extension; a
+    device, pipe or descriptor (`/dev/stdout`) gets CSV unless its name has another's."""
     return check_format(dest, TABLE_FORMATS, "table")
 
 
 def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> None:
-    """Write CSV to stdout (dest None or '-'), or CSV or npz by the extension of `dest`.
+    """Write CSV to stdout (dest None or '-'), or CSV, npz or Parquet by the extension of `dest`.
 
     Files are replaced atomically (a failed write leaves any earlier file intact);
     devices and pipes are written through (`outputs`).
@@ -301,6 +341,8 @@ def write_table(table: Table | SeriesTable, dest: str | Path | None = None) -> N
     with open_output(t) as f:
         if format_of(t, TABLE_FORMATS) == ".npz":
             np.savez(f, **_npz_arrays(table))
+        elif format_of(t, TABLE_FORMATS) == ".parquet":
+            columnar.write_parquet(table.columns, f)
         else:
             _write_utf8(table.columns, f)
 
@@ -342,20 +384,24 @@ def opened(source: str | Path | None) -> Iterator[tuple[str, BinaryIO]]:
 
 
 def from_csv(data: bytes, source: str) -> Table:
-    ends = _line_ends(data) if len(data) > FAST_CSV_BYTES else None  # large inputs only
-    _check_line_lengths(data, ends, source)
+    if len(data) > FAST_CSV_BYTES and b'"' not in data and b"\0" not in data:
+        end = data.find(b"\n")
+        first = data[: end if end >= 0 else len(data)].decode("utf-8-sig", errors="replace").rstrip("\r")
+        delimiter = next((d for d in ",\t;" if d in first), ",")
+        header = [h.strip() for h in first.split(delimiter)]
+        if all(header) and len(set(header)) == len(header):
+            columns = columnar.from_csv(data, header, delimiter)
+            if columns is not None:
+                return Table(columns, source)
+    _check_line_lengths(data, source)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise SeqtoolError(f"{source}: not a CSV or npz table (byte {e.start} is not UTF-8 text)") from None
+        raise SeqtoolError(f"{source}: not a CSV, npz or Parquet table (byte {e.start} is not UTF-8 text)") from None
     if not text.strip():  # e.g. a byte-order mark and nothing else
-        raise SeqtoolError(f"{source}: empty input, expected a CSV or npz table")
+        raise SeqtoolError(f"{source}: empty input, expected a CSV, npz or Parquet table")
     first_line = text.split("\n", 1)[0]
     delimiter = next((d for d in ",\t;" if d in first_line), ",")
-    if len(data) > FAST_CSV_BYTES:
-        table = _regular_csv(text, data, ends, delimiter, source)
-        if table is not None:
-            return table
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
     try:
         header = [h.strip() for h in next(reader)]
@@ -379,54 +425,18 @@ def from_csv(data: bytes, source: str) -> Table:
     return Table({n: _strings(col) for n, col in zip(header, zip(*rows))}, source)
 
 
-def _regular_csv(text: str, data: bytes, ends: np.ndarray, delimiter: str, source: str) -> Table | None:
-    """A large table with no quotes, no blank lines and the same number of fields on every
-    line, parsed by pandas' C parser (3x faster than the csv module, a third of the memory).
-
-    Returns None for anything less regular: the csv module then reads it, and names the
-    row of any error. Both give the same table for the tables read here (a property test).
-    A NUL byte goes to the csv module too: pandas before 3.0 ends a cell there.
-    """
-    if '"' in text or "\0" in text:
-        return None
-    raw = np.frombuffer(data, np.uint8)
-    if len(ends) < 2 or ends[-1] != len(raw) - 1:  # a header and at least one row, newline-ended
-        return None
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts - (raw[np.maximum(ends - 1, 0)] == ord("\r"))
-    if (lengths <= 0).any():
-        return None
-    fields = np.bincount(np.searchsorted(ends, np.flatnonzero(raw == ord(delimiter))), minlength=len(ends))
-    if (fields != fields[0]).any():
-        return None
-    import pandas as pd  # lazily: only a large regular CSV needs its parser
-
-    frame = pd.read_csv(
-        io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
-        na_filter=False, skipinitialspace=True, quoting=csv.QUOTE_NONE, engine="c",
-    )  # fmt: skip
-    header = [str(h).strip() for h in frame.iloc[0]]
-    if len(frame) != len(ends) or len(set(header)) != len(header) or not all(header):
-        return None
-    return Table({n: frame[i].to_numpy(dtype=object)[1:] for i, n in enumerate(header)}, source)
-
-
 def _strings(cells: tuple) -> np.ndarray:
     out = np.empty(len(cells), dtype=object)
     out[:] = cells
     return out
 
 
-def _line_ends(data: bytes) -> np.ndarray:
-    """Offsets of the newlines in raw bytes."""
-    return np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
-
-
-def _check_line_lengths(data: bytes, ends: np.ndarray | None, source: str) -> None:
+def _check_line_lengths(data: bytes, source: str) -> None:
     """Refuse a line longer than MAX_LINE before decoding: parsing it would take many
     times its size in memory (a 1 GB line would take 8 GB)."""
     if len(data) <= MAX_LINE:
         return
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
     lengths = np.diff(np.concatenate([[-1], ends, [len(data)]])) - 1
     i = int(np.argmax(lengths))
     if lengths[i] > MAX_LINE:
@@ -459,6 +469,24 @@ def from_npz(data: bytes, source: str) -> Table:
     except Exception as e:  # a broken zip, a foreign npz, pickled objects, bad shapes: all refused
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise SeqtoolError(f"{source}: not a seqtool npz table ({reason})") from None
+
+
+def from_parquet(data: bytes, source: str) -> Table:
+    """A Parquet file's columns (`columnar.of_arrow`)."""
+    with parquet_errors(source):
+        return Table(columnar.from_parquet(data), source)
+
+
+@contextlib.contextmanager
+def parquet_errors(source: str) -> Iterator[None]:
+    """A Parquet file arrow cannot read (damaged, a column of lists) refused in one line."""
+    try:
+        yield
+    except SeqtoolError:
+        raise
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise SeqtoolError(f"{source}: not a readable Parquet table ({reason})") from None
 
 
 def columns_of(table: Table, prefix: str, chosen: str | Sequence[str] | None = None) -> list[str]:
@@ -569,14 +597,8 @@ def times_of(table: Table) -> np.ndarray:
                 ) from None
             raise not_a_number from None
         return dates
-    column = table.columns["t"]
-    if column.dtype.kind == "f":
-        return t
-    try:
-        whole = column.astype(np.int64)
-    except (ValueError, TypeError, OverflowError):
-        return t
-    return whole if (whole == t).all() else t
+    whole = table.integers("t") if (t == np.round(t)).all() else None
+    return whole if whole is not None and (whole == t).all() else t
 
 
 def _finite(table: Table, name: str, missing_ok: bool) -> np.ndarray:
