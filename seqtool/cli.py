@@ -8,6 +8,7 @@ are imported inside the commands, so that `seqtool --help` and `seqtool gen` sta
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json as _json
 import os
@@ -346,17 +347,21 @@ def train(
 
     Example: seqtool gen sine | seqtool train --cell lstm
     """
-    from seqtool.training.run import train as run
-
     check("nproc", nproc)
     given = _given(ctx, options) if resume else []
     if given:
         raise SeqtoolError(f"--resume continues with the settings saved in {out}; drop {', '.join(given)}")
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # under a launcher already: its processes are these
-        from seqtool.training.distributed import check_input, launch
+    under = os.environ.get("WORLD_SIZE")  # under a launcher already (torchrun): its processes are these
+    if nproc > 1 and under is not None and under != str(nproc):
+        raise SeqtoolError(f"--nproc {nproc} under a launcher of WORLD_SIZE={under} processes: give one or the other")
+    if nproc > 1 and under is None:
+        from seqtool.training.distributed import check_input
+        from seqtool.training.launcher import launch
 
         check_input(nproc, data, f"--nproc {nproc}")
-        return launch(nproc, sys.argv[1:], str(out))
+        return launch(nproc, sys.argv[1:], str(out), lambda argv: app(args=argv, prog_name="seqtool"))
+    from seqtool.training.run import train as run  # (after: --nproc forks before torch loads)
+
     result = run(data, out, TrainConfig(**options), resume=resume, log=log, quiet=quiet, device=device, threads=threads)
     typer.echo(str(result.path))
 
@@ -775,5 +780,15 @@ def _gen_command(kind: Kind) -> Any:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A command that loaded torch ends, its output flushed,
+    without the interpreter's teardown of torch (half a second to a second of freeing what
+    the process is about to drop anyway)."""
+    try:
+        app()
+    except SystemExit as e:
+        if "torch" in sys.modules and isinstance(e.code, (int, type(None))):
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(e.code or 0)
+        raise

@@ -118,16 +118,16 @@ def started():
 
 
 def _rank(launcher: subprocess.Popen, rank: int, timeout: float = 60) -> int:
-    """The pid of the launcher's process of `rank`, once it has one."""
+    """The pid of the launcher's process of `rank` (named `seqtool rank N`), once it has one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
             try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
+                with open(f"/proc/{pid}/comm") as f:
+                    name = f.read().strip()
             except OSError:
                 continue
-            if f"RANK={rank}".encode() in env:
+            if name == f"seqtool rank {rank}":
                 return int(pid)
         time.sleep(0.2)
     raise AssertionError(f"no rank {rank}")
@@ -224,3 +224,43 @@ def test_a_distributed_run_resumes_in_another_number_of_processes(sh, sine, tmp_
 def test_an_interface_that_is_not_here_is_refused_in_one_line(sh, sine):
     result = sh(f"GLOO_SOCKET_IFNAME=nosuch0 seqtool train sine.csv {FLAGS} --steps 5 --nproc 2 -o m.pt")
     one_error_line(result, "GLOO_SOCKET_IFNAME=nosuch0: no such network interface here (")
+
+
+def test_ranks_die_with_their_launcher_and_leave_nothing_behind(sine, tmp_path, started):
+    """SIGKILL of the launcher takes its ranks with it (they are not left training,
+    reparented to PID 1); a run leaves no folder in the temporary directory."""
+    env = {"TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    done = subprocess.run(
+        ["seqtool", "train", "sine.csv", *FLAGS.split(), "--steps", "20", "--nproc", "2", "-q", "-o", "a.pt"],
+        cwd=tmp_path, env={**ENV, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    left = [p.name for p in (tmp_path / "tmp").iterdir() if not p.name.startswith("torchinductor_")]
+    assert left == []  # (torch's compiler cache, made by one process alike, is torch's)
+    run = started(tmp_path, f"{FLAGS} --batch 16 --steps 100000 --val 0 --nproc 2 -o b.pt")
+    ranks = [_rank(run, 0), _rank(run, 1)]
+    run.kill()
+    run.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = []
+    for pid in ranks:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+            alive += [pid] if f.read().split()[2] != "Z" else []  # a zombie has ended
+    assert alive == []
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_bad_input_under_nproc_is_said_once_with_exit_2(sh, tmp_path, attempt):
+    (tmp_path / "bad.csv").write_text("x\n" + "1.0\n" * 50 + "oops\n" + "2.0\n" * 50)
+    result = sh("seqtool train bad.csv --steps 5 --nproc 2 -o m.pt")
+    one_error_line(result, "row 51, column 'x': 'oops' is not a number")
+
+
+def test_nproc_under_a_launcher_of_another_size_is_refused(sh, sine):
+    one_error_line(
+        sh(f"WORLD_SIZE=1 seqtool train sine.csv {FLAGS} --steps 5 --nproc 2 -o m.pt"),
+        "--nproc 2 under a launcher of WORLD_SIZE=1 processes: give one or the other",
+    )

@@ -7,16 +7,14 @@ loss and targets over the ranks, so the loss is the global batch's mean at any n
 processes, and tells every rank whether one of them was asked to stop, so all stop at the
 same step. Rank 0 alone writes (checkpoint, log, progress, summary); the others are
 silent. A collective that waits longer than TIMEOUT for a rank that died fails, so no
-rank hangs; the job ends with one line that names the rank (`launch`).
+rank hangs; the job ends with one line that names the rank (`launcher.launch`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
-import socket
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +24,7 @@ from seqtool.limits import cores
 from seqtool.threads import choose
 
 TIMEOUT = 60  # seconds a collective waits for the other ranks
-LAUNCHED = "SEQTOOL_LAUNCHED"  # set by `launch` for its processes
+LAUNCHED = "SEQTOOL_LAUNCHED"  # set by `launcher.launch` for its processes
 LOST = 3  # the exit of a process under `launch` that lost another: `launch` names that one
 SAID = (1, 2, 130)  # seqtool's own exits: the process said why (`errors.guarded`)
 
@@ -159,10 +157,11 @@ def lost(error: RuntimeError, out) -> None:
     if os.environ.get(LAUNCHED):
         raise SystemExit(LOST)
     first = str(error).splitlines()[0] if str(error) else type(error).__name__
-    raise RunFailed(f"another process of the job is gone ({first[:160]}); {_kept(out)}") from None
+    raise RunFailed(f"another process of the job is gone ({first[:160]}); {kept(out)}") from None
 
 
-def _kept(out) -> str:
+def kept(out) -> str:
+    """Where the run stands: the checkpoint kept, or none saved yet."""
     return f"the last checkpoint stays in {out}" if os.path.exists(out) else f"no checkpoint was saved to {out} yet"
 
 
@@ -236,56 +235,3 @@ class Shard:
 
         shares = [len(range(self.n)[self._share(r)]) for r in range(self.world.size)]
         return self.world.gather(map_state(lambda s: s[:, : shares[self.world.rank]], state), shares)
-
-
-def launch(nproc: int, argv: list[str], out: str) -> None:
-    """`seqtool ARGV` in `nproc` processes on this machine, through torch's own launcher:
-    what `torchrun --standalone --nproc-per-node N -m seqtool ARGV` does. Rank 0 speaks
-    for the job; a rank that fails ends it, said in one line that names the rank."""
-
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run  # lazily: as torch above
-
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("torch.distributed"):  # its banners and reports: one line below says what matters
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    os.environ[LAUNCHED] = "1"
-    interfaces = [name for _, name in socket.if_nameindex()]
-    given = os.environ.get("GLOO_SOCKET_IFNAME", "")
-    if given and not set(given.split(",")) <= set(interfaces):
-        raise SeqtoolError(f"GLOO_SOCKET_IFNAME={given}: no such network interface here ({', '.join(interfaces)})")
-    loopback = next((name for name in interfaces if name.startswith("lo")), None)
-    if loopback and not given:  # not the host name, which may not resolve
-        os.environ["GLOO_SOCKET_IFNAME"] = loopback
-    args = parse_args(
-        ["--standalone", "--local-addr=127.0.0.1", f"--nproc-per-node={nproc}", "--module", "--", "seqtool", *argv]
-    )
-    try:
-        run(args)
-    except SignalException:  # passed on to every rank: rank 0 saved and said so
-        for sig in (signal.SIGINT, signal.SIGTERM):  # torch's handler would raise again while Python exits
-            signal.signal(sig, signal.SIG_IGN)
-        raise SystemExit(130) from None
-    except ChildFailedError as e:
-        rank, failure = min(e.failures.items(), key=lambda rf: (_blame(*rf), rf[1].timestamp, rf[0]))
-        if failure.exitcode in SAID and rank == 0:  # rank 0 said it on stderr
-            raise SystemExit(failure.exitcode) from None
-        if failure.exitcode in SAID and isinstance(failure.message, str) and failure.message.startswith("seqtool: "):
-            raise RunFailed(f"rank {rank}: {failure.message.split(': ', 2)[-1]}") from None
-        how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with {failure.exitcode}"
-        raise RunFailed(f"rank {rank} {how}, which ended the job; {_kept(out)}") from None
-
-
-def _blame(rank: int, failure) -> int:
-    """How likely a failed rank caused the job's end (lowest first): killed (not by the
-    launcher's SIGTERM or SIGINT) or crashed; then one that said why, rank 0 first; then
-    one the launcher stopped; last one that only lost another."""
-    code = failure.exitcode
-    if code == LOST:
-        return 4
-    if code in (-signal.SIGTERM, -signal.SIGINT):
-        return 3
-    if code in SAID:
-        return 1 if rank == 0 else 2
-    return 0
