@@ -1,5 +1,7 @@
 """Data-parallel training: samples per second of 2 processes x 1 thread against
-1 process x 1 thread and 1 process x 2 threads, the same global batch, in one run.
+1 process x 1 thread and 1 process x 2 threads, the same global batch, in one run; and
+whole commands, start-up included: `train --nproc 2` against one process (its own
+thread count) and against torchrun's launcher.
 
 Target: 2 processes at least 1.6x one process on one thread. Throughput is from the
 training seconds each summary reports (start-up and rendezvous left out), with --val 0:
@@ -12,6 +14,7 @@ import re
 import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from .common import ENV, Row
@@ -40,6 +43,54 @@ def _samples_per_second(d: Path, options: str, steps: int) -> float:
     seconds = float(re.search(r"in ([\d.]+) s", done.stderr).group(1))
     batch, window = (int(re.search(rf"--{k} (\d+)", options).group(1)) for k in ("batch", "window"))
     return steps * batch * window / seconds
+
+
+WHOLE = "--hidden 64 --batch 256 --window 50 --steps 300 --val 0"
+LAUNCHERS = {
+    "one process": "seqtool train",
+    "--nproc 2": "seqtool train --nproc 2",
+    "torchrun, 2 processes": "GLOO_SOCKET_IFNAME=lo torchrun --standalone --local-addr 127.0.0.1 "
+    "--nproc-per-node 2 -m seqtool train",
+}
+
+
+def _whole(d: Path, launcher: str) -> tuple[float, float]:
+    """A whole command's wall seconds, and the seconds from its start to its first step (the
+    first progress line's time less the training seconds its log row reports)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(f"{launcher} d.csv {WHOLE} --log log.csv -o w.pt", shell=True, cwd=d, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    seen = None
+    for line in proc.stderr:
+        if seen is None and line.startswith("seqtool: step"):
+            seen = time.perf_counter() - start
+    if proc.wait():
+        raise RuntimeError(f"{launcher} exited {proc.returncode}")
+    wall = time.perf_counter() - start
+    return wall, seen - float((d / "log.csv").read_text().splitlines()[1].split(",")[-1])
+
+
+def whole_commands(d: Path, repeats: int = 3) -> list[Row]:
+    """`train --nproc 2` as a user runs it, start-up included, in turns with the others."""
+    walls: dict[str, list[float]] = {name: [] for name in LAUNCHERS}
+    firsts: dict[str, list[float]] = {name: [] for name in LAUNCHERS}
+    for _ in range(repeats):
+        for name, launcher in LAUNCHERS.items():
+            wall, first = _whole(d, launcher)
+            walls[name].append(wall)
+            firsts[name].append(first)
+    wall = {name: statistics.median(w) for name, w in walls.items()}
+    first = {name: statistics.median(f) for name, f in firsts.items()}
+    late = first["--nproc 2"] - first["one process"]
+    speed = wall["one process"] / wall["--nproc 2"]
+    times = ", ".join(f"{n} {wall[n]:.1f} s (first step at {first[n]:.1f} s)" for n in LAUNCHERS)
+    return [
+        Row("--nproc 2: start to first step, beyond one process's", late, "s", "<= 1.5 s", late <= 1.5,
+            f"`seqtool train d.csv {WHOLE}`, median of {repeats}: {times}"),
+        Row("--nproc 2: whole command, one process / --nproc 2", speed, "x", ">= 1.5", speed >= 1.5,
+            "one process on the threads it chooses; torchrun's launcher, for comparison: "
+            f"{wall['one process'] / wall['torchrun, 2 processes']:.2f}x"),
+    ]  # fmt: skip
 
 
 def run() -> list[Row]:
@@ -78,4 +129,5 @@ def run() -> list[Row]:
                     "reported, no target",
                 )
             )
+        rows += whole_commands(d)
     return rows

@@ -780,13 +780,14 @@ def _gen_command(kind: Kind) -> Any:
 
 
 def main() -> None:
-    """Console-script entry point. A command that loaded torch ends, its output flushed,
-    without the interpreter's teardown of torch (half a second to a second of freeing what
-    the process is about to drop anyway)."""
+    """Console-script entry point. A command that loaded torch or pyarrow ends, its output
+    flushed, without the interpreter's teardown of them: torch's takes half a second to a
+    second of freeing what the process drops anyway, and pyarrow's threads can abort the
+    process there (SIGABRT, apache/arrow#34314)."""
     try:
         app()
     except SystemExit as e:
-        if "torch" in sys.modules and isinstance(e.code, (int, type(None))):
+        if ("torch" in sys.modules or "pyarrow" in sys.modules) and isinstance(e.code, (int, type(None))):
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(OSError, ValueError):
                     stream.flush()

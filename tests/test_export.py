@@ -95,6 +95,19 @@ def test_distribution_and_ensemble_outputs_and_metadata(tmp_path):
 
 def test_export_refuses_in_one_line(cli, tmp_path, small_model):
     one_error_line(cli("export", small_model / "m.pt", "-o", tmp_path / "m.txt"), "unknown model format '.txt'")
+    one_error_line(cli("export", small_model / "m.pt", "-o", "/dev/stdout"), "not standard output")
     one_error_line(cli("export", small_model / "sine.csv", "-o", tmp_path / "m.onnx"), "not a seqtool checkpoint")
     result = cli("export", small_model / "m.pt", "-o", tmp_path / "m.onnx")
     assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "m.onnx")
+
+
+def test_a_calibrated_models_scores_ride_in_the_metadata(tmp_path, small_model):
+    from seqtool.forecast.calibrate import calibrate
+    from seqtool.model.checkpoint import load_checkpoint
+
+    calibrate(small_model / "m.pt", small_model / "sine.csv", horizon=3, output=tmp_path / "c.pt", quiet=True)
+    export(tmp_path / "c.pt", tmp_path / "c.onnx")
+    meta = json.loads(onnx.load(str(tmp_path / "c.onnx")).metadata_props[0].value)
+    scores = np.array(meta["calibration"]["scores"], dtype=float)  # null: NaN
+    want = load_checkpoint(tmp_path / "c.pt")["calibration"]["scores"]
+    np.testing.assert_array_equal(scores, np.asarray(want, dtype=float))

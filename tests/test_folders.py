@@ -55,6 +55,16 @@ def test_convert_reads_what_the_csv_reader_reads_across_chunks(tmp_path, cli, sm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.seq"]  # no temporary folder left
 
 
+@pytest.mark.parametrize("end", ["\r", "\r\n"])
+def test_convert_reads_the_line_ends_the_csv_reader_reads(tmp_path, cli, small_chunks, end):
+    text = _ragged(tmp_path).read_text().replace("\n", end)
+    (tmp_path / "ends.csv").write_bytes(text.encode())
+    assert cli("convert", tmp_path / "ends.csv", "-o", tmp_path / "e.seq").exit_code == 0
+    want, got = read_series(tmp_path / "ends.csv"), read_series(tmp_path / "e.seq")
+    assert got.ids == want.ids and got.lengths.tolist() == [40, 1, 97, 5]
+    np.testing.assert_array_equal(got.x, want.x)
+
+
 def test_convert_keeps_targets_dates_and_reads_standard_input(tmp_path, sh):
     text = "series,t,x,y\n" + "".join(
         f"s{k // 7},2024-01-{k % 7 + 1:02d},{k},{'' if k % 3 else k / 2}\n" for k in range(21)

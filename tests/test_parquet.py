@@ -3,6 +3,8 @@ them, Parquet read and written by every command, and converted to a folder in ba
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -153,3 +155,77 @@ def test_convert_streams_parquet_in_batches_as_it_reads_csv(cli, tmp_path, monke
     frame.to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(SeqtoolError, match="row 51, column 'x'"):
         folders.convert(tmp_path / "bad.parquet", tmp_path / "b.seq")
+
+
+def test_parquet_values_keep_their_kind_and_precision(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["2020-01-01 00:00:00.5", "2020-01-01 00:00:01.25", "2020-01-01 00:00:02.0"]
+    stamps = pd.to_datetime(texts, format="ISO8601")
+    pq.write_table(
+        pa.table({
+            "series": pa.array([7, None, None], pa.int64()),  # an id with a null: text, the null empty
+            "t": pa.array(stamps),
+            "zoned": pa.array(stamps.tz_localize("Europe/Paris")),
+            "x": pa.array([2**63 + 1, 2**63 + 2, 1], pa.uint64()),  # beyond int64: as numbers, not wrapped
+            "flag": pa.array([True, False, None]),
+            "nothing": pa.nulls(3),
+        }),
+        tmp_path / "k.parquet",
+    )  # fmt: skip
+    table = read_series(tmp_path / "k.parquet")
+    assert table.ids == ["7", ""] and table.lengths.tolist() == [1, 2]
+    assert table.columns["t"].tolist() == ["2020-01-01T00:00:00.500000", "2020-01-01T00:00:01.250000",
+                                           "2020-01-01T00:00:02.000000"]  # fmt: skip
+    assert table.columns["zoned"][0] == "2020-01-01T00:00:00.500000+01:00"
+    assert table.x[:, 0].tolist() == [float(2**63 + 1), float(2**63 + 2), 1.0]
+    assert np.array_equal(read_table(tmp_path / "k.parquet").numbers("flag", missing_ok=True), [1, 0, np.nan],
+                          equal_nan=True) and table.columns["nothing"].tolist() == ["", "", ""]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "frame, fragments",
+    [
+        (pd.DataFrame({"series": pd.Series([], dtype=str), "x": pd.Series([], dtype=float)}),
+         ["a header (series, x) but no rows"]),
+        (pd.DataFrame({"": [1.0], "x": [2.0]}), ["column 1 of the header has no name"]),
+        (pd.DataFrame({"x": [1.0], "x ": [2.0]}), ["column name 'x' appears twice"]),
+        (pd.DataFrame({"x": [1.0], "d": pd.to_timedelta([1], unit="s")}), ["column 'd' holds duration"]),
+    ],
+    ids=["no-rows", "no-name", "twice", "duration"],
+)  # fmt: skip
+def test_a_parquet_file_is_checked_as_a_csv_is(cli, tmp_path, frame, fragments):
+    frame.to_parquet(tmp_path / "p.parquet")
+    one_error_line(cli("info", tmp_path / "p.parquet"), *fragments)
+
+
+def test_a_csv_whose_first_name_starts_par1_is_a_csv(cli, tmp_path):
+    (tmp_path / "p.csv").write_text("PAR1,x\n1,2\n3,4\n")
+    result = cli("info", tmp_path / "p.csv", "--x", "x", "--json")
+    assert result.exit_code == 0 and '"other_columns": ["PAR1"]' in result.stdout
+    assert cli("convert", tmp_path / "p.csv", "--x", "x", "-o", tmp_path / "p.seq").exit_code == 0
+
+
+def test_a_training_log_in_parquet_is_parquet(tmp_path):
+    from seqtool.config import TrainConfig
+    from seqtool.data import generators
+    from seqtool.training.run import train
+
+    write_table(generators.sine(n_series=2, length=60, seed=0), tmp_path / "s.csv")
+    config = TrainConfig(hidden=4, steps=50, window=10)
+    train(tmp_path / "s.csv", tmp_path / "m.pt", config, log=tmp_path / "log.parquet", quiet=True)
+    log = pd.read_parquet(tmp_path / "log.parquet")
+    assert log["step"].tolist() == [25.0, 50.0] and "val_loss" in log.columns
+
+
+def test_the_arrow_path_takes_only_the_nans_python_takes(tmp_path):
+    rows = [f"{i},{i * 0.5 + 1e-3}" for i in range(100_000)]
+    for bad in ("nan(123)", "nan()"):
+        rows[500] = f"500,{bad}"
+        (tmp_path / "n.csv").write_text("t,x\n" + "\n".join(rows) + "\n")
+        with pytest.raises(SeqtoolError, match=rf"row 501, column 'x': '{re.escape(bad)}' is not a number"):
+            read_series(tmp_path / "n.csv")
+    (tmp_path / "h.csv").write_bytes(b"t,y\xff\n" + "\n".join(rows[:50_000]).encode() + b"\n")
+    with pytest.raises(SeqtoolError, match="is not UTF-8 text"):
+        read_table(tmp_path / "h.csv")

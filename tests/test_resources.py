@@ -88,3 +88,25 @@ def test_the_memory_check_refuses_by_the_containers_memory(tmp_path, monkeypatch
     fits_in_memory(3 << 30, "the run")
     with pytest.raises(SeqtoolError, match="needs about 5 GB of memory and 4 GB is available"):
         fits_in_memory(5 << 30, "the run")
+
+
+@pytest.mark.parametrize(
+    "proc, files",
+    [
+        ("0::/\n", {**V2, "cpu.max": "abc 100000.0\n", "memory.max": "x"}),
+        ("0::/\n", {**V2, "cpu.max": "9" * 400 + " 100000\n"}),
+        ("0::/" + "a/" * 3000 + "\n", V2),
+        ("\xff\xfe:::\n", V2),
+    ],
+    ids=["not-numbers", "huge-quota", "long-path", "odd-bytes"],
+)
+def test_a_strange_cgroup_is_no_limit_not_a_crash(tmp_path, monkeypatch, proc, files):
+    fake(tmp_path, monkeypatch, proc, files)
+    assert resources.cores() == 16 and resources.available_memory() == 50000000 * 1024
+
+
+def test_the_file_cache_a_cgroup_counts_is_not_used_memory(tmp_path, monkeypatch):
+    stat = "anon 1000\nfile 3000000000\ninactive_file 2000000000\nactive_file 1000000000\n"
+    files = {**V2, "memory.max": str(4 << 30), "memory.current": str((4 << 30) - 50_000_000), "memory.stat": stat}
+    fake(tmp_path, monkeypatch, "0::/\n", files)
+    assert resources.available_memory() == 2_000_000_000 + 50_000_000

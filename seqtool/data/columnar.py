@@ -71,6 +71,8 @@ class ArrowColumns(MutableMapping):
             values = _numpy(pc.cast(column, pa.float64())).astype(np.float64, copy=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
+        if not _pythons_nan(column, values):
+            return None
         if filled.all():
             return values
         out = np.full(len(filled), np.nan)
@@ -89,6 +91,20 @@ class ArrowColumns(MutableMapping):
             return _numpy(pc.cast(column, pa.int64()))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
+
+
+def _pythons_nan(column, values: np.ndarray) -> bool:
+    """Whether every cell arrow read as NaN is one that Python's float reads so (arrow also
+    takes `nan(123)`); only the NaN cells are looked at."""
+    rows = np.flatnonzero(np.isnan(values))
+    if not len(rows):
+        return True
+    for text in column.take(rows).to_pylist():
+        try:
+            float(text)
+        except ValueError:
+            return False
+    return True
 
 
 def _numpy(values) -> np.ndarray:
@@ -151,7 +167,8 @@ def from_csv(data: bytes, header: list[str], delimiter: str) -> ArrowColumns | N
 
 
 def is_parquet(data: bytes) -> bool:
-    return data.startswith(PARQUET_MAGIC)
+    """A Parquet file begins and ends with its magic (a CSV whose first name starts PAR1 does not)."""
+    return data.startswith(PARQUET_MAGIC) and data.endswith(PARQUET_MAGIC)
 
 
 def from_parquet(data: bytes | BinaryIO) -> ArrowColumns:
@@ -173,22 +190,33 @@ def parquet_batches(stream: BinaryIO) -> Iterator[ArrowColumns]:
 
 
 def of_arrow(table) -> ArrowColumns:
-    """Typed arrow columns as a table's: numbers as float64 (a null NaN) or int64, text as
-    text (a null empty), dates and times as ISO text; other types refused by the caller."""
+    """Typed arrow columns as a table's: floats and booleans as float64 (a null NaN), whole
+    numbers as int64 (with a null, or beyond int64, as text and float64 on use), text as
+    text (a null empty), dates and times as ISO text; the `series` id always as text. Other
+    types are refused (ValueError, the caller's one line)."""
     import pyarrow as pa
 
     arrays: dict = {}
-    for name, column in zip(table.column_names, table.columns):
+    names = [str(n).strip() for n in table.column_names]  # stripped, as a CSV's header
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise ValueError(f"column name {twice!r} appears twice")
+    for name, column in zip(names, table.columns):
         kind = column.type
         if pa.types.is_dictionary(kind):
             column, kind = column.cast(kind.value_type), kind.value_type
-        if pa.types.is_integer(kind) and not column.null_count:
+        whole = pa.types.is_integer(kind) and not (column.null_count or name == "series" or kind == pa.uint64())
+        if whole:
             arrays[name] = _numpy(column).astype(np.int64)
-        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        elif (pa.types.is_floating(kind) or pa.types.is_boolean(kind)) and name != "series":
             arrays[name] = _numpy(column.cast(pa.float64()))
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            arrays[name] = column.cast(pa.string())
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
             arrays[name] = column
-        elif pa.types.is_temporal(kind):
+        elif pa.types.is_null(kind):  # all empty (pandas' column of None)
+            arrays[name] = np.full(table.num_rows, "", dtype=object)
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             arrays[name] = _iso(column)
         else:
             raise ValueError(f"column {name!r} holds {kind}, not numbers, text or dates")
@@ -196,17 +224,22 @@ def of_arrow(table) -> ArrowColumns:
 
 
 def _iso(column) -> np.ndarray:
-    """Dates and times as ISO text: a date alone where every time is midnight (a null empty)."""
+    """Dates and times as ISO text, as precise as the values: a date alone where every time
+    is midnight, seconds and their fraction where any has them; a time zone as its offset
+    (a null empty)."""
     import pandas as pd
 
     values = pd.Series(column.to_pandas())
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        text = values.map(lambda v: v.isoformat(timespec="minutes") if v == v else "")
-    else:
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
         values = pd.to_datetime(values)
-        midnight = (values.dropna() == values.dropna().dt.normalize()).all()
-        text = values.dt.strftime("%Y-%m-%d" if midnight else "%Y-%m-%dT%H:%M:%S").fillna("")
-    return text.to_numpy(dtype=object)
+    seen = values.dropna()
+    if (seen == seen.dt.normalize()).all() and not isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.strftime("%Y-%m-%d").fillna("").to_numpy(dtype=object)
+    spec = "minutes"
+    for part, finer in (("second", "seconds"), ("microsecond", "microseconds"), ("nanosecond", "nanoseconds")):
+        if (getattr(seen.dt, part) != 0).any():
+            spec = finer
+    return values.map(lambda v: "" if v is pd.NaT or v != v else v.isoformat(timespec=spec)).to_numpy(dtype=object)
 
 
 def write_parquet(columns: dict[str, np.ndarray], stream: BinaryIO) -> None:

@@ -43,6 +43,8 @@ from seqtool.data.tables import (
     NPZ_MAGIC,
     SeriesTable,
     Table,
+    check_header,
+    cut_parquet,
     from_csv,
     from_npz,
     not_contiguous,
@@ -131,15 +133,16 @@ def _parts(name: str, stream) -> Iterator[Callable[[], Table]]:
         data = header + stream.read()
         yield lambda: from_npz(data, name)
         return
-    if columnar.is_parquet(header):
-        if stream.seekable():
-            stream.seek(0)
-        else:
+    if header.startswith(columnar.PARQUET_MAGIC):
+        if not stream.seekable():
             stream = io.BytesIO(header + stream.read())
-        with parquet_errors(name):
-            for columns in columnar.parquet_batches(stream):
-                yield lambda columns=columns: Table(columns, name)
-        return
+        if _parquet_end(stream, len(header)):
+            yield from _batches(name, stream)
+            return
+        cut_parquet(header, name)
+    if b"\r" in header.rstrip(b"\r\n"):  # \r alone ends lines (old Macs)
+        stream = io.BytesIO((header + stream.read()).replace(b"\r", b"\n"))  # (one readline read it all)
+        header = stream.readline()
     if not header.strip():
         raise SeqtoolError(f"{name}: empty input, expected a CSV, npz or Parquet table")
     while block := stream.read(CHUNK):
@@ -150,6 +153,24 @@ def _parts(name: str, stream) -> Iterator[Callable[[], Table]]:
         if not all(p.isspace() for p in pieces[1:] if p):
             data = b"".join(pieces)
             yield lambda data=data: from_csv(data, name)
+
+
+def _parquet_end(stream, after: int) -> bool:
+    """Whether a seekable file that begins as Parquet ends as one too; left after its first
+    `after` bytes when it does not (a CSV whose first name starts PAR1), else at its start."""
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(max(0, end - len(columnar.PARQUET_MAGIC)))
+    whole = end >= 2 * len(columnar.PARQUET_MAGIC) and stream.read() == columnar.PARQUET_MAGIC
+    stream.seek(0 if whole else after)
+    return whole
+
+
+def _batches(name: str, stream) -> Iterator[Callable[[], Table]]:
+    """A Parquet file's batches as parts."""
+    with parquet_errors(name):
+        for columns in columnar.parquet_batches(stream):
+            check_header(list(columns), name)
+            yield lambda columns=columns: Table(columns, name)
 
 
 class _Writer:

@@ -220,6 +220,8 @@ def read_table(source: str | Path | None = None) -> Table:
         return from_npz(data, name)
     if columnar.is_parquet(data):
         return from_parquet(data, name)
+    if data.startswith(columnar.PARQUET_MAGIC):
+        cut_parquet(data, name)
     return from_csv(data, name)
 
 
@@ -386,10 +388,13 @@ def opened(source: str | Path | None) -> Iterator[tuple[str, BinaryIO]]:
 def from_csv(data: bytes, source: str) -> Table:
     if len(data) > FAST_CSV_BYTES and b'"' not in data and b"\0" not in data:
         end = data.find(b"\n")
-        first = data[: end if end >= 0 else len(data)].decode("utf-8-sig", errors="replace").rstrip("\r")
+        try:
+            first = data[: end if end >= 0 else len(data)].decode("utf-8-sig").rstrip("\r")
+        except UnicodeDecodeError:  # the csv module's path says where
+            first = ""
         delimiter = next((d for d in ",\t;" if d in first), ",")
         header = [h.strip() for h in first.split(delimiter)]
-        if all(header) and len(set(header)) == len(header):
+        if first and all(header) and len(set(header)) == len(header):
             columns = columnar.from_csv(data, header, delimiter)
             if columns is not None:
                 return Table(columns, source)
@@ -408,6 +413,19 @@ def from_csv(data: bytes, source: str) -> Table:
         rows = [r for r in reader if r]
     except csv.Error as e:
         raise SeqtoolError(f"{source}: line {reader.line_num}: malformed CSV ({e})") from None
+    check_header(header, source)
+    if not rows:
+        raise no_rows(header, source)
+    width = len(header)
+    if set(map(len, rows)) != {width}:
+        i, row = next((i, r) for i, r in enumerate(rows) if len(r) != width)
+        raise SeqtoolError(f"{source}: row {i + 1} has {len(row)} fields, the header has {width}")
+    # object arrays of str: building them is cheap, and numbers() converts on demand
+    return Table({n: _strings(col) for n, col in zip(header, zip(*rows))}, source)
+
+
+def check_header(header: list[str], source: str) -> None:
+    """Every column named, no name twice (a CSV's header, a Parquet file's columns)."""
     seen: set[str] = set()
     for i, name in enumerate(header):
         if not name:
@@ -415,14 +433,10 @@ def from_csv(data: bytes, source: str) -> Table:
         if name in seen:
             raise SeqtoolError(f"{source}: column name {name!r} appears twice in the header")
         seen.add(name)
-    if not rows:
-        raise SeqtoolError(f"{source}: a header ({', '.join(header)}) but no rows")
-    width = len(header)
-    if set(map(len, rows)) != {width}:
-        i, row = next((i, r) for i, r in enumerate(rows) if len(r) != width)
-        raise SeqtoolError(f"{source}: row {i + 1} has {len(row)} fields, the header has {width}")
-    # object arrays of str: building them is cheap, and numbers() converts on demand
-    return Table({n: _strings(col) for n, col in zip(header, zip(*rows))}, source)
+
+
+def no_rows(header: list[str], source: str) -> SeqtoolError:
+    return SeqtoolError(f"{source}: a header ({', '.join(header)}) but no rows")
 
 
 def _strings(cells: tuple) -> np.ndarray:
@@ -472,9 +486,23 @@ def from_npz(data: bytes, source: str) -> Table:
 
 
 def from_parquet(data: bytes, source: str) -> Table:
-    """A Parquet file's columns (`columnar.of_arrow`)."""
+    """A Parquet file's columns (`columnar.of_arrow`), checked as a CSV's header and rows are."""
     with parquet_errors(source):
-        return Table(columnar.from_parquet(data), source)
+        columns = columnar.from_parquet(data)
+    check_header(list(columns), source)
+    if not columns.rows:
+        raise no_rows(list(columns), source)
+    return Table(columns, source)
+
+
+def cut_parquet(data: bytes, source: str) -> None:
+    """Refuse bytes that begin as Parquet, do not end as it, and are not text: a file cut short."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SeqtoolError(
+            f"{source}: not a readable Parquet table (it begins as one but does not end as one: cut short?)"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from torch import nn
 from seqtool.errors import SeqtoolError
 from seqtool.model.checkpoint import build_model, load_checkpoint
 from seqtool.model.network import SeqModel
-from seqtool.outputs import check_format, open_output
+from seqtool.outputs import check_format, open_output, to_stdout
 
 FORMAT, VERSION = "seqtool-onnx", 1
 OPSET = 17
@@ -54,8 +54,9 @@ def names(model: SeqModel) -> tuple[list[str], list[str]]:
 
 def metadata(ckpt: dict) -> dict:
     """What a runtime needs beside the graph: the network's shape, the table's columns, the
-    scale and transforms (docs/formats.md, Checkpoints: `model`, `data`, `norm`), a learned start."""
-    plain = {key: _plain(ckpt[key]) for key in ("model", "data", "norm")}
+    scale and transforms (docs/formats.md, Checkpoints: `model`, `data`, `norm`), a learned
+    start, and a calibrated model's `calibration` (its scores: NaN as null)."""
+    plain = {key: _plain(ckpt[key]) for key in ("model", "data", "norm", "calibration") if key in ckpt}
     start = ckpt["weights"].get("start")
     return {"format": FORMAT, "version": VERSION, **plain, "start": None if start is None else _plain(start)}
 
@@ -63,7 +64,8 @@ def metadata(ckpt: dict) -> dict:
 def _plain(value):
     """Tensors and arrays as lists, recursively: JSON."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
-        return np.asarray(value, dtype=np.float64).tolist()
+        a = np.asarray(value, dtype=np.float64)
+        return np.where(np.isnan(a), None, a).tolist()  # JSON has no NaN
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -74,8 +76,8 @@ def _plain(value):
 def export(model_path: str | Path, dest: str | Path) -> Path:
     """Write the checkpoint's network as ONNX to `dest` (.onnx), metadata inside; returns `dest`."""
     target = check_format(dest, (".onnx",), "model")
-    if target is None:
-        raise SeqtoolError("-o: export writes an .onnx file, not standard output")
+    if target is None or to_stdout(dest):
+        raise SeqtoolError(f"-o {dest}: export writes an .onnx file, not standard output")
     try:
         import onnx
     except ImportError:

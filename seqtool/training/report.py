@@ -48,11 +48,11 @@ def history_table(history: list[dict]) -> Table:
 def growing_log(dest, history: list[dict]) -> Iterator[Callable[[dict], None] | None]:
     """`train --log FILE` as the run goes: gives the function that adds the row just
     appended to `history`. A CSV grows by that row, flushed, so `tail -f` and `seqtool plot`
-    follow the run; an npz, which cannot grow, is rewritten (atomically) each time. It starts
+    follow the run; an npz or Parquet file, which cannot grow, is rewritten (atomically) each time. It starts
     with the rows the run already has: a resumed run writes its checkpoint's history again."""
     if dest is None:
         yield None
-    elif outputs.format_of(outputs.target(dest), TABLE_FORMATS) == ".npz":
+    elif outputs.format_of(outputs.target(dest), TABLE_FORMATS) in (".npz", ".parquet"):
         write_table(history_table(history), dest)
         yield lambda row: write_table(history_table(history), dest)
     else:
