@@ -4,6 +4,7 @@ and the windows need no array as long as the table."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -30,7 +31,7 @@ def small_chunks(monkeypatch):
 
 
 def _ragged(tmp_path, name="r.csv"):
-    """Series of 1, 5, 40 and 97 steps with t and a text column convert leaves out."""
+    """Series of 1, 5, 40 and 97 steps with t and a text column."""
     rng = np.random.default_rng(0)
     lines = ["series,t,x0,x1,note"]
     for sid, n in (("a", 40), ("b", 1), ("c", 97), ("d", 5)):
@@ -63,6 +64,25 @@ def test_convert_reads_the_line_ends_the_csv_reader_reads(tmp_path, cli, small_c
     want, got = read_series(tmp_path / "ends.csv"), read_series(tmp_path / "e.seq")
     assert got.ids == want.ids and got.lengths.tolist() == [40, 1, 97, 5]
     np.testing.assert_array_equal(got.x, want.x)
+
+
+def test_convert_keeps_every_column_and_rollouts_from_the_folder_write_them(tmp_path, cli, small_chunks):
+    csv = _ragged(tmp_path)
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0] + ",count"] + [line + ",0005" for line in lines[1:]]) + "\n")
+    assert cli("convert", csv, "-o", tmp_path / "r.seq").exit_code == 0
+    want, got = read_series(csv), read_series(tmp_path / "r.seq")
+    assert list(got.columns) == list(want.columns) == ["series", "t", "x0", "x1", "note", "count"]
+    assert got.columns["note"].tolist() == want.columns["note"].tolist() and set(got.columns["count"]) == {"0005"}
+    temperature = tmp_path / "temp.seq"
+    assert cli("convert", "data/daily_temperature.csv", "--x", "value", "-o", temperature).exit_code == 0
+    table = read_series(temperature)
+    assert list(table.columns) == ["date", "value"]  # no series column the CSV never had
+    assert table.columns["date"][[0, -1]].tolist() == ["2022-01-01", "2023-12-31"]
+    meta = json.loads((temperature / "meta.json").read_text())
+    meta = {k: v for k, v in meta.items() if k not in ("columns", "others")} | {"version": 1}
+    (temperature / "meta.json").write_text(json.dumps(meta))  # a folder of version 1 still reads
+    assert list(read_series(temperature).columns) == ["series", "value"]
 
 
 def test_convert_keeps_targets_dates_and_reads_standard_input(tmp_path, sh):

@@ -56,7 +56,7 @@ from seqtool.data.tables import (
 from seqtool.errors import SeqtoolError
 from seqtool.outputs import new_folder
 
-FORMAT, VERSION = "seqtool-table", 1
+FORMAT, VERSION = "seqtool-table", 2  # 2: the table's other columns, as text (1: none; still read)
 BLOCK = 1 << 16  # rows of a series per block of moments
 CHUNK = 16 << 20  # bytes of CSV parsed at a time by convert
 VAL_ROWS = 1 << 18  # rows of validation at most, for a table read in place (each evaluation runs them)
@@ -184,6 +184,8 @@ class _Writer:
         self.first_row: dict[str, int] = {}
         self.names = self.t_kind = self.last_t = None
         self.integers = True  # every chunk's numeric t held integers: read back as integers
+        self.columns: list[str] = []  # the table's columns, in its order
+        self.others: list[_TextAppender] = []  # the columns seqtool does not read, kept as text
 
     def add(self, table: SeriesTable) -> None:
         ids, lengths = table.ids, table.lengths.tolist()
@@ -192,6 +194,12 @@ class _Writer:
             self.t_kind = (
                 None if "t" not in table.columns else ("number" if table.columns["t"].dtype.kind in "fi" else "date")
             )
+            self.columns = list(table.columns)
+            roles = {"series", "t", *table.x_names, *table.y_names}
+            others = [n for n in self.columns if n not in roles]
+            self.others = [_TextAppender(self.folder, i, n) for i, n in enumerate(others)]
+        for other in self.others:
+            other.append(table.columns[other.name])
         t = table.columns.get("t")
         if t is not None:
             t = self._times(t, table.source)
@@ -241,7 +249,7 @@ class _Writer:
         return stored
 
     def close(self) -> dict:
-        for f in self.files.values():
+        for f in [*self.files.values(), *self.others]:
             f.close()
         offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
         np.save(self.folder / "offsets.npy", offsets)
@@ -253,6 +261,7 @@ class _Writer:
         meta = {
             "format": FORMAT, "version": VERSION, "x_names": x_names, "y_names": y_names,
             "rows": self.rows, "series": len(self.ids), "t": t, "sha256": self.digest.hexdigest(),
+            "columns": self.columns, "others": [o.name for o in self.others],
         }  # fmt: skip
         (self.folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         return meta
@@ -263,6 +272,33 @@ def _written_t(values: np.ndarray, integers: bool) -> np.ndarray:
     if values.dtype.kind == "M":
         return np.datetime_as_string(values).astype(object)
     return values.astype(np.int64) if integers else values
+
+
+class _TextAppender:
+    """A column seqtool does not read, kept as the text it was read as: its cells' UTF-8
+    end to end in `other{i}.txt`, where each ends in `other{i}.ends.npy` (int64 [rows])."""
+
+    def __init__(self, folder: Path, i: int, name: str):
+        self.name, self.written = name, 0
+        self.text = open(folder / f"other{i}.txt", "wb")  # noqa: SIM115 (open until close())
+        self.ends = _NpyAppender(folder / f"other{i}.ends.npy", np.dtype(np.int64), ())
+
+    def append(self, column: np.ndarray) -> None:
+        cells = [c.encode() for c in as_text(column)]
+        self.text.write(b"".join(cells))
+        self.ends.append(self.written + np.cumsum([len(c) for c in cells], dtype=np.int64))
+        self.written += sum(len(c) for c in cells)
+
+    def close(self) -> None:
+        self.text.close()
+        self.ends.close()
+
+
+def as_text(column: np.ndarray) -> list[str]:
+    """A column's cells as text, as a CSV writes them (NaN empty)."""
+    if column.dtype.kind == "f":
+        return ["" if v != v else repr(v) for v in column.tolist()]
+    return [str(v) for v in column.tolist()]
 
 
 class _NpyAppender:
@@ -339,6 +375,53 @@ def _block_moments(a: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 # --- reading: a folder, whole or in place -------------------------------------------------
 
 
+def _kept(meta: dict, folder: Path, roles: list[str]) -> dict[str, _Texts]:
+    """A version 2 folder's other columns, by name (none in version 1), checked: the
+    columns are the roles' (`roles`: the inputs and targets), t, maybe series, and these."""
+    if "columns" not in meta:
+        return {}
+    columns, others = [str(n) for n in meta["columns"]], [str(n) for n in meta["others"]]
+    held = {*roles, *others, *(["t"] if meta["t"] else [])} | ({"series"} & set(columns))
+    if sorted(columns) != sorted(held) or len(set(others)) != len(others):
+        raise ValueError("meta.json's columns do not fit its x_names, y_names, t and others")
+    return {name: _Texts(folder, i, meta["rows"]) for i, name in enumerate(others)}
+
+
+def _with_kept(columns: dict, meta: dict, others: dict[str, _Texts], spans: list) -> dict:
+    """The columns read, with the other columns' rows `spans`, in the table's own order (no
+    `series` where it had none)."""
+    columns = {**columns, **{name: text.read(spans) for name, text in others.items()}}
+    return {name: columns[name] for name in meta["columns"]} if "columns" in meta else columns
+
+
+class _Texts:
+    """A column kept as text (`_TextAppender`), read by rows."""
+
+    def __init__(self, folder: Path, i: int, rows: int):
+        self.ends = _Array(folder / f"other{i}.ends.npy")
+        self.fd = os.open(folder / f"other{i}.txt", os.O_RDONLY)
+        if self.ends.shape != (rows,) or self.ends.dtype != np.int64:
+            raise ValueError(f"other{i}.ends.npy does not fit meta.json")
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+
+    def read(self, spans: list[tuple[int, int]]) -> np.ndarray:
+        """The cells of rows b:e of each span, end to end, as str."""
+        cells: list[str] = []
+        for b, e in spans:
+            ends = self.ends.read(max(b - 1, 0), e)
+            start = int(ends[0]) if b > 0 else 0
+            ends = ends[1:] if b > 0 else ends
+            data = os.pread(self.fd, int(ends[-1]) - start, start) if len(ends) else b""
+            bounds = np.concatenate([[0], ends - start]).tolist()
+            cells += [data[bounds[k] : bounds[k + 1]].decode() for k in range(len(ends))]
+        out = np.empty(len(cells), dtype=object)
+        out[:] = cells
+        return out
+
+
 class _Array:
     """An .npy file read by offset (os.pread), never mapped: pages a process maps stay in
     its resident memory, so what training reads of a big table would pile up there."""
@@ -380,8 +463,7 @@ class Folder:
     """A table folder, opened: nothing is read until used."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.source = str(path)
+        self.path, self.source = Path(path), str(path)
         try:
             meta = json.loads((self.path / "meta.json").read_text())
         except (OSError, ValueError):
@@ -390,9 +472,9 @@ class Folder:
             ) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise SeqtoolError(f"{path}: meta.json is not a seqtool table folder's")
-        if meta.get("version") != VERSION:
+        if meta.get("version") not in (1, VERSION):
             raise SeqtoolError(
-                f"{path}: table folder version {meta.get('version')!r}; this seqtool reads version {VERSION}"
+                f"{path}: table folder version {meta.get('version')!r}; this seqtool reads 1 to {VERSION}"
             )
         try:
             self._open(meta)
@@ -415,8 +497,8 @@ class Folder:
         self.x = _Array(self.path / "x.npy")
         self.y = _Array(self.path / "y.npy") if self.y_names else None
         self.t, self.integer_t = (_Array(self.path / "t.npy") if meta["t"] else None), meta["t"] == "integer"
-        self.offsets = np.load(self.path / "offsets.npy")
-        self.moments = np.load(self.path / "moments.npy")
+        self.others = _kept(meta, self.path, self.x_names + self.y_names)
+        self.offsets, self.moments = np.load(self.path / "offsets.npy"), np.load(self.path / "moments.npy")
         ids = np.load(self.path / "series.npy", mmap_mode="r")
         self.lengths = np.diff(self.offsets) if self.offsets.ndim == 1 else np.zeros(0, np.int64)
         width = len(self.x_names) + len(self.y_names)
@@ -467,6 +549,7 @@ class Folder:
                 columns["t"] = _written_t(values, self.integer_t)
             else:
                 columns.update({n: values[:, j] for j, n in enumerate(self.x_names if name == "x" else self.y_names)})
+        columns = _with_kept(columns, self.meta, self.others, spans)
         return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)
 
     def in_place(self, cfg) -> bool:
