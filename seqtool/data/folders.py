@@ -43,6 +43,7 @@ from seqtool.data.tables import (
     NPZ_MAGIC,
     SeriesTable,
     Table,
+    cells_text,
     check_header,
     cut_parquet,
     from_csv,
@@ -284,7 +285,7 @@ class _TextAppender:
         self.ends = _NpyAppender(folder / f"other{i}.ends.npy", np.dtype(np.int64), ())
 
     def append(self, column: np.ndarray) -> None:
-        cells = [c.encode() for c in as_text(column)]
+        cells = [c.encode() for c in cells_text(column)]
         self.text.write(b"".join(cells))
         self.ends.append(self.written + np.cumsum([len(c) for c in cells], dtype=np.int64))
         self.written += sum(len(c) for c in cells)
@@ -292,13 +293,6 @@ class _TextAppender:
     def close(self) -> None:
         self.text.close()
         self.ends.close()
-
-
-def as_text(column: np.ndarray) -> list[str]:
-    """A column's cells as text, as a CSV writes them (NaN empty)."""
-    if column.dtype.kind == "f":
-        return ["" if v != v else repr(v) for v in column.tolist()]
-    return [str(v) for v in column.tolist()]
 
 
 class _NpyAppender:

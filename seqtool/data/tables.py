@@ -392,7 +392,7 @@ def from_csv(data: bytes, source: str) -> Table:
             first = data[: end if end >= 0 else len(data)].decode("utf-8-sig").rstrip("\r")
         except UnicodeDecodeError:  # the csv module's path says where
             first = ""
-        delimiter = next((d for d in ",\t;" if d in first), ",")
+        delimiter = _delimiter(first)
         header = [h.strip() for h in first.split(delimiter)]
         if first and all(header) and len(set(header)) == len(header):
             columns = columnar.from_csv(data, header, delimiter)
@@ -406,7 +406,7 @@ def from_csv(data: bytes, source: str) -> Table:
     if not text.strip():  # e.g. a byte-order mark and nothing else
         raise SeqtoolError(f"{source}: empty input, expected a CSV, npz or Parquet table")
     first_line = text.split("\n", 1)[0]
-    delimiter = next((d for d in ",\t;" if d in first_line), ",")
+    delimiter = _delimiter(first_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
     try:
         header = [h.strip() for h in next(reader)]
@@ -422,6 +422,11 @@ def from_csv(data: bytes, source: str) -> Table:
         raise SeqtoolError(f"{source}: row {i + 1} has {len(row)} fields, the header has {width}")
     # object arrays of str: building them is cheap, and numbers() converts on demand
     return Table({n: _strings(col) for n, col in zip(header, zip(*rows))}, source)
+
+
+def _delimiter(header: str) -> str:
+    """The first of comma, tab and semicolon that the header line holds (docs/formats.md, CSV)."""
+    return next((d for d in ",\t;" if d in header), ",")
 
 
 def check_header(header: list[str], source: str) -> None:
@@ -648,6 +653,11 @@ def _cells(col: np.ndarray) -> list:
     if col.dtype.kind == "f" and np.isnan(col).any():
         values = [None if v != v else v for v in values]
     return values
+
+
+def cells_text(col: np.ndarray) -> list[str]:
+    """Column as the text of its CSV cells (`_cells`; NaN empty)."""
+    return ["" if v is None else str(v) for v in _cells(col)]
 
 
 def _write_csv(columns: dict[str, np.ndarray], stream, header: bool = True) -> None:
