@@ -12,8 +12,9 @@
 A replaced file keeps its permissions (and owner, where allowed); a file this process may
 not write is refused, as the shell would. Temporary files are named
 `.NAME.HOST.PID-XXXXXXXX.tmp`. They are removed on every exit path (an exception, Ctrl-C,
-SIGTERM: the CLI turns SIGTERM into an exception); one left by a killed process of this
-host is removed by the next write to the same path once its process is gone.
+SIGTERM: the CLI turns SIGTERM into an exception); one (file or folder) left by a killed
+process of this host is removed by the next write to the same path once its process is
+gone, and at once by `tidy` where a parent outlives the writer (the `--nproc` launcher).
 `check` looks at all the outputs of a command at once; `writer_lock` gives one writer
 per checkpoint. A training log grows in place instead (`open_growing`), to be followed. A
 new folder (a table folder) is written whole beside its place and renamed onto it
@@ -166,14 +167,14 @@ def open_output(dest: str | os.PathLike | Target) -> Iterator[BinaryIO]:
             yield f
         return
     _remove_stale(t.path)
-    tmp = t.path.parent / f".{t.path.name}.{_HOST}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    tmp = _temporary(t.path)
     try:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
         except OSError as e:
             raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
         _keep_mode_and_owner(fd, t.path)
-        with write_errors(t.given, "; the previous file is untouched"):
+        with write_errors(t.given, "; the previous file is untouched" if t.path.exists() else ""):
             with os.fdopen(fd, "wb") as f:
                 yield f
                 f.flush()
@@ -189,16 +190,36 @@ def new_folder(dest: str | os.PathLike) -> Iterator[Path]:
     """A new folder at `dest`: the files go into a temporary folder beside it, renamed onto
     `dest` at the end, so a failure (exit 1 for a failed write) leaves nothing."""
     dest = Path(dest)
-    tmp = dest.parent / f".{dest.name}.{_HOST}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    _remove_stale(dest)
+    tmp = _temporary(dest)
     try:
         tmp.mkdir()
-        yield tmp
-        os.replace(tmp, dest)
     except OSError as e:
         raise SeqtoolError(f"{dest}: cannot write: {e.strerror or e}") from None
+    try:
+        with write_errors(str(dest)):
+            yield tmp
+            os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder named after `path`, removed at the end (or, if this process is
+    killed, by the next one)."""
+    _remove_stale(path)
+    tmp = _temporary(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temporary(path: Path) -> Path:
+    return path.parent / f".{path.name}.{_HOST}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
 
 
 @contextlib.contextmanager
@@ -342,8 +363,29 @@ def _descriptor(path: str) -> tuple[int | None, bool]:
     return None, False
 
 
+def tidy(dest: str | os.PathLike) -> None:
+    """Remove what killed writers of `dest` left beside it (SIGKILL gives no time to clean):
+    their temporary files and folders, and a lock file no one holds."""
+    path = Path(dest)
+    _remove_stale(path)
+    lock = path.parent / f".{path.name}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino == os.stat(lock).st_ino:  # (see writer_lock)
+            lock.unlink()
+    except OSError:
+        pass  # held: its writer removes it
+    finally:
+        os.close(fd)
+
+
 def _remove_stale(path: Path) -> None:
-    """Remove temporary files beside `path` that a process of this host, now gone, left."""
+    """Remove temporary files and folders beside `path` that a process of this host, now
+    gone, left."""
     try:
         names = [e.name for e in os.scandir(path.parent) if e.name.startswith(f".{path.name}.")]
     except OSError:
@@ -351,8 +393,12 @@ def _remove_stale(path: Path) -> None:
     for name in names:
         m = _TEMP.fullmatch(name)
         if m and m["name"] == path.name and m["host"] == _HOST and not _alive(int(m["pid"])):
-            with contextlib.suppress(OSError):
-                (path.parent / name).unlink()
+            stale = path.parent / name
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
 
 def _alive(pid: int) -> bool:

@@ -111,13 +111,17 @@ def _write(path, times) -> None:
 
 
 @pytest.mark.parametrize("kind", list(TABLES))
-def test_a_rollout_continues_the_tables_own_calendar_in_its_own_format(sh, small_model, tmp_path, kind):
+def test_a_rollout_continues_the_tables_own_calendar_in_its_own_format(sh, cli, small_model, tmp_path, kind):
+    """From the CSV, and from its table folder (which keeps the dates as written)."""
     times, after = TABLES[kind]
     _write(tmp_path / "t.csv", times)
     result = sh(f"seqtool rollout {small_model / 'm.pt'} t.csv --horizon 4 -q")
     assert result.returncode == 0, result.stderr
     written = [line.split(",")[0] for line in result.stdout.decode().splitlines()[1:]]
     assert written == [*map(str, times), *after]
+    assert cli("convert", tmp_path / "t.csv", "-o", tmp_path / "t.seq").exit_code == 0
+    folder = cli("rollout", small_model / "m.pt", tmp_path / "t.seq", "--horizon", "4", "-q")
+    assert [line.split(",")[0] for line in folder.stdout.splitlines()[1:]] == written
 
 
 def test_two_dates_go_on_by_whole_months_or_by_their_spacing():

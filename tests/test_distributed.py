@@ -96,13 +96,13 @@ def started():
     """Start `seqtool train sine.csv ARGS` in a folder; whatever is left is killed after the test."""
     procs = []
 
-    def start(tmp_path, args: str) -> subprocess.Popen:
+    def start(tmp_path, args: str, env: dict | None = None) -> subprocess.Popen:
         argv = ["seqtool", "train", "sine.csv", *args.split()]
         procs.append(
             subprocess.Popen(
                 argv,
                 cwd=tmp_path,
-                env=ENV,
+                env={**ENV, **(env or {})},
                 stderr=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 text=True,
@@ -226,19 +226,28 @@ def test_an_interface_that_is_not_here_is_refused_in_one_line(sh, sine):
     one_error_line(result, "GLOO_SOCKET_IFNAME=nosuch0: no such network interface here (")
 
 
-def test_ranks_die_with_their_launcher_and_leave_nothing_behind(sine, tmp_path, started):
-    """SIGKILL of the launcher takes its ranks with it (they are not left training,
-    reparented to PID 1); a run leaves no folder in the temporary directory."""
-    env = {"TMPDIR": str(tmp_path / "tmp")}
-    (tmp_path / "tmp").mkdir()
-    done = subprocess.run(
-        ["seqtool", "train", "sine.csv", *FLAGS.split(), "--steps", "20", "--nproc", "2", "-q", "-o", "a.pt"],
-        cwd=tmp_path, env={**ENV, **env}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    left = [p.name for p in (tmp_path / "tmp").iterdir() if not p.name.startswith("torchinductor_")]
-    assert left == []  # (torch's compiler cache, made by one process alike, is torch's)
-    run = started(tmp_path, f"{FLAGS} --batch 16 --steps 100000 --val 0 --nproc 2 -o b.pt")
+def test_ranks_die_with_their_launcher_and_no_kill_leaves_anything_behind(sine, tmp_path, started):
+    """SIGKILL of rank 0 ends the job, and the launcher removes the lock the rank held.
+    SIGKILL of the launcher takes its ranks with it (not left training, reparented to
+    PID 1); what they left (the lock, the launcher's folder in the temporary directory) is
+    removed by the next run. A run leaves nothing in the temporary directory."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp)}
+    args = f"{FLAGS} --batch 16 --steps 100000 --val 0 --nproc 2"
+
+    def left() -> list[str]:
+        files = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+        return files + [p.name for p in tmp.iterdir() if not p.name.startswith("torchinductor_")]
+        # (torch's compiler cache, made by one process alike, is torch's)
+
+    run = started(tmp_path, f"{args} -o a.pt", env)
+    assert run.stderr.readline().startswith("seqtool: step")  # rank 0 trains
+    os.kill(_rank(run, 0), signal.SIGKILL)
+    assert run.wait(timeout=60) == 1 and left() == []
+
+    run = started(tmp_path, f"{args} -o b.pt", env)
+    assert run.stderr.readline().startswith("seqtool: step")
     ranks = [_rank(run, 0), _rank(run, 1)]
     run.kill()
     run.wait(timeout=10)
@@ -249,7 +258,14 @@ def test_ranks_die_with_their_launcher_and_leave_nothing_behind(sine, tmp_path, 
     for pid in ranks:
         with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
             alive += [pid] if f.read().split()[2] != "Z" else []  # a zombie has ended
-    assert alive == []
+    assert alive == [] and sorted(name.split(".")[1] for name in left()) == ["b", "seqtool-nproc"]
+
+    done = subprocess.run(
+        ["seqtool", "train", "sine.csv", *FLAGS.split(), "--steps", "20", "--nproc", "2", "-q", "-o", "b.pt"],
+        cwd=tmp_path, env={**ENV, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert left() == []
 
 
 @pytest.mark.parametrize("attempt", range(2))

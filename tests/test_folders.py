@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 
 import numpy as np
 import pytest
 import torch
-from conftest import one_error_line
+from conftest import BIN, one_error_line
 
 from seqtool.config import TrainConfig
 from seqtool.data import folders, generators
@@ -127,6 +129,24 @@ def test_convert_refuses_an_existing_folder_and_train_a_folder_of_something_else
     one_error_line(
         cli("train", tmp_path / "t.seq", "--x", "value", "-o", tmp_path / "m.pt"), "holds x columns x", "--x value"
     )
+
+
+def test_a_killed_convert_leaves_a_folder_that_the_next_convert_removes(tmp_path, cli):
+    """SIGKILL gives no time to clean: the next convert to the same name removes the
+    temporary folder once its process is gone."""
+    proc = subprocess.Popen([BIN / "seqtool", "convert", "-", "-o", "t.seq"], cwd=tmp_path, stdin=subprocess.PIPE)
+    proc.stdin.write(b"x\n" + b"1.0\n" * 1000)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert [p.name.split(".")[1:3] for p in tmp_path.iterdir()] == [["t", "seq"]]
+    write_table(generators.sine(n_series=2, length=30, seed=0), tmp_path / "s.csv")
+    assert cli("convert", tmp_path / "s.csv", "-o", tmp_path / "t.seq").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "t.seq"]
 
 
 def test_the_blocks_moments_standardise_as_the_training_rows_would(tmp_path, small_chunks):
@@ -282,6 +302,47 @@ def test_a_damaged_folder_is_refused_in_one_line(tmp_path, cli, damage, fragment
     damage(tmp_path / "s.seq")
     for command in (["info"], ["train", "-o", tmp_path / "m.pt"]):
         one_error_line(cli(*command[:1], tmp_path / "s.seq", *command[1:]), "a damaged table folder", fragment)
+
+
+def test_inputs_changed_by_hand_are_refused_before_training_and_resuming(tmp_path, cli):
+    """A NaN written into x.npy (where the moments count no gap) is refused before a run
+    starts, fresh or resumed (it would end as "diverged"); other numbers written over an
+    interrupted run's data are refused by --resume, which recomputes the sha256."""
+    write_table(generators.sine(n_series=8, length=40, seed=0), tmp_path / "s.csv")
+    folders.convert(tmp_path / "s.csv", tmp_path / "s.seq")
+    train = lambda *flags: cli("train", tmp_path / "s.seq", *flags, "-o", tmp_path / "m.pt")  # noqa: E731
+    assert train("--steps", "4", "--hidden", "4").exit_code == 0
+    x = np.load(tmp_path / "s.seq" / "x.npy", mmap_mode="r+")
+    x[100, 0] = np.nan
+    x.flush()
+    for flags in (["--steps", "4"], ["--resume"]):
+        one_error_line(
+            train(*flags), "s.seq: x.npy row 101 holds NaN, which convert did not write", "convert the table"
+        )
+    x[100, 0] = 0.25
+    x.flush()
+    one_error_line(train("--resume"), "s.seq: x.npy is not what convert wrote (its sha256 is not meta.json's)")
+    assert train("--steps", "4", "--hidden", "4").exit_code == 0  # a fresh run on the edited data is the user's to ask
+
+
+def test_gaps_go_through_convert_and_a_folder_with_gaps_trains_as_its_csv(tmp_path, cli):
+    """Empty input cells are kept as NaN (the moments do not count them); such a folder is
+    read into memory, where gaps are filled and marked as the CSV's are: the same weights."""
+    write_table(generators.sine(n_series=6, length=40, seed=0), tmp_path / "g.csv")
+    lines = [line.split(",") for line in (tmp_path / "g.csv").read_text().splitlines()]
+    for row in (5, 47, 48, 200):
+        lines[row][-1] = ""
+    (tmp_path / "g.csv").write_text("\n".join(",".join(line) for line in lines) + "\n")
+    assert cli("convert", tmp_path / "g.csv", "-o", tmp_path / "g.seq").exit_code == 0
+    flags = ["--steps", "20", "--hidden", "4", "--window", "10", "--threads", "1", "-q"]
+    for name in ("g.csv", "g.seq"):
+        assert cli("train", tmp_path / name, *flags, "-o", tmp_path / f"{name}.pt").exit_code == 0
+    a, b = (torch.load(tmp_path / f"g.{n}.pt", weights_only=True) for n in ("csv", "seq"))
+    assert a["data"]["gaps"] is True and b["data"]["gaps"] is True
+    for k in a["weights"]:
+        torch.testing.assert_close(a["weights"][k], b["weights"][k], rtol=0, atol=1e-6)
+    refused = cli("train", tmp_path / "g.seq", "--gaps", "refuse", "-o", tmp_path / "c.pt")
+    one_error_line(refused, "g.seq: row 5, column 'x': an empty cell is not a number")
 
 
 def test_errors_name_rows_of_the_whole_file_and_a_csv_may_begin_with_pk(tmp_path, cli, monkeypatch):

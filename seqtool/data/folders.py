@@ -111,7 +111,7 @@ def _chunks(source, x, y):
         rows, last = 0, (None, 0)  # the last series read, and its first row in the file
         for part in _parts(name, stream):
             try:
-                table = series_of(part(), x, y)
+                table = series_of(part(), x, y, missing_inputs=True)
             except SeqtoolError as e:  # the reader counts from the part's first row
                 text = re.sub(r"\b(row|line) (\d+)", lambda m: f"{m[1]} {int(m[2]) + rows}", str(e))  # noqa: B023 (called at once)
                 if f"series {last[0]!r} continues" in text:  # it began in an earlier part
@@ -187,6 +187,7 @@ class _Writer:
         self.integers = True  # every chunk's numeric t held integers: read back as integers
         self.columns: list[str] = []  # the table's columns, in its order
         self.others: list[_TextAppender] = []  # the columns seqtool does not read, kept as text
+        self.t_text: _TextAppender | None = None
 
     def add(self, table: SeriesTable) -> None:
         ids, lengths = table.ids, table.lengths.tolist()
@@ -198,8 +199,10 @@ class _Writer:
             self.columns = list(table.columns)
             roles = {"series", "t", *table.x_names, *table.y_names}
             others = [n for n in self.columns if n not in roles]
-            self.others = [_TextAppender(self.folder, i, n) for i, n in enumerate(others)]
-        for other in self.others:
+            self.others = [_TextAppender(self.folder, f"other{i}", n) for i, n in enumerate(others)]
+            if self.t_kind == "date":  # its text too: written back as it was (its offset, its form)
+                self.t_text = _TextAppender(self.folder, "t", "t")
+        for other in [*self.others, *([self.t_text] if self.t_text else [])]:
             other.append(table.columns[other.name])
         t = table.columns.get("t")
         if t is not None:
@@ -250,14 +253,13 @@ class _Writer:
         return stored
 
     def close(self) -> dict:
-        for f in [*self.files.values(), *self.others]:
+        for f in [*self.files.values(), *self.others, *([self.t_text] if self.t_text else [])]:
             f.close()
         offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
         np.save(self.folder / "offsets.npy", offsets)
         np.save(self.folder / "series.npy", np.array(self.ids, dtype=str))
         x_names, y_names = self.names
-        self.digest.update(json.dumps([x_names, y_names, offsets.tolist()[-1], len(self.ids)]).encode())
-        self.digest.update(offsets.tobytes())
+        self.digest.update(_described(x_names, y_names, offsets))
         t = "integer" if self.t_kind == "number" and self.integers else self.t_kind
         meta = {
             "format": FORMAT, "version": VERSION, "x_names": x_names, "y_names": y_names,
@@ -266,6 +268,35 @@ class _Writer:
         }  # fmt: skip
         (self.folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         return meta
+
+
+def _described(x_names: list[str], y_names: list[str], offsets: np.ndarray) -> bytes:
+    """What `sha256` covers after the values: the names, the counts, the offsets."""
+    return json.dumps([x_names, y_names, int(offsets[-1]), len(offsets) - 1]).encode() + offsets.tobytes()
+
+
+def check_inputs(folder: Folder, digest: bool = False) -> None:
+    """Refuse a folder read in place whose inputs are not those convert wrote (x.npy edited
+    by hand): a NaN, where the moments count no gap (it would end the run as "diverged"),
+    found in one pass at memory speed; with `digest` (--resume), also their sha256,
+    recomputed (about 0.6 GB/s), which must be meta.json's: a run never resumes on other data."""
+    sha = hashlib.sha256()
+    for first, block in folder.x.blocks():
+        if np.isnan(block.sum()):  # (convert refuses inf; a sum that overflows is looked at closely)
+            nan = np.flatnonzero(np.isnan(block).any(axis=1))
+            if len(nan):
+                raise SeqtoolError(
+                    f"{folder.source}: x.npy row {first + int(nan[0]) + 1} holds NaN, which convert did not write "
+                    "(the moments count no gap there): the folder was changed by hand; convert the table again"
+                )
+        if digest:
+            sha.update(block)
+    sha.update(_described(folder.x_names, folder.y_names, folder.offsets))
+    if digest and sha.hexdigest() != folder.meta.get("sha256"):
+        raise SeqtoolError(
+            f"{folder.source}: x.npy is not what convert wrote (its sha256 is not meta.json's): "
+            "the folder was changed by hand; convert the table again"
+        )
 
 
 def _written_t(values: np.ndarray, integers: bool) -> np.ndarray:
@@ -279,10 +310,10 @@ class _TextAppender:
     """A column seqtool does not read, kept as the text it was read as: its cells' UTF-8
     end to end in `other{i}.txt`, where each ends in `other{i}.ends.npy` (int64 [rows])."""
 
-    def __init__(self, folder: Path, i: int, name: str):
+    def __init__(self, folder: Path, stem: str, name: str):
         self.name, self.written = name, 0
-        self.text = open(folder / f"other{i}.txt", "wb")  # noqa: SIM115 (open until close())
-        self.ends = _NpyAppender(folder / f"other{i}.ends.npy", np.dtype(np.int64), ())
+        self.text = open(folder / f"{stem}.txt", "wb")  # noqa: SIM115 (open until close())
+        self.ends = _NpyAppender(folder / f"{stem}.ends.npy", np.dtype(np.int64), ())
 
     def append(self, column: np.ndarray) -> None:
         cells = [c.encode() for c in cells_text(column)]
@@ -371,14 +402,18 @@ def _block_moments(a: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 
 def _kept(meta: dict, folder: Path, roles: list[str]) -> dict[str, _Texts]:
     """A version 2 folder's other columns, by name (none in version 1), checked: the
-    columns are the roles' (`roles`: the inputs and targets), t, maybe series, and these."""
+    columns are the roles' (`roles`: the inputs and targets), t, maybe series, and these;
+    and dates in t as written, where the folder has them (t.txt)."""
     if "columns" not in meta:
         return {}
     columns, others = [str(n) for n in meta["columns"]], [str(n) for n in meta["others"]]
     held = {*roles, *others, *(["t"] if meta["t"] else [])} | ({"series"} & set(columns))
     if sorted(columns) != sorted(held) or len(set(others)) != len(others):
         raise ValueError("meta.json's columns do not fit its x_names, y_names, t and others")
-    return {name: _Texts(folder, i, meta["rows"]) for i, name in enumerate(others)}
+    kept = {name: _Texts(folder, f"other{i}", meta["rows"]) for i, name in enumerate(others)}
+    if meta["t"] == "date" and (folder / "t.txt").exists():
+        kept["t"] = _Texts(folder, "t", meta["rows"])
+    return kept
 
 
 def _with_kept(columns: dict, meta: dict, others: dict[str, _Texts], spans: list) -> dict:
@@ -391,11 +426,11 @@ def _with_kept(columns: dict, meta: dict, others: dict[str, _Texts], spans: list
 class _Texts:
     """A column kept as text (`_TextAppender`), read by rows."""
 
-    def __init__(self, folder: Path, i: int, rows: int):
-        self.ends = _Array(folder / f"other{i}.ends.npy")
-        self.fd = os.open(folder / f"other{i}.txt", os.O_RDONLY)
+    def __init__(self, folder: Path, stem: str, rows: int):
+        self.ends = _Array(folder / f"{stem}.ends.npy")
+        self.fd = os.open(folder / f"{stem}.txt", os.O_RDONLY)
         if self.ends.shape != (rows,) or self.ends.dtype != np.int64:
-            raise ValueError(f"other{i}.ends.npy does not fit meta.json")
+            raise ValueError(f"{stem}.ends.npy does not fit meta.json")
 
     def __del__(self):
         if getattr(self, "fd", None) is not None:
@@ -445,6 +480,25 @@ class _Array:
         if len(data) != count * self.row:
             raise SeqtoolError(f"{self.path}: a damaged table folder (the file ends early)")
         return np.frombuffer(data, self.dtype).reshape((count, *self.shape[1:])).copy()
+
+    def blocks(self, size: int = 64 << 20) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows) over the whole array, about `size` bytes at a time, read into
+        one buffer: a block is valid until the next is read."""
+        rows = max(1, size // self.row)
+        buffer = bytearray(rows * self.row)
+        for first in range(0, len(self), rows):
+            count = min(rows, len(self) - first)
+            if (
+                os.preadv(self.fd, [memoryview(buffer)[: count * self.row]], self.offset + first * self.row)
+                < count * self.row
+            ):
+                raise SeqtoolError(f"{self.path}: a damaged table folder (the file ends early)")
+            yield (
+                first,
+                np.frombuffer(buffer, self.dtype, count * self.row // self.dtype.itemsize).reshape(
+                    count, *self.shape[1:]
+                ),
+            )
 
     def take(self, index: np.ndarray) -> np.ndarray:
         """Rows `index` [B, W] (each line of it rows close together, as windows and streams
@@ -517,10 +571,8 @@ class Folder:
     def check_columns(self, x: str | None, y: str | None) -> None:
         """--x and --y must name the columns the folder holds (or be left out; --y "": none)."""
         for flag, given, held in (("x", x, self.x_names), ("y", y, self.y_names)):
-            if given is not None and [n.strip() for n in given.split(",") if n.strip()] not in (
-                held,
-                [] if flag == "y" else held,
-            ):
+            named = None if given is None else [n.strip() for n in given.split(",") if n.strip()]
+            if named is not None and named != held and not (flag == "y" and named == []):
                 raise SeqtoolError(
                     f"{self.source}: holds {flag} columns {','.join(held) or '(none)'}; --{flag} {given} names others (convert the CSV again with --{flag} {given})"  # noqa: E501 (one more line puts Folder over test_shape's 150)
                 )
@@ -547,8 +599,9 @@ class Folder:
         return SeriesTable(columns, self.x_names, self.y_names, (ends - begins).astype(np.int64), self.source)
 
     def in_place(self, cfg) -> bool:
-        """Whether `train` reads it in place: a next-step table, the series as they are (`reshapes`)."""
-        return not self.y_names and not cfg.reshapes()
+        """Whether `train` reads it in place: a next-step table, no gap (the moments count
+        every cell), the series as they are (`reshapes`)."""
+        return not self.y_names and not cfg.reshapes() and self.moments[..., 0].sum() == np.prod(self.x.shape)
 
     def moments_of(self, series: np.ndarray, stop: int | None = None) -> tuple[np.ndarray, ...]:
         """count, mean, std, largest magnitude of each input column over the rows of

@@ -39,6 +39,7 @@ Format versions; this seqtool reads both and writes 2:
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 import zipfile
@@ -69,9 +70,13 @@ def check_checkpoint_path(path: str | os.PathLike) -> None:
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact. Serialised
+    in memory first: torch's writer turns a failed write (a full disk) into a RuntimeError
+    without its cause, where our own write fails with the OSError that says it."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
     with open_output(path) as f:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+        f.write(buffer.getbuffer())
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:

@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import json
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqtool.errors import RunFailed, SeqtoolError, on_signals
+from seqtool.outputs import scratch_folder, tidy
 from seqtool.training.distributed import LAUNCHED, LOST, SAID, TIMEOUT, kept
 
 GRACE = 10.0  # seconds the other ranks have to end on their own once one has failed
@@ -58,8 +58,7 @@ def launch(nproc: int, argv: list[str], out: str, command: Callable[[list[str]],
     if "torch" in sys.modules:
         raise RuntimeError("--nproc forks its ranks before torch is loaded")
     env = _environment(nproc)
-    replies = Path(tempfile.mkdtemp(prefix="seqtool-nproc-"))
-    try:
+    with scratch_folder(Path(tempfile.gettempdir()) / "seqtool-nproc") as replies:
         sys.stdout.flush()
         sys.stderr.flush()
         launcher = os.getpid()
@@ -72,8 +71,7 @@ def launch(nproc: int, argv: list[str], out: str, command: Callable[[list[str]],
                 _rank(own, lambda: command(argv), launcher)
             pids[pid] = rank
         ended, signalled = _wait(pids, replies)
-    finally:
-        shutil.rmtree(replies, ignore_errors=True)
+    tidy(out)  # a rank that was killed left its lock (and perhaps a temporary file)
     if signalled:  # passed on to every rank: rank 0 saved and said so
         raise SystemExit(130)
     _verdict(ended, out)

@@ -96,14 +96,15 @@ class Prepared:
     advice: str | None = None  # an option the table seems to need
 
 
-def prepare(table: SeriesTable, config: TrainConfig, device) -> Prepared:
+def prepare(table: SeriesTable, config: TrainConfig, device, resuming: bool = False) -> Prepared:
     """Targets, the split (`--val`), the standardisation of the training part. A split in
     which no step has a target is refused; validation is scored like training (no loss
     during the burn-in). With --scale series, each series is divided by its level first;
-    with --diff, the series are differenced (next step only)."""
+    with --diff, the series are differenced (next step only). `resuming`: a table folder's
+    fingerprint is recomputed, not taken from its meta.json."""
     check_season(config.season, int(np.diff(table.offsets).max()), table.source)
     if isinstance(table, folders.Folder):
-        return _prepare_in_place(table, config, device)
+        return _prepare_in_place(table, config, device, resuming)
     task = task_of(table)
     diff = Differencing(config.lags(), config.log_values)
     time = TimeFeatures.choose(table, config.periods()) if config.time_features else None
@@ -235,10 +236,11 @@ def _info(table, task: str, config: TrainConfig) -> dict:
     return {**info, "season": config.season} if config.season is not None else info
 
 
-def _prepare_in_place(folder: folders.Folder, config: TrainConfig, device) -> Prepared:
+def _prepare_in_place(folder: folders.Folder, config: TrainConfig, device, resuming: bool) -> Prepared:
     """`prepare` of a next-step table folder read in place: the training rows stay in the
     maps (`inplace.FolderRows`), standardised by the blocks' moments; the validation part,
     bounded (`Folder.split`), is read into memory and scored as any other."""
+    folders.check_inputs(folder, digest=resuming)
     starts, lengths, val_table, lead = folder.split(config)
     if not (lengths >= 2).any():
         raise SeqtoolError(f"{folder.source}: no training series has two steps, so no step has a target to learn")

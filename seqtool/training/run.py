@@ -155,7 +155,7 @@ class Run:
         world=distributed.World(),  # noqa: B008 (a frozen dataclass: immutable)
     ):
         self.config, self.out, self.quiet = config, out, quiet
-        self.data = prepare(table, config, device)
+        self.data = prepare(table, config, device, resuming=previous is not None)
         if self.data.advice and not quiet:
             print(f"seqtool: {self.data.advice}", file=sys.stderr)
         if previous is not None and previous["resume"].get("fingerprint") != self.data.fingerprint:

@@ -81,6 +81,17 @@ def test_full_disk_keeps_the_last_good_checkpoint_and_resume_finishes(tmp_path, 
     assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
 
 
+@pytest.mark.parametrize("command", ["train sine.csv --hidden 64 --steps 2 -o out", "convert sine.csv -o out"])
+def test_a_write_that_fails_is_a_failed_run_in_one_line_whoever_writes(tmp_path, sh, command):
+    """A full disk, met by torch's checkpoint writer or by convert's folder: exit 1, one line
+    naming the output, nothing left. (A file size limit fails writes as a full disk does.)"""
+    write_table(generators.sine(n_series=64, length=50, seed=0), tmp_path / "sine.csv")
+    result = sh(f"ulimit -f 16; seqtool {command}")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.decode().splitlines()[-1] == "seqtool: error: out: cannot write: File too large"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sine.csv"]
+
+
 def test_output_folder_removed_mid_run(tmp_path):
     import shutil
 
