@@ -211,7 +211,10 @@ def scratch_folder(path: Path) -> Iterator[Path]:
     killed, by the next one)."""
     _remove_stale(path)
     tmp = _temporary(path)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as e:
+        raise SeqtoolError(f"{path.parent}: cannot write: {e.strerror or e}") from None
     try:
         yield tmp
     finally:

@@ -488,17 +488,11 @@ class _Array:
         buffer = bytearray(rows * self.row)
         for first in range(0, len(self), rows):
             count = min(rows, len(self) - first)
-            if (
-                os.preadv(self.fd, [memoryview(buffer)[: count * self.row]], self.offset + first * self.row)
-                < count * self.row
-            ):
+            nbytes = count * self.row
+            if os.preadv(self.fd, [memoryview(buffer)[:nbytes]], self.offset + first * self.row) < nbytes:
                 raise SeqtoolError(f"{self.path}: a damaged table folder (the file ends early)")
-            yield (
-                first,
-                np.frombuffer(buffer, self.dtype, count * self.row // self.dtype.itemsize).reshape(
-                    count, *self.shape[1:]
-                ),
-            )
+            values = np.frombuffer(buffer, self.dtype, nbytes // self.dtype.itemsize)
+            yield first, values.reshape(count, *self.shape[1:])
 
     def take(self, index: np.ndarray) -> np.ndarray:
         """Rows `index` [B, W] (each line of it rows close together, as windows and streams
