@@ -123,6 +123,10 @@ def check(outputs: Sequence[tuple[str | os.PathLike | None, tuple[str, ...] | No
             given = seen.get(_identity(Path(source)))
             if given is not None:
                 raise SeqtoolError(f"{given} is also an input of this command ({source}); write to another file")
+            if Path(source).is_dir():  # a table folder: nothing may be written into it
+                inside = [g for p, g in seen.items() if isinstance(p, Path) and Path(source).resolve() in p.parents]
+                if inside:
+                    raise SeqtoolError(f"{inside[0]} is inside {source}, an input of this command; write elsewhere")
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -318,10 +322,14 @@ def writer_lock(dest: str | os.PathLike) -> Iterator[None]:
         return
     lock = t.path.parent / f".{t.path.name}.lock"
     while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # never through a link, never a FIFO or device: a lock is a plain file of ours
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                os.close(fd)
+                raise OSError(errno.EEXIST, "not a plain file")
         except OSError as e:
-            raise SeqtoolError(f"{t.given}: cannot lock: {e.strerror}") from None
+            raise SeqtoolError(f"{t.given}: cannot lock: {lock} is {_what_is(e)}; remove it") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -340,13 +348,21 @@ def writer_lock(dest: str | os.PathLike) -> Iterator[None]:
             pass
         os.close(fd)  # removed by its last holder after we opened it: try again
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with write_errors(t.given):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         with contextlib.suppress(OSError):
             lock.unlink()
         os.close(fd)
+
+
+def _what_is(e: OSError) -> str:
+    """Why a lock file cannot be used, in words."""
+    if e.errno in (errno.ELOOP, errno.EEXIST):
+        return "a link, or not a plain file"
+    return f"not usable ({e.strerror})"
 
 
 def _descriptor(path: str) -> tuple[int | None, bool]:
@@ -369,7 +385,10 @@ def _descriptor(path: str) -> tuple[int | None, bool]:
 def tidy(dest: str | os.PathLike) -> None:
     """Remove what killed writers of `dest` left beside it (SIGKILL gives no time to clean):
     their temporary files and folders, and a lock file no one holds."""
-    path = Path(dest)
+    t = target(dest)
+    if t.in_place:
+        return
+    path = t.path
     _remove_stale(path)
     lock = path.parent / f".{path.name}.lock"
     try:

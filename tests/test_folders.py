@@ -294,10 +294,14 @@ def test_every_command_reads_a_folder(tmp_path, cli, small_model):
         (lambda d: np.save(d / "offsets.npy", np.array([0, 50, 20, 120])), "offsets.npy"),
         (lambda d: np.save(d / "x.npy", np.zeros((120, 1), np.int32)), "x.npy"),
         (lambda d: (d / "meta.json").write_text('{"format": "seqtool-table", "version": 1}'), "meta.json"),
+        (lambda d: os.truncate(d / "other0.txt", 50), "other0.ends.npy does not fit"),
+        (lambda d: (d / "other0.txt").write_bytes(b"\xff" * (d / "other0.txt").stat().st_size), "not UTF-8"),
     ],
 )
 def test_a_damaged_folder_is_refused_in_one_line(tmp_path, cli, damage, fragment):
     write_table(generators.sine(n_series=3, length=40, seed=0), tmp_path / "s.csv")
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    (tmp_path / "s.csv").write_text("\n".join([lines[0] + ",note", *(f"{li},n{k}" for k, li in enumerate(lines[1:]))]))
     folders.convert(tmp_path / "s.csv", tmp_path / "s.seq")
     damage(tmp_path / "s.seq")
     for command in (["info"], ["train", "-o", tmp_path / "m.pt"]):
@@ -319,10 +323,26 @@ def test_inputs_changed_by_hand_are_refused_before_training_and_resuming(tmp_pat
         one_error_line(
             train(*flags), "s.seq: x.npy row 101 holds NaN, which convert did not write", "convert the table"
         )
+    x[100, 0] = np.inf
+    x.flush()
+    one_error_line(train("--steps", "4"), "s.seq: x.npy row 101 holds inf, which convert did not write")
     x[100, 0] = 0.25
     x.flush()
     one_error_line(train("--resume"), "s.seq: x.npy is not what convert wrote (its sha256 is not meta.json's)")
     assert train("--steps", "4", "--hidden", "4").exit_code == 0  # a fresh run on the edited data is the user's to ask
+    folders.convert(tmp_path / "s.csv", tmp_path / "t.seq")
+    assert cli("train", tmp_path / "t.seq", "--steps", "4", "--hidden", "4", "-o", tmp_path / "t.pt").exit_code == 0
+    moments = np.load(tmp_path / "t.seq" / "moments.npy", mmap_mode="r+")
+    moments[:, 0, 1] += 5
+    moments.flush()
+    one_error_line(
+        cli("train", tmp_path / "t.seq", "--resume", "-o", tmp_path / "t.pt"), "moments.npy is not the moments of x.npy"
+    )
+    one_error_line(
+        cli("train", tmp_path / "t.seq", "-o", tmp_path / "t.seq" / "m.pt"), "t.seq/m.pt is inside", "an input"
+    )
+    (tmp_path / "big.csv").write_text("t,x\n" + "".join(f"{10**17 + k},{k}\n" for k in range(20)))
+    one_error_line(cli("convert", tmp_path / "big.csv", "-o", tmp_path / "big.seq"), "whole numbers beyond 2**53")
 
 
 def test_gaps_go_through_convert_and_a_folder_with_gaps_trains_as_its_csv(tmp_path, cli):

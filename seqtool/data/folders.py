@@ -240,6 +240,11 @@ class _Writer:
             raise SeqtoolError(f"{source}: column 't' holds {kind}s from row {self.rows + 1}, {self.t_kind}s before")
         if kind == "number":
             self.integers = self.integers and t.dtype.kind == "i"
+            if t.dtype.kind == "i" and len(t) and np.abs(t).max() > 2**53:
+                raise SeqtoolError(
+                    f"{source}: column 't' holds whole numbers beyond 2**53, which a folder's float64 t cannot "
+                    "hold exactly; write them as dates, or train from the CSV"
+                )
             return t.astype(np.float64)
         dates = dates_of(t)
         if "t" not in self.files:
@@ -282,11 +287,13 @@ def check_inputs(folder: Folder, digest: bool = False) -> None:
     recomputed (about 0.6 GB/s), which must be meta.json's: a run never resumes on other data."""
     sha = hashlib.sha256()
     for first, block in folder.x.blocks():
-        if np.isnan(block.sum()):  # (convert refuses inf; a sum that overflows is looked at closely)
-            nan = np.flatnonzero(np.isnan(block).any(axis=1))
-            if len(nan):
+        if not np.isfinite(block.sum()):  # (a sum that overflows is looked at closely)
+            bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+            if len(bad):
+                value = block[bad[0]][~np.isfinite(block[bad[0]])][0]
+                value = "NaN" if np.isnan(value) else value
                 raise SeqtoolError(
-                    f"{folder.source}: x.npy row {first + int(nan[0]) + 1} holds NaN, which convert did not write "
+                    f"{folder.source}: x.npy row {first + int(bad[0]) + 1} holds {value}, which convert did not write "
                     "(the moments count no gap there): the folder was changed by hand; convert the table again"
                 )
         if digest:
@@ -296,6 +303,11 @@ def check_inputs(folder: Folder, digest: bool = False) -> None:
         raise SeqtoolError(
             f"{folder.source}: x.npy is not what convert wrote (its sha256 is not meta.json's): "
             "the folder was changed by hand; convert the table again"
+        )
+    if digest and not np.allclose(_moments(folder.path, folder.offsets), folder.moments, rtol=1e-9, atol=0):
+        raise SeqtoolError(
+            f"{folder.source}: moments.npy is not the moments of x.npy: the folder was changed by hand; "
+            "convert the table again"
         )
 
 
@@ -361,10 +373,14 @@ class _NpyAppender:
 
 
 def _write_moments(folder: Path, meta: dict) -> None:
-    """moments.npy: each column's count, mean, std and largest magnitude in each block, about
-    4M rows read at a time."""
+    np.save(folder / "moments.npy", _moments(folder, np.load(folder / "offsets.npy")))
+
+
+def _moments(folder: Path, offsets: np.ndarray) -> np.ndarray:
+    """moments.npy's values: each column's count, mean, std and largest magnitude in each
+    block, about 4M rows read at a time."""
     values = [_Array(folder / f"{k}.npy") for k in ("x", "y") if (folder / f"{k}.npy").exists()]
-    starts = _blocks(np.load(folder / "offsets.npy"))
+    starts = _blocks(offsets)
     out = np.empty((len(starts) - 1, sum(v.shape[1] for v in values), 4))
     step = max(1, (1 << 22) // BLOCK)  # blocks per pass: about 4M rows
     for b in range(0, len(starts) - 1, step):
@@ -373,7 +389,7 @@ def _write_moments(folder: Path, meta: dict) -> None:
         cuts = starts[b:end] - first
         a = np.concatenate([v.read(first, stop) for v in values], axis=1)
         out[b : b + len(cuts)] = _block_moments(a, cuts)
-    np.save(folder / "moments.npy", out)
+    return out
 
 
 def _blocks(offsets: np.ndarray) -> np.ndarray:
@@ -429,8 +445,14 @@ class _Texts:
     def __init__(self, folder: Path, stem: str, rows: int):
         self.ends = _Array(folder / f"{stem}.ends.npy")
         self.fd = os.open(folder / f"{stem}.txt", os.O_RDONLY)
-        if self.ends.shape != (rows,) or self.ends.dtype != np.int64:
-            raise ValueError(f"{stem}.ends.npy does not fit meta.json")
+        size = os.fstat(self.fd).st_size
+        if (
+            self.ends.shape != (rows,)
+            or self.ends.dtype != np.int64
+            or (rows and self.ends.read(rows - 1, rows)[0] != size)
+        ):
+            raise ValueError(f"{stem}.ends.npy does not fit meta.json and {stem}.txt")
+        self.path = folder / f"{stem}.txt"
 
     def __del__(self):
         if getattr(self, "fd", None) is not None:
@@ -444,8 +466,13 @@ class _Texts:
             start = int(ends[0]) if b > 0 else 0
             ends = ends[1:] if b > 0 else ends
             data = os.pread(self.fd, int(ends[-1]) - start, start) if len(ends) else b""
-            bounds = np.concatenate([[0], ends - start]).tolist()
-            cells += [data[bounds[k] : bounds[k + 1]].decode() for k in range(len(ends))]
+            bounds = np.concatenate([[0], ends - start])
+            if (np.diff(bounds) < 0).any() or bounds[-1] != len(data):
+                raise SeqtoolError(f"{self.path}: a damaged table folder (its .ends.npy does not fit it)")
+            try:
+                cells += [data[a:b].decode() for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+            except UnicodeDecodeError:
+                raise SeqtoolError(f"{self.path}: a damaged table folder (not UTF-8)") from None
         out = np.empty(len(cells), dtype=object)
         out[:] = cells
         return out

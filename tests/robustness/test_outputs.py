@@ -163,6 +163,20 @@ def test_a_second_writer_of_a_checkpoint_is_refused(work, tmp_path, cli):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # the lock file goes with its holder
 
 
+@pytest.mark.parametrize("kind", ["symlink", "hard link", "fifo"])
+def test_a_lock_file_that_is_not_a_plain_file_of_its_own_is_refused_and_left(work, tmp_path, cli, kind):
+    """A link at `.NAME.lock` was followed (the pid written over the file it named); a FIFO
+    ended in an unexpected error and was removed."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("data\n")
+    lock = tmp_path / ".m.pt.lock"
+    {"symlink": lambda: lock.symlink_to(precious), "hard link": lambda: os.link(precious, lock),
+     "fifo": lambda: os.mkfifo(lock)}[kind]()  # fmt: skip
+    result = cli("train", work / "sine.csv", "--steps", "3", "--hidden", "4", "-o", tmp_path / "m.pt")
+    one_error_line(result, "m.pt: cannot lock:", ".m.pt.lock is a link, or not a plain file; remove it")
+    assert precious.read_text() == "data\n" and os.path.lexists(lock) and not (tmp_path / "m.pt").exists()
+
+
 def test_a_second_train_process_is_refused_while_the_first_runs(work, tmp_path):
     first = subprocess.Popen([BIN / "seqtool", "train", work / "sine.csv", "--steps", "100000", "--hidden", "8",
                               "-o", tmp_path / "m.pt"], env=env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
