@@ -25,9 +25,11 @@ EXAMPLES = int(os.environ.get("SEQTOOL_FUZZ_EXAMPLES", 30))  # tables tried; eac
 PIPELINE = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 DATES = [  # (pandas frequency, how the dates are written)
-    ("MS", "%Y-%m"), ("D", "%Y-%m-%d"), ("ME", "%Y-%m-%d"), ("B", "%Y-%m-%d"), ("YS", "%Y"),
-    ("h", "%Y-%m-%dT%H:%M"), ("h", "%Y-%m-%d %H:%M:%S"), ("15min", "%Y-%m-%dT%H:%M+02:00"),
-    ("s", "%Y-%m-%dT%H:%M:%SZ"), ("h", "%Y-%m-%dT%H:%M-05:30"), ("250ms", "%Y-%m-%dT%H:%M:%S.%f"),
+    (pd.offsets.MonthBegin(), "%Y-%m"), (pd.offsets.Day(), "%Y-%m-%d"), (pd.offsets.MonthEnd(), "%Y-%m-%d"),
+    (pd.offsets.BDay(), "%Y-%m-%d"), (pd.offsets.YearBegin(), "%Y"), (pd.offsets.Hour(), "%Y-%m-%dT%H:%M"),
+    (pd.offsets.Hour(), "%Y-%m-%d %H:%M:%S"), (pd.offsets.Minute(15), "%Y-%m-%dT%H:%M+02:00"),
+    (pd.offsets.Second(), "%Y-%m-%dT%H:%M:%SZ"), (pd.offsets.Hour(), "%Y-%m-%dT%H:%M-05:30"),
+    (pd.offsets.Milli(250), "%Y-%m-%dT%H:%M:%S.%f"),
 ]  # fmt: skip
 OTHERS = {  # a column seqtool does not read: its cells for the rows of a series
     "code": lambda rng, n: [f"{int(rng.integers(0, 99)):04d}"] * n,  # an id with leading zeros
@@ -58,7 +60,7 @@ def tables(draw) -> tuple[list[list[str]], bool]:
         elif time != "none":
             freq, form = DATES[time]
             when = pd.date_range(
-                rng.choice(["2020-01-01", "1999-12-31 22:00", "2024-03-30"]), periods=length, freq=freq
+                str(rng.choice(["2020-01-01", "1999-12-31 22:00", "2024-03-30"])), periods=length, freq=freq
             )
             columns[time_name] += [d.strftime(form)[: -3 if form.endswith("%f") else None] for d in when]
         x = scale * (np.sin(np.arange(length) / 2.0 + i) + 0.1 * rng.normal(size=length))
