@@ -194,19 +194,9 @@ def new_folder(dest: str | os.PathLike) -> Iterator[Path]:
     """A new folder at `dest`: the files go into a temporary folder beside it, renamed onto
     `dest` at the end, so a failure (exit 1 for a failed write) leaves nothing."""
     dest = Path(dest)
-    _remove_stale(dest)
-    tmp = _temporary(dest)
-    try:
-        tmp.mkdir()
-    except OSError as e:
-        raise SeqtoolError(f"{dest}: cannot write: {e.strerror or e}") from None
-    try:
-        with write_errors(str(dest)):
-            yield tmp
-            os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with scratch_folder(dest) as tmp, write_errors(str(dest)):
+        yield tmp
+        os.replace(tmp, dest)
 
 
 @contextlib.contextmanager
@@ -218,7 +208,7 @@ def scratch_folder(path: Path) -> Iterator[Path]:
     try:
         tmp.mkdir()
     except OSError as e:
-        raise SeqtoolError(f"{path.parent}: cannot write: {e.strerror or e}") from None
+        raise SeqtoolError(f"{path}: cannot write: {e.strerror or e}") from None
     try:
         yield tmp
     finally:
