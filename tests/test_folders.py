@@ -122,6 +122,9 @@ def test_convert_refuses_an_existing_folder_and_train_a_folder_of_something_else
     write_table(generators.sine(n_series=2, length=30, seed=0), tmp_path / "s.csv")
     (tmp_path / "s.seq").mkdir()
     one_error_line(cli("convert", tmp_path / "s.csv", "-o", tmp_path / "s.seq"), "exists")
+    for name, to in (("dangling.seq", "missing.seq"), ("deep.seq", "nowhere/x.seq"), ("linked.seq", "s.seq")):
+        (tmp_path / name).symlink_to(to)
+        one_error_line(cli("convert", tmp_path / "s.csv", "-o", tmp_path / name), f"{name}: is a link; convert writes")
     one_error_line(
         cli("train", tmp_path / "s.seq", "-o", tmp_path / "m.pt"), "not a seqtool table folder", "seqtool convert"
     )

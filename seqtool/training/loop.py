@@ -70,13 +70,14 @@ def _loop(run: Run) -> str:
                     last_save = time.perf_counter()
             if run.stop:
                 save(run)
-                raise Interrupted(
-                    f"{_name(run.stop)} at step {run.step} of {run.total}: saved a resumable "
-                    f"checkpoint to {run.out}; continue with: seqtool train DATA --resume -o {run.out}"
-                )
+                raise Interrupted(f"{_name(run.stop)} at step {run.step} of {run.total}: {_resumable(run)}")
     finally:
         progress.close()
     return "done"
+
+
+def _resumable(run: Run) -> str:
+    return f"saved a resumable checkpoint to {run.out}; continue with: seqtool train DATA --resume -o {run.out}"
 
 
 def _step(run: Run, x, y, t0: int) -> None:
@@ -125,10 +126,20 @@ def _evaluate(run: Run) -> dict:
         "clipped": acc["clipped"], "seconds": run.seconds,
     }  # fmt: skip
     run.history.append(row)
-    if run.log is not None:
-        run.log(row)
     run.acc = dict(EMPTY_ACC)
+    if run.log is not None:
+        _log(run, row)
     return row
+
+
+def _log(run: Run, row: dict) -> None:
+    """A log that can no longer be written (a full disk) ends the run as a signal does:
+    saved first, so that nothing trained is lost."""
+    try:
+        run.log(row)
+    except RunFailed as e:
+        save(run)
+        raise RunFailed(f"{e}; {_resumable(run)}") from e
 
 
 def total_steps(config: TrainConfig, per_epoch: int) -> int:

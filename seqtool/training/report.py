@@ -49,18 +49,25 @@ def growing_log(dest, history: list[dict]) -> Iterator[Callable[[dict], None] | 
     """`train --log FILE` as the run goes: gives the function that adds the row just
     appended to `history`. A CSV grows by that row, flushed, so `tail -f` and `seqtool plot`
     follow the run; an npz or Parquet file, which cannot grow, is rewritten (atomically) each time. It starts
-    with the rows the run already has: a resumed run writes its checkpoint's history again."""
+    with the rows the run already has: a resumed run writes its checkpoint's history again.
+    A row that cannot be written raises RunFailed (the loop saves the run first)."""
     if dest is None:
         yield None
     elif outputs.format_of(outputs.target(dest), TABLE_FORMATS) in (".npz", ".parquet"):
-        write_table(history_table(history), dest)
-        yield lambda row: write_table(history_table(history), dest)
+
+        def rewrite(row: dict | None = None) -> None:
+            with outputs.write_errors(str(dest)):
+                write_table(history_table(history), dest)
+
+        rewrite()
+        yield rewrite
     else:
         with outputs.open_growing(dest) as f:
 
             def write(rows: list[dict], header: bool = False) -> None:
-                f.write(csv_text(history_table(rows), header))
-                f.flush()
+                with outputs.write_errors(str(dest)):
+                    f.write(csv_text(history_table(rows), header))
+                    f.flush()
 
             write(history, header=True)
             yield lambda row: write([row])

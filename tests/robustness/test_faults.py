@@ -81,6 +81,37 @@ def test_full_disk_keeps_the_last_good_checkpoint_and_resume_finishes(tmp_path, 
     assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
 
 
+@pytest.mark.parametrize("name", ["log.csv", "log.npz"])
+def test_a_log_that_can_no_longer_be_written_saves_the_run_first_and_resume_finishes(tmp_path, monkeypatch, name):
+    """A full disk met by the growing --log (a CSV appended to, or an npz rewritten) ends the
+    run with exit 1, as a signal would: the checkpoint saved at that step, resumable."""
+    from seqtool.data import tables
+    from seqtool.training import report
+
+    path = data(tmp_path)
+    train(path, tmp_path / "straight.pt", TrainConfig(**CONFIG), quiet=True)
+    written = report.csv_text if name.endswith(".csv") else tables.write_table
+    calls = []
+
+    def full_disk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # the rows already there, then the rows of steps 25, 50 and 75
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(*args, **kwargs)
+
+    monkeypatch.setattr(report, "csv_text" if name.endswith(".csv") else "write_table", full_disk)
+    with pytest.raises(RunFailed) as e:
+        train(path, tmp_path / "cut.pt", TrainConfig(**CONFIG), log=tmp_path / name, quiet=True)
+    assert str(e.value) == (
+        f"{tmp_path / name}: cannot write: No space left on device; saved a resumable checkpoint to "
+        f"{tmp_path / 'cut.pt'}; continue with: seqtool train DATA --resume -o {tmp_path / 'cut.pt'}"
+    )
+    assert load_checkpoint(tmp_path / "cut.pt")["resume"]["step"] == 75
+    monkeypatch.undo()
+    train(path, tmp_path / "cut.pt", resume=True, log=tmp_path / name, quiet=True)
+    assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+
+
 @pytest.mark.parametrize("command", ["train sine.csv --hidden 64 --steps 2 -o out", "convert sine.csv -o out"])
 def test_a_write_that_fails_is_a_failed_run_in_one_line_whoever_writes(tmp_path, sh, command):
     """A full disk, met by torch's checkpoint writer or by convert's folder: exit 1, one line
