@@ -262,8 +262,8 @@ class _Writer:
         for f in [*self.files.values(), *self.others, *([self.t_text] if self.t_text else [])]:
             f.close()
         offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
-        np.save(self.folder / "offsets.npy", offsets)
-        np.save(self.folder / "series.npy", np.array(self.ids, dtype=str))
+        _save(self.folder / "offsets.npy", offsets)
+        _save(self.folder / "series.npy", np.array(self.ids, dtype=str))
         x_names, y_names = self.names
         self.digest.update(_described(x_names, y_names, offsets))
         t = "integer" if self.t_kind == "number" and self.integers else self.t_kind
@@ -374,7 +374,15 @@ class _NpyAppender:
 
 
 def _write_moments(folder: Path, meta: dict) -> None:
-    np.save(folder / "moments.npy", _moments(folder, np.load(folder / "offsets.npy")))
+    _save(folder / "moments.npy", _moments(folder, np.load(folder / "offsets.npy")))
+
+
+def _save(path: Path, a: np.ndarray) -> None:
+    """np.save through a buffer: a full disk is then a write's OSError with its reason, not
+    numpy's "N requested and M written" (np.save writes a real file with tofile)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, a, allow_pickle=False)
+    path.write_bytes(buffer.getbuffer())
 
 
 def _moments(folder: Path, offsets: np.ndarray) -> np.ndarray:

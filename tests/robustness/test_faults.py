@@ -112,15 +112,23 @@ def test_a_log_that_can_no_longer_be_written_saves_the_run_first_and_resume_fini
     assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
 
 
-@pytest.mark.parametrize("command", ["train sine.csv --hidden 64 --steps 2 -o out", "convert sine.csv -o out"])
+@pytest.mark.parametrize(
+    "command",
+    ["train sine.csv --hidden 64 --steps 2 -o out", "convert sine.csv -o out", "convert ids.csv -o out"],
+)
 def test_a_write_that_fails_is_a_failed_run_in_one_line_whoever_writes(tmp_path, sh, command):
-    """A full disk, met by torch's checkpoint writer or by convert's folder: exit 1, one line
-    naming the output, nothing left. (A file size limit fails writes as a full disk does.)"""
-    write_table(generators.sine(n_series=64, length=50, seed=0), tmp_path / "sine.csv")
+    """A full disk, met by torch's checkpoint writer or by convert's folder (its values, or
+    its series names: 300 long ids): exit 1, one line naming the output, nothing left. (A
+    file size limit fails writes as a full disk does.)"""
+    if "ids" in command:
+        ids = [f"{'s' * 36}{s:04d}" for s in range(300)]
+        (tmp_path / "ids.csv").write_text("series,t,x\n" + "".join(f"{i},{t},{t}\n" for i in ids for t in (0, 1)))
+    else:
+        write_table(generators.sine(n_series=64, length=50, seed=0), tmp_path / "sine.csv")
     result = sh(f"ulimit -f 16; seqtool {command}")
     assert result.returncode == 1, result.stderr
     assert result.stderr.decode().splitlines()[-1] == "seqtool: error: out: cannot write: File too large"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sine.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [command.split()[1]]
 
 
 def test_output_folder_removed_mid_run(tmp_path):
