@@ -230,15 +230,28 @@ def _through(t: Target) -> Iterator[BinaryIO]:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
-        with os.fdopen(os.dup(t.fd), "wb") as f:
+        with _closing(os.fdopen(os.dup(t.fd), "wb")) as f:
             yield f
     else:
         try:
-            f = open(t.path, "wb")  # noqa: SIM115 (closed by `with f` below; only open's errors are caught here)
+            f = open(t.path, "wb")  # noqa: SIM115 (closed by `_closing` below; only open's errors are caught here)
         except OSError as e:
             raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
-        with f:
+        with _closing(f):
             yield f
+
+
+@contextlib.contextmanager
+def _closing(f: BinaryIO) -> Iterator[BinaryIO]:
+    """Close `f` at the end; after a failure, quietly: the close would write its buffer,
+    fail again, and hide the first error behind a second."""
+    try:
+        yield f
+    except BaseException:
+        with contextlib.suppress(OSError):
+            f.close()
+        raise
+    f.close()
 
 
 @contextlib.contextmanager
@@ -277,10 +290,10 @@ def open_growing(dest: str | os.PathLike) -> Iterator[BinaryIO]:
             yield f
         return
     try:
-        f = open(t.path, "wb")  # noqa: SIM115 (closed by the `with` below; only open's errors are caught here)
+        f = open(t.path, "wb")  # noqa: SIM115 (closed by `_closing` below; only open's errors are caught here)
     except OSError as e:
         raise SeqtoolError(f"{t.given}: cannot write: {e.strerror}") from None
-    with write_errors(t.given), f:
+    with write_errors(t.given), _closing(f):
         yield f
 
 

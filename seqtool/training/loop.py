@@ -37,7 +37,7 @@ DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting 
 def fit(run: Run) -> TrainResult:
     """The loop, then the final save. SIGINT or SIGTERM at any moment (the final save
     included) ends with exit 130 and a usable checkpoint; see `Run._signalled`."""
-    if run.step >= run.total:
+    if run.done:
         return result_of(run, "already done")
     with on_signals(run._signalled):
         stopped = _loop(run)
@@ -55,6 +55,8 @@ def _loop(run: Run) -> str:
     """Optimizer steps to the end of the run: "done", or "early stop"."""
     progress = Progress(run.total, run.quiet)
     start, last_save = time.perf_counter() - run.seconds, time.perf_counter()
+    if run.config.patience and run.best.bad >= run.config.patience:  # saved as it met its patience
+        return "early stop"
     try:
         run.model.train()
         while run.step < run.total:
@@ -133,12 +135,15 @@ def _evaluate(run: Run) -> dict:
 
 
 def _log(run: Run, row: dict) -> None:
-    """A log that can no longer be written (a full disk) ends the run as a signal does:
-    saved first, so that nothing trained is lost."""
+    """A log that can no longer be written (a full disk, a closed pipe, a removed folder)
+    ends the run as a signal does: saved first, so that nothing trained is lost."""
     try:
         run.log(row)
-    except RunFailed as e:
-        save(run)
+    except SeqtoolError as e:
+        try:
+            save(run)
+        except SeqtoolError as unsaved:
+            raise RunFailed(f"{e}; the run could not be saved either: {unsaved}") from e
         raise RunFailed(f"{e}; {_resumable(run)}") from e
 
 

@@ -18,7 +18,7 @@ from rich import progress as rich
 
 from seqtool import outputs
 from seqtool.data.tables import TABLE_FORMATS, Table, csv_text, positions, write_table
-from seqtool.errors import SeqtoolError
+from seqtool.errors import RunFailed, SeqtoolError
 from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.metrics import line, remedy, score
 from seqtool.forecast.predict import baselines, one_step
@@ -50,13 +50,14 @@ def growing_log(dest, history: list[dict]) -> Iterator[Callable[[dict], None] | 
     appended to `history`. A CSV grows by that row, flushed, so `tail -f` and `seqtool plot`
     follow the run; an npz or Parquet file, which cannot grow, is rewritten (atomically) each time. It starts
     with the rows the run already has: a resumed run writes its checkpoint's history again.
-    A row that cannot be written raises RunFailed (the loop saves the run first)."""
+    A row that cannot be written, a pipe's reader gone included, raises RunFailed (the
+    loop saves the run first)."""
     if dest is None:
         yield None
     elif outputs.format_of(outputs.target(dest), TABLE_FORMATS) in (".npz", ".parquet"):
 
         def rewrite(row: dict | None = None) -> None:
-            with outputs.write_errors(str(dest)):
+            with _log_errors(dest):
                 write_table(history_table(history), dest)
 
         rewrite()
@@ -65,12 +66,23 @@ def growing_log(dest, history: list[dict]) -> Iterator[Callable[[dict], None] | 
         with outputs.open_growing(dest) as f:
 
             def write(rows: list[dict], header: bool = False) -> None:
-                with outputs.write_errors(str(dest)):
+                with _log_errors(dest):
                     f.write(csv_text(history_table(rows), header))
                     f.flush()
 
             write(history, header=True)
             yield lambda row: write([row])
+
+
+@contextlib.contextmanager
+def _log_errors(dest) -> Iterator[None]:
+    """`outputs.write_errors`, and a closed pipe too: a log whose reader has gone is a
+    failed write, not the quiet end of a pipeline (`| head`) that a table's output is."""
+    try:
+        with outputs.write_errors(str(dest)):
+            yield
+    except BrokenPipeError:
+        raise RunFailed(f"{dest}: cannot write: its reader has gone (a closed pipe)") from None
 
 
 def result_of(run: Run, stopped: str) -> TrainResult:

@@ -52,7 +52,7 @@ def restore(run: Run, previous: dict) -> None:
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             damaged(f"resume.{name} ({' '.join(str(e).split())[:120] or type(e).__name__})")
     device = run.data.rows.device
-    run.step, run.seconds = state.step, state.seconds
+    run.step, run.seconds, run.done = state.step, state.seconds, state.done
     run.carry = map_state(lambda s: s.to(device), state.carry)
     run.best = Best(state.best_val, state.best_step, state.best_weights, state.bad_evals)
     run.acc = state.acc

@@ -81,35 +81,80 @@ def test_full_disk_keeps_the_last_good_checkpoint_and_resume_finishes(tmp_path, 
     assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
 
 
-@pytest.mark.parametrize("name", ["log.csv", "log.npz"])
-def test_a_log_that_can_no_longer_be_written_saves_the_run_first_and_resume_finishes(tmp_path, monkeypatch, name):
+@pytest.mark.parametrize(("name", "patience", "last"), [("log.csv", 0, False), ("log.npz", 0, False),
+                                                     ("log.csv", 0, True), ("log.csv", 1, True)])  # fmt: skip
+def test_a_log_that_can_no_longer_be_written_saves_the_run_and_resume_ends_it_as_it_would_have(
+    tmp_path, monkeypatch, name, patience, last
+):
     """A full disk met by the growing --log (a CSV appended to, or an npz rewritten) ends the
-    run with exit 1, as a signal would: the checkpoint saved at that step, resumable."""
+    run with exit 1, as a signal would: saved at that step, resumable, to the same end, at
+    the last step or the one where --patience stops the run too."""
     from seqtool.data import tables
     from seqtool.training import report
 
-    path = data(tmp_path)
-    train(path, tmp_path / "straight.pt", TrainConfig(**CONFIG), quiet=True)
+    path, cut = data(tmp_path), tmp_path / "cut.pt"
+    config = TrainConfig(**CONFIG, patience=patience)
+    straight = train(path, tmp_path / "straight.pt", config, quiet=True)
+    fail_at = straight.steps if last else 75
     written = report.csv_text if name.endswith(".csv") else tables.write_table
     calls = []
 
     def full_disk(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 4:  # the rows already there, then the rows of steps 25, 50 and 75
+        if len(calls) == fail_at // 25 + 1:  # the rows already there, then one row each 25 steps
             raise OSError(errno.ENOSPC, "No space left on device")
         return written(*args, **kwargs)
 
     monkeypatch.setattr(report, "csv_text" if name.endswith(".csv") else "write_table", full_disk)
     with pytest.raises(RunFailed) as e:
-        train(path, tmp_path / "cut.pt", TrainConfig(**CONFIG), log=tmp_path / name, quiet=True)
+        train(path, cut, config, log=tmp_path / name, quiet=True)
     assert str(e.value) == (
         f"{tmp_path / name}: cannot write: No space left on device; saved a resumable checkpoint to "
-        f"{tmp_path / 'cut.pt'}; continue with: seqtool train DATA --resume -o {tmp_path / 'cut.pt'}"
+        f"{cut}; continue with: seqtool train DATA --resume -o {cut}"
     )
-    assert load_checkpoint(tmp_path / "cut.pt")["resume"]["step"] == 75
+    assert load_checkpoint(cut)["resume"]["step"] == fail_at
     monkeypatch.undo()
-    train(path, tmp_path / "cut.pt", resume=True, log=tmp_path / name, quiet=True)
-    assert same(tmp_path / "straight.pt", tmp_path / "cut.pt")
+    resumed = train(path, cut, resume=True, log=tmp_path / name, quiet=True)
+    assert (resumed.steps, resumed.stopped, resumed.best_step) == (straight.steps, straight.stopped, straight.best_step)
+    assert same(tmp_path / "straight.pt", cut)
+    ckpt, whole = load_checkpoint(cut), load_checkpoint(tmp_path / "straight.pt")
+    assert ckpt["resume"]["done"] and len(ckpt["history"]) == len(whole["history"])
+
+
+def test_an_npz_log_whose_folder_is_removed_mid_run_saves_the_run_first(tmp_path):
+    import shutil
+
+    path, out, logs = data(tmp_path), tmp_path / "m.pt", tmp_path / "logs"
+    logs.mkdir()
+
+    def remove_folder(step, batch):
+        if step == 60:
+            shutil.rmtree(logs)
+        return batch
+
+    with pytest.raises(RunFailed, match=f"folder {logs} does not exist; saved a resumable checkpoint to {out};"):
+        train(path, out, TrainConfig(**CONFIG), log=logs / "log.npz", quiet=True, source=faulty_source(remove_folder))
+    assert load_checkpoint(out)["resume"]["step"] == 75
+
+
+def test_a_log_whose_reader_goes_or_a_disk_too_full_for_the_checkpoint_too_says_so_in_one_line(tmp_path, sh):
+    write_table(generators.sine(n_series=24, length=30, seed=0), tmp_path / "sine.csv")
+    os.mkfifo(tmp_path / "fifo")
+    run = "seqtool train sine.csv --hidden 8 --window 10 --threads 1 --steps 1500 -q"
+    result = sh(f"head -c 300 fifo > /dev/null & {run} -o m.pt --log fifo")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.decode().splitlines() == [
+        "seqtool: error: fifo: cannot write: its reader has gone (a closed pipe); saved a resumable checkpoint "
+        "to m.pt; continue with: seqtool train DATA --resume -o m.pt"
+    ]
+    assert sh("seqtool train sine.csv --resume -q -o m.pt").returncode == 0
+    result = sh(f"ulimit -f 4; {run} -o full.pt --log full.csv")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.decode().splitlines() == [
+        "seqtool: error: full.csv: cannot write: File too large; the run could not be saved either: full.pt: "
+        "cannot write: File too large"
+    ]
+    assert not (tmp_path / "full.pt").exists()
 
 
 @pytest.mark.parametrize(
