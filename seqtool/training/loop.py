@@ -37,7 +37,7 @@ DIVERGED = 1e6  # a loss this large on standardised data (1 = always predicting 
 def fit(run: Run) -> TrainResult:
     """The loop, then the final save. SIGINT or SIGTERM at any moment (the final save
     included) ends with exit 130 and a usable checkpoint; see `Run._signalled`."""
-    if run.done:
+    if run.done and run.step >= run.total:
         return result_of(run, "already done")
     with on_signals(run._signalled):
         stopped = _loop(run)

@@ -194,7 +194,7 @@ class Run:
         self.signals: list[int] = []
         self.stop = 0  # the signal one of the ranks got: all finish this step and save
         self.log: Callable[[dict], None] | None = None  # adds a row to `train --log`
-        self.done = False  # a finished run, resumed: nothing to do
+        self.done = False  # saved by the final save (resume.done)
         if previous is not None:
             restore(self, previous)
         self.good = snapshot(self)
