@@ -91,7 +91,7 @@ def convert(source: str | Path | None, dest: str | Path, x: str | None = None, y
     if str(dest) in ("-", ""):
         raise SeqtoolError(f"-o {str(dest)!r}: convert writes a table folder, not a stream: name a new folder")
     dest = Path(dest)
-    if dest.exists() or dest.is_symlink():
+    if os.path.lexists(dest):
         what = "is a link" if dest.is_symlink() else "exists"
         raise SeqtoolError(f"{dest}: {what}; convert writes a new folder (remove it, or choose another name)")
     if not dest.parent.is_dir():

@@ -53,10 +53,10 @@ def fit(run: Run) -> TrainResult:
 
 def _loop(run: Run) -> str:
     """Optimizer steps to the end of the run: "done", or "early stop"."""
-    progress = Progress(run.total, run.quiet)
-    start, last_save = time.perf_counter() - run.seconds, time.perf_counter()
     if run.config.patience and run.best.bad >= run.config.patience:  # saved as it met its patience
         return "early stop"
+    progress = Progress(run.total, run.quiet)
+    start, last_save = time.perf_counter() - run.seconds, time.perf_counter()
     try:
         run.model.train()
         while run.step < run.total:
