@@ -17,6 +17,9 @@
   beat: as the M4 competition scored intervals (MSIS: each series' mean score over its
   in-sample seasonal naive MAE, averaged over series), and unscaled in the note. Needs
   the bench extra (make bench-panels).
+- beside each coverage target, the chance that intervals of exactly the level pass it
+  (`chance`): split conformal on exchangeable errors, with as many calibration errors and
+  scored steps as the row has, so that a FAIL can be told from the luck of the draw.
 
     python -m bench conformal
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -91,6 +95,11 @@ def _airline() -> list[Row]:
                     f"seen failing, so not a held-out choice; width {a['width']:.1f}, Winkler {a['winkler']:.1f}",
                 )
             )
+    each = chance([24], 24, (50, 80, 95), 0.1, jointly=True)
+    note = "split conformal on 24 exchangeable calibration errors, scored on 24 more (simulated)"
+    rows.append(
+        Row("airline: chance that exact intervals pass all three coverage rows", each, "", "reported", True, note)
+    )
     return rows
 
 
@@ -128,6 +137,20 @@ def _panel(name: str) -> list[Row]:
                 f"by h {' '.join(f'{c:.2f}' for c in by_h)}",
             )
         )
+        luck = chance([len(y) * (h - k) for k in range(h)], len(y), (level,), 0.03)
+        rows.append(
+            Row(
+                f"{label}: chance that exact {level}% intervals pass the row above",
+                luck,
+                "",
+                "reported",
+                True,
+                f"split conformal on exchangeable errors, {len(y) * h} to {len(y)} calibration errors at h = 1 to "
+                f"{h} (every origin of the last {h} months), {len(y)} scored per h, h independent (simulated); "
+                f"errors alike at every h would make it the chance at one h: "
+                f"{chance([len(y)], len(y), (level,), 0.03):.2f}",
+            )
+        )
         ours, theirs = _winkler(lo, hi, y, level, seasonal), _winkler(*naive(level), y, level, seasonal)
         raw = _winkler(lo, hi, y, level).mean() / _winkler(*naive(level), y, level).mean()
         rows.append(
@@ -142,6 +165,29 @@ def _panel(name: str) -> list[Row]:
             )
         )
     return rows
+
+
+def chance(
+    calibrated: list[int], scored: int, levels: tuple[int, ...], band: float, jointly: bool = False, reps: int = 20000
+) -> float:
+    """The chance that split conformal intervals, on errors exchangeable with their
+    calibration's, cover within `band` of each level at every h: `calibrated[h]` errors
+    calibrate h, `scored` are scored there, h independent. The quantile of n uniform scores
+    at rank k is Beta(k, n + 1 - k) and each scored step falls below it with that
+    probability; `jointly` draws the scores themselves (one h), so that the levels share them."""
+    rng = np.random.default_rng(0)
+    ranks = {lv: [max(1, math.ceil(round((n + 1) * lv / 100, 9))) for n in calibrated] for lv in levels}
+    if jointly:
+        (n,) = calibrated
+        cal = np.sort(rng.random((reps, n)), axis=1)
+        test = rng.random((reps, scored))
+        good = [np.abs((test <= cal[:, [ranks[lv][0] - 1]]).mean(axis=1) - lv / 100) <= band + 1e-9 for lv in levels]
+        return float(np.mean(np.all(good, axis=0)))
+    (lv,) = levels
+    k, n = np.array(ranks[lv]), np.array(calibrated)
+    q = rng.beta(k, n + 1 - k, size=(reps, len(n)))
+    covered = rng.binomial(scored, q) / scored
+    return float(np.mean(np.all(np.abs(covered - lv / 100) <= band + 1e-9, axis=1)))
 
 
 def _bounds(d: Path, level: int, h: int) -> tuple[np.ndarray, np.ndarray]:
