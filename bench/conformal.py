@@ -104,7 +104,7 @@ def _airline() -> list[Row]:
 
 
 def _panel(name: str) -> list[Row]:
-    from .competition import RECIPES, load, mase_scale, validation, write_long
+    from .competition import RECIPES, load, mase_scale, profiled, validation, write_long
 
     official = load(name)
     cut, h = validation(official), official.horizon
@@ -113,9 +113,10 @@ def _panel(name: str) -> list[Row]:
         d = Path(tmp)
         write_long(cut, d / "cut.csv")
         write_long(official, d / "train.csv")
-        sh(f"seqtool train cut.csv --x value {options} -q -o m.pt", d)
-        sh(f"seqtool calibrate m.pt train.csv --horizon {h} --start -{h} -q -o cal.pt", d)
-        got = {level: _bounds(d, level, h) for level in LEVELS}
+        (cut_first, cut_data), (first, data) = profiled(cut, "cut.csv"), profiled(official, "train.csv")
+        sh(f"{cut_first}seqtool train {cut_data} --x value {options} -q -o m.pt", d)
+        sh(f"{first}seqtool calibrate m.pt {data} --horizon {h} --start -{h} -q -o cal.pt", d)
+        got = {level: _bounds(d, data, level, h) for level in LEVELS}
     y = np.array(official.test)
     scale = np.array([np.mean(np.abs(np.diff(x))) for x in official.train])[:, None]
     seasonal = np.array([mase_scale(x, official.season) for x in official.train])[:, None]
@@ -190,9 +191,10 @@ def chance(
     return float(np.mean(np.all(np.abs(covered - lv / 100) <= band + 1e-9, axis=1)))
 
 
-def _bounds(d: Path, level: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """The free rows' yhat_lo and yhat_hi of `rollout --horizon h --level level`, [series, h]."""
-    sh(f"seqtool rollout cal.pt train.csv --horizon {h} --level {level} -q -o out.csv", d)
+def _bounds(d: Path, data: str, level: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """The free rows' yhat_lo and yhat_hi of `rollout --horizon h --level level` of table
+    `data`, [series, h]."""
+    sh(f"seqtool rollout cal.pt {data} --horizon {h} --level {level} -q -o out.csv", d)
     by_id: dict[str, list[tuple[float, float]]] = {}
     with open(d / "out.csv", newline="") as f:
         for r in csv.DictReader(f):

@@ -22,6 +22,7 @@ _EXPORTS = {
     "predict": "forecast.predict",
     "rollout": "forecast.rollout",
     "backtest": "forecast.backtest",
+    "profile": "data.profile",
 }
 
 

@@ -716,6 +716,37 @@ def info(
 
 
 @app.command()
+def profile(
+    data: Data = None,
+    season: Annotated[int, typer.Option(help=f"Season length, {span('season')}.", show_default=False)] = ...,
+    lag: Annotated[
+        int,
+        typer.Option(
+            help=f"Read only steps at least this many before each step, {span('profile_lag')}: the longest "
+            "horizon forecast from the column.",
+            show_default=False,
+        ),
+    ] = ...,
+    ahead: Annotated[
+        Optional[int], typer.Option(help=f"Rows past each series' end, {span('profile_ahead')} \\[default: --lag].")
+    ] = None,
+    x: XCols = None,
+    output: TableOut = None,
+) -> None:
+    """Add each series' seasonal profile from its own past: a column known in advance.
+
+    NAME_profile beside each input column: the mean change at each phase of the season over
+    the steps at least --lag before, over the mean absolute change; rows past the end carry
+    it on. Train on it with --known NAME_profile.
+
+    Example: seqtool profile m.csv --x value --season 12 --lag 18 -o p.csv
+    """
+    from seqtool.data.profile import profile as run
+
+    run(data, season=season, lag=lag, ahead=ahead, x=x, output=output)
+
+
+@app.command()
 def convert(
     data: Data = None,
     out: Annotated[Path, typer.Option("--output", "-o", help="The table folder to write (a new folder).")] = ...,

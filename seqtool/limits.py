@@ -81,6 +81,9 @@ LIMITS: dict[str, Limit] = {
     "free_steps": _int("steps", 0, BILLION),
     "horizon": _int("horizon", 0, BILLION),
     "backtest_horizon": _int("horizon", 1, 1_000_000),
+    # profile
+    "profile_lag": _int("lag", 1, 1_000_000),
+    "profile_ahead": _int("ahead", 0, 1_000_000),
     "level": _real("level", 0, 100, lo_open=True, hi_open=True),
     "samples": _int("samples", 0, 100_000),
     # gradnorm

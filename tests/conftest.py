@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,24 @@ def sh(tmp_path):
         )  # fmt: skip
 
     return run
+
+
+def modules_loaded(*commands: list[str], modules: tuple[str, ...] = ("torch",)) -> list[str]:
+    """Which of `modules` a fresh interpreter has loaded after running each seqtool command
+    in `commands` (each must exit 0; stdout discarded): start-up cost, measured by what loads."""
+    code = (
+        "import sys, io, contextlib, json\n"
+        "from seqtool.cli import app\n"
+        f"for argv in {[[str(a) for a in c] for c in commands]!r}:\n"
+        "    sys.argv = ['seqtool', *argv]\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try: app()\n"
+        "        except SystemExit as e: assert e.code == 0, (argv, e.code)\n"
+        f"print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def one_error_line(result, *fragments: str) -> None:

@@ -138,12 +138,23 @@ def continued(column: np.ndarray, extra: int) -> np.ndarray:
     m = _offset(last) if offsets is not None else None
     body, suffix = (last[: m.start()], last[m.start() :]) if m else (last, "")
     unit = "ns" if len(body) > 26 else "us"
-    iso = np.datetime_as_string(np.asarray(more).astype(f"datetime64[{unit}]"))  # YYYY-MM-DDTHH:MM:SS.fff...
+    more = np.asarray(more).astype(f"datetime64[{unit}]")
+    after = np.concatenate([np.asarray(clock[-1:]).astype(more.dtype), more])
+    if np.isnat(after).any() or (after[1:] <= after[:-1]).any() or _year(after[-1]) > 9999:
+        raise SeqtoolError(
+            f"the dates after {last} would run past 9999-12-31 (or, written to the nanosecond, past "
+            "2262-04-11): ask for fewer steps past the end"
+        )
+    iso = np.datetime_as_string(more)  # YYYY-MM-DDTHH:MM:SS.fff...
     if len(body) <= 10:
         written = [s[: len(body)] for s in iso.tolist()]
     else:
         written = [s[:10] + body[10] + s[11 : len(body)] for s in iso.tolist()]
     return np.array([w + suffix for w in written], dtype=object)
+
+
+def _year(date: np.datetime64) -> int:
+    return int(np.asarray(date).astype("datetime64[Y]").astype(np.int64)) + 1970
 
 
 def next_clock(clock: np.ndarray, offsets: np.ndarray | None, extra: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from seqtool.data import columnar
-from seqtool.data.dates import dates_of, not_a_date
+from seqtool.data.dates import dates_of, is_dates, lengthened, not_a_date
 from seqtool.errors import SeqtoolError
 from seqtool.outputs import Target, check_format, format_of, open_output, write_errors
 
@@ -315,6 +315,48 @@ def description(info: dict) -> list[str]:
             "(train fills each with the value before it and marks it: --gaps)"
         )
     return [f"{key + ':':15} {value}" for key, value in lines.items()]
+
+
+def extended(
+    table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray], same: tuple = (), skip: tuple = ("phase",)
+) -> SeriesTable:
+    """The table cut or lengthened to `total` rows per series, plus the `new` columns.
+
+    Past the end: the rows given there (a `--known` model's), then the series id and the
+    columns `same` (a model's per-series attributes) repeat, `t` goes on with its last
+    spacing and a column of ISO dates by its calendar (`dates.continued`), inputs are
+    empty (no truth), other columns are empty. Columns `skip` are left out (a rollout's
+    `phase`, which it writes anew).
+    """
+    columns = {}
+    for name, col in table.columns.items():
+        if name in new or name in skip:
+            continue
+        parts = []
+        for i, part in enumerate(table.split(col)):
+            if table.ahead is not None:  # the rows given past the end (`covariates.history`)
+                part = np.concatenate([part, table.ahead[name][i]])
+            parts.append(_lengthen(part, int(total[i]), name, repeat=name == "series" or name in same))
+        columns[name] = np.concatenate(parts)
+    columns.update(new)
+    return SeriesTable(columns, table.x_names, table.y_names, total.astype(np.int64), table.source)
+
+
+def _lengthen(part: np.ndarray, n: int, name: str, repeat: bool = False) -> np.ndarray:
+    """A series' column cut or lengthened to n rows: with `repeat`, its first value again."""
+    if n <= len(part):
+        return part[:n]
+    extra = n - len(part)
+    if repeat:
+        return np.concatenate([part, np.repeat(part[:1], extra)])
+    if name == "t":
+        return lengthened(part, n)
+    if part.dtype.kind not in "fiub" and is_dates(part):
+        with contextlib.suppress(SeqtoolError):  # another column of dates that cannot go on: empty
+            return lengthened(part, n)
+    if part.dtype.kind == "f":
+        return np.concatenate([part, np.full(extra, np.nan)])
+    return np.concatenate([part.astype(str), np.full(extra, "")])  # whole numbers stay whole, as text
 
 
 def check_table_output(dest: str | Path | None) -> Target | None:

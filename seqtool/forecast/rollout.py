@@ -12,8 +12,7 @@ import torch
 
 from seqtool import outputs
 from seqtool.data.covariates import reach
-from seqtool.data.dates import is_dates, lengthened
-from seqtool.data.tables import TABLE_FORMATS, SeriesTable, positions
+from seqtool.data.tables import TABLE_FORMATS, SeriesTable, extended, positions
 from seqtool.errors import SeqtoolError
 from seqtool.forecast.conformal import bounds as bounds_of
 from seqtool.forecast.conformal import usable
@@ -64,6 +63,7 @@ def rollout(
     kind = m.interval_kind(intervals)
     check_sampling(m, samples, paths, intervals)
     table = m.read(data)
+    _check_phase(m, table)
     m.use_threads(threads, len(table.lengths) * max(samples, 1))
     season = m.season_of(season, table.lengths)
     k = _warmups(m, table, warmup, horizon)
@@ -80,7 +80,7 @@ def rollout(
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
     bounds = _conformal(m, table, k, total, yhat, radius) if kind == "conformal" else bounds if kind else {}
     new = {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)}
-    result = _extend(table, total, new, m.statics.names if m.statics is not None else ())
+    result = extended(table, total, new, m.statics.names if m.statics is not None else ())
     scores = _scores(table, result, yhat, bounds, k, level, season, kind)
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     write_if(result, output)
@@ -123,6 +123,17 @@ def _scores(
     return scores
 
 
+def _check_phase(m: Forecaster, table: SeriesTable) -> None:
+    """A column the model reads may not be named `phase`: the rollout writes its own there."""
+    read = [*table.x_names, *table.y_names, *(m.covariates.names if m.covariates is not None else ())]
+    read += list(m.statics.names) if m.statics is not None else []
+    if "phase" in read:
+        raise SeqtoolError(
+            f"{table.source}: the model reads a column named 'phase', where a rollout writes whether a row is "
+            "warm-up or free: rename it (in the table and for train)"
+        )
+
+
 def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int) -> np.ndarray:
     """Steps of warm-up per series: `warmup`, or by default 10 (all of it with a horizon);
     never fewer than the differencing needs (its order, plus one step the network reads)."""
@@ -140,39 +151,3 @@ def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int
             f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than --warmup {warmup}"
         )
     return np.full(len(lengths), warmup)
-
-
-def _extend(table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray], same: tuple = ()) -> SeriesTable:
-    """The table cut or lengthened to `total` rows per series, plus the `new` columns.
-
-    Past the end: the rows given there (a `--known` model's), then the series id and the
-    columns `same` (a model's per-series attributes) repeat, `t` goes on with its last
-    spacing and a column of ISO dates by its calendar (`dates.continued`), inputs are
-    empty (no truth), other columns are empty.
-    """
-    columns = {}
-    for name, col in table.columns.items():
-        if name in new or name == "phase":
-            continue
-        parts = []
-        for i, part in enumerate(table.split(col)):
-            if table.ahead is not None:  # the rows given past the end (`covariates.history`)
-                part = np.concatenate([part, table.ahead[name][i]])
-            parts.append(_lengthen(part, int(total[i]), name, repeat=name == "series" or name in same))
-        columns[name] = np.concatenate(parts)
-    columns.update(new)
-    return SeriesTable(columns, table.x_names, table.y_names, total.astype(np.int64), table.source)
-
-
-def _lengthen(part: np.ndarray, n: int, name: str, repeat: bool = False) -> np.ndarray:
-    """A series' column cut or lengthened to n rows: with `repeat`, its first value again."""
-    if n <= len(part):
-        return part[:n]
-    extra = n - len(part)
-    if repeat:
-        return np.concatenate([part, np.repeat(part[:1], extra)])
-    if name == "t" or (part.dtype.kind not in "fi" and is_dates(part)):
-        return lengthened(part, n)
-    if part.dtype.kind in "fi":
-        return np.concatenate([part, np.full(extra, np.nan)])
-    return np.concatenate([part.astype(str), np.full(extra, "")])
