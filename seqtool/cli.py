@@ -743,7 +743,7 @@ def profile(
     """
     from seqtool.data.profile import profile as run
 
-    run(data, season=season, lag=lag, ahead=ahead, x=x, output=output)
+    run(data, season=season, lag=lag, ahead=ahead, x=x, output=output or "-")
 
 
 @app.command()

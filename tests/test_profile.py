@@ -162,3 +162,12 @@ def test_a_rollout_refuses_a_model_column_named_phase(cli, tmp_path):
                   "--val", "0", "-q", "-o", tmp_path / "m.pt")  # fmt: skip
     assert trained.exit_code == 0, trained.stderr
     one_error_line(cli("rollout", tmp_path / "m.pt", tmp_path / "p.csv", "--horizon", "3"), "'phase'")
+
+
+def test_the_function_returns_the_table_and_writes_only_where_asked(tmp_path, capsys):
+    from seqtool import profile
+
+    (tmp_path / "in.csv").write_text("series,t,x\na,0,1\na,1,3\nb,0,2\nb,1,2\nb,2,5\n")
+    table = profile(tmp_path / "in.csv", season=1, lag=1, ahead=3)
+    assert capsys.readouterr().out == "" and table.lengths.tolist() == [5, 6]
+    np.testing.assert_array_equal(table.columns["x_profile"][:5], [0, 0, 1, 1, 1])

@@ -39,8 +39,8 @@ def profile(
 ) -> SeriesTable:
     """`seqtool profile`: the table with a column `NAME_profile` beside each input column
     NAME (`seasonal_profile`) and `ahead` (default `lag`) rows past each series' end, where
-    the inputs are empty, `t` goes on and the profile is given; written to `output` (CSV
-    on standard output by default)."""
+    the inputs are empty, `t` goes on and the profile is given; written to `output` (a
+    file, '-' for standard output; None: returned only)."""
     ahead = lag if ahead is None else ahead
     check_all(season=season, profile_lag=lag, profile_ahead=ahead)
     outputs.check([(output, TABLE_FORMATS, "table")], inputs=[data])
@@ -57,7 +57,8 @@ def profile(
         parts = [seasonal_profile(x_i, season, lag, int(n)) for x_i, n in zip(table.split(table.x[:, j]), total)]
         new[name] = np.concatenate(parts) if parts else np.zeros(0)
     result = extended(table, total, new, skip=())
-    write_table(result, output)
+    if output is not None:
+        write_table(result, output)
     return result
 
 
