@@ -293,13 +293,22 @@ METHODS: dict[str, Method] = {
 }
 
 
-def profiled(panel: Panel, table: str) -> tuple[str, str]:
-    """The shell steps that make `table` (a long CSV) the table the panel's recipe reads, and
-    that table's name: `seqtool profile` where the recipe reads a profile (`PROFILES`)."""
+def profile_command(panel: Panel, table: str) -> str | None:
+    """`seqtool profile` of `table` (a long CSV) to p.TABLE, where the panel's recipe reads a
+    profile (`PROFILES`); else None."""
     options = PROFILES.get(panel.name.split()[0])
     if options is None:
-        return "", table
-    return f"seqtool profile {table} --x value {options.format(h=panel.horizon)} -o p.{table} && ", f"p.{table}"
+        return None
+    return f"seqtool profile {table} --x value {options.format(h=panel.horizon)} -o p.{table}"
+
+
+def profiled(panel: Panel, table: str, work: Path) -> str:
+    """The name of the table the panel's recipe reads, made from `table` in `work`."""
+    step = profile_command(panel, table)
+    if step is None:
+        return table
+    sh(step, work)
+    return f"p.{table}"
 
 
 def seqtool_method(options: str) -> Method:
@@ -312,9 +321,9 @@ def seqtool_method(options: str) -> Method:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             write_long(panel, work / "train.csv")
-            first, data = profiled(panel, "train.csv")
+            data = profiled(panel, "train.csv", work)
             sh(
-                f"{first}seqtool train {data} --x value {options.format(h=panel.horizon)} -q -o m.pt"
+                f"seqtool train {data} --x value {options.format(h=panel.horizon)} -q -o m.pt"
                 f" && seqtool rollout m.pt {data} --horizon {panel.horizon} -q -o out.csv",
                 work,
             )
@@ -349,11 +358,10 @@ def run() -> list[Row]:
         scores = dict(evaluate(panel, {**METHODS, "seqtool": seqtool_method(options)}))
         ours, theta = scores.pop("seqtool"), scores["Theta"]
         label = name.replace("_", " ")
-        first, data = profiled(panel, "train.csv")
-        command = (
-            f"{first.replace(' && ', '; ')}seqtool train {data} --x value {options.format(h=panel.horizon)}; "
-            "seqtool rollout --horizon"
-        )
+        first = profile_command(panel, "train.csv")
+        data = "train.csv" if first is None else "p.train.csv"
+        train = f"seqtool train {data} --x value {options.format(h=panel.horizon)}"
+        command = "; ".join(c for c in (first, train, "seqtool rollout --horizon") if c)
         for metric in ("sMAPE", "MASE"):
             exact = f"{ours[metric]:.4f} against {theta[metric]:.4f}"
             note = f"{exact}; `{command} {panel.horizon}`" if metric == "sMAPE" else exact
@@ -376,9 +384,7 @@ def _ensemble_cost(name: str = "m1_monthly", k: int = 5) -> Row:
     panel = load(name)
     with tempfile.TemporaryDirectory() as tmp:
         write_long(panel, Path(tmp) / "train.csv")
-        first, data = profiled(panel, "train.csv")
-        if first:
-            sh(first.removesuffix(" && "), Path(tmp))
+        data = profiled(panel, "train.csv", Path(tmp))
         options = RECIPES[name].format(h=panel.horizon).split()
         base = ["seqtool", "train", f"{tmp}/{data}", "--x", "value", *options, "-q", "--threads", "1"]
         times = interleaved(

@@ -113,9 +113,9 @@ def _panel(name: str) -> list[Row]:
         d = Path(tmp)
         write_long(cut, d / "cut.csv")
         write_long(official, d / "train.csv")
-        (cut_first, cut_data), (first, data) = profiled(cut, "cut.csv"), profiled(official, "train.csv")
-        sh(f"{cut_first}seqtool train {cut_data} --x value {options} -q -o m.pt", d)
-        sh(f"{first}seqtool calibrate m.pt {data} --horizon {h} --start -{h} -q -o cal.pt", d)
+        cut_data, data = profiled(cut, "cut.csv", d), profiled(official, "train.csv", d)
+        sh(f"seqtool train {cut_data} --x value {options} -q -o m.pt", d)
+        sh(f"seqtool calibrate m.pt {data} --horizon {h} --start -{h} -q -o cal.pt", d)
         got = {level: _bounds(d, data, level, h) for level in LEVELS}
     y = np.array(official.test)
     scale = np.array([np.mean(np.abs(np.diff(x))) for x in official.train])[:, None]

@@ -112,7 +112,7 @@ def whole_commands(d: Path, rates: dict[str, float], repeats: int = 3) -> list[R
 
 
 def run() -> list[Row]:
-    rows, lstm64 = [], {}
+    rows, rates_of = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         subprocess.run("seqtool gen sine -n 256 --length 400 -o d.csv", shell=True, cwd=d, env=ENV, check=True)
@@ -127,7 +127,7 @@ def run() -> list[Row]:
                 f"{m} {r:,.0f} samples/s" for m, r in rate.items()
             )
             target = model.startswith("LSTM 64")
-            lstm64 = rate if target else lstm64
+            rates_of[model] = rate
             rows.append(
                 Row(
                     f"{model}: 2 processes / 1 process x 1 thread",
@@ -148,5 +148,5 @@ def run() -> list[Row]:
                     "reported, no target",
                 )
             )
-        rows += whole_commands(d, lstm64)
+        rows += whole_commands(d, rates_of["LSTM 64 x batch 256"])
     return rows

@@ -56,7 +56,7 @@ def profile(
     for j, name in enumerate(names):
         parts = [seasonal_profile(x_i, season, lag, int(n)) for x_i, n in zip(table.split(table.x[:, j]), total)]
         new[name] = np.concatenate(parts) if parts else np.zeros(0)
-    result = extended(table, total, new, skip=())
+    result = extended(table, total, new)
     if output is not None:
         write_table(result, output)
     return result

@@ -318,7 +318,7 @@ def description(info: dict) -> list[str]:
 
 
 def extended(
-    table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray], same: tuple = (), skip: tuple = ("phase",)
+    table: SeriesTable, total: np.ndarray, new: dict[str, np.ndarray], same: tuple = (), skip: tuple = ()
 ) -> SeriesTable:
     """The table cut or lengthened to `total` rows per series, plus the `new` columns.
 

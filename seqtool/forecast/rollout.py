@@ -80,7 +80,7 @@ def rollout(
     yhat, bounds = from_paths(m, drawn, level) if samples else (drawn, {})
     bounds = _conformal(m, table, k, total, yhat, radius) if kind == "conformal" else bounds if kind else {}
     new = {**dict(zip(m.yhat_names, yhat.T)), **interval_columns(m.yhat_names, bounds)}
-    result = extended(table, total, new, m.statics.names if m.statics is not None else ())
+    result = extended(table, total, new, m.statics.names if m.statics is not None else (), skip=("phase",))
     scores = _scores(table, result, yhat, bounds, k, level, season, kind)
     report("rollout", scores, f"free-running, warm-up {scores['warmup']}", metrics, quiet)
     write_if(result, output)
