@@ -15,11 +15,12 @@ from seqtool.limits import LIMITS, check_all
 
 @dataclass(frozen=True)
 class Cell:
-    """A recurrent cell: torch's module and one-step function (by name, resolved where
-    torch is loaded) and its gates, in the order torch stacks their weights."""
+    """A recurrent cell: torch's module, its whole recurrence and one-step functions (by
+    name, resolved where torch is loaded) and its gates, in the order torch stacks their weights."""
 
     name: str
     module: str  # in torch.nn
+    fused: str  # in torch: the recurrence over a sequence, on weights given
     step: str  # in torch
     gates: str  # one letter a gate; "" for the plain tanh RNN
     help: str
@@ -28,9 +29,9 @@ class Cell:
 CELLS = {
     c.name: c
     for c in (
-        Cell("rnn", "RNN", "rnn_tanh_cell", "", "tanh RNN"),
-        Cell("lstm", "LSTM", "lstm_cell", "ifgo", "LSTM"),
-        Cell("gru", "GRU", "gru_cell", "rzn", "GRU"),
+        Cell("rnn", "RNN", "rnn_tanh", "rnn_tanh_cell", "", "tanh RNN"),
+        Cell("lstm", "LSTM", "lstm", "lstm_cell", "ifgo", "LSTM"),
+        Cell("gru", "GRU", "gru", "gru_cell", "rzn", "GRU"),
     )
 }
 

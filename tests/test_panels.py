@@ -18,7 +18,7 @@ from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
-from seqtool.model.network import SeqModel, joined_weights, member_weights
+from seqtool.model.network import SeqModel, joined_weights, member_weights, parts
 from seqtool.training.loop import _windows_loss
 from seqtool.training.prepare import prepare
 from seqtool.training.run import train
@@ -389,6 +389,50 @@ def test_members_are_apart_after_training_and_k_identical_members_forecast_as_on
         np.testing.assert_allclose(run(tmp_path / "five.pt"), run(ensemble / "h4diff.pt"), rtol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_members_run_one_after_another_as_the_one_wide_network_would(cell):
+    """An ensemble's recurrence runs member after member (K small recurrences, not one K
+    times as wide); outputs, states and gradients are the wide network's, whose weights
+    between members are zero: on whole windows, on series of other lengths, from a state."""
+    torch.manual_seed(0)
+    model = SeqModel(ModelConfig(cell=cell, hidden=6, layers=2, n_in=3, n_out=2, horizon=2, members=3))
+    x, lengths = torch.randn(5, 9, 3), np.array([9, 7, 7, 4, 1])
+
+    def wide(x, state=None, lengths=None):
+        if lengths is None:
+            out, state = model.rnn(x, state)
+        else:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True)
+            out, state = model.rnn(packed, state)
+            out = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+        return torch.nn.functional.linear(out, model.head.weight, model.head.bias), state
+
+    _, start = wide(x)
+    for args in ((x,), (x, None, lengths), (x, start), (x.double(), None, lengths)):
+        model.to(args[0].dtype)
+        got, want = model(*args), wide(*args)
+        for a, b in zip((got[0], *parts(got[1])), (want[0], *parts(want[1]))):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        grads = []
+        for out in (got[0], want[0]):
+            model.zero_grad()
+            out.pow(2).sum().backward(retain_graph=True)
+            grads.append({n: w.grad.clone() for n, w in model.named_parameters()})
+        for name in grads[0]:
+            torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-5, msg=name)
+            apart = model.apart(name)
+            if apart is not None:  # nothing flows between members
+                assert not grads[0][name][apart == 0].any()
+    model.float()
+    mixed = torch.as_tensor([4, 9, 1, 7, 7])
+    unsorted = torch.nn.utils.rnn.pack_padded_sequence(x, mixed, batch_first=True, enforce_sorted=False)
+    got, want = model._recur(unsorted, start), model.rnn(unsorted, start)
+    for a, b in zip((got[0].data, *parts(got[1])), (want[0].data, *parts(want[1]))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="Expected hidden"):  # a state of the wrong shape, as the wide module
+        model(x, tuple(s[:, :1] for s in parts(start)) if cell == "lstm" else start[:, :1])
+
+
 def test_an_ensemble_forecasts_the_median_of_its_members(ensemble):
     """One step ahead (predict: the median of the members' forecasts), and the H steps of
     the head (rollout within H): with --diff 1, the median of the members' forecast
@@ -416,6 +460,11 @@ def test_bad_ensemble_input_is_one_line_and_exit_2(ensemble, cli, tmp_path):
     ckpt["model"]["members"] = 4
     torch.save(ckpt, tmp_path / "edited.pt")
     one_error_line(cli("predict", tmp_path / "edited.pt", ensemble / "p.csv"), "damaged seqtool checkpoint")
+    ckpt = torch.load(ensemble / "e3.pt", weights_only=True)
+    ckpt["weights"]["rnn.weight_hh_l0"] += 0.5  # members that read each other: forecasts would depend on the path
+    torch.save(ckpt, tmp_path / "joined.pt")
+    said = cli("predict", tmp_path / "joined.pt", ensemble / "p.csv")
+    one_error_line(said, "weights.rnn.weight_hh_l0 joins an ensemble's members: its weights between them must be 0")
     assert not (tmp_path / "m.pt").exists()
 
 

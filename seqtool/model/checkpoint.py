@@ -328,7 +328,7 @@ def _check_static(static, damaged: Damaged) -> int:
 
 
 def check_weights(weights, model, damaged: Damaged, what: str) -> None:
-    """Every tensor of the network, of its shape, finite."""
+    """Every tensor of the network, of its shape, finite; an ensemble's members apart."""
     if not isinstance(weights, dict):
         damaged(f"{what} is not a dict of tensors")
     expected = model.state_dict()
@@ -341,6 +341,9 @@ def check_weights(weights, model, damaged: Damaged, what: str) -> None:
             damaged(f"{what}.{key} is {shape}, expected {tuple(expected[key].shape)}")
         if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
             damaged(f"{what}.{key} holds values that are not finite numbers")
+        apart = model.apart(key)
+        if apart is not None and bool((tensor[apart == 0] != 0).any()):
+            damaged(f"{what}.{key} joins an ensemble's members: its weights between them must be 0")
 
 
 def _check_vector(value, size: int, what: str, damaged: Damaged, positive: bool) -> None:

@@ -39,7 +39,7 @@ class _Graph(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None = None):
         out, state = self.model.rnn(x, (h, c) if self.lstm else h)
-        raw = self.model.head(out)
+        raw = nn.functional.linear(out, self.model.head.weight, self.model.head.bias)  # plain MatMul in any ensemble
         head = self.model.head
         spread = head.parts(raw)[1:] if head.probabilistic else ()
         return (head.point(raw), *spread, *(state if self.lstm else (state,)))

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqtool.config import CELLS, ModelConfig
 from seqtool.data.examples import length_groups
@@ -176,6 +176,14 @@ class MembersHead(nn.Linear):
         count = mask.sum()
         return point_error(err, self.power).sum() / count.clamp(min=1), count
 
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        """Each member's head on its own units only: K small products, not one K times as
+        wide (the weights between members are zero)."""
+        k, n = self.members, self.n_out
+        own = self.weight.view(k, n, k, -1).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # [K, n_out, hidden]
+        out = torch.einsum("...kh,koh->...ko", state.unflatten(-1, (k, -1)), own)
+        return out.flatten(-2) + self.bias
+
     def point(self, out: torch.Tensor) -> torch.Tensor:
         """The members' median (the mean of the middle two for an even K)."""
         ranked = self.each(out).sort(dim=-2).values
@@ -221,8 +229,8 @@ class SeqModel(nn.Module):
         """An ensemble: K networks as one, each member's units reading only its own (and
         the input). Each starts as a network of its own would (`members`: the first is the
         one network of the same seed); the weights between them start at zero and their
-        gradients are masked to zero, so they stay zero. One fused recurrence runs all K
-        (their weights side by side in one checkpoint)."""
+        gradients are masked to zero, so they stay zero. Their weights lie side by side in
+        one checkpoint; `_recur` runs the members one after another."""
         like = self.state_dict()
         self.load_state_dict(joined_weights(members, self.config, like))
         ones = {name: torch.ones_like(w) for name, w in members[0].items()}
@@ -255,12 +263,67 @@ class SeqModel(nn.Module):
         if state is None and self.start is not None:
             state = self.initial(x.shape[0])
         if lengths is None or (lengths == x.shape[1]).all():
-            out, state = self.rnn(x, state)
+            out, state = self._recur(x, state)
             return self.head(out), state
         packed = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True)
-        out, state = self.rnn(packed, state)
+        out, state = self._recur(packed, state)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.head(out), state
+
+    def apart(self, name: str) -> torch.Tensor | None:
+        """An ensemble's mask of weight `name`: 1 within a member, 0 between members (which
+        must stay 0); None where every weight is some member's."""
+        return getattr(self, _mask_name(name), None)
+
+    @property
+    def _names(self) -> list[str]:
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [f"{kind}_l{i}" for i in range(self.config.layers) for kind in kinds]
+
+    def _each(self, name: str) -> tuple[torch.Tensor, ...]:
+        """Each member's part of the recurrent weight `name` (`member_index`'s layout), taken
+        in one differentiable step for all members."""
+        k, h = self.config.members, self.config.hidden
+        w = getattr(self.rnn, name)
+        gates = w.shape[0] // (k * h)
+        if w.dim() == 1:  # a bias: each gate's rows, member after member
+            return w.view(gates, k, h).transpose(0, 1).reshape(k, -1).unbind()
+        if name == "weight_ih_l0":  # reads the input, which every member shares
+            return w.view(gates, k, h, -1).transpose(0, 1).reshape(k, gates * h, -1).unbind()
+        own = w.view(gates, k, h, k, h).diagonal(dim1=1, dim2=3)  # [gates, h, h, K]: each member's own block
+        return own.permute(3, 0, 1, 2).reshape(k, gates * h, h).unbind()
+
+    def _recur(self, x, state):
+        """The recurrence over x (a tensor or a packed sequence). An ensemble runs member
+        after member, each on its own weights and units: K fused recurrences of `hidden`
+        units cost about K times one, where one of K x `hidden` units costs about K^2 times."""
+        cfg = self.config
+        if cfg.members == 1:
+            return self.rnn(x, state)
+        packed = isinstance(x, PackedSequence)
+        if state is None:
+            state = self.initial(int(x.batch_sizes[0]) if packed else x.shape[0])
+        self.rnn.check_forward_args(x.data if packed else x, state, x.batch_sizes if packed else None)
+        if packed and x.sorted_indices is not None:
+            state = self.rnn.permute_hidden(state, x.sorted_indices)
+        recur, h, dropout = getattr(torch, CELLS[cfg.cell].fused), cfg.hidden, self.rnn.dropout
+        members = zip(*(self._each(name) for name in self._names))
+        outs, states = [], []
+        for k, own in enumerate(members):
+            part = map_state(lambda s: s[..., k * h : (k + 1) * h].contiguous(), state)  # noqa: B023 (called at once)
+            if packed:
+                out, *new = recur(x.data, x.batch_sizes, part, own, True, cfg.layers, dropout, self.training, False)
+            else:
+                out, *new = recur(x, part, own, True, cfg.layers, dropout, self.training, False, True)
+            outs.append(out)
+            states.append(new)
+        state = tuple(torch.cat(s, -1) for s in zip(*states))
+        state = state if cfg.cell == "lstm" else state[0]
+        out = torch.cat(outs, -1)
+        if packed:
+            state = self.rnn.permute_hidden(state, x.unsorted_indices) if x.unsorted_indices is not None else state
+            return PackedSequence(out, x.batch_sizes, x.sorted_indices, x.unsorted_indices), state
+        return out, state
 
 
 def _mask_name(parameter: str) -> str:
