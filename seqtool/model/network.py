@@ -228,22 +228,17 @@ class SeqModel(nn.Module):
     def _keep_apart(self, members: list[dict]) -> None:
         """An ensemble: K networks as one, each member's units reading only its own (and
         the input). Each starts as a network of its own would (`members`: the first is the
-        one network of the same seed); the weights between them start at zero and their
-        gradients are masked to zero, so they stay zero. Their weights lie side by side in
-        one checkpoint; `_recur` runs the members one after another."""
+        one network of the same seed); the weights between them start at zero and stay
+        zero, as `_recur` and the head read only each member's own block (no gradient
+        reaches the rest). Their weights lie side by side in one checkpoint, whose check
+        refuses weights between members (`apart`)."""
         like = self.state_dict()
         self.load_state_dict(joined_weights(members, self.config, like))
         ones = {name: torch.ones_like(w) for name, w in members[0].items()}
         masks = joined_weights([ones] * self.config.members, self.config, like)  # 1 where a member's weight is
-        for name, w in self.named_parameters():
-            mask = masks[name]
-            if bool(mask.all()):  # the first layer's input weights, the biases: each row a member's
-                continue
-            key = _mask_name(name)
-            self.register_buffer(key, mask, persistent=False)
-            with torch.no_grad():
-                w.mul_(mask)
-            w.register_hook(lambda g, key=key: g * getattr(self, key))
+        for name, mask in masks.items():
+            if not bool(mask.all()):  # not the first layer's input weights or the biases: each row a member's
+                self.register_buffer(_mask_name(name), mask, persistent=False)
 
     def initial(self, n: int):
         """The state n series start from, in the module's layout: the learned start where
