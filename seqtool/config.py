@@ -7,6 +7,7 @@ No torch here: the command line reads these to build `--help` fast.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from seqtool.errors import SeqtoolError
@@ -142,6 +143,11 @@ class TrainConfig:
         "Train this many networks at once, {span}, each from its own start, side by side in one network; "
         "forecasts are their median.",
     )
+    part: str | None = _option(
+        None,
+        "Train part I of N of the --ensemble (I/N: its members split into N runs of consecutive ones), the "
+        "members the whole would train; join the parts with seqtool ensemble (run them side by side: make -j).",
+    )
     season: int | None = _option(None, "Season length, {span}: the seasonal naive forecast every report compares with.")
     time_features: bool = _option(
         False,
@@ -242,11 +248,29 @@ def _check(c: TrainConfig) -> None:
         if getattr(c, name) is not None and not isinstance(getattr(c, name), str):
             raise SeqtoolError(f"--{name} must be column names, got {getattr(c, name)!r}")
     c.lags()
+    members(c)
     c.periods()
     c.known_columns()
     c.static_columns()
     check_all(season=c.season)
     _check_together(c)
+
+
+def members(c: TrainConfig) -> range:
+    """The members of the --ensemble a run trains: all, or those of --part I/N (the
+    ensemble's members split into N runs of consecutive members, the first ones longer)."""
+    if c.part is None:
+        return range(c.ensemble)
+    given = isinstance(c.part, str) and re.fullmatch(r"([1-9][0-9]{0,2})/([1-9][0-9]{0,2})", c.part)
+    i, n = (int(p) for p in given.groups()) if given else (0, 0)
+    if not 1 <= i <= n or n > c.ensemble:
+        raise SeqtoolError(
+            f"--part must be I/N with 1 <= I <= N <= --ensemble ({c.ensemble}): part I of the ensemble's "
+            f"members split in N, got {c.part!r:.40}"
+        )
+    size, extra = divmod(c.ensemble, n)
+    first = (i - 1) * size + min(i - 1, extra)
+    return range(first, first + size + (i <= extra))
 
 
 def _columns(value: str | None, option: str) -> tuple[str, ...]:
@@ -276,7 +300,7 @@ def _check_together(c: TrainConfig) -> None:
 
 
 TRAIN_PANELS = {  # `train --help` shows its options in these panels, in this order (the fields')
-    "Model": ("cell", "hidden", "layers", "dropout", "loss", "horizon", "ensemble"),
+    "Model": ("cell", "hidden", "layers", "dropout", "loss", "horizon", "ensemble", "part"),
     "Optimisation": (
         "lr", "optimizer", "batch", "window", "stride", "steps", "epochs", "clip", "schedule", "val", "patience",
         "stateful", "burn_in", "seed",

@@ -110,8 +110,8 @@ GIVEN = {
     "cell": "gru", "loss": "gaussian", "hidden": 8, "layers": 2, "dropout": 0.25, "lr": 0.003, "optimizer": "sgd",
     "batch": 7, "window": 20, "stride": 3, "steps": 11, "epochs": 1.5, "clip": 0.5, "schedule": "plateau", "val": 0.2,
     "patience": 5, "stateful": True, "burn_in": 2, "seed": 9, "x": "a,b", "y": "c", "diff": "1,12", "log_values": True,
-    "scale": "series", "horizon": 3, "ensemble": 2, "season": 12, "time_features": True, "period": "7,365.25",
-    "known": "price,promo",
+    "scale": "series", "horizon": 3, "ensemble": 2, "part": "2/2", "season": 12, "time_features": True,
+    "period": "7,365.25", "known": "price,promo",
     "static": "region",
     "gaps": "refuse",
 }  # fmt: skip
@@ -176,6 +176,7 @@ def test_resume_refuses_each_training_option_given(cli, captured, tmp_path):
             "diff": "1",
             "horizon": "1",
             "ensemble": "1",
+            "part": "1/1",
             "season": "12",
             "time_features": "--time-features",
             "period": "7",

@@ -543,6 +543,35 @@ def test_seqtool_ensemble_joins_checkpoints_into_one_that_forecasts_their_median
         torch.testing.assert_close(last[name], w, rtol=0, atol=0)
 
 
+def test_parts_of_an_ensemble_trained_apart_and_joined_are_the_whole_ensemble(ensemble, cli, tmp_path):
+    """--part I/N trains the members the whole --ensemble would (the same starts, batches and
+    steps): joined by seqtool ensemble, the same weights within float error."""
+    table = read_table(ensemble / "p.csv")
+    config = TrainConfig(**{**SMALL, "steps": 12}, val=0, ensemble=5)
+    train(table, tmp_path / "whole.pt", config, quiet=True, threads=1)
+    for i in (1, 2):
+        options = "--hidden 8 --steps 12 --window 24 --batch 16 --scale series --val 0 --threads 1 --ensemble 5"
+        said = cli("train", ensemble / "p.csv", *options.split(), "--part", f"{i}/2", "-o", tmp_path / f"p{i}.pt")
+        assert said.exit_code == 0, said.stderr
+        assert f"members {(1, 4)[i - 1]}-{(3, 5)[i - 1]} of 5 x lstm" in said.stderr
+    assert [torch.load(tmp_path / f"p{i}.pt", weights_only=True)["model"]["members"] for i in (1, 2)] == [3, 2]
+    assert cli("ensemble", tmp_path / "p1.pt", tmp_path / "p2.pt", "-o", tmp_path / "joined.pt").exit_code == 0
+    whole, joined = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["weights"] for n in ("whole", "joined"))
+    for name, w in whole.items():
+        torch.testing.assert_close(joined[name], w, rtol=0, atol=1e-5, msg=name)
+    for part in ("0/2", "3/2", "1/6", "1", "a/b", "1/2/3", " 1/2", "01/2", "１/２"):
+        said = cli("train", ensemble / "p.csv", "--ensemble", "5", "--part", part, "-o", tmp_path / "m.pt")
+        one_error_line(said, f"--part must be I/N with 1 <= I <= N <= --ensemble (5): part I of the ensemble's "
+                             f"members split in N, got {part!r}")  # fmt: skip
+    one_error_line(cli("train", ensemble / "p.csv", "--part", "1/2", "-o", tmp_path / "m.pt"), "--ensemble (1)")
+    assert not (tmp_path / "m.pt").exists()
+    ckpt = torch.load(tmp_path / "p2.pt", weights_only=True)
+    ckpt["train"]["part"] = "1/2"  # three networks by its settings, two by its weights
+    torch.save(ckpt, tmp_path / "relabelled.pt")
+    said = cli("train", ensemble / "p.csv", "--resume", "-o", tmp_path / "relabelled.pt")
+    one_error_line(said, "train.ensemble and train.part make 3 networks, model.members 2")
+
+
 def test_bad_ensemble_of_checkpoints_is_one_line_and_exit_2(ensemble, cli, tmp_path):
     table = read_table(ensemble / "p.csv")
     train(table, tmp_path / "a.pt", TrainConfig(**SMALL, val=0), quiet=True)

@@ -17,6 +17,7 @@ import numpy as np
 from rich import progress as rich
 
 from seqtool import outputs
+from seqtool.config import TrainConfig, members
 from seqtool.data.tables import TABLE_FORMATS, Table, csv_text, positions, write_table
 from seqtool.errors import RunFailed, SeqtoolError
 from seqtool.forecast.forecaster import Forecaster
@@ -92,6 +93,17 @@ def result_of(run: Run, stopped: str) -> TrainResult:
     )
 
 
+def _members(c: TrainConfig) -> str:
+    """'5 x ', or the members of a --part ('members 4-5 of 5 x ', 'member 5 of 5 x '); '' for one network."""
+    if c.ensemble == 1:
+        return ""
+    m = members(c)
+    if len(m) == c.ensemble:
+        return f"{c.ensemble} x "
+    which = f"member {m.stop}" if len(m) == 1 else f"members {m.start + 1}-{m.stop}"
+    return f"{which} of {c.ensemble} x "
+
+
 def summary(run: Run, r: TrainResult) -> str:
     c = run.config
     mode = f"{run.source.count} windows"
@@ -100,7 +112,7 @@ def summary(run: Run, r: TrainResult) -> str:
         cut = f" cut from {series} series" if run.source.count > series else ""
         mode = f"{run.source.count} streams{cut}, stateful"
     text = (
-        f"seqtool: trained {f'{c.ensemble} x ' if c.ensemble > 1 else ''}{c.cell} ({c.layers} x {c.hidden}) on {mode} "
+        f"seqtool: trained {_members(c)}{c.cell} ({c.layers} x {c.hidden}) on {mode} "
         f"for {r.steps} steps "
         f"({r.steps / run.source.per_epoch:.1f} epochs) in {r.seconds:.1f} s "
         f"on {run.threads} thread{'s' if run.threads > 1 else ''}"

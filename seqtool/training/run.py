@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from seqtool import outputs
-from seqtool.config import CELLS, DEVICES, WINDOW, ModelConfig, TrainConfig
+from seqtool.config import CELLS, DEVICES, WINDOW, ModelConfig, TrainConfig, members
 from seqtool.data.examples import Rows, predicted
 from seqtool.data.tables import TABLE_FORMATS, SeriesTable, Table
 from seqtool.errors import SeqtoolError, Stopped
@@ -113,12 +113,13 @@ def check_config(c: TrainConfig, device) -> None:
     c.check()
     if device.type == "cpu":
         gates = max(1, len(CELLS[c.cell].gates))
-        width = c.hidden * c.ensemble
+        width = c.hidden * len(members(c))
         params = c.layers * gates * width * (2 * width + 2) + width
         window = c.window or WINDOW
         activations = c.batch * window * c.layers * width * (gates + 2)
-        members = f" --ensemble {c.ensemble}" if c.ensemble > 1 else ""
-        what = f"training with --hidden {c.hidden}{members} --layers {c.layers} --batch {c.batch} --window {window}"
+        ensemble = f" --ensemble {c.ensemble}" if c.ensemble > 1 else ""
+        ensemble += f" --part {c.part}" if c.part else ""
+        what = f"training with --hidden {c.hidden}{ensemble} --layers {c.layers} --batch {c.batch} --window {window}"
         fits_in_memory(4.0 * (10 * params + 3 * activations), what)
 
 
@@ -176,13 +177,15 @@ class Run:
         outputs = predicted(info["task"], info["x_names"], info["y_names"])
         self.model_config = ModelConfig(
             n_in=self.data.rows.width, n_out=len(outputs), cell=config.cell, horizon=config.horizon,
-            members=config.ensemble, hidden=config.hidden, layers=config.layers, dropout=config.dropout,
+            members=len(members(config)), hidden=config.hidden, layers=config.layers, dropout=config.dropout,
             loss=config.loss,
             learned_start=previous["model"].get("learned_start", False) if previous else config.stateful,
         )  # fmt: skip
         macs = work(self.model_config, math.ceil(min(config.batch, self.source.count) / world.size))
         self.threads = use_threads(threads or world.threads(macs), macs)
         torch.manual_seed(config.seed)
+        for _ in range(members(config).start):  # the earlier parts' members draw their starts first
+            SeqModel(replace(self.model_config, members=1))
         self.model = SeqModel(self.model_config).to(device)
         self.net = distributed.parallel(self.model, world, device)  # what a training step calls
         self.opt = optimizer_for(config.optimizer, param_groups(self.model, self.source, config.lr), config.lr)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from seqtool.config import ModelConfig, TrainConfig
+from seqtool.config import ModelConfig, TrainConfig, members
 from seqtool.errors import SeqtoolError
 from seqtool.model.checkpoint import Damaged, check_weights, first_line
 from seqtool.model.network import SeqModel
@@ -158,6 +158,9 @@ def check_resume(ckpt: dict, name: str) -> None:
         damaged(f"train ({first_line(e)})")
     except SeqtoolError as e:
         damaged(f"train: {e}")
+    config, held = TrainConfig(**settings), ckpt["model"].get("members", 1)
+    if len(members(config)) != held:
+        damaged(f"train.ensemble and train.part make {len(members(config))} networks, model.members {held}")
     RunState.check(state, ckpt, damaged)
     if not isinstance(history, list) or len(history) < state["history_len"]:
         damaged("history is not the list of log rows the training state refers to")
