@@ -153,14 +153,15 @@ def check_resume(ckpt: dict, name: str) -> None:
     if not isinstance(settings, dict):
         damaged("train is not a dict of settings")
     try:
-        TrainConfig(**settings).check()
+        config = TrainConfig(**settings)
+        config.check()
     except TypeError as e:
         damaged(f"train ({first_line(e)})")
     except SeqtoolError as e:
         damaged(f"train: {e}")
-    config, held = TrainConfig(**settings), ckpt["model"].get("members", 1)
-    if len(members(config)) != held:
-        damaged(f"train.ensemble and train.part make {len(members(config))} networks, model.members {held}")
+    networks, held = len(members(config)), ckpt["model"].get("members", 1)
+    if networks != held:
+        damaged(f"train.ensemble and train.part make {networks} networks, model.members {held}")
     RunState.check(state, ckpt, damaged)
     if not isinstance(history, list) or len(history) < state["history_len"]:
         damaged("history is not the list of log rows the training state refers to")
