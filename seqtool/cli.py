@@ -70,8 +70,11 @@ app = typer.Typer(
 
 
 def _plain_flags(command: Any) -> None:
-    """A flag shows no `<bool>` in --help (the flag says it all), in every command below,
-    --help itself too (made on first use)."""
+    """A flag shows no `<bool>` in --help (the flag says it all), and a docstring's
+    paragraphs are each one line (rich keeps their line breaks, then wraps again), in every
+    command below, --help itself too (made on first use)."""
+    if getattr(command, "help", None):
+        command.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(command.help).split("\n\n"))
     for param in getattr(command, "params", []):
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""

@@ -92,6 +92,15 @@ def test_help_shows_no_bool_label_and_ranges_in_one_style(cli, monkeypatch, comm
     assert "x>=" not in text and "<=x" not in text and "range>" not in text  # bounds in the help, as [1, 4096]
 
 
+@pytest.mark.parametrize("command", [["backtest"], ["ensemble"], ["plot"], ["gen", "sine"]])
+def test_help_paragraphs_flow_as_one_line_each(cli, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "250")
+    lines = [line.strip() for line in cli(*command, "--help").stdout.splitlines()]
+    text = lines[: lines.index(next(line for line in lines if line.startswith("╭─")))]
+    paragraphs = [p for p in "\n".join(text).split("\n\n")[1:] if p.strip()]  # after the usage line
+    assert len(paragraphs) >= 2 and all("\n" not in p.strip() for p in paragraphs), paragraphs
+
+
 def test_the_command_list_has_one_line_a_command(cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     lines = cli("--help").stdout.splitlines()
