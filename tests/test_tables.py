@@ -115,6 +115,13 @@ def test_npz_with_pickled_objects_is_refused_without_unpickling(tmp_path):
         read_table(path)
 
 
+@pytest.mark.parametrize("command", [["info"], ["train", "--steps", "1"], ["predict", "{model}"]])
+def test_a_checkpoint_given_as_the_table_is_named_one(cli, small_model, command):
+    model = small_model / "m.pt"
+    argv = [a.format(model=model) for a in command]
+    one_error_line(cli(*argv, model), f"{model}: a checkpoint (a trained model), not a table")
+
+
 def test_csv_npz_csv_round_trip_is_byte_exact(tmp_path):
     text = MIXED.replace("0.25", "0.1").replace("-1.5", "1e-300")
     source = read_series(write(tmp_path, "m.csv", text))

@@ -528,8 +528,20 @@ def from_npz(data: bytes, source: str) -> Table:
                 columns[name] = npz[_member(name)][mask]
         return Table(columns, source, {"x": x_names, "y": y_names})
     except Exception as e:  # a broken zip, a foreign npz, pickled objects, bad shapes: all refused
+        if _pickled(data):
+            raise SeqtoolError(f"{source}: a checkpoint (a trained model), not a table") from None
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise SeqtoolError(f"{source}: not a seqtool npz table ({reason})") from None
+
+
+def _pickled(data: bytes) -> bool:
+    """Whether a zip holds a pickle, as torch.save's checkpoints do (`data.pkl`)."""
+    import zipfile
+
+    try:
+        return any(n.endswith("data.pkl") for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except (zipfile.BadZipFile, ValueError):
+        return False
 
 
 def from_parquet(data: bytes, source: str) -> Table:
