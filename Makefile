@@ -62,14 +62,14 @@ $(IMAGES) &: $(TABLES) | $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# The competition panels need the bench extra (statsforecast holds pandas below 3): a venv of their own,
-# with the test extra (the bench runs some of the tests' own code).
+# The competition panels (bench competition, and gaps on M1) need the bench extra (statsforecast holds pandas
+# below 3): a venv of their own, with the test extra (the bench runs some of the tests' own code).
 BENCH_VENV := .venv-bench
 bench-panels:
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q torch==2.13.0
 	$(BENCH_VENV)/bin/pip install -q -e .[bench,test]
-	$(BENCH_VENV)/bin/python -m bench competition
+	$(BENCH_VENV)/bin/python -m bench competition gaps
 
 clean:
 	rm -rf out plots .pytest_cache .ruff_cache .import_linter_cache .venv-floors .venv-bench
