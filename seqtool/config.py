@@ -292,6 +292,12 @@ def _check_together(c: TrainConfig) -> None:
         )  # fmt: skip
     if c.steps is not None and c.epochs is not None:
         raise SeqtoolError("give --steps or --epochs, not both")
+    both = [n for n in c.known_columns() if n in c.static_columns()]
+    if both:
+        raise SeqtoolError(
+            f"column {both[0]!r} is given to --known and --static: a column is fed one way, --known for values "
+            "that change over time, --static for one value per series"
+        )
     if not c.stateful and c.scale != "window" and c.window is not None and c.burn_in >= c.window:
         raise SeqtoolError(
             f"--window {c.window} is not longer than --burn-in {c.burn_in}: every step of "

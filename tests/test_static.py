@@ -92,6 +92,10 @@ def test_static_columns_that_are_not_attributes_are_refused_in_one_line(cli, mod
     )
     one_error_line(cli("train", tmp_path / "p.csv", "--static", "x", "-o", tmp_path / "m.pt"), "'x' is a series column")
     one_error_line(cli("train", tmp_path / "p.csv", "--static", "shop", "-o", tmp_path / "m.pt"), "no static column")
+    one_error_line(
+        cli("train", tmp_path / "p.csv", "--static", "region,size", "--known", "size", "-o", tmp_path / "m.pt"),
+        "column 'size' is given to --known and --static: a column is fed one way",
+    )
     (tmp_path / "none.csv").write_text("series,t,x\ns0,0,1\ns0,1,2\n")
     one_error_line(cli("rollout", model / "m.pt", tmp_path / "none.csv", "--horizon", "2"), "no static column 'region'")
     (tmp_path / "text.csv").write_text((tmp_path / "p.csv").read_text().replace(",north,10,", ",north,ten,"))
@@ -135,7 +139,7 @@ def test_numbers_are_compared_as_numbers_and_inf_or_an_npz_nan_refused(tmp_path)
     with pytest.raises(SeqtoolError, match="column 'size': 'inf' is not a finite number"):
         Statics.fit(read_history(tmp_path / "inf.csv"), ("size",))
     (tmp_path / "nan.csv").write_text(text.replace(",north,10,", ",north,NaN,"))
-    with pytest.raises(SeqtoolError, match="row 1, column 'size': series 's0' has no value"):
+    with pytest.raises(SeqtoolError, match="row 1, column 'size': empty; a static column gives series 's0' its value"):
         Statics.fit(read_history(tmp_path / "nan.csv"), ("size",))
 
 

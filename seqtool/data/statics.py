@@ -146,7 +146,10 @@ def values_of(table: SeriesTable, name: str) -> np.ndarray:
     empty = np.flatnonzero(column == "")
     if len(empty):
         r = int(empty[0])
-        raise SeqtoolError(f"{table.source}: row {r + 1}, column {name!r}: series {table.ids[owner[r]]!r} has no value")
+        raise SeqtoolError(
+            f"{table.source}: row {r + 1}, column {name!r}: empty; a static column gives series "
+            f"{table.ids[owner[r]]!r} its value on every row"
+        )
     first = column[table.offsets[:-1]]
     numbers = _as_numbers(column, name, table.source, finite=False)  # '11' and '11.0' are one number
     read = column if numbers is None else numbers

@@ -77,10 +77,9 @@ def _check_alike(name_a: str, a: dict, name_b: str, b: dict) -> None:
     ):  # fmt: skip
         for field, va, vb in pairs:
             if va != vb:
-                raise SeqtoolError(
-                    f"{name_b}: {key}.{field} is {vb!r:.60}, {name_a}'s {va!r:.60}: "
-                    f"members of an ensemble share their {what}"
-                )
+                short = max(len(repr(va)), len(repr(vb))) <= 60  # else named, not shown cut mid-word
+                said = f"is {vb!r}, {name_a}'s {va!r}" if short else f"differs from {name_a}'s"
+                raise SeqtoolError(f"{name_b}: {key}.{field} {said}: members of an ensemble share their {what}")
     for stat in STATS:
         if not np.array_equal(getattr(norm_a, stat), getattr(norm_b, stat)):
             raise SeqtoolError(

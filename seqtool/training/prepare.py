@@ -298,6 +298,6 @@ def _has_targets(ys: list[np.ndarray], table, part: str, burn_in: int = 0) -> No
         names = ", ".join(table.y_names) if table.y_names else "the inputs (next step)"
         raise SeqtoolError(f"{table.source}: no step of the training split has a target ({names} empty)")
     raise SeqtoolError(
-        f"{table.source}: no step of the validation split has a target after its first {burn_in} "
-        f"steps (--burn-in); use a larger --val, or --val 0"
+        f"{table.source}: no step of the validation split has a target (its cells are empty, or within its "
+        f"first {burn_in} steps: --burn-in); use --val 0, or a larger --val"
     )

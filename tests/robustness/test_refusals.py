@@ -115,7 +115,7 @@ def test_a_validation_split_without_targets_is_refused(tmp_path, cli):
     table = SeriesTable.from_arrays([np.arange(40.0)], y=[np.r_[np.sin(np.arange(36.0)), np.full(4, np.nan)]])
     write_table(table, tmp_path / "t.csv")
     one_error_line(cli("train", tmp_path / "t.csv", "--window", "10", "-o", tmp_path / "m.pt"),
-                   "no step of the validation split has a target", "--val 0")  # fmt: skip
+                   "no step of the validation split has a target (its cells are empty", "--val 0")  # fmt: skip
 
 
 # --- checkpoints edited by hand -----------------------------------------------------------
