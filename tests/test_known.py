@@ -149,6 +149,15 @@ def test_known_inputs_refused_in_one_line(cli, trained, tmp_path, monkeypatch):
         f"for {FUTURE + 1} step(s) past the end of series 's0'",
         f"they are given for {FUTURE}",
     )
+    lines = (tmp_path / "sales.csv").read_text().splitlines()
+    hole = next(i for i, line in enumerate(lines) if line.startswith(f"s0,{HISTORY + 4},"))
+    lines[hole] = f"s0,{HISTORY + 4},,"  # a price missing in s0's given future: it ends before it
+    (tmp_path / "hole.csv").write_text("\n".join(lines) + "\n")
+    one_error_line(
+        cli(*shlex.split(f"rollout {folder / 'm.pt'} hole.csv --horizon {FUTURE}")),
+        "they are given for 4 (rows after its last value, its series columns empty, up to the first with a known "
+        "cell empty)",
+    )
     one_error_line(cli(*shlex.split("train sales.csv --x sales --known 'price, price' -o m.pt")), "distinct columns")
     for t, what in ((5, "inf"), (HISTORY + 3, "1e200")):  # in the history, and past it
         lines = (tmp_path / "sales.csv").read_text().splitlines()

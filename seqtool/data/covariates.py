@@ -103,7 +103,8 @@ def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, 
         raise SeqtoolError(
             f"{table.source}: {what} needs the known column(s) {', '.join(map(repr, covariates.names))} for "
             f"{int(needed[i] - table.lengths[i])} step(s) past the end of series {table.ids[i]!r}{also}, and they "
-            f"are given for {int(given[i] - table.lengths[i])} (rows after its last value, its series columns empty)"
+            f"are given for {int(given[i] - table.lengths[i])} (rows after its last value, its series columns empty, "
+            "up to the first with a known cell empty)"
         )
     _far(covariates, table, total)
 
