@@ -559,6 +559,8 @@ def test_parts_of_an_ensemble_trained_apart_and_joined_are_the_whole_ensemble(en
     whole, joined = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["weights"] for n in ("whole", "joined"))
     for name, w in whole.items():
         torch.testing.assert_close(joined[name], w, rtol=0, atol=1e-5, msg=name)
+    twice = cli("ensemble", tmp_path / "p1.pt", tmp_path / "p2.pt", tmp_path / "p1.pt", "-o", tmp_path / "3.pt")
+    one_error_line(twice, f"{tmp_path / 'p1.pt'} is part 1/2 of --ensemble 5 --seed 0, as {tmp_path / 'p1.pt'} is")
     for part in ("0/2", "3/2", "1/6", "1", "a/b", "1/2/3", " 1/2", "01/2", "１/２"):
         said = cli("train", ensemble / "p.csv", "--ensemble", "5", "--part", part, "-o", tmp_path / "m.pt")
         one_error_line(said, f"--part must be I/N with 1 <= I <= N <= --ensemble (5): part I of the ensemble's "

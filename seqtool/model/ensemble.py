@@ -32,6 +32,7 @@ def ensemble(models: list[str | Path], out: str | Path) -> ModelConfig:
     loaded = [load_checkpoint(path) for path in models]
     for path, ckpt in zip(models[1:], loaded[1:]):
         _check_alike(str(models[0]), loaded[0], str(path), ckpt)
+    _check_parts(models, loaded)
     members = [w for ckpt in loaded for w in _members(ckpt)]
     if not LIMITS["ensemble"].holds(len(members)):
         raise SeqtoolError(f"an ensemble holds at most {LIMITS['ensemble'].hi} networks; these hold {len(members)}")
@@ -55,6 +56,23 @@ def _members(ckpt: dict) -> list[dict]:
     if config.members == 1:
         return [ckpt["weights"]]
     return [member_weights(ckpt["weights"], config, k) for k in range(config.members)]
+
+
+def _check_parts(models: list[str | Path], loaded: list[dict]) -> None:
+    """Refuse one part of an --ensemble (`train --part`) given twice: its members would
+    count twice in the median. (Copies of a model are allowed: K copies forecast as one.)"""
+    seen: dict[tuple, str] = {}
+    for path, ckpt in zip(models, loaded):
+        t = ckpt.get("train") or {}
+        if t.get("part") is None:
+            continue
+        key = (t.get("part"), t.get("ensemble"), t.get("seed"))
+        if key in seen:
+            raise SeqtoolError(
+                f"{path} is part {key[0]} of --ensemble {key[1]} --seed {key[2]}, as {seen[key]} is: joined twice, "
+                "its members would count twice in the median"
+            )
+        seen[key] = str(path)
 
 
 def _check_alike(name_a: str, a: dict, name_b: str, b: dict) -> None:
