@@ -232,6 +232,21 @@ def test_backtest_through_a_pipe_to_plot(trend, sh):
     assert saved["horizon"] == 12 and len(saved["by_h"]) == 12 and saved["seasonal_naive"] is not None
 
 
+def test_a_backtest_with_nothing_to_score_says_so_in_one_line(small_model, cli, tmp_path):
+    lines = (small_model / "sine.csv").read_text().splitlines()[:41]  # series 0, 40 steps
+    head = lines[0].split(",")
+    kept = [
+        lines[0],
+        *lines[1:31],
+        *(",".join(c if n != "x" else "" for n, c in zip(head, r.split(","))) for r in lines[31:]),
+    ]
+    (tmp_path / "late.csv").write_text("\n".join(kept) + "\n")  # no truth after step 29
+    result = cli("backtest", small_model / "m.pt", tmp_path / "late.csv", "--horizon", "3", "--start", "31")
+    assert result.exit_code == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("seqtool: backtest")]
+    assert said == ["seqtool: backtest: no known targets to score"], result.stderr
+
+
 @pytest.mark.parametrize(
     "args, fragments",
     [

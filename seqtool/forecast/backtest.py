@@ -81,8 +81,8 @@ def backtest(
     result, scores = _table_and_scores(m, table, series, origin, yhat, season, {**bounds, "level": level, "kind": kind})
     scores.update({"adaptive": bool(adaptive)} if kind == "conformal" else {})
     report("backtest", scores, f"{len(origin)} origins x {horizon} steps", metrics, quiet)
-    if not quiet and scores["by_h"]:
-        ends = [s for s in (scores["by_h"][0], scores["by_h"][-1]) if s["mae"] is not None]
+    ends = [s for s in (scores["by_h"][:1] + scores["by_h"][-1:]) if s["mae"] is not None]
+    if not quiet and ends:  # none where no step was scored (the report above says so)
         print(
             "seqtool: backtest by h: "
             + "; ".join(f"h={s['h']}: {line(s)}" for s in dict((s["h"], s) for s in ends).values()),
