@@ -135,7 +135,7 @@ def _series_and_targets(
 
 
 def split(
-    xs: list[np.ndarray], ys: list[np.ndarray], val: float, seed: int, horizon: int = 1
+    xs: list[np.ndarray], ys: list[np.ndarray], val: float, seed: int, horizon: int = 1, source: str = "the table"
 ) -> tuple[tuple[list, list], tuple[list, list]]:
     """Hold out a fraction `val` for validation: whole series when there are several
     (`held_out`), else the tail of the one series (`tail_start`; its targets before the
@@ -153,7 +153,7 @@ def split(
             [ys[i] for i in val_ids],
         )
     x, y = xs[0], ys[0]
-    cut = tail_start(len(x), val)
+    cut = tail_start(len(x), val, source)
     y_train = y[:cut].copy()
     width = y.shape[1] // horizon
     for h in range(horizon):
@@ -180,11 +180,13 @@ def held_out(n: int, val: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:n_val])
 
 
-def tail_start(length: int, val: float) -> int:
-    """Where one series' validation tail (a fraction `val` of it) starts."""
+def tail_start(length: int, val: float, source: str) -> int:
+    """Where one series' validation tail (a fraction `val` of it) starts; `source` names its table."""
     cut = length - max(1, round(val * length))
     if cut < 2:
-        raise SeqtoolError(f"the series has {length} steps: too short to hold out --val {val}")
+        raise SeqtoolError(
+            f"{source}: the series has {length} steps: too short to hold out --val {val} (--val 0 holds none out)"
+        )
     return cut
 
 

@@ -674,7 +674,7 @@ class Folder:
             chosen = np.sort(order[: max(1, int(room.sum()))])
             return self.offsets[train], self.lengths[train], self.table(chosen, 0, VAL_ROWS), 0
         length = int(self.lengths[0])
-        cut = tail_start(length, config.val)
+        cut = tail_start(length, config.val, self.source)
         lead = min(cut, LEAD_WINDOWS * (config.window or 50))
         val = self.table(np.zeros(1, np.int64), cut - lead, min(length, cut + VAL_ROWS))
         return self.offsets[:1], np.array([cut]), val, lead

@@ -117,7 +117,7 @@ def prepare(table: SeriesTable, config: TrainConfig, device, resuming: bool = Fa
     fingerprint, width = _fingerprint(xs, ys), xs[0].shape[1]
     if config.scale == "window":  # each row's |x| on its series' level, split with the rows
         xs = [np.concatenate([x, np.abs(s[diff.order :])], axis=1) for x, s in zip(xs, levelled.split(levelled.x))]
-    (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed, config.horizon)
+    (train_x, train_y), (val_x, val_y) = split(xs, ys, config.val, config.seed, config.horizon, table.source)
     relative, val_relative = [x[:, width:] for x in train_x], [x[:, width:] for x in val_x]
     train_x, val_x = [x[:, :width] for x in train_x], [x[:, :width] for x in val_x]
     _has_targets(train_y, table, "training")
@@ -175,7 +175,7 @@ def _levelled(table: SeriesTable, task: str, config: TrainConfig) -> SeriesTable
         check_magnitude(table.columns[name], name, table.source)
     known = table.lengths.copy()
     if len(known) == 1 and config.val > 0:
-        known[0] = tail_start(int(known[0]), config.val)
+        known[0] = tail_start(int(known[0]), config.val, table.source)
     known[known < 2] = 0  # a series of one step has no target: nothing to scale
     return divided(table, levels(table, known, option=f"--scale {config.scale}", lag=_naive_lag(config)))
 

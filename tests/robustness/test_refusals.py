@@ -116,6 +116,9 @@ def test_a_validation_split_without_targets_is_refused(tmp_path, cli):
     write_table(table, tmp_path / "t.csv")
     one_error_line(cli("train", tmp_path / "t.csv", "--window", "10", "-o", tmp_path / "m.pt"),
                    "no step of the validation split has a target (its cells are empty", "--val 0")  # fmt: skip
+    (tmp_path / "two.csv").write_text("x\n1\n2\n")
+    one_error_line(cli("train", tmp_path / "two.csv", "-o", tmp_path / "m.pt"),
+                   f"{tmp_path / 'two.csv'}: the series has 2 steps: too short to hold out --val 0.1")  # fmt: skip
 
 
 # --- checkpoints edited by hand -----------------------------------------------------------
