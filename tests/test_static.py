@@ -61,6 +61,22 @@ def test_numbers_are_standardised_and_categories_one_input_each(tmp_path):
     assert Statics.fit(table, ("region",)).per_series(read_history(tmp_path / "u.csv"))[0] == pytest.approx([1 / 3] * 3)
 
 
+def test_a_constant_number_and_one_far_from_training_are_warned_of(tmp_path):
+    _panel(tmp_path / "p.csv")  # sizes 10..33: mean 21.5, spread 6.92
+    text = (tmp_path / "p.csv").read_text()
+    (tmp_path / "far.csv").write_text(text.replace(",north,13,", ",north,200,"))
+    statics = Statics.fit(read_history(tmp_path / "p.csv"), ("size",))
+    with pytest.warns(UserWarning, match=r"column 'size': series 's3' has 200, 25.8 spreads from the training series"):
+        far = statics.per_series(read_history(tmp_path / "far.csv"))
+    assert far[3, 0] == pytest.approx((200 - 21.5) / np.arange(10, 34).std())
+    lines = text.splitlines()
+    (tmp_path / "same.csv").write_text(
+        "\n".join([lines[0], *(",".join([*r.split(",")[:3], "7", r.split(",")[4]]) for r in lines[1:])]) + "\n"
+    )
+    with pytest.warns(UserWarning, match="--static size: 7 for every training series, so the network learns nothing"):
+        Statics.fit(read_history(tmp_path / "same.csv"), ("size",))
+
+
 def _forecasts(folder, tmp_path, regions=None) -> dict[str, np.ndarray]:
     _panel(tmp_path / "in.csv", regions)
     out, _ = rollout(folder / "m.pt", tmp_path / "in.csv", horizon=5, quiet=True)

@@ -21,6 +21,7 @@ from seqtool.data.tables import SeriesTable
 from seqtool.errors import SeqtoolError
 
 MAX_CATEGORIES = 1000  # of one column: each is an input at every step
+FAR = 10.0  # a number this many training spreads from the training mean is warned of (as a known value)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ class Statics:
             if numbers is not None:
                 check_magnitude(numbers, name, table.source)
                 std = float(numbers.std())
+                if std == 0 and len(numbers) > 1:
+                    warnings.warn(
+                        f"{table.source}: --static {name}: {numbers[0]:g} for every training series, so the "
+                        "network learns nothing from it (and a series with another value reads an untrained input)",
+                        stacklevel=2,
+                    )
                 columns.append(Static(name, float(numbers.mean()), std if std > 0 else 1.0))
                 continue
             kinds, counts = np.unique(values, return_counts=True)
@@ -108,7 +115,17 @@ class Statics:
                     f"(e.g. {unseen[0]!r}) read the categories' mean",
                     stacklevel=2,
                 )
-            parts.append(c.encoded(values))
+            encoded = c.encoded(values)
+            far = np.flatnonzero(np.abs(encoded[:, 0]) >= FAR) if not c.categories else []
+            if len(far):
+                i = int(far[0])
+                warnings.warn(
+                    f"{table.source}: column {c.name!r}: series {table.ids[i]!r} has {values[i]:g}, "
+                    f"{abs(encoded[i, 0]):.3g} spreads from the training series' mean {c.mean:g}: its forecasts "
+                    "extrapolate",
+                    stacklevel=2,
+                )
+            parts.append(encoded)
         return np.concatenate(parts, axis=1)
 
     def ahead(self, table: SeriesTable, steps: np.ndarray, shift: int = 0) -> np.ndarray:
