@@ -275,8 +275,8 @@ def members(c: TrainConfig) -> range:
 
 def _columns(value: str | None, option: str) -> tuple[str, ...]:
     """Distinct column names, comma-separated; () for None."""
-    names = tuple(n.strip() for n in (value or "").split(",") if n.strip())
-    if (value is not None and not names) or len(set(names)) < len(names):
+    names = tuple(n.strip() for n in value.split(",")) if value is not None else ()
+    if not all(names) or len(set(names)) < len(names):
         raise SeqtoolError(f"{option} names distinct columns, comma-separated, got {value!r}")
     return names
 

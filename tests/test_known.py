@@ -159,6 +159,7 @@ def test_known_inputs_refused_in_one_line(cli, trained, tmp_path, monkeypatch):
         "cell empty)",
     )
     one_error_line(cli(*shlex.split("train sales.csv --x sales --known 'price, price' -o m.pt")), "distinct columns")
+    one_error_line(cli(*shlex.split("train sales.csv --x sales --known price, -o m.pt")), "got 'price,'")
     for t, what in ((5, "inf"), (HISTORY + 3, "1e200")):  # in the history, and past it
         lines = (tmp_path / "sales.csv").read_text().splitlines()
         row = next(i for i, line in enumerate(lines) if line.startswith(f"s2,{t},"))
