@@ -78,6 +78,10 @@ def test_what_users_send_crlf_bom_quotes_spaces_tabs(tmp_path):
         ("x\n", ["no rows"]),
         ("series,x\n0,1\n1,2\n0,3\n", ["row 3", "series '0'", "contiguous"]),
         ("t,x\n0,1\n0,2\n", ["row 2", "column 't'", "does not increase"]),
+        (
+            "t,x\n2024-01-01T02:00Z,1\n2024-01-01T03:00+05,2\n",
+            ["row 2", "2024-01-01T03:00+05 does not increase on 2024-01-01T02:00Z (as instants: 2023-12-31T22:00 and"],
+        ),
     ],
 )
 def test_bad_tables_are_refused_with_row_and_column(tmp_path, text, fragments):

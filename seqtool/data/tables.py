@@ -262,7 +262,10 @@ def series_of(
         bad = np.flatnonzero((steps <= np.zeros(1, steps.dtype)[0]) & ~first[1:])
         if len(bad):
             r = bad[0] + 1
-            raise not_ordered(src, r + 1, t[r], t[r - 1])
+            written = columns["t"]  # dates as written, with their instants where those are what compare
+            shown = (f"{t[r]}", f"{t[r - 1]}") != (f"{written[r]}", f"{written[r - 1]}")
+            instants = f" (as instants: {t[r]} and {t[r - 1]})" if shown else ""
+            raise not_ordered(src, r + 1, f"{written[r]}", f"{written[r - 1]}{instants}")
     return SeriesTable(columns, x_names, y_names, lengths, src)
 
 
