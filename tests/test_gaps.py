@@ -127,6 +127,8 @@ def test_gaps_that_cannot_be_filled_are_refused_in_one_line(cli, tmp_path):
     )
     (tmp_path / "none.csv").write_text("series,x\na,\na,\nb,1\nb,2\n")
     one_error_line(cli("info", tmp_path / "none.csv"), "series 'a', column 'x': no value (rows 1 to 2 are empty)")
+    (tmp_path / "one.csv").write_text("t,x\n0,1\n1,\n2,\n3,\n4,5\n")  # no series column: named as one
+    one_error_line(cli("info", tmp_path / "one.csv"), "one.csv: the series, column 'x': a gap of 3 steps (rows 2 to 4)")
     assert not (tmp_path / "m.pt").exists()
 
 

@@ -102,7 +102,7 @@ def reach(covariates: Covariates | None, table: SeriesTable, total: np.ndarray, 
         also = f" (a model of --horizon {h} reads them {h} steps at a time)" if h > 1 else ""
         raise SeqtoolError(
             f"{table.source}: {what} needs the known column(s) {', '.join(map(repr, covariates.names))} for "
-            f"{int(needed[i] - table.lengths[i])} step(s) past the end of series {table.ids[i]!r}{also}, and they "
+            f"{int(needed[i] - table.lengths[i])} step(s) past the end of {table.named(i)}{also}, and they "
             f"are given for {int(given[i] - table.lengths[i])} (rows after its last value, its series columns empty, "
             "up to the first with a known cell empty)"
         )
@@ -148,7 +148,7 @@ def history(table: SeriesTable, names: tuple[str, ...]) -> SeriesTable:
     length = last + 1
     if (length == 0).any():
         i = int(np.flatnonzero(length == 0)[0])
-        raise SeqtoolError(f"{table.source}: series {table.ids[i]!r} has no value in {', '.join(table.x_names)}")
+        raise SeqtoolError(f"{table.source}: {table.named(i)} has no value in {', '.join(table.x_names)}")
     inside = step < np.repeat(length, table.lengths)
     _refuse_empty(table, inside, names, known, "no value within the history: a known column needs one at every step")
     kept = ranges(table.offsets[:-1], length)

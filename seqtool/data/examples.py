@@ -120,7 +120,7 @@ def _series_and_targets(
         short = np.flatnonzero(table.lengths < diff.order + 2)
         if len(short):
             raise SeqtoolError(
-                f"{table.source}: series {table.ids[short[0]]!r} has {table.lengths[short[0]]} steps; "
+                f"{table.source}: {table.named(short[0])} has {table.lengths[short[0]]} steps; "
                 f"--diff {diff} needs at least {diff.order + 2} (the first {diff.order} only feed the differencing)"
             )
     if diff.active:

@@ -49,7 +49,7 @@ def _refuse_long(table: SeriesTable, empty: np.ndarray, rows: np.ndarray) -> Non
         if len(long):
             b, stop = int(begin[long[0]]), int(end[long[0]])
             i = int(owner[b])
-            where = f"{table.source}: series {table.ids[i]!r}, column {name!r}"
+            where = f"{table.source}: {table.named(i)}, column {name!r}"
             if stop - b == table.lengths[i]:
                 raise SeqtoolError(f"{where}: no value (rows {rows[b] + 1} to {rows[stop - 1] + 1} are empty)")
             raise SeqtoolError(

@@ -287,7 +287,7 @@ def levels(
     if len(short):
         i = int(short[0])
         raise SeqtoolError(
-            f"{table.source}: series {table.ids[i]!r} has {int(known[i])} step(s) to take its level from; "
+            f"{table.source}: {table.named(i)} has {int(known[i])} step(s) to take its level from; "
             f"{option} takes each level over at least {LEVEL_STEPS} steps: give it more (a longer --warmup, "
             "a later --start) or leave the series out"
         )
@@ -328,7 +328,7 @@ def divided(table, level: np.ndarray):
     if len(far):
         i = int(np.searchsorted(table.offsets, far[0], side="right")) - 1
         raise SeqtoolError(
-            f"{table.source}: series {table.ids[i]!r} reaches {np.abs(table.x[far[0]]).max():.3g}, more than "
+            f"{table.source}: {table.named(i)} reaches {np.abs(table.x[far[0]]).max():.3g}, more than "
             f"{MAX_MAGNITUDE:g} times its level ({level[i].max():.3g}, taken over the steps before its forecast): "
             "forecast it from more steps, or leave it out"
         )

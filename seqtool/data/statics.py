@@ -120,7 +120,7 @@ class Statics:
             if len(far):
                 i = int(far[0])
                 warnings.warn(
-                    f"{table.source}: column {c.name!r}: series {table.ids[i]!r} has {values[i]:g}, "
+                    f"{table.source}: column {c.name!r}: {table.named(i)} has {values[i]:g}, "
                     f"{abs(encoded[i, 0]):.3g} spreads from the training series' mean {c.mean:g}: its forecasts "
                     "extrapolate",
                     stacklevel=2,
@@ -164,8 +164,8 @@ def values_of(table: SeriesTable, name: str) -> np.ndarray:
     if len(empty):
         r = int(empty[0])
         raise SeqtoolError(
-            f"{table.source}: row {r + 1}, column {name!r}: empty; a static column gives series "
-            f"{table.ids[owner[r]]!r} its value on every row"
+            f"{table.source}: row {r + 1}, column {name!r}: empty; a static column gives "
+            f"{table.named(owner[r])} its value on every row"
         )
     first = column[table.offsets[:-1]]
     numbers = _as_numbers(column, name, table.source, finite=False)  # '11' and '11.0' are one number
@@ -174,7 +174,7 @@ def values_of(table: SeriesTable, name: str) -> np.ndarray:
     if len(changed):
         r = int(changed[0])
         raise SeqtoolError(
-            f"{table.source}: row {r + 1}, column {name!r}: {str(column[r])!r} where series {table.ids[owner[r]]!r} "
+            f"{table.source}: row {r + 1}, column {name!r}: {str(column[r])!r} where {table.named(owner[r])} "
             f"has {str(first[owner[r]])!r}; a static column holds one value per series"
         )
     return first

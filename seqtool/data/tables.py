@@ -145,6 +145,10 @@ class SeriesTable:
             return self.columns["series"][self.offsets[:-1]].tolist()
         return ["0"]
 
+    def named(self, i: int) -> str:
+        """Series i as a message names it: "series 'a'", or "the series" in a table without ids."""
+        return f"series {self.ids[i]!r}" if "series" in self.columns else "the series"
+
     @property
     def x(self) -> np.ndarray:
         """Inputs of all rows, [rows, F]; a gap (`missing`) holds the last value before it

@@ -195,7 +195,7 @@ def _check_length(m: Forecaster, series: SeriesTable) -> None:
     short = np.flatnonzero(series.lengths <= m.scaling.diff.order)
     if len(short):
         raise SeqtoolError(
-            f"{series.source}: series {series.ids[short[0]]!r} has {series.lengths[short[0]]} steps; "
+            f"{series.source}: {series.named(short[0])} has {series.lengths[short[0]]} steps; "
             f"the model differences at lags {m.scaling.diff} (--diff), "
             f"so a series needs more than {m.scaling.diff.order}"
         )

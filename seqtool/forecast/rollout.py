@@ -147,7 +147,5 @@ def _warmups(m: Forecaster, table: SeriesTable, warmup: int | None, horizon: int
         )
     short = np.flatnonzero(lengths < warmup)
     if len(short):
-        raise SeqtoolError(
-            f"series {table.ids[short[0]]!r} has {lengths[short[0]]} steps, fewer than --warmup {warmup}"
-        )
+        raise SeqtoolError(f"{table.named(short[0])} has {lengths[short[0]]} steps, fewer than --warmup {warmup}")
     return np.full(len(lengths), warmup)
