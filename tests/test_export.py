@@ -9,11 +9,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from conftest import one_error_line
 
 from seqtool.config import TrainConfig
 from seqtool.data import generators
 from seqtool.data.tables import write_table
+from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.rollout import rollout
 from seqtool.model.export import export
 from seqtool.training.run import train
@@ -91,6 +93,16 @@ def test_distribution_and_ensemble_outputs_and_metadata(tmp_path):
     assert [o.name for o in session.get_outputs()] == ["point", "h_next"]
     point, h = session.run(None, {"x": np.ones((2, 1, 1), np.float32), "h": np.zeros((1, 2, 12), np.float32)})
     assert point.shape == (2, 1, 1) and h.shape == (1, 2, 12)
+    paths = TrainConfig(hidden=4, steps=5, ensemble=3, cell="gru", diff="1", horizon=3)
+    train(tmp_path / "s.csv", tmp_path / "d.pt", paths, quiet=True)
+    export(tmp_path / "d.pt", tmp_path / "d.onnx")
+    x = np.random.default_rng(0).normal(size=(2, 5, 1)).astype(np.float32)
+    h = np.zeros((1, 2, 12), np.float32)
+    point, _ = ort.InferenceSession(str(tmp_path / "d.onnx")).run(None, {"x": x, "h": h})
+    with torch.no_grad():  # the median of the members' paths over the 3 steps, as rollout takes it
+        net = Forecaster(tmp_path / "d.pt").net
+        ours = net.head.point(net(torch.from_numpy(x))[0]).numpy()
+    np.testing.assert_allclose(point, ours, atol=1e-5, rtol=0)
 
 
 def test_export_refuses_in_one_line(cli, tmp_path, small_model):

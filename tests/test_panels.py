@@ -18,7 +18,7 @@ from seqtool.forecast.forecaster import Forecaster
 from seqtool.forecast.predict import predict
 from seqtool.forecast.rollout import rollout
 from seqtool.model.checkpoint import load_checkpoint
-from seqtool.model.network import SeqModel, joined_weights, member_weights, parts
+from seqtool.model.network import MembersHead, SeqModel, joined_weights, member_weights, parts
 from seqtool.training.loop import _windows_loss
 from seqtool.training.prepare import prepare
 from seqtool.training.run import train
@@ -437,8 +437,8 @@ def test_members_run_one_after_another_as_the_one_wide_network_would(cell):
 
 def test_an_ensemble_forecasts_the_median_of_its_members(ensemble):
     """One step ahead (predict: the median of the members' forecasts), and the H steps of
-    the head (rollout within H): with --diff 1, the median of the members' forecast
-    differences, summed from the last true value."""
+    the head (rollout within H): with --diff 1 too, the median of the members' forecasts of
+    the series (not the sum of the medians of their steps)."""
     each = np.stack([predict(ensemble / f"member{k}.pt", ensemble / "p.csv", quiet=True)[0].columns["yhat"]
                      for k in range(3)])  # fmt: skip
     got = predict(ensemble / "e3.pt", ensemble / "p.csv", quiet=True)[0].columns["yhat"]
@@ -447,9 +447,30 @@ def test_an_ensemble_forecasts_the_median_of_its_members(ensemble):
     x = read_table(ensemble / "p.csv").numbers("x").reshape(8, 48)
     free = [rollout(m, ensemble / "p.csv", warmup=40, steps=4, quiet=True)[0].columns["yhat"].reshape(8, 44)[:, 40:]
             for m in [ensemble / f"member{k}.pt" for k in range(3)] + [ensemble / "e3.pt"]]  # fmt: skip
+    np.testing.assert_allclose(free[3], np.median(np.stack(free[:3]), axis=0), rtol=1e-5, atol=1e-3)
     steps = [np.diff(np.concatenate([x[:, 39:40], f], axis=1), axis=1) for f in free[:3]]
-    by_hand = x[:, 39:40] + np.cumsum(np.median(np.stack(steps), axis=0), axis=1)
-    np.testing.assert_allclose(free[3], by_hand, rtol=1e-5, atol=1e-3)
+    of_steps = x[:, 39:40] + np.cumsum(np.median(np.stack(steps), axis=0), axis=1)
+    assert np.abs(free[3] - of_steps).max() > 1e-2  # the other reading of "median" differs here
+
+
+@pytest.mark.parametrize("lags", [(1,), (3,), (1, 3), (2, 5)])
+def test_an_ensembles_median_of_differences_is_the_median_of_the_paths_they_make(lags):
+    """The head's point for H steps of differences at `lags`: each member's path from a zero
+    past (the differences undone by hand), their median, differenced again."""
+    k, h, f = 5, 7, 2
+    head = MembersHead(4, h * f, k, steps=h)
+    head.lags = lags
+    out = torch.randn(3, k * h * f, dtype=torch.float64)
+    paths = head.each(out).unflatten(-1, (h, f)).numpy().copy()  # [3, K, H, F]
+    for lag in reversed(lags):
+        for j in range(lag, h):
+            paths[..., j, :] += paths[..., j - lag, :]
+    median = np.median(paths, axis=1)
+    for lag in lags:
+        median = np.concatenate([median[..., :lag, :], median[..., lag:, :] - median[..., :-lag, :]], axis=-2)
+    np.testing.assert_allclose(head.point(out).numpy(), median.reshape(3, h * f), rtol=1e-12, atol=1e-12)
+    head.lags = ()
+    np.testing.assert_allclose(head.point(out).numpy(), np.median(head.each(out).numpy(), axis=1), atol=1e-12)
 
 
 def test_bad_ensemble_input_is_one_line_and_exit_2(ensemble, cli, tmp_path):

@@ -46,6 +46,8 @@ class Forecaster:
 
     def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
         self.path, self.net, self.scaling = path, net, scaling
+        if hasattr(net.head, "lags"):  # an ensemble's median: of its members' paths (`MembersHead`)
+            net.head.lags = scaling.diff.lags
         self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))

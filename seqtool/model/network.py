@@ -155,13 +155,15 @@ class MembersHead(nn.Linear):
     units of the state (`SeqModel` keeps the members apart) and gives its own n_out values.
     Trained by the sum of the members' mean squared (`power` 2) or absolute (1) errors, so
     each member's gradient is the one it would have alone, whatever the optimizer; `point`
-    is their median."""
+    is their median: of their paths where the outputs are `steps` > 1 steps of differences
+    at `lags` (set from the checkpoint's --diff)."""
 
     probabilistic = False
 
-    def __init__(self, hidden: int, n_out: int, members: int, power: int = 2):
+    def __init__(self, hidden: int, n_out: int, members: int, power: int = 2, steps: int = 1):
         super().__init__(hidden, members * n_out)
-        self.members, self.n_out, self.power = members, n_out, power
+        self.members, self.n_out, self.power, self.steps = members, n_out, power, steps
+        self.lags: tuple[int, ...] = ()
 
     def each(self, out: torch.Tensor) -> torch.Tensor:
         """The members' outputs [..., K, n_out]."""
@@ -185,10 +187,39 @@ class MembersHead(nn.Linear):
         return out.flatten(-2) + self.bias
 
     def point(self, out: torch.Tensor) -> torch.Tensor:
-        """The members' median (the mean of the middle two for an even K)."""
-        ranked = self.each(out).sort(dim=-2).values
-        k = self.members
-        return (ranked[..., (k - 1) // 2, :] + ranked[..., k // 2, :]) / 2
+        """The members' median (the mean of the middle two for an even K). Of H-step
+        forecasts of differences, the median of the members' paths (each member's
+        differences integrated over the H steps), given back as the differences of that
+        path: the median of the forecasts of the series, not a sum of medians of steps.
+        Integration is linear and the scaling positive, so it is taken on the network's scale."""
+        each = self.each(out)
+        if not self.lags or self.steps == 1:
+            return _middle(each, -2)
+        paths = _integrated(each.unflatten(-1, (self.steps, -1)), self.lags)  # [..., K, H, F]
+        return _differenced(_middle(paths, -3), self.lags).flatten(-2)
+
+
+def _middle(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The median along `dim` (the mean of the middle two for an even count)."""
+    ranked, k = x.sort(dim=dim).values, x.shape[dim]
+    return (ranked.select(dim, (k - 1) // 2) + ranked.select(dim, k // 2)) / 2
+
+
+def _integrated(d: torch.Tensor, lags: tuple[int, ...]) -> torch.Tensor:
+    """Steps of differences at `lags` in turn [..., H, F] as the path they make from a zero
+    past: each lag undone, the last first (a running sum of every lag-th step)."""
+    for lag in reversed(lags):
+        h = d.shape[-2]
+        padded = nn.functional.pad(d, (0, 0, 0, -h % lag))
+        d = padded.unflatten(-2, (-1, lag)).cumsum(-3).flatten(-3, -2)[..., :h, :]
+    return d
+
+
+def _differenced(path: torch.Tensor, lags: tuple[int, ...]) -> torch.Tensor:
+    """`_integrated` undone: a path [..., H, F] from a zero past as its differences at `lags`."""
+    for lag in lags:
+        path = torch.cat([path[..., :lag, :], path[..., lag:, :] - path[..., :-lag, :]], -2)
+    return path
 
 
 HEADS = {"mse": PointHead, "mae": MedianHead, "gaussian": GaussianHead, "studentt": StudentTHead}
@@ -215,7 +246,7 @@ class SeqModel(nn.Module):
         )
         n_out = config.n_out * config.horizon
         if config.members > 1:
-            self.head = MembersHead(config.width, n_out, config.members, HEADS[config.loss].power)
+            self.head = MembersHead(config.width, n_out, config.members, HEADS[config.loss].power, config.horizon)
         else:
             self.head = HEADS[config.loss](config.hidden, n_out)
         shape = (2 if config.cell == "lstm" else 1, config.layers, 1, config.width)
