@@ -471,6 +471,10 @@ def test_an_ensembles_median_of_differences_is_the_median_of_the_paths_they_make
     np.testing.assert_allclose(head.point(out).numpy(), median.reshape(3, h * f), rtol=1e-12, atol=1e-12)
     head.lags = ()
     np.testing.assert_allclose(head.point(out).numpy(), np.median(head.each(out).numpy(), axis=1), atol=1e-12)
+    long = MembersHead(4, 48, 3, steps=48)  # 48 steps at lags 1,1,1,1: sums of sums, taken in float64
+    long.lags = (1, 1, 1, 1)
+    x = torch.randn(2, 3 * 48)
+    np.testing.assert_allclose(long.point(x).double().numpy(), long.point(x.double()).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_bad_ensemble_input_is_one_line_and_exit_2(ensemble, cli, tmp_path):

@@ -46,7 +46,7 @@ class Forecaster:
 
     def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
         self.path, self.net, self.scaling = path, net, scaling
-        if hasattr(net.head, "lags"):  # an ensemble's median: of its members' paths (`MembersHead`)
+        if hasattr(net.head, "lags"):  # as `build_model` sets it, for training's own network too
             net.head.lags = scaling.diff.lags
         self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
         self.task, self.season = info["task"], info.get("season")

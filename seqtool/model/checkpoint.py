@@ -133,6 +133,8 @@ def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint
     weights = ckpt["weights"] if weights is None else weights
     check_weights(weights, model, damaged, "weights")
     model.load_state_dict(weights)
+    if hasattr(model.head, "lags"):  # an ensemble's median: of its members' paths (`MembersHead.point`)
+        model.head.lags = tuple(int(lag) for lag in ckpt.get("norm", {}).get("lags", ()))
     return model.eval()
 
 

@@ -84,8 +84,6 @@ def export(model_path: str | Path, dest: str | Path) -> Path:
         raise SeqtoolError("export needs the onnx package: pip install onnx (or seqtool[export])") from None
     ckpt = load_checkpoint(model_path)
     model = build_model(ckpt, name=str(model_path))
-    if hasattr(model.head, "lags"):  # an ensemble's median: of its members' paths, as forecasts take it
-        model.head.lags = tuple(int(lag) for lag in ckpt["norm"].get("lags", ()))
     cfg = model.config
     inputs, outputs = names(model)
     x = torch.zeros(1, 2, cfg.n_in)

@@ -195,8 +195,8 @@ class MembersHead(nn.Linear):
         each = self.each(out)
         if not self.lags or self.steps == 1:
             return _middle(each, -2)
-        paths = _integrated(each.unflatten(-1, (self.steps, -1)), self.lags)  # [..., K, H, F]
-        return _differenced(_middle(paths, -3), self.lags).flatten(-2)
+        paths = _integrated(each.unflatten(-1, (self.steps, -1)).double(), self.lags)  # [..., K, H, F]; sums in float64
+        return _differenced(_middle(paths, -3), self.lags).flatten(-2).to(out.dtype)
 
 
 def _middle(x: torch.Tensor, dim: int) -> torch.Tensor:
