@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqtool.data.covariates import FAR  # far from training: warned of as a known value is
 from seqtool.data.scaling import check_magnitude
 from seqtool.data.tables import SeriesTable
 from seqtool.errors import SeqtoolError
 
 MAX_CATEGORIES = 1000  # of one column: each is an input at every step
-FAR = 10.0  # a number this many training spreads from the training mean is warned of (as a known value)
 
 
 @dataclass(frozen=True)

@@ -40,14 +40,14 @@ class Forecaster:
     def of(cls, net, scaling: Scaling, info: dict, name: str = "the model") -> Forecaster:
         """A network in memory (training's own, at the end of a run) as a Forecaster."""
         m = cls.__new__(cls)
+        if hasattr(net.head, "lags"):  # as `build_model` gives a loaded one (`MembersHead.point`)
+            net.head.lags = scaling.diff.lags
         m._setup(net.eval(), scaling, info, name)
         m.calibration = None
         return m
 
     def _setup(self, net, scaling: Scaling, info: dict, path: str) -> None:
         self.path, self.net, self.scaling = path, net, scaling
-        if hasattr(net.head, "lags"):  # as `build_model` sets it, for training's own network too
-            net.head.lags = scaling.diff.lags
         self.x_names, self.y_names = list(info["x_names"]), list(info["y_names"])
         self.task, self.season = info["task"], info.get("season")
         self.time = TimeFeatures.from_dict(info.get("time"))

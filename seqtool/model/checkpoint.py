@@ -134,7 +134,7 @@ def build_model(ckpt: dict, weights: dict | None = None, name: str = "checkpoint
     check_weights(weights, model, damaged, "weights")
     model.load_state_dict(weights)
     if hasattr(model.head, "lags"):  # an ensemble's median: of its members' paths (`MembersHead.point`)
-        model.head.lags = tuple(int(lag) for lag in ckpt.get("norm", {}).get("lags", ()))
+        model.head.lags = tuple(ckpt["norm"].get("lags", ()))  # checked: whole numbers >= 1
     return model.eval()
 
 
